@@ -1,0 +1,63 @@
+"""Scoped registries of bidl-train.
+
+Each is a child of mmengine's root registry of the same kind, so a config with
+``default_scope='bidl_train'`` resolves ``type='LIF'`` here and still falls back
+to mmengine's optimizers, schedulers, loops and hooks. ``locations`` lists the
+modules that register into each registry: building from a config imports them,
+so no import-order tricks are needed.
+"""
+from mmengine.registry import DATASETS as MMENGINE_DATASETS
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import METRICS as MMENGINE_METRICS
+from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
+from mmengine.registry import Registry
+
+SCOPE = 'bidl_train'
+
+#: Neurons, surrogate gradients, layers, backbones, heads, classifiers, losses
+#: and data preprocessors.
+MODELS = Registry(
+    'model',
+    parent=MMENGINE_MODELS,
+    scope=SCOPE,
+    locations=[
+        'bidl_train.neurons', 'bidl_train.layers', 'bidl_train.models',
+        'bidl_train.learning'
+    ])
+
+#: Datasets of every modality.
+DATASETS = Registry(
+    'dataset',
+    parent=MMENGINE_DATASETS,
+    scope=SCOPE,
+    locations=['bidl_train.datasets'])
+
+#: Data transforms: event augmentations, representations, frame transforms.
+TRANSFORMS = Registry(
+    'transform',
+    parent=MMENGINE_TRANSFORMS,
+    scope=SCOPE,
+    locations=['bidl_train.datasets'])
+
+#: Evaluation metrics.
+METRICS = Registry(
+    'metric',
+    parent=MMENGINE_METRICS,
+    scope=SCOPE,
+    locations=['bidl_train.evaluation'])
+
+#: Runner hooks (co-learning, deployment, spike monitoring, NaN guard).
+HOOKS = Registry(
+    'hook',
+    parent=MMENGINE_HOOKS,
+    scope=SCOPE,
+    locations=['bidl_train.engine.hooks'])
+
+#: Local plasticity rules and global-local schedules.
+LEARNING_RULES = Registry(
+    'learning rule', scope=SCOPE, locations=['bidl_train.learning'])
+
+#: Deployment targets (onnx, torchscript, nir, ...).
+DEPLOY_TARGETS = Registry(
+    'deploy target', scope=SCOPE, locations=['bidl_train.deploy'])
