@@ -1,0 +1,23 @@
+"""Spiking neurons: surrogate gradients, fused kernels and neuron modules.
+
+Importing this package registers every neuron and surrogate in
+:data:`bidl_train.registry.MODELS`.
+"""
+from .base import PARAM_SHAPES, BaseNeuron
+from .build import build_module
+from .functional import LIFMultiStep, lif_multistep
+from .lif import LIF
+from .surrogate import (SURROGATE_SHORTCUTS, ATanSurrogate, BaseSurrogate,
+                        ErfSurrogate, FastSigmoidSurrogate, RectangleSurrogate,
+                        SigmoidSurrogate, SurrogateSpike, TriangleSurrogate,
+                        atan_grad, build_surrogate, erf_grad, fast_sigmoid_grad,
+                        heaviside, rectangle_grad, sigmoid_grad, triangle_grad)
+
+__all__ = [
+    'BaseNeuron', 'PARAM_SHAPES', 'build_module', 'LIF', 'LIFMultiStep',
+    'lif_multistep', 'SURROGATE_SHORTCUTS', 'BaseSurrogate', 'SurrogateSpike',
+    'RectangleSurrogate', 'SigmoidSurrogate', 'ATanSurrogate',
+    'TriangleSurrogate', 'FastSigmoidSurrogate', 'ErfSurrogate',
+    'build_surrogate', 'heaviside', 'rectangle_grad', 'sigmoid_grad',
+    'atan_grad', 'triangle_grad', 'fast_sigmoid_grad', 'erf_grad'
+]

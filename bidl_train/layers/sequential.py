@@ -1,0 +1,63 @@
+"""A chain of spiking layers with both execution forms.
+
+``forward(x_seq)`` chains the multi-step forms; ``step(x_t, states)`` chains
+the single-step forms with ``states`` a list holding one state per layer
+(``None`` for a fresh start). Plain torch modules (conv, BN, pooling,
+flatten, dropout, activations) are stateless and are wrapped in
+:class:`TimeFold` automatically; recurrent torch modules keep hidden state
+across steps and are refused.
+"""
+from torch import nn
+
+from bidl_train.errors import ConfigError
+from bidl_train.neurons import build_module
+from bidl_train.registry import MODELS
+from .time_fold import TimeFold
+
+__all__ = ['SpikingSequential']
+
+
+def _as_spiking(spec, index):
+    module = build_module(spec, f'SpikingSequential[{index}]', 'layer')
+    if callable(getattr(module, 'step', None)):
+        return module
+    if isinstance(module, nn.RNNBase):
+        raise ConfigError(
+            f'SpikingSequential[{index}]: {type(module).__name__} keeps '
+            'hidden state across steps and cannot be time-folded; use a '
+            'spiking layer instead')
+    return TimeFold(module)
+
+
+@MODELS.register_module()
+class SpikingSequential(nn.Sequential):
+    """``SpikingSequential(m1, m2, ...)`` or ``SpikingSequential([cfg, ...])``.
+
+    Items are modules or config dicts (``dict(type='Conv2dLif', ...)``,
+    ``dict(type='Flatten')``). From a config:
+    ``dict(type='SpikingSequential', layers=[dict(type='FcLif', ...), ...])``.
+    """
+
+    def __init__(self, *modules, layers=None):
+        if layers is not None:
+            if modules:
+                raise ConfigError('SpikingSequential: give the layers either '
+                                  'as arguments or as layers=[...], not both')
+            modules = tuple(layers)
+        elif len(modules) == 1 and isinstance(modules[0], (list, tuple)):
+            modules = tuple(modules[0])
+        super().__init__(*[_as_spiking(m, i) for i, m in enumerate(modules)])
+
+    def step(self, x_t, state=None):
+        """One step through every layer; ``state`` is a list per layer."""
+        if state is None:
+            state = [None] * len(self)
+        if len(state) != len(self):
+            raise ConfigError(
+                f'SpikingSequential: got {len(state)} layer states for '
+                f'{len(self)} layers')
+        new_state = []
+        for layer, layer_state in zip(self, state):
+            x_t, layer_state = layer.step(x_t, layer_state)
+            new_state.append(layer_state)
+        return x_t, new_state

@@ -1,0 +1,201 @@
+"""Fused multi-step LIF: the whole recurrence over T in one autograd node.
+
+The plain multi-step form builds an autograd graph of ~10 nodes per time step
+and keeps every intermediate of every step alive for backward. This kernel
+runs the forward recurrence without autograd, saves only the integrated
+potentials ``u_t`` (one tensor the size of the input), and computes the
+backward recurrence (BPTT through reset and leak) by hand. Spikes, resets and
+surrogate derivatives are recomputed from ``u_t`` in backward, exactly.
+
+Forward, per step (see :mod:`bidl_train.neurons.lif`):
+
+    u_t = x_t + v_{t-1}              (v_{-1} = 0)
+    s_t = H(u_t - theta)
+    r_t = s_t v0 + (1 - s_t) u_t     (hard)   or   u_t - s_t theta   (soft)
+    v_t = alpha r_t + beta
+
+Output ``y_t``: ``s_t`` (out_mode ``'spike'``) or one of
+``[u_t, u_t - theta, r_t, v_t]`` (out_mode 0..3, LIAF before its activation).
+
+Backward. Let ``gY_t`` be the incoming gradient of ``y_t``, ``sg_t =
+sigma'(u_t - theta)`` the surrogate derivative, and (``detach_reset`` zeroes
+``dr/ds``)
+
+    hard: dr/du = 1 - s_t,  dr/ds = v0 - u_t,   dr/dv0 = s_t
+    soft: dr/du = 1,        dr/ds = -theta,     dr/dtheta = -s_t
+
+Going backwards from ``t = T-1`` with ``gU_T = 0``:
+
+    gV_t = gU_{t+1} + [gY_t if y = v]        (gradient of v_t)
+    gR_t = alpha gV_t + [gY_t if y = r]
+    gS_t = [gY_t if y = s] + gR_t dr/ds
+    gU_t = gR_t dr/du + gS_t sg_t + [gY_t if y = u or u - theta]
+    gX_t = gU_t                               (u_t = x_t + v_{t-1})
+
+and the parameter gradients sum over t (then over broadcast dims):
+
+    g_alpha += gV_t r_t,   g_beta += gV_t,   g_v0 += gR_t dr/dv0 (hard),
+    g_theta += -gS_t sg_t  + gR_t dr/dtheta (soft)  - [gY_t if y = u - theta]
+
+Pure PyTorch: it runs wherever torch does (CPU or CUDA) and needs no
+compiler.
+"""
+import torch
+
+from bidl_train.errors import ConfigError
+
+__all__ = ['lif_multistep', 'LIFMultiStep']
+
+_OUT_MODES = ('spike', 0, 1, 2, 3)
+
+
+def _reduce_to(grad, param):
+    """Sum a full-size gradient down to ``param``'s broadcast shape."""
+    if param.dim() == 0:
+        return grad.sum().to(param.dtype)
+    return grad.sum_to_size(param.shape).to(param.dtype)
+
+
+class LIFMultiStep(torch.autograd.Function):
+    """Autograd function of the fused kernel; use :func:`lif_multistep`."""
+
+    @staticmethod
+    def forward(ctx, x_seq, alpha, beta, theta, v0, derivative, reset,
+                detach_reset, out_mode):
+        hard = reset == 'hard'
+        u_seq = torch.empty_like(x_seq)
+        v = None
+        for t in range(x_seq.shape[0]):
+            u = u_seq[t]
+            if v is None:
+                u.copy_(x_seq[t])
+            else:
+                torch.add(x_seq[t], v, out=u)
+            fired = u > theta
+            if hard:
+                r = torch.where(fired, v0.to(u.dtype), u)
+            else:
+                r = torch.where(fired, u - theta, u)
+            v = torch.addcmul(beta.to(u.dtype), alpha.to(u.dtype), r)
+
+        if out_mode == 'spike':
+            y = (u_seq > theta).to(x_seq.dtype)
+        elif out_mode == 0:
+            y = u_seq.clone()
+        elif out_mode == 1:
+            y = u_seq - theta
+        else:
+            y = _reset_seq(u_seq, theta, v0, hard)
+            if out_mode == 3:
+                y = torch.addcmul(beta.to(y.dtype), alpha.to(y.dtype), y)
+
+        ctx.save_for_backward(u_seq, alpha, beta, theta, v0)
+        ctx.derivative = derivative
+        ctx.hard = hard
+        ctx.detach_reset = detach_reset
+        ctx.out_mode = out_mode
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        u_seq, alpha, beta, theta, v0 = ctx.saved_tensors
+        need_x, need_a, need_b, need_th, need_v0 = ctx.needs_input_grad[:5]
+        hard, out_mode = ctx.hard, ctx.out_mode
+        keep_ds = not ctx.detach_reset
+        dtype = u_seq.dtype
+        a, th, rv = alpha.to(dtype), theta.to(dtype), v0.to(dtype)
+
+        grad_x = torch.empty_like(u_seq) if need_x else None
+        acc = {name: None for name in ('a', 'b', 'th', 'v0')}
+
+        def add(name, value):
+            acc[name] = value if acc[name] is None else acc[name] + value
+
+        g_u_next = None
+        for t in range(u_seq.shape[0] - 1, -1, -1):
+            u = u_seq[t]
+            fired = u > th
+            s = fired.to(dtype)
+            sg = ctx.derivative(u - th)
+            gy = grad_y[t]
+
+            # gradient of v_t: from step t+1 and, if y = v, from the output
+            g_v = g_u_next
+            if out_mode == 3:
+                g_v = gy if g_v is None else g_v + gy
+            # gradient of r_t
+            g_r = None if g_v is None else a * g_v
+            if out_mode == 2:
+                g_r = gy if g_r is None else g_r + gy
+            # gradient of s_t
+            g_s = gy if out_mode == 'spike' else None
+            if g_r is not None and keep_ds:
+                d_rs = (rv - u) if hard else -th
+                g_s = g_r * d_rs if g_s is None else g_s + g_r * d_rs
+            # gradient of u_t
+            g_u = torch.zeros_like(u) if out_mode not in (0, 1) else gy.clone()
+            if g_r is not None:
+                g_u += g_r * (1.0 - s) if hard else g_r
+            g_ssg = None
+            if g_s is not None:
+                g_ssg = g_s * sg
+                g_u += g_ssg
+
+            if need_x:
+                grad_x[t] = g_u
+            if g_v is not None:
+                if need_a:
+                    r = torch.where(fired, rv, u) if hard else u - s * th
+                    add('a', g_v * r)
+                if need_b:
+                    add('b', g_v)
+            if need_th:
+                g_th = torch.zeros_like(u)
+                if g_ssg is not None:
+                    g_th -= g_ssg
+                if not hard and g_r is not None:
+                    g_th -= g_r * s
+                if out_mode == 1:
+                    g_th -= gy
+                add('th', g_th)
+            if need_v0 and hard and g_r is not None:
+                add('v0', g_r * s)
+            g_u_next = g_u
+
+        def finish(name, param, needed):
+            if not needed:
+                return None
+            if acc[name] is None:
+                return torch.zeros_like(param)
+            return _reduce_to(acc[name], param)
+
+        return (grad_x, finish('a', alpha, need_a), finish('b', beta, need_b),
+                finish('th', theta, need_th), finish('v0', v0, need_v0),
+                None, None, None, None)
+
+
+def _reset_seq(u_seq, theta, v0, hard):
+    """``r_t`` for every step at once, from the saved potentials."""
+    fired = u_seq > theta
+    if hard:
+        return torch.where(fired, v0.to(u_seq.dtype), u_seq)
+    return torch.where(fired, u_seq - theta, u_seq)
+
+
+def lif_multistep(x_seq, alpha, beta, theta, v0, derivative, reset='hard',
+                  detach_reset=False, out_mode='spike'):
+    """Run the LIF recurrence over ``x_seq`` (``[T, B, ...]``) in one node.
+
+    ``alpha, beta, theta, v0``: tensors broadcastable to ``x_seq[0]``
+    (scalars, ``(C, 1, 1)`` or per neuron); each gets a gradient when it
+    requires one. ``derivative``: the surrogate derivative as a function of
+    ``u - theta`` (e.g. ``RectangleSurrogate().derivative``).
+    """
+    if out_mode not in _OUT_MODES:
+        raise ConfigError(f'lif_multistep: out_mode must be one of {_OUT_MODES}, '
+                          f'got {out_mode!r}')
+    if reset not in ('hard', 'soft'):
+        raise ConfigError(
+            f"lif_multistep: reset must be 'hard' or 'soft', got {reset!r}")
+    return LIFMultiStep.apply(x_seq, alpha, beta, theta, v0, derivative,
+                              reset, bool(detach_reset), out_mode)

@@ -1,0 +1,233 @@
+"""BIDL's leaky integrate-and-fire neuron (LIF / LIAF).
+
+Per step t, with synaptic input ``x_t`` and stored potential ``v_{t-1}``
+(``v_{-1} = 0``):
+
+1. integrate      ``u = x_t + v_{t-1}``
+2. homeostasis    ``u = BN(u)``                      (only with ``norm_state``)
+3. noise          ``u = u + noise * std(u) * N(0,1)`` (only in training mode)
+4. fire           ``s = H(u - theta)``  (strict ``>``; surrogate backward)
+5. reset          hard ``r = s*v0 + (1-s)*u``  or  soft ``r = u - s*theta``
+                  (``detach_reset``: ``s`` is detached inside the reset)
+6. leak           ``v_t = alpha*r + beta``
+
+Output: ``s`` (``mode='spike'``), or in analog/LIAF mode
+``act([u, u - theta, r, v_t][memb_mode])``.
+
+With ``beta = 0``, ``v0 = 0`` and hard reset this is SpikingJelly's
+``LIFNode(tau, decay_input=False, v_reset=0)`` with ``alpha = 1 - 1/tau``.
+
+The noise scale ``std(u)`` is taken per sample and channel over the spatial
+dims for ``[B, C, ...]`` inputs (as BIDL does for conv layers) and per sample
+over the features for ``[B, N]`` inputs (BIDL takes it over the whole batch
+there; per sample keeps the samples of a batch independent). The noise term
+carries no gradient.
+
+The multi-step form uses the fused kernel of
+:mod:`bidl_train.neurons.functional` whenever the options allow it (no
+``norm_state``, no active noise); otherwise it runs :meth:`LIF.step` in a
+loop. Both give the same numbers and gradients.
+"""
+import math
+
+import torch
+from torch import nn
+
+from bidl_train.errors import ConfigError
+from bidl_train.registry import MODELS
+from .base import BaseNeuron
+from .build import build_module
+from .functional import lif_multistep
+from .surrogate import build_surrogate
+
+__all__ = ['LIF']
+
+_BACKENDS = ('auto', 'fused', 'loop')
+_BATCHNORMS = {1: nn.BatchNorm1d, 2: nn.BatchNorm1d, 3: nn.BatchNorm2d,
+               4: nn.BatchNorm3d}
+
+
+@MODELS.register_module()
+class LIF(BaseNeuron):
+    """BIDL LIF neuron (see the module docstring for the equations).
+
+    Args:
+        alpha (float | Tensor): leak factor in ``[0, 1]``. Default 0.3.
+        beta (float | Tensor): constant added after the leak. Default 0.
+        theta (float | Tensor): firing threshold, ``> 0``. Default 0.5.
+        v0 (float | Tensor): hard-reset potential, ``< theta``. Default 0.
+        reset (str): ``'hard'`` or ``'soft'``.
+        detach_reset (bool): detach the spike inside the reset.
+        surrogate: name, config dict or module (see
+            :func:`~bidl_train.neurons.surrogate.build_surrogate`).
+            Default ``'rectangle'`` (width 1, BIDL's).
+        norm_state (bool): BatchNorm on the membrane (needs
+            ``feature_shape``).
+        noise (float): training noise scale, ``>= 0``.
+        mode (str): ``'spike'`` or ``'analog'`` (LIAF).
+        memb_mode (int): analog output 0: u, 1: u - theta, 2: r, 3: v_t.
+        act: analog-mode activation: a torch or registered module name
+            (``'ReLU'``), a config dict, a module or None (identity).
+        feature_shape (tuple): per-sample input shape, channel first.
+        param_shape (str): ``'layer'``, ``'channel'`` or ``'neuron'``.
+        learnable (tuple | bool): which of alpha, beta, theta, v0 train.
+        backend (str): ``'auto'`` (fused when possible), ``'fused'``
+            (refuse options the kernel does not cover) or ``'loop'``.
+    """
+
+    state_names = ('v', )
+
+    def __init__(self,
+                 alpha=0.3,
+                 beta=0.0,
+                 theta=0.5,
+                 v0=0.0,
+                 reset='hard',
+                 detach_reset=False,
+                 surrogate='rectangle',
+                 norm_state=False,
+                 noise=0.0,
+                 mode='spike',
+                 memb_mode=0,
+                 act='ReLU',
+                 feature_shape=None,
+                 param_shape='layer',
+                 learnable=(),
+                 backend='auto',
+                 name=None):
+        super().__init__(feature_shape, param_shape, learnable, name)
+        label = self._label
+        if reset not in ('hard', 'soft'):
+            raise ConfigError(
+                f"{label}: reset must be 'hard' or 'soft', got {reset!r}")
+        if mode not in ('spike', 'analog'):
+            raise ConfigError(
+                f"{label}: mode must be 'spike' or 'analog', got {mode!r}")
+        if isinstance(memb_mode, bool) or memb_mode not in (0, 1, 2, 3):
+            raise ConfigError(
+                f'{label}: memb_mode must be 0 (u), 1 (u - theta), 2 (reset '
+                f'r) or 3 (v_t), got {memb_mode!r}')
+        if not isinstance(noise, (int, float)) or isinstance(noise, bool) \
+                or not noise >= 0 or not math.isfinite(noise):
+            raise ConfigError(
+                f'{label}: noise must be a finite number >= 0, got {noise!r}')
+        if backend not in _BACKENDS:
+            raise ConfigError(
+                f'{label}: backend must be one of {_BACKENDS}, got '
+                f'{backend!r}')
+        if norm_state and backend == 'fused':
+            raise ConfigError(
+                f"{label}: backend='fused' does not cover norm_state; use "
+                "backend='auto' or 'loop'")
+        self.reset = reset
+        self.detach_reset = bool(detach_reset)
+        self.mode = mode
+        self.memb_mode = int(memb_mode)
+        self.noise = float(noise)
+        self.backend = backend
+
+        for pname, value in (('alpha', alpha), ('beta', beta),
+                             ('theta', theta), ('v0', v0)):
+            self.add_neuron_param(pname, value)
+        self._check_ranges()
+
+        self.surrogate = build_surrogate(surrogate, owner=label)
+        self.act = None
+        if mode == 'analog' and act is not None:
+            self.act = build_module(act, label, 'activation')
+        self.norm = None
+        if norm_state:
+            if self.feature_shape is None or self.feature_shape[0] is None:
+                raise ConfigError(
+                    f'{label}: norm_state needs feature_shape (channel first)'
+                    ' so the membrane BatchNorm knows its channel count')
+            self.norm = _BATCHNORMS[len(self.feature_shape)](
+                self.feature_shape[0])
+
+    def param_names(self):
+        return ('alpha', 'beta', 'theta', 'v0')
+
+    def _check_ranges(self):
+        label = self._label
+        alpha, theta, v0 = self.alpha, self.theta, self.v0
+        if alpha.min() < 0 or alpha.max() > 1:
+            raise ConfigError(
+                f'{label}: alpha (leak factor) must lie in [0, 1], got '
+                f'values in [{alpha.min().item()}, {alpha.max().item()}]')
+        if not theta.min() > 0:
+            raise ConfigError(
+                f'{label}: theta (threshold) must be > 0, got a minimum of '
+                f'{theta.min().item()}')
+        if self.reset == 'hard' and not (v0 < theta).all():
+            raise ConfigError(
+                f'{label}: with hard reset v0 ({v0.max().item()}) must be '
+                f'below theta ({theta.min().item()}), else a reset neuron '
+                'fires forever')
+
+    # ------------------------------------------------------------------
+    def init_state(self, x_t):
+        """``v_{-1} = 0`` shaped like one input step."""
+        return {'v': torch.zeros_like(x_t)}
+
+    def _noisy(self, u):
+        if not (self.training and self.noise > 0):
+            return u
+        with torch.no_grad():
+            dims = tuple(range(2, u.dim())) if u.dim() > 2 else (1, )
+            scale = u.std(dim=dims, keepdim=True, correction=0) * self.noise
+            jitter = torch.randn_like(u) * scale
+        return u + jitter
+
+    def step(self, x_t, state=None):
+        """One step of the equations; ``state = {'v': v_{t-1}}``."""
+        if state is None:
+            state = self.init_state(x_t)
+        u = x_t + state['v']
+        if self.norm is not None:
+            u = self.norm(u)
+        u = self._noisy(u)
+        s = self.surrogate(u - self.theta)
+        s_reset = s.detach() if self.detach_reset else s
+        if self.reset == 'hard':
+            r = s_reset * self.v0 + (1.0 - s_reset) * u
+        else:
+            r = u - s_reset * self.theta
+        v = self.alpha * r + self.beta
+        if self.mode == 'spike':
+            y = s
+        else:
+            y = (u, u - self.theta, r, v)[self.memb_mode]
+            if self.act is not None:
+                y = self.act(y)
+        return y, {'v': v}
+
+    # ------------------------------------------------------------------
+    def uses_fused(self):
+        """Whether the multi-step form runs the fused kernel right now."""
+        if self.backend == 'loop' or self.norm is not None:
+            return False
+        if self.training and self.noise > 0:
+            if self.backend == 'fused':
+                raise ConfigError(
+                    f"{self._label}: backend='fused' does not cover training "
+                    "noise; use backend='auto' or 'loop'")
+            return False
+        return True
+
+    def forward(self, x_seq):
+        self.check_sequence(x_seq)
+        if not self.uses_fused():
+            return super().forward(x_seq)
+        out_mode = 'spike' if self.mode == 'spike' else self.memb_mode
+        y = lif_multistep(x_seq, self.alpha, self.beta, self.theta, self.v0,
+                          self.surrogate.derivative, self.reset,
+                          self.detach_reset, out_mode)
+        if self.act is not None:
+            y = self.act(y)
+        return y
+
+    def extra_repr(self):
+        return (f'reset={self.reset!r}, detach_reset={self.detach_reset}, '
+                f'mode={self.mode!r}, memb_mode={self.memb_mode}, '
+                f'noise={self.noise}, backend={self.backend!r}, ' +
+                super().extra_repr())
