@@ -1,0 +1,99 @@
+"""Transforms that turn ``results['events']`` into ``results['inputs']``.
+
+They read the event array from ``results['events']`` and the sensor size
+``(H, W)`` from ``results['sensor_size']`` (set by every event dataset) unless
+``sensor_size`` is given, and write a float32 numpy array ``[T, 2, H, W]`` to
+``results['inputs']``. The equations are in
+:mod:`bidl_train.datasets.representations`.
+"""
+from bidl_train.errors import DataError
+from bidl_train.registry import TRANSFORMS
+
+from ..representations import (SPLIT_BY, events_to_frames,
+                               events_to_time_surface, events_to_voxel_grid)
+
+
+def _events_and_size(results, sensor_size, name):
+    if 'events' not in results:
+        raise DataError(f'{name} needs results["events"]; put it before any '
+                        'transform that consumes the events')
+    size = sensor_size if sensor_size is not None else results.get(
+        'sensor_size')
+    if size is None:
+        raise DataError(f'{name}: the dataset set no "sensor_size"; pass '
+                        'sensor_size=(H, W) to the transform')
+    return results['events'], size
+
+
+@TRANSFORMS.register_module()
+class EventFrames:
+    """Integrate events into count frames.
+
+    Args:
+        T: number of frames (None with ``duration`` = as many as needed).
+        split_by: ``'number'`` or ``'time'``.
+        size: output spatial size, int or (H, W); None keeps the sensor's.
+        duration: fixed frame duration in us (overrides ``split_by``).
+        sensor_size: (H, W) of the coordinates; default from the results.
+    """
+
+    def __init__(self, T=16, split_by='number', size=None, duration=None,
+                 sensor_size=None):
+        if split_by not in SPLIT_BY:
+            raise DataError(f'EventFrames: split_by must be one of '
+                            f'{SPLIT_BY}, got {split_by!r}')
+        if T is None and duration is None:
+            raise DataError('EventFrames: give T, duration or both')
+        self.T, self.split_by, self.size = T, split_by, size
+        self.duration, self.sensor_size = duration, sensor_size
+
+    def __call__(self, results):
+        events, size = _events_and_size(results, self.sensor_size,
+                                        'EventFrames')
+        results['inputs'] = events_to_frames(events, size, self.T,
+                                             self.split_by, self.duration,
+                                             self.size)
+        return results
+
+    def __repr__(self):
+        return (f'EventFrames(T={self.T}, split_by={self.split_by!r}, '
+                f'size={self.size}, duration={self.duration})')
+
+
+@TRANSFORMS.register_module()
+class VoxelGrid:
+    """Voxel grid with bilinear interpolation in time (``T`` bins)."""
+
+    def __init__(self, T=16, size=None, sensor_size=None):
+        self.T, self.size, self.sensor_size = T, size, sensor_size
+
+    def __call__(self, results):
+        events, size = _events_and_size(results, self.sensor_size,
+                                        'VoxelGrid')
+        results['inputs'] = events_to_voxel_grid(events, size, self.T,
+                                                 self.size)
+        return results
+
+    def __repr__(self):
+        return f'VoxelGrid(T={self.T}, size={self.size})'
+
+
+@TRANSFORMS.register_module()
+class TimeSurface:
+    """Exponential time surfaces at the end of each of ``T`` segments."""
+
+    def __init__(self, T=16, tau=50_000, split_by='time', size=None,
+                 sensor_size=None):
+        self.T, self.tau, self.split_by = T, tau, split_by
+        self.size, self.sensor_size = size, sensor_size
+
+    def __call__(self, results):
+        events, size = _events_and_size(results, self.sensor_size,
+                                        'TimeSurface')
+        results['inputs'] = events_to_time_surface(
+            events, size, self.T, self.tau, self.split_by, self.size)
+        return results
+
+    def __repr__(self):
+        return (f'TimeSurface(T={self.T}, tau={self.tau}, '
+                f'split_by={self.split_by!r}, size={self.size})')

@@ -1,0 +1,230 @@
+"""DVS128 Gesture layout reading, caching, and the synthetic gesture set."""
+import os
+
+import numpy as np
+import pytest
+import torch
+from mmengine.dataset import default_collate
+
+from bidl_train.datasets import DVS128Gesture, SyntheticGesture
+from bidl_train.datasets.io import make_events, read_events, write_aedat31
+from bidl_train.datasets.synthetic.gestures import (class_orders,
+                                                    make_synthetic_gestures)
+from bidl_train.errors import DataError
+from bidl_train.registry import DATASETS
+
+REP = dict(type='EventFrames', T=2, split_by='number')
+
+
+def write_recording(root, name, windows, extra=()):
+    """One recording; ``windows`` = [(class, start, end, n_events)].
+
+    Events are spread inside each window, one exactly at ``start`` (in) and
+    one exactly at ``end`` (out, counted by nobody unless another window
+    covers it)."""
+    t, labels = list(extra), []
+    for cls, start, end, n in windows:
+        t += [start] + list(np.linspace(start + 1, end - 1, n - 1).astype(int))
+        t.append(end)  # outside this window
+        labels.append(f'{cls},{start},{end}\n')
+    t = np.sort(np.array(t))
+    ev = make_events(t, t % 128, (t // 7) % 128, t % 2)
+    write_aedat31(os.path.join(root, name + '.aedat'), ev)
+    with open(os.path.join(root, name + '_labels.csv'), 'w') as f:
+        f.write('class,startTime_usec,endTime_usec\n' + ''.join(labels))
+
+
+@pytest.fixture
+def gesture_root(tmp_path):
+    root = tmp_path / 'DvsGesture'
+    root.mkdir()
+    # class 3 twice in one recording; windows with 10, 20, 30 events
+    write_recording(root, 'user01_lab', [(3, 1000, 2000, 10),
+                                         (5, 3000, 4000, 20),
+                                         (3, 5000, 6000, 30)])
+    write_recording(root, 'user02_led', [(1, 100, 200, 5)])
+    write_recording(root, 'user24_natural', [(11, 10, 90, 7)])
+    (root / 'trials_to_train.txt').write_text(
+        'user01_lab.aedat\nuser02_led.aedat\n\n')
+    (root / 'trials_to_test.txt').write_text('user24_natural.aedat\n')
+    return root
+
+
+def test_samples_labels_and_windows(gesture_root):
+    ds = DVS128Gesture(gesture_root, 'train', representation=REP,
+                       cache=False)
+    assert len(ds) == 4
+    assert [ds.get_label(i) for i in range(4)] == [2, 4, 2, 0]
+    per_rec = [os.path.basename(r['path']) for r in ds.records]
+    assert per_rec.count('user01_lab.aedat') == 3
+    assert len(ds.metainfo['classes']) == 11
+    counts = [ds[i]['inputs'].sum().item() for i in range(4)]
+    assert counts == [10, 20, 30, 5]   # start in, end out
+    sample = ds[1]
+    assert sample['inputs'].dtype == torch.float32
+    assert sample['inputs'].shape == (2, 2, 128, 128)
+    assert sample['label'] == 4
+    batch = default_collate([ds[0], ds[1]])
+    assert batch['inputs'].shape == (2, 2, 2, 128, 128)
+    test = DVS128Gesture(gesture_root.parent, 'test', representation=REP,
+                         cache=False)  # parent of DvsGesture/ works too
+    assert len(test) == 1 and test.get_label(0) == 10
+
+
+def test_cache_reuse_and_invalidation(gesture_root, tmp_path, monkeypatch):
+    cache_dir = tmp_path / 'cache'
+    first = DVS128Gesture(gesture_root, 'train', representation=REP,
+                          cache_dir=cache_dir)
+    entries = os.listdir(cache_dir)
+    assert len(entries) == 1
+    want = [first[i]['inputs'] for i in range(len(first))]
+
+    # reuse: building again must not prepare anything
+    def no_build(self, events):
+        raise AssertionError('cache was rebuilt')
+
+    monkeypatch.setattr(DVS128Gesture, '_prepare', no_build)
+    again = DVS128Gesture(gesture_root, 'train', representation=REP,
+                          cache_dir=cache_dir)
+    for i, w in enumerate(want):
+        assert torch.equal(again[i]['inputs'], w)
+
+    monkeypatch.undo()
+    # the cache files are the representation output, not something else
+    uncached = DVS128Gesture(gesture_root, 'train', representation=REP,
+                             cache=False)
+    for i, w in enumerate(want):
+        assert torch.equal(uncached[i]['inputs'], w)
+
+    # other parameters -> other entry
+    DVS128Gesture(gesture_root, 'train', representation=dict(REP, T=3),
+                  cache_dir=cache_dir)
+    assert len(os.listdir(cache_dir)) == 2
+    # a changed source file -> other entry
+    write_recording(gesture_root, 'user02_led', [(1, 100, 200, 6)])
+    changed = DVS128Gesture(gesture_root, 'train', representation=REP,
+                            cache_dir=cache_dir)
+    assert len(os.listdir(cache_dir)) == 3
+    assert changed[3]['inputs'].sum().item() == 6
+
+
+def test_incomplete_cache_is_rebuilt(gesture_root, tmp_path):
+    ds = DVS128Gesture(gesture_root, 'train', representation=REP,
+                       cache_dir=tmp_path / 'c')
+    os.remove(os.path.join(ds._cache.dir, 'index.json'))
+    os.remove(os.path.join(ds._cache.dir, '000001.npy'))
+    again = DVS128Gesture(gesture_root, 'train', representation=REP,
+                          cache_dir=tmp_path / 'c')
+    assert again[1]['inputs'].sum().item() == 20
+
+
+def test_default_cache_location(gesture_root):
+    DVS128Gesture(gesture_root, 'test', representation=REP)
+    assert os.path.isdir(gesture_root / '.cache')
+
+
+def test_event_pipeline_without_representation(gesture_root):
+    ds = DVS128Gesture(gesture_root, 'train', representation=None,
+                       pipeline=[dict(type='EventFrames', T=1, size=32)],
+                       cache=False)
+    assert ds[2]['inputs'].shape == (1, 2, 32, 32)
+    assert ds[2]['inputs'].sum().item() == 30
+    bare = DVS128Gesture(gesture_root, 'train', representation=None,
+                         cache=False)
+    with pytest.raises(DataError, match='pipeline'):
+        bare[0]
+
+
+def test_missing_root_explains_where_data_comes_from(tmp_path):
+    with pytest.raises(DataError) as info:
+        DVS128Gesture(tmp_path / 'nowhere', 'train')
+    msg = str(info.value)
+    assert 'IBM' in msg and 'trials_to_train.txt' in msg
+    assert 'nowhere' in msg
+
+
+def test_bad_label_rows(gesture_root):
+    (gesture_root / 'user02_led_labels.csv').write_text(
+        'class,startTime_usec,endTime_usec\n12,1,2\n')
+    with pytest.raises(DataError, match='line 2.*class 12') as info:
+        DVS128Gesture(gesture_root, 'train', cache=False)
+    assert 'user02_led_labels.csv' in str(info.value)
+    os.remove(gesture_root / 'user02_led.aedat')
+    with pytest.raises(DataError, match='missing'):
+        DVS128Gesture(gesture_root, 'train', cache=False)
+
+
+SMALL = dict(users_train=2, users_test=1, conditions=2)
+
+
+def quadrant_sequence(events, num_positions=4):
+    """Positions of the ON bursts in time order, from event centroids
+    (independent of the generator: bursts are 1 ms bins with >= 10 ON
+    events, merged when at most 2 ms apart; sparse noise stays below)."""
+    on = events[events['p'] == 1]
+    bins = (on['t'] - on['t'][0]) // 1000
+    counts = np.bincount(bins)
+    busy = np.flatnonzero(counts >= 10)
+    groups = np.split(busy, np.flatnonzero(np.diff(busy) > 3) + 1)
+    seq = []
+    for g in groups:
+        chunk = on[(bins >= g[0]) & (bins <= g[-1])]
+        ang = np.arctan2(chunk['y'].mean() - 64, chunk['x'].mean() - 64)
+        k = int(np.round((ang + 0.75 * np.pi) / (2 * np.pi / num_positions)))
+        seq.append(k % num_positions)
+    return seq
+
+
+def test_synthetic_gestures_layout_order_and_balance(tmp_path):
+    root = tmp_path / 'syn'
+    info = make_synthetic_gestures(root, num_classes=4, **SMALL)
+    assert info['classes'][0] == 'cycle 0-1-2-3'
+    train = DVS128Gesture(root, 'train', classes=info['classes'], cache=False,
+                          representation=REP)
+    assert len(train) == 2 * 2 * 4
+    labels = [train.get_label(i) for i in range(len(train))]
+    assert sorted(labels) == sorted(list(range(4)) * 4)
+    orders = class_orders(4)
+    assert orders[1] == (0, 3, 2, 1)  # reverse of class 0
+    for i, rec in enumerate(train.records):
+        start, end = rec['window']
+        ev = read_events(rec['path'])
+        ev = ev[(ev['t'] >= start) & (ev['t'] < end)]
+        assert 1000 < len(ev) < 20000
+        seq = quadrant_sequence(ev)
+        order = orders[rec['label']]
+        first = order.index(seq[0])
+        # the sequence follows the class order cyclically from a start
+        assert seq == [order[(first + k) % 4] for k in range(len(seq))]
+        # every position appears equally often (2 cycles)
+        assert sorted(seq) == sorted([0, 1, 2, 3] * 2)
+
+
+def test_synthetic_generation_is_deterministic(tmp_path):
+    make_synthetic_gestures(tmp_path / 'a', **SMALL)
+    make_synthetic_gestures(tmp_path / 'b', **SMALL)
+    names = sorted(os.listdir(tmp_path / 'a'))
+    assert names == sorted(os.listdir(tmp_path / 'b'))
+    for n in names:
+        assert (tmp_path / 'a' / n).read_bytes() == \
+            (tmp_path / 'b' / n).read_bytes()
+
+
+def test_synthetic_dataset_from_registry(tmp_path):
+    root = tmp_path / 'demo'
+    ds = DATASETS.build(dict(type='SyntheticGesture', data_root=str(root),
+                             split='test', **SMALL))
+    assert len(ds) == 1 * 2 * 4
+    assert ds.metainfo['synthetic'] and len(ds.metainfo['classes']) == 4
+    x = ds[0]['inputs']
+    assert x.shape == (16, 2, 32, 32) and x.dtype == torch.float32
+    assert os.path.isfile(root / 'synthetic.json')
+    # existing data with the same options is reused, not regenerated
+    mtime = os.stat(root / 'user03_fluorescent.aedat').st_mtime_ns
+    SyntheticGesture(root, split='test', **SMALL)
+    assert os.stat(root / 'user03_fluorescent.aedat').st_mtime_ns == mtime
+    # a non-empty foreign folder is refused
+    (tmp_path / 'real').mkdir()
+    (tmp_path / 'real' / 'x.txt').write_text('mine')
+    with pytest.raises(DataError, match='refusing'):
+        SyntheticGesture(tmp_path / 'real')
