@@ -55,7 +55,19 @@ from mmengine.dataset import Compose
 from torch.utils.data import Dataset
 
 from bidl_train.errors import DataError
-from bidl_train.registry import DATASETS
+from bidl_train.registry import DATASETS, TRANSFORMS
+
+
+def _compose(pipeline):
+    """Compose transforms, building config dicts from OUR registry.
+
+    (mmengine's ``Compose`` builds dicts from its root registry, which only
+    finds our names when a default scope is set.)
+    """
+    return Compose([
+        TRANSFORMS.build(t) if isinstance(t, dict) else t
+        for t in (pipeline or [])
+    ])
 
 PAD_ID = 0
 VOCAB_FORMAT = 'bidl_train.vocabulary.v1'
@@ -215,7 +227,7 @@ class _TokenSequenceDataset(Dataset):
         self.max_len = int(max_len)
         self.pad_side = pad_side
         self.truncate_side = truncate_side
-        self.pipeline = Compose(list(pipeline or []))
+        self.pipeline = _compose(pipeline)
 
     @property
     def metainfo(self):
