@@ -41,6 +41,10 @@ import torch
 from mmengine.dataset import Compose
 from torch.utils.data import Dataset
 
+# Imported for its side effect: registers the volume transforms, so that a
+# pipeline of config dicts resolves them even before the registry's
+# ``locations`` list this module.
+import bidl_train.datasets.transforms.volume  # noqa: F401
 from bidl_train.errors import DataError
 from bidl_train.registry import DATASETS, TRANSFORMS
 
