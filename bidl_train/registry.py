@@ -61,3 +61,23 @@ LEARNING_RULES = Registry(
 #: Deployment targets (onnx, torchscript, nir, ...).
 DEPLOY_TARGETS = Registry(
     'deploy target', scope=SCOPE, locations=['bidl_train.deploy'])
+
+# ---------------------------------------------------------------------------
+# Pass-through registries. They hold nothing of ours: with
+# ``default_scope='bidl_train'`` mmengine looks for a 'bidl_train' child of
+# every registry it builds from (optimizers, schedulers, samplers, ...) and
+# warns when there is none. These empty children make the lookup succeed and
+# fall through to mmengine's own entries.
+# ---------------------------------------------------------------------------
+from mmengine import registry as _mm  # noqa: E402
+
+_PASS_THROUGH = ('RUNNERS', 'RUNNER_CONSTRUCTORS', 'LOOPS', 'DATA_SAMPLERS',
+                 'OPTIMIZERS', 'OPTIM_WRAPPERS', 'OPTIM_WRAPPER_CONSTRUCTORS',
+                 'PARAM_SCHEDULERS', 'MODEL_WRAPPERS', 'WEIGHT_INITIALIZERS',
+                 'VISUALIZERS', 'VISBACKENDS', 'LOG_PROCESSORS', 'EVALUATOR',
+                 'FUNCTIONS', 'INFERENCERS', 'TASK_UTILS', 'STRATEGIES')
+PASS_THROUGH_REGISTRIES = {
+    name: Registry(getattr(_mm, name).name, parent=getattr(_mm, name),
+                   scope=SCOPE)
+    for name in _PASS_THROUGH if hasattr(_mm, name)
+}

@@ -1,0 +1,11 @@
+"""Backbones, heads, classifiers, losses and the data preprocessor."""
+from .backbones import *  # noqa: F401,F403
+from .classifiers import SpikingClassifier
+from .data_preprocessor import SpikingDataPreprocessor
+from .heads import *  # noqa: F401,F403
+from .losses import BCEWithLogitsLoss, CrossEntropyLoss
+
+__all__ = [
+    'SpikingClassifier', 'SpikingDataPreprocessor', 'CrossEntropyLoss',
+    'BCEWithLogitsLoss'
+]

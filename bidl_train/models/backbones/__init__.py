@@ -1,0 +1,3 @@
+from .conv_lif import ConvLifNet
+
+__all__ = ['ConvLifNet']

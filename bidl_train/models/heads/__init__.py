@@ -1,0 +1,3 @@
+from .cls_head import SpikingClsHead
+
+__all__ = ['SpikingClsHead']

@@ -1,0 +1,106 @@
+"""``bidl-test CONFIG CHECKPOINT``: evaluate a checkpoint on the test split."""
+import argparse
+import json
+import math
+import os
+import os.path as osp
+
+from bidl_train.errors import ConfigError
+
+from .common import add_cfg_options, load_config, user_errors
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog='bidl-test', description='Evaluate a trained checkpoint')
+    parser.add_argument('config', help='config file (.py or .yaml)')
+    parser.add_argument('checkpoint', help='checkpoint file (.pth)')
+    parser.add_argument(
+        '--work-dir',
+        help='where the test log goes (default work_dirs/<config stem>)')
+    parser.add_argument(
+        '--out',
+        help='write all metrics as JSON here (default '
+        '<work-dir>/test_metrics.json)')
+    add_cfg_options(parser)
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none')
+    parser.add_argument('--local-rank', '--local_rank', type=int, default=0,
+                        help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def format_metrics(metrics, class_names=None):
+    """A readable multi-line summary of the metric dict."""
+    lines = []
+    scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+    width = max((len(k) for k in scalars), default=0)
+    for key, value in scalars.items():
+        lines.append(f'{key:<{width}}  {value:.4f}')
+    per_class = metrics.get('per_class_accuracy')
+    if per_class:
+        lines.append('per-class accuracy (%):')
+        for i, acc in enumerate(per_class):
+            name = class_names[i] if class_names and i < len(
+                class_names) else str(i)
+            shown = 'n/a (no sample)' if math.isnan(acc) else f'{acc:.2f}'
+            lines.append(f'  {i:>3} {name:<24} {shown}')
+    confusion = metrics.get('confusion_matrix')
+    if confusion:
+        lines.append('confusion matrix (rows: true, columns: predicted):')
+        cell = max(len(str(v)) for row in confusion for v in row) + 1
+        for row in confusion:
+            lines.append('  ' + ''.join(f'{v:>{cell}}' for v in row))
+    return '\n'.join(lines)
+
+
+def _nan_to_none(value):
+    """JSON has no NaN: classes without samples are written as null."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan_to_none(v) for v in value]
+    return value
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    with user_errors('bidl-test'):
+        from bidl_train.engine import build_runner
+        from bidl_train.evaluation import to_serialisable
+        cfg = load_config(args.config, args.cfg_options)
+        if not osp.isfile(args.checkpoint):
+            raise ConfigError(f'checkpoint {args.checkpoint} does not exist')
+        if cfg.get('test_dataloader') is None or cfg.get(
+                'test_evaluator') is None:
+            raise ConfigError(
+                f'{args.config} has no test_dataloader/test_evaluator; add '
+                'them (most configs reuse the validation settings)')
+        cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
+            'work_dirs',
+            osp.splitext(osp.basename(args.config))[0])
+        cfg.load_from = args.checkpoint
+        cfg.resume = False
+        cfg.launcher = args.launcher
+        runner = build_runner(cfg)
+        metrics = to_serialisable(runner.test())
+        if runner.rank != 0:
+            return
+        classes = (getattr(runner.test_dataloader.dataset, 'metainfo', None)
+                   or {}).get('classes')
+        print(format_metrics(metrics, classes))
+        out = args.out or osp.join(cfg.work_dir, 'test_metrics.json')
+        os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+        with open(out, 'w') as f:
+            json.dump(
+                dict(config=args.config, checkpoint=args.checkpoint,
+                     metrics=_nan_to_none(metrics)), f, indent=2)
+        print(f'metrics written to {out}')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,92 @@
+"""``bidl-train CONFIG``: train a model from a config file."""
+import argparse
+import os.path as osp
+
+from bidl_train.errors import ConfigError
+
+from .common import add_cfg_options, load_config, user_errors
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog='bidl-train', description='Train a spiking network from a config')
+    parser.add_argument('config', help='config file (.py or .yaml)')
+    parser.add_argument(
+        '--work-dir',
+        help='where logs and checkpoints go (default work_dirs/<config stem>)')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        const='auto',
+        help='resume training: "auto" (the default when the flag is given '
+        'alone) continues from the work dir\'s last_checkpoint; or a path')
+    parser.add_argument(
+        '--amp', action='store_true', help='mixed precision (CUDA only)')
+    parser.add_argument(
+        '--no-validate',
+        action='store_true',
+        help='skip validation during training')
+    add_cfg_options(parser)
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher for distributed training')
+    parser.add_argument('--seed', type=int, help='random seed')
+    parser.add_argument(
+        '--deterministic',
+        action='store_true',
+        help='deterministic algorithms (bit-identical reruns on CPU)')
+    # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK
+    parser.add_argument('--local-rank', '--local_rank', type=int, default=0,
+                        help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def merge_args(cfg, args):
+    """Fold the command-line options into the config."""
+    if args.work_dir:
+        cfg.work_dir = args.work_dir
+    elif not cfg.get('work_dir'):
+        cfg.work_dir = osp.join('work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume:
+        cfg.resume = True
+        cfg.load_from = args.resume
+    if args.amp:
+        import torch
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                '--amp needs a CUDA GPU (mmengine\'s AmpOptimWrapper is '
+                'GPU-only); drop --amp to train in float32 on the CPU')
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if args.no_validate:
+        cfg.val_cfg = None
+        cfg.val_dataloader = None
+        cfg.val_evaluator = None
+    cfg.launcher = args.launcher
+    if args.seed is not None or args.deterministic:
+        randomness = dict(cfg.get('randomness') or {})
+        if args.seed is not None:
+            randomness['seed'] = args.seed
+        if args.deterministic:
+            randomness['deterministic'] = True
+        cfg.randomness = randomness
+    return cfg
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    with user_errors('bidl-train'):
+        from bidl_train.engine import build_runner
+        cfg = merge_args(load_config(args.config, args.cfg_options), args)
+        runner = build_runner(cfg)
+        runner.train()
+
+
+if __name__ == '__main__':
+    main()

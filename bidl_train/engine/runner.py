@@ -1,0 +1,55 @@
+"""Build an mmengine Runner from a bidl-train config.
+
+The one place where the framework's run-time patches are applied before the
+Runner exists: safe checkpoint loading and CPU-capable distributed set-up.
+"""
+import difflib
+
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+from bidl_train.errors import ConfigError
+
+from .checkpoint import install_safe_loader
+from .dist import setup_cpu_distributed
+
+#: Top-level config keys the Runner or bidl-train reads. Any other key is a
+#: typo until proven otherwise (mmengine ignores unknown keys silently).
+KNOWN_TOP_LEVEL_KEYS = {
+    'model', 'work_dir', 'train_dataloader', 'val_dataloader',
+    'test_dataloader', 'train_cfg', 'val_cfg', 'test_cfg', 'auto_scale_lr',
+    'optim_wrapper', 'param_scheduler', 'val_evaluator', 'test_evaluator',
+    'default_hooks', 'custom_hooks', 'data_preprocessor', 'load_from',
+    'resume', 'launcher', 'env_cfg', 'log_processor', 'log_level',
+    'visualizer', 'default_scope', 'randomness', 'experiment_name', 'cfg',
+    'model_wrapper_cfg', 'find_unused_parameters', 'sync_bn', 'compile',
+    'strategy', 'vis_backends', 'colearning', 'deploy', 'dataset_type',
+    'data_root', 'num_classes', 'num_steps', 'input_size', 'train_pipeline',
+    'test_pipeline', 'val_pipeline', 'representation'
+}
+
+
+def check_top_level_keys(cfg):
+    """Refuse misspelt top-level keys, naming the closest known key.
+
+    Keys starting with an underscore are private helpers of a config and are
+    allowed, as are all keys listed in ``KNOWN_TOP_LEVEL_KEYS``.
+    """
+    for key in cfg.keys():
+        if key.startswith('_') or key in KNOWN_TOP_LEVEL_KEYS:
+            continue
+        close = difflib.get_close_matches(key, KNOWN_TOP_LEVEL_KEYS, n=1)
+        hint = f'; did you mean {close[0]!r}?' if close else (
+            '; prefix private helper variables with "_"')
+        raise ConfigError(f'unknown top-level config key {key!r}{hint}')
+
+
+def build_runner(cfg: Config) -> Runner:
+    """Apply the framework's patches and build the Runner."""
+    check_top_level_keys(cfg)
+    install_safe_loader()
+    launcher = cfg.get('launcher', 'none')
+    wrapper = setup_cpu_distributed(launcher)
+    if wrapper is not None and cfg.get('model_wrapper_cfg') is None:
+        cfg.model_wrapper_cfg = wrapper
+    return Runner.from_cfg(cfg)

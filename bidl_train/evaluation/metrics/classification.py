@@ -1,0 +1,122 @@
+"""Classification metrics computed from the classifier's predictions.
+
+``SpikingClassifier.predict`` returns one dict per sample with ``pred_score``
+(class probabilities), ``gt_label`` and ``firing_rates``. The metrics collect
+those per sample (mmengine gathers them across ranks, each sample once) and
+reduce them at the end of the epoch.
+"""
+import numpy as np
+import torch
+from mmengine.evaluator import BaseMetric
+
+from bidl_train.errors import ConfigError
+from bidl_train.registry import METRICS
+
+
+@METRICS.register_module()
+class Accuracy(BaseMetric):
+    """Top-k accuracy, per-class accuracy and the confusion matrix.
+
+    Returns ``accuracy/top{k}`` (percent) for each k, and as non-scalar
+    entries ``per_class_accuracy`` (percent per class, NaN for classes with
+    no sample) and ``confusion_matrix`` (rows: true class, columns: predicted).
+
+    Args:
+        topk (int | tuple[int]): the k values. k larger than the number of
+            classes is reported as 100 %.
+        num_classes (int, optional): defaults to the length of the dataset's
+            ``classes`` or the score size.
+    """
+    default_prefix = ''
+
+    def __init__(self, topk=(1, 5), num_classes=None, collect_device='cpu',
+                 prefix=None):
+        super().__init__(collect_device=collect_device, prefix=prefix)
+        self.topk = (topk, ) if isinstance(topk, int) else tuple(topk)
+        if not self.topk or min(self.topk) < 1:
+            raise ConfigError(f'Accuracy: topk must be >= 1, got {topk}')
+        self.num_classes = num_classes
+
+    def process(self, data_batch, data_samples):
+        for sample in data_samples:
+            if 'gt_label' not in sample:
+                raise ConfigError(
+                    'Accuracy needs ground-truth labels; the dataset of this '
+                    'split yields samples without "label"')
+            self.results.append(
+                dict(score=np.asarray(sample['pred_score'], dtype=np.float32),
+                     label=int(sample['gt_label'])))
+
+    def compute_metrics(self, results):
+        scores = np.stack([r['score'] for r in results])
+        labels = np.array([r['label'] for r in results])
+        num_classes = self._num_classes(scores.shape[1])
+        if labels.max() >= num_classes or labels.min() < 0:
+            raise ConfigError(
+                f'Accuracy: label {labels.max()} outside 0..{num_classes - 1}')
+        metrics = {}
+        # rank of the true class: number of classes scored strictly higher
+        true_scores = scores[np.arange(len(labels)), labels]
+        rank = (scores > true_scores[:, None]).sum(1)
+        for k in self.topk:
+            metrics[f'accuracy/top{k}'] = float((rank < k).mean() * 100)
+        preds = scores.argmax(1)
+        confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+        np.add.at(confusion, (labels, preds), 1)
+        per_class = confusion.sum(1)
+        with np.errstate(invalid='ignore', divide='ignore'):
+            class_acc = np.diag(confusion) / per_class * 100
+        metrics['per_class_accuracy'] = [
+            float(a) if n else float('nan')
+            for a, n in zip(class_acc, per_class)
+        ]
+        metrics['confusion_matrix'] = confusion.tolist()
+        return metrics
+
+    def _num_classes(self, score_size):
+        if self.num_classes is not None:
+            return self.num_classes
+        classes = (self.dataset_meta or {}).get('classes')
+        return len(classes) if classes else score_size
+
+
+@METRICS.register_module()
+class FiringRate(BaseMetric):
+    """Mean firing rate of every spiking layer over the evaluated samples.
+
+    Returns ``firing_rate/<layer>`` per neuron layer and ``firing_rate/mean``
+    (the unweighted mean over layers). Rates are spikes per neuron per step.
+    """
+    default_prefix = ''
+
+    def process(self, data_batch, data_samples):
+        for sample in data_samples:
+            self.results.append(dict(sample.get('firing_rates', {})))
+
+    def compute_metrics(self, results):
+        layers = {}
+        for rates in results:
+            for name, rate in rates.items():
+                layers.setdefault(name, []).append(rate)
+        metrics = {
+            f'firing_rate/{name}': float(np.mean(values))
+            for name, values in layers.items()
+        }
+        if layers:
+            metrics['firing_rate/mean'] = float(
+                np.mean([np.mean(v) for v in layers.values()]))
+        return metrics
+
+
+def to_serialisable(metrics):
+    """Metric dict -> JSON-friendly values (tensors/arrays to lists)."""
+    out = {}
+    for key, value in metrics.items():
+        if isinstance(value, torch.Tensor):
+            value = value.tolist()
+        elif isinstance(value, np.ndarray):
+            value = value.tolist()
+        elif isinstance(value, np.generic):
+            value = value.item()
+        out[key] = value
+    return out

@@ -1,0 +1,16 @@
+# A small BIDL-style Conv-LIF network for 2-channel 32x32 event frames.
+model = dict(
+    type='SpikingClassifier',
+    backbone=dict(
+        type='ConvLifNet',
+        in_channels=2,
+        input_size=32,
+        channels=(16, 32, 32),
+        pools=(2, 2, 2),
+        fc=(128, ),
+        neuron=dict(type='LIF', alpha=0.3, theta=0.5)),
+    head=dict(
+        type='SpikingClsHead',
+        in_features=128,
+        num_classes=4,
+        aggregation='mean'))
