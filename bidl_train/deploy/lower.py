@@ -1,0 +1,246 @@
+"""Lower a trained spiking classifier into a flat chain of inference nodes.
+
+The walk knows each building block of bidl-train (``SpikingSequential``,
+``TimeFold``, the ``*Lif`` layers, ``LIF``, ``Aggregation``,
+``SpikingClsHead`` and the ``ConvLifNet`` backbone) and refuses anything
+else by name, so an unknown layer is never exported as something different.
+On the way it
+
+* drops dropout (identity at inference);
+* folds a BatchNorm into the conv/linear before it, also across a pooling
+  layer when that is exact (average pooling always; max pooling when every
+  BatchNorm scale is positive, since ``max(a x + b) = a max(x) + b`` for
+  ``a > 0``); otherwise keeps it as a per-channel affine node;
+* records, per stateful node, the names its state has in the model's own
+  ``step`` state tree (``backbone.0.v``, ``head.sum``), so the exported
+  graph's inputs and outputs match ``model.step``'s state one to one.
+"""
+import copy
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from bidl_train.errors import ConfigError
+from bidl_train.layers import (Aggregation, Conv1dLif, Conv2dLif, Conv3dLif,
+                               FcLif, Lif1d, Lif2d, SpikingSequential,
+                               TimeFold)
+from bidl_train.models.backbones import ConvLifNet
+from bidl_train.models.heads import SpikingClsHead
+from bidl_train.neurons import LIF, BaseNeuron
+from .nodes import (AggregateNode, ChannelAffineNode, LIFNode, ModuleNode,
+                    WeightedNode)
+
+__all__ = ['LoweredLayer', 'LoweredNet', 'lower_model']
+
+_CONVS = {nn.Conv1d: 'conv1d', nn.Conv2d: 'conv2d', nn.Conv3d: 'conv3d'}
+_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
+             nn.AlphaDropout)
+_AVGPOOLS = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
+_MAXPOOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
+#: stateless torch modules kept as they are
+_KEPT = _AVGPOOLS + _MAXPOOLS + (
+    nn.Flatten, nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.GELU,
+    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)
+
+
+class LoweringError(ConfigError):
+    """The model holds a layer or option the deployment cannot express."""
+
+
+@dataclass
+class LoweredLayer:
+    """One node plus where it came from.
+
+    ``source``: the qualified module name in the model; ``state_names``: the
+    node's state tensors named by their path in ``model.step``'s state tree.
+    """
+    node: nn.Module
+    source: str
+    state_names: list = field(default_factory=list)
+
+    @property
+    def spike_name(self):
+        return f'spikes.{self.source}'
+
+
+@dataclass
+class LoweredNet:
+    layers: list
+    folded: list  # human-readable notes of what was folded or dropped
+
+    @property
+    def state_names(self):
+        return [n for layer in self.layers for n in layer.state_names]
+
+    @property
+    def spike_names(self):
+        return [layer.spike_name for layer in self.layers
+                if isinstance(layer.node, LIFNode)]
+
+
+class _Lowering:
+
+    def __init__(self):
+        self.layers = []
+        self.folded = []
+        # index of the last weighted layer a following BatchNorm may fold
+        # into, and whether everything after it commutes with a channel
+        # affine map (None: no such layer)
+        self._fold_target = None
+        self._between = []
+
+    # -- helpers ---------------------------------------------------------
+    def _add(self, node, source, state_path=None):
+        names = [f'{state_path}.{n}' for n in node.state_names]
+        self.layers.append(LoweredLayer(node, source, names))
+        if isinstance(node, WeightedNode):
+            self._fold_target, self._between = len(self.layers) - 1, []
+        elif isinstance(node, ModuleNode) and isinstance(
+                node.module, _AVGPOOLS + _MAXPOOLS):
+            self._between.append(node.module)
+        else:
+            self._fold_target, self._between = None, []
+
+    def _weighted(self, module, source):
+        if isinstance(module, nn.Linear):
+            node = WeightedNode('linear', module.weight, module.bias)
+        else:
+            node = WeightedNode(_CONVS[type(module)], module.weight,
+                                module.bias, module.stride, module.padding,
+                                module.dilation, module.groups)
+            if module.padding_mode != 'zeros':
+                raise LoweringError(
+                    f'layer {source}: padding_mode={module.padding_mode!r} '
+                    'is not supported for deployment (zeros only)')
+        self._add(node, source)
+
+    def _batchnorm(self, bn, source):
+        if not bn.track_running_stats or bn.running_mean is None:
+            raise LoweringError(
+                f'layer {source}: BatchNorm without running statistics '
+                'cannot be deployed (track_running_stats=False)')
+        scale = (bn.running_var + bn.eps).rsqrt()
+        shift = -bn.running_mean * scale
+        if bn.affine:
+            scale, shift = scale * bn.weight, shift * bn.weight + bn.bias
+        scale, shift = scale.detach(), shift.detach()
+        exact = self._fold_target is not None and all(
+            isinstance(m, _AVGPOOLS) or bool((scale > 0).all())
+            for m in self._between)
+        if exact:
+            target = self.layers[self._fold_target]
+            node = target.node
+            shape = (-1, ) + (1, ) * (node.weight.dim() - 1)
+            node.weight = node.weight * scale.reshape(shape)
+            node.bias = node.bias * scale + shift
+            via = ' across pooling' if self._between else ''
+            self.folded.append(
+                f'BatchNorm {source} folded into {target.source}{via}')
+            return
+        ndim = {nn.BatchNorm1d: 2, nn.BatchNorm2d: 4,
+                nn.BatchNorm3d: 5}[type(bn)]
+        self._add(ChannelAffineNode(scale, shift, ndim), source)
+        self.folded.append(f'BatchNorm {source} kept as a channel affine '
+                           '(no conv/linear directly before it)')
+
+    def stateless(self, module, source):
+        if isinstance(module, nn.Sequential) and not isinstance(
+                module, SpikingSequential):
+            for i, child in enumerate(module):
+                self.stateless(child, f'{source}.{i}')
+        elif isinstance(module, (nn.Linear, ) + tuple(_CONVS)):
+            self._weighted(module, source)
+        elif isinstance(module, _BATCHNORMS):
+            self._batchnorm(module, source)
+        elif isinstance(module, _DROPOUTS + (nn.Identity, )):
+            self.folded.append(f'{type(module).__name__} {source} dropped '
+                               '(identity at inference)')
+        elif isinstance(module, _KEPT):
+            self._add(ModuleNode(copy.deepcopy(module)), source)
+        else:
+            raise LoweringError(
+                f'layer {source}: {type(module).__name__} is not a layer '
+                'bidl-deploy can export (supported: conv, linear, '
+                'BatchNorm, pooling, flatten, dropout, ReLU-type '
+                'activations and the bidl-train spiking layers)')
+
+    def neuron(self, neuron, source, state_path):
+        if type(neuron) is not LIF:
+            raise LoweringError(
+                f'layer {source}: neuron kind {type(neuron).__name__} is not '
+                'supported for deployment (only LIF)')
+        norm = None
+        if neuron.norm is not None:
+            bn = neuron.norm
+            scale = (bn.running_var + bn.eps).rsqrt()
+            shift = -bn.running_mean * scale
+            if bn.affine:
+                scale, shift = scale * bn.weight, shift * bn.weight + bn.bias
+            ndim = len(neuron.feature_shape) + 1
+            norm = ChannelAffineNode(scale, shift, max(ndim, 2))
+        act = copy.deepcopy(neuron.act) if neuron.mode == 'analog' else None
+        node = LIFNode(neuron.alpha, neuron.beta, neuron.theta, neuron.v0,
+                       neuron.reset, neuron.mode, neuron.memb_mode, act, norm)
+        node.feature_shape = neuron.feature_shape
+        node.param_shape = neuron.param_shape
+        self._add(node, source, state_path)
+
+    def layer(self, module, source, state_path):
+        """A module of a SpikingSequential (or the backbone itself)."""
+        if isinstance(module, SpikingSequential):
+            for i, child in enumerate(module):
+                self.layer(child, f'{source}.{i}', f'{state_path}.{i}')
+        elif isinstance(module, ConvLifNet):
+            self.layer(module.layers, f'{source}.layers', state_path)
+        elif isinstance(module, TimeFold):
+            self.stateless(module.module, f'{source}.module')
+        elif isinstance(module, (FcLif, Conv1dLif, Conv2dLif, Conv3dLif)):
+            for part in ('dropout', 'linear', 'conv', 'pool', 'norm'):
+                sub = getattr(module, part, None)
+                if sub is not None:
+                    self.stateless(sub, f'{source}.{part}')
+            self.neuron(module.neuron, f'{source}.neuron', state_path)
+        elif isinstance(module, (Lif1d, Lif2d)):
+            self.neuron(module.neuron, f'{source}.neuron', state_path)
+        elif isinstance(module, BaseNeuron):
+            self.neuron(module, source, state_path)
+        elif isinstance(module, Aggregation):
+            self._add(AggregateNode(module.mode), source, state_path)
+        else:
+            raise LoweringError(
+                f'layer {source}: {type(module).__name__} is not a layer '
+                'bidl-deploy can export (it may keep recurrent state the '
+                'exporter cannot see); supported: SpikingSequential, '
+                'TimeFold, FcLif, Conv1d/2d/3dLif, Lif1d/2d, LIF, '
+                'Aggregation, ConvLifNet')
+
+    def head(self, head, source):
+        if not isinstance(head, SpikingClsHead):
+            raise LoweringError(
+                f'layer {source}: head {type(head).__name__} is not '
+                'supported for deployment (SpikingClsHead only)')
+        self.stateless(head.dropout, f'{source}.dropout')
+        self._add(ModuleNode(nn.Flatten(1)), f'{source}.flatten')
+        self._weighted(head.fc, f'{source}.fc')
+        self._add(AggregateNode(head.aggregation), f'{source}.aggregate',
+                  source)
+
+
+def lower_model(model):
+    """Lower a ``SpikingClassifier`` (in eval mode) into a :class:`LoweredNet`.
+
+    Raises:
+        LoweringError: a layer, neuron kind or option cannot be exported.
+    """
+    for attr in ('backbone', 'head'):
+        if not isinstance(getattr(model, attr, None), nn.Module):
+            raise LoweringError(
+                f'{type(model).__name__} has no {attr}; bidl-deploy exports '
+                'SpikingClassifier models (backbone + head)')
+    lowering = _Lowering()
+    with torch.no_grad():
+        lowering.layer(model.backbone, 'backbone', 'backbone')
+        lowering.head(model.head, 'head')
+    return LoweredNet(lowering.layers, lowering.folded)
