@@ -1,0 +1,195 @@
+"""The fused multi-step LIF kernel against the plain autograd loop."""
+import itertools
+
+import pytest
+import torch
+
+from bidl_train.errors import ConfigError
+from bidl_train.neurons import LIF, RectangleSurrogate, lif_multistep
+
+OUT_MODES = [('spike', 0), ('analog', 0), ('analog', 1), ('analog', 2),
+             ('analog', 3)]
+
+
+def make_pair(**options):
+    """The same LIF twice: fused kernel and plain loop, float64."""
+    fused = LIF(backend='fused', **options).double()
+    loop = LIF(backend='loop', **options).double()
+    loop.load_state_dict(fused.state_dict())
+    return fused, loop
+
+
+def outputs_and_grads(neuron, x, weight):
+    x = x.clone().requires_grad_()
+    y = neuron(x)
+    params = [p for p in neuron.parameters()]
+    grads = torch.autograd.grad((y * weight).sum(), [x] + params,
+                                allow_unused=True)
+    # an unused parameter has gradient zero
+    grads = [torch.zeros_like(p) if g is None else g
+             for p, g in zip([x] + params, grads)]
+    return y, grads
+
+
+def randomise(neuron, gen):
+    with torch.no_grad():
+        for name, p in neuron.named_parameters():
+            if name == 'alpha':
+                p.copy_(torch.rand(p.shape, generator=gen,
+                                   dtype=p.dtype) * 0.8 + 0.1)
+            elif name == 'theta':
+                p.copy_(torch.rand(p.shape, generator=gen,
+                                   dtype=p.dtype) * 0.6 + 0.3)
+            elif name == 'beta':
+                p.copy_(torch.rand(p.shape, generator=gen, dtype=p.dtype) *
+                        0.1)
+            elif name == 'v0':
+                p.copy_(-torch.rand(p.shape, generator=gen,
+                                    dtype=p.dtype) * 0.2)
+
+
+@pytest.mark.parametrize('reset,detach_reset',
+                         list(itertools.product(['hard', 'soft'],
+                                                [False, True])))
+@pytest.mark.parametrize('mode,memb_mode', OUT_MODES)
+@pytest.mark.parametrize('param_shape', ['layer', 'channel', 'neuron'])
+def test_fused_equals_loop(reset, detach_reset, mode, memb_mode,
+                           param_shape):
+    gen = torch.Generator().manual_seed(11)
+    fused, loop = make_pair(reset=reset, detach_reset=detach_reset,
+                            mode=mode, memb_mode=memb_mode,
+                            act=None, surrogate='sigmoid',
+                            feature_shape=(3, 2, 2),
+                            param_shape=param_shape, learnable=True)
+    randomise(fused, gen)
+    loop.load_state_dict(fused.state_dict())
+    x = torch.randn(9, 4, 3, 2, 2, generator=gen, dtype=torch.float64)
+    weight = torch.randn(x.shape, generator=gen, dtype=torch.float64)
+    y_f, g_f = outputs_and_grads(fused, x, weight)
+    y_l, g_l = outputs_and_grads(loop, x, weight)
+    torch.testing.assert_close(y_f, y_l, rtol=0, atol=1e-12)
+    names = ['x'] + [n for n, _ in fused.named_parameters()]
+    for name, a, b in zip(names, g_f, g_l):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10,
+                                   msg=f'gradient of {name}')
+    assert y_f.grad_fn.name().startswith('LIFMultiStep')
+
+
+@pytest.mark.parametrize('surrogate', [
+    'rectangle', 'atan', 'triangle', 'fast_sigmoid', 'erf',
+    dict(type='rectangle', width=0.3)
+])
+def test_fused_equals_loop_every_surrogate(surrogate):
+    gen = torch.Generator().manual_seed(12)
+    fused, loop = make_pair(surrogate=surrogate, learnable=('theta', ))
+    x = torch.rand(16, 3, 10, generator=gen, dtype=torch.float64)
+    weight = torch.randn(x.shape, generator=gen, dtype=torch.float64)
+    y_f, g_f = outputs_and_grads(fused, x, weight)
+    y_l, g_l = outputs_and_grads(loop, x, weight)
+    torch.testing.assert_close(y_f, y_l, rtol=0, atol=0)
+    for a, b in zip(g_f, g_l):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+
+
+def test_float32_default_layer_matches_loop():
+    torch.manual_seed(13)
+    fused, loop = LIF(backend='fused'), LIF(backend='loop')
+    x = torch.randn(12, 8, 16, 5, 5) + 0.3
+    weight = torch.randn(x.shape)
+    y_f, g_f = outputs_and_grads(fused, x, weight)
+    y_l, g_l = outputs_and_grads(loop, x, weight)
+    torch.testing.assert_close(y_f, y_l, rtol=0, atol=0)
+    torch.testing.assert_close(g_f[0], g_l[0], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize('reset', ['hard', 'soft'])
+@pytest.mark.parametrize('memb_mode', [0, 1, 2, 3])
+def test_gradcheck_analog_detached_reset(reset, memb_mode):
+    """Finite differences: with the reset's spike detached and an analog
+    output, the map x, alpha, beta, theta, v0 -> y is piecewise smooth and
+    the surrogate plays no part, so the kernel's hand-written BPTT must equal
+    the numerical Jacobian exactly (away from threshold crossings)."""
+    gen = torch.Generator().manual_seed(20 + memb_mode)
+    shape = (5, 2, 3)
+    x = torch.randn(shape, generator=gen, dtype=torch.float64)
+    alpha = torch.tensor([0.7, 0.4, 0.9], dtype=torch.float64)
+    beta = torch.tensor([0.05, -0.02, 0.0], dtype=torch.float64)
+    theta = torch.tensor([0.45, 0.6, 0.3], dtype=torch.float64)
+    v0 = torch.tensor([-0.1, 0.0, -0.3], dtype=torch.float64)
+    args = [t.requires_grad_() for t in (x, alpha, beta, theta, v0)]
+    derivative = RectangleSurrogate().derivative
+
+    def kernel(x, alpha, beta, theta, v0):
+        return lif_multistep(x, alpha, beta, theta, v0, derivative, reset,
+                             True, memb_mode)
+
+    assert torch.autograd.gradcheck(kernel, args, eps=1e-7, atol=1e-6)
+
+
+def test_spike_gradient_by_hand():
+    """Two steps, one neuron, rectangle surrogate, hard reset, no detach.
+
+    x = (0.7, 0.1), alpha .3, theta .5: u0 = .7 fires (sg0 = 1), r0 = 0,
+    v0' = 0; u1 = .1 (sg1 = 1 since |.1 - .5| < .5), silent.
+    L = s0 + s1. dL/dx1 = sg1 = 1.
+    dL/du0 = sg0 * (1 + dL/dr0 * dr/ds) + dL/dr0 * (1 - s0),
+    dL/dr0 = alpha * dL/du1 = .3, dr/ds = v0 - u0 = -.7:
+    dL/dx0 = 1 * (1 + .3 * -.7) + .3 * 0 = 0.79.
+    """
+    for backend in ('fused', 'loop'):
+        x = torch.tensor([[[0.7]], [[0.1]]], dtype=torch.float64,
+                         requires_grad=True)
+        LIF(backend=backend).double()(x).sum().backward()
+        assert x.grad.flatten().tolist() == pytest.approx([0.79, 1.0])
+
+
+def test_fused_saves_one_tensor_for_backward():
+    """The kernel keeps only u (the input's size) plus the 4 parameters,
+    far less than the per-step autograd graph of the loop."""
+
+    def saved_bytes(neuron, x):
+        total = []
+
+        def pack(t):
+            total.append(t.numel() * t.element_size())
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            neuron(x.clone().requires_grad_())
+        return sum(total)
+
+    x = torch.rand(8, 4, 32)
+    fused = saved_bytes(LIF(backend='fused'), x)
+    loop = saved_bytes(LIF(backend='loop'), x)
+    assert fused <= x.numel() * 4 + 4 * 4
+    assert loop >= 3 * fused
+
+
+def test_parameter_only_gradients_and_no_grad():
+    neuron = LIF(learnable=('alpha', 'theta'), backend='fused')
+    x = torch.rand(6, 2, 5) * 2
+    neuron(x).sum().backward()  # x does not require grad
+    assert neuron.alpha.grad is not None and neuron.theta.grad is not None
+    with torch.no_grad():
+        y = neuron(x)
+    assert y.grad_fn is None and y.shape == x.shape
+
+
+def test_auto_backend_choice():
+    assert LIF().uses_fused()
+    assert not LIF(backend='loop').uses_fused()
+    assert not LIF(norm_state=True, feature_shape=(3, )).uses_fused()
+    noisy = LIF(noise=0.2)
+    assert not noisy.train().uses_fused()
+    assert noisy.eval().uses_fused()
+
+
+def test_kernel_refuses_bad_modes():
+    x = torch.rand(2, 1, 3)
+    one = torch.tensor(0.5)
+    with pytest.raises(ConfigError, match='out_mode'):
+        lif_multistep(x, one, one, one, one, RectangleSurrogate().derivative,
+                      out_mode=5)
+    with pytest.raises(ConfigError, match='reset'):
+        lif_multistep(x, one, one, one, one, RectangleSurrogate().derivative,
+                      reset='none')
