@@ -31,14 +31,20 @@ DATASETS = Registry(
     'dataset',
     parent=MMENGINE_DATASETS,
     scope=SCOPE,
-    locations=['bidl_train.datasets'])
+    locations=[
+        'bidl_train.datasets', 'bidl_train.datasets.video',
+        'bidl_train.datasets.volume', 'bidl_train.datasets.text'
+    ])
 
 #: Data transforms: event augmentations, representations, frame transforms.
 TRANSFORMS = Registry(
     'transform',
     parent=MMENGINE_TRANSFORMS,
     scope=SCOPE,
-    locations=['bidl_train.datasets'])
+    locations=[
+        'bidl_train.datasets', 'bidl_train.datasets.transforms.video',
+        'bidl_train.datasets.transforms.volume'
+    ])
 
 #: Evaluation metrics.
 METRICS = Registry(
