@@ -179,7 +179,9 @@ class AggregateNode(Node):
 
     def step(self, x, states):
         total = states[0] + x
-        count = states[1] + 1
+        # ones_like, not ``+ 1``: tracing turns a Python 1 into a [1]
+        # constant, which would give the scalar count a batch axis
+        count = states[1] + torch.ones_like(states[1])
         if self.mode == 'mean':
             y = total / count
         elif self.mode == 'sum':

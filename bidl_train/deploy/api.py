@@ -1,0 +1,115 @@
+"""``deploy()``: lower, check, convert, export, verify, report.
+
+The order matters: every refusal (unknown layer, a feature the target
+cannot express, an unsupported precision) happens before a file is
+written, and every written artefact is re-opened in the target's own
+runtime and compared with the PyTorch model before the report says
+"verified".
+"""
+import os
+import os.path as osp
+
+import numpy as np
+import torch
+
+from bidl_train.errors import ConfigError
+from bidl_train.registry import DEPLOY_TARGETS
+from .artefacts import read_initial_state
+from .lower import lower_model
+from .precision import input_dtype, prepare
+from .report import write_report
+from .resources import resource_summary
+from .verify import measure_latency, verify
+
+__all__ = ['deploy', 'get_target', 'list_targets']
+
+#: fp32 tolerance: deployed logits may differ from PyTorch by float
+#: rounding only (BatchNorm folding reorders sums), spikes must agree
+FP32_LOGIT_ATOL = 1e-4
+FP32_SPIKE_AGREEMENT = 0.999
+
+
+def list_targets():
+    """``[(name, description)]`` of the registered targets."""
+    import bidl_train.deploy  # noqa: F401  (registers the targets)
+    return [(name, getattr(cls, 'description', ''))
+            for name, cls in DEPLOY_TARGETS.module_dict.items()]
+
+
+def get_target(name):
+    names = [n for n, _ in list_targets()]
+    if name not in names:
+        raise ConfigError(f'unknown deploy target {name!r}; registered '
+                          f'targets: {", ".join(names)}')
+    return DEPLOY_TARGETS.get(name)()
+
+
+def _status(precision, ver):
+    if ver is None:
+        return 'exported (not verified)'
+    if precision != 'fp32':
+        return 'exported; reduced-precision change measured'
+    worst = max(ver['max_abs_diff'].values())
+    ok = (worst <= FP32_LOGIT_ATOL
+          and ver['spike_agreement_overall'] >= FP32_SPIKE_AGREEMENT)
+    return 'verified' if ok else 'MISMATCH'
+
+
+def deploy(model, target, x_seq, out_dir, labels=None, precision='fp32',
+           verify_samples=True):
+    """Export ``model`` for ``target`` and verify it on ``x_seq``.
+
+    Args:
+        model: a ``SpikingClassifier`` with trained weights.
+        target (str): a registered target name.
+        x_seq (Tensor): ``[T, B, ...]`` verification inputs (``B >= 1``);
+            the first sample is also the tracing example.
+        out_dir (str): where the artefacts and ``report.json`` go.
+        labels: optional ``B`` labels, for accuracy in the report.
+        precision (str): ``fp32``, ``fp16`` or ``int8``.
+        verify_samples (bool): run the verification (else export only).
+
+    Returns:
+        dict: the report (also written to ``out_dir/report.json``).
+    """
+    tgt = get_target(target)
+    tgt.check_precision(precision)
+    model = model.eval()
+    if x_seq.dim() < 3:
+        raise ConfigError(f'verification inputs must be [T, B, ...], got '
+                          f'shape {tuple(x_seq.shape)}')
+    lowered = lower_model(model)
+    tgt.check(lowered)
+    step_net, notes = prepare(lowered, precision)
+    os.makedirs(out_dir, exist_ok=True)
+    x_dep = x_seq.float().to(input_dtype(precision))
+    export = tgt.export(step_net, x_dep, out_dir)
+    notes = notes + list(export.notes)
+    initial = read_initial_state(export.files['initial_state'],
+                                 export.state_names)
+    ver = latency = None
+    if verify_samples:
+        runtime = tgt.load(export)
+        np_dtype = np.float16 if precision == 'fp16' else np.float32
+        ver = verify(runtime, export, initial, model, x_seq.float(), labels,
+                     np_dtype)
+        latency = measure_latency(runtime, initial,
+                                  x_dep[0].numpy())
+        if 'deployed_accuracy' in ver['top1']:
+            ver['accuracy_change'] = (ver['top1']['deployed_accuracy'] -
+                                      ver['top1']['pytorch_accuracy'])
+    with torch.no_grad():
+        resources = resource_summary(lowered, x_seq[0].float(), precision)
+    report = dict(
+        target=tgt.name, precision=precision,
+        status=_status(precision, ver),
+        files={role: osp.relpath(path, out_dir)
+               for role, path in export.files.items()},
+        inputs=[dict(name=n, shape=list(v.shape)) for n, v in zip(
+            export.input_names, [x_dep[0, :1]] + initial)],
+        state_names=export.state_names, spike_names=export.spike_names,
+        time_steps=int(x_seq.shape[0]), folded=lowered.folded, notes=notes,
+        verification=ver, latency_ms_per_step=latency, resources=resources)
+    report['files']['report'] = 'report.json'
+    write_report(report, out_dir)
+    return report

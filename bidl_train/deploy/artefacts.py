@@ -1,0 +1,40 @@
+"""Files written beside every exported graph: initial state and manifest.
+
+A deployment runtime needs three things besides the graph to use the
+state-aware form: the names and order of the state inputs/outputs, their
+initial values, and which axis is the batch. ``initial_state.npz`` holds
+the initial values for one sample (batch axis of size 1; scalars such as
+the head's step count have no batch axis) and ``manifest.json`` says the
+rest, so the artefacts are usable without bidl-train installed.
+"""
+import json
+import os.path as osp
+
+import numpy as np
+
+__all__ = ['write_initial_state', 'read_initial_state', 'write_manifest']
+
+
+def write_initial_state(out_dir, names, tensors):
+    path = osp.join(out_dir, 'initial_state.npz')
+    np.savez(path, **{name: t.detach().cpu().numpy()
+                      for name, t in zip(names, tensors)})
+    return path
+
+
+def read_initial_state(path, names):
+    with np.load(path) as data:
+        return [data[name] for name in names]
+
+
+def tensor_spec(name, tensor):
+    shape = list(tensor.shape)
+    return dict(name=name, shape=shape, dtype=str(tensor.dtype).replace(
+        'torch.', ''), batch_axis=0 if shape else None)
+
+
+def write_manifest(out_dir, **content):
+    path = osp.join(out_dir, 'manifest.json')
+    with open(path, 'w') as f:
+        json.dump(content, f, indent=2)
+    return path

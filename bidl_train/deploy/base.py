@@ -1,0 +1,84 @@
+"""The protocol every deployment target follows.
+
+A target is a class registered in :data:`bidl_train.registry.DEPLOY_TARGETS`
+with
+
+* ``name`` and ``description`` (shown by ``bidl-deploy --list``);
+* ``precisions``: the precisions it can write;
+* ``check(lowered)``: raise :class:`UnsupportedFeature` naming the layer and
+  the feature for anything the format cannot express exactly. Called before
+  anything is written, so a refused model leaves no artefact behind;
+* ``export(step_net, example, out_dir) -> Export``: write the artefacts of
+  an already prepared (lowered, precision-converted) :class:`StepNet`;
+* ``load(export) -> Runtime``: open the written files in the target's own
+  runtime, for verification.
+
+A :class:`Runtime` runs the deployed artefact on numpy arrays: ``step`` gives
+every output of the state-aware graph (``y``, new states, spikes, in
+``Export.output_names`` order) and ``unrolled`` the T-step graph's logits
+(``None`` where the target has no unrolled form).
+"""
+from dataclasses import dataclass, field
+
+from bidl_train.errors import ConfigError
+
+__all__ = ['UnsupportedFeature', 'Export', 'Runtime', 'DeployTarget']
+
+PRECISIONS = ('fp32', 'fp16', 'int8')
+
+
+class UnsupportedFeature(ConfigError):
+    """The model uses something the chosen target cannot express exactly."""
+
+    def __init__(self, target, layer, feature, hint=''):
+        message = (f'target {target!r} cannot express layer {layer}: '
+                   f'{feature}')
+        if hint:
+            message += f'; {hint}'
+        super().__init__(message)
+        self.target, self.layer, self.feature = target, layer, feature
+
+
+@dataclass
+class Export:
+    """What a target wrote."""
+    files: dict  # role -> path ('step', 'unrolled', 'initial_state', ...)
+    input_names: list
+    output_names: list
+    state_names: list
+    spike_names: list
+    notes: list = field(default_factory=list)
+
+
+class Runtime:
+    """Runs deployed artefacts; subclasses implement both methods."""
+
+    def step(self, x_t, states):
+        """``x_t``, ``states``: numpy arrays -> list of numpy outputs."""
+        raise ConfigError(f'{type(self).__name__} has no single-step form')
+
+    def unrolled(self, x_seq):
+        return None
+
+
+class DeployTarget:
+    """Base class: a target with no restrictions beyond the lowering."""
+
+    name = ''
+    description = ''
+    precisions = PRECISIONS
+
+    def check(self, lowered):
+        """Raise :class:`UnsupportedFeature` for what cannot be exported."""
+
+    def check_precision(self, precision):
+        if precision not in self.precisions:
+            raise ConfigError(
+                f'target {self.name!r} supports precision '
+                f'{"/".join(self.precisions)}, not {precision!r}')
+
+    def export(self, step_net, example, out_dir):
+        raise ConfigError(f'target {self.name!r} defines no export')
+
+    def load(self, export):
+        raise ConfigError(f'target {self.name!r} defines no runtime')

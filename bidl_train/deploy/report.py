@@ -1,0 +1,69 @@
+"""The deploy report: ``report.json`` and its console summary.
+
+One dict holds everything a reviewer needs to trust an artefact: which
+files, which inputs and states (names and shapes), how far each output is
+from PyTorch, spike agreement, top-1 of both, latency per step, what was
+folded or quantised, and the chip resources.
+"""
+import json
+import os.path as osp
+
+__all__ = ['write_report', 'format_summary']
+
+
+def write_report(report, out_dir):
+    path = osp.join(out_dir, 'report.json')
+    with open(path, 'w') as f:
+        json.dump(report, f, indent=2)
+    return path
+
+
+def _fmt(value):
+    return f'{value:.3g}' if isinstance(value, float) else str(value)
+
+
+def format_summary(report):
+    """A readable multi-line summary of ``report``."""
+    lines = [f"bidl-deploy: target {report['target']} "
+             f"({report['precision']}), {report['status']}"]
+    lines.append('  files:')
+    lines += [f'    {role}: {path}' for role, path in report['files'].items()]
+    lines.append('  step inputs: ' + ', '.join(
+        f"{s['name']}{s['shape']}" for s in report['inputs']))
+    for note in report['folded']:
+        lines.append(f'  folded: {note}')
+    for note in report['notes']:
+        lines.append(f'  note: {note}')
+    ver = report.get('verification')
+    if ver:
+        lines.append(f"  verified on {ver['samples']} samples x "
+                     f"{ver['steps']} steps:")
+        for name, diff in ver['max_abs_diff'].items():
+            lines.append(f'    max |deployed - pytorch| {name}: '
+                         f'{_fmt(diff)}')
+        lines.append('    spike agreement: '
+                     f"{ver['spike_agreement_overall']:.6f}")
+        top1 = ver['top1']
+        line = f"    top-1 agreement: {top1['agreement']:.3f}"
+        if 'deployed_accuracy' in top1:
+            line += (f"; accuracy deployed {top1['deployed_accuracy']:.3f} "
+                     f"vs pytorch {top1['pytorch_accuracy']:.3f}")
+        lines.append(line)
+    if report.get('latency_ms_per_step') is not None:
+        lines.append('  latency per time step (batch 1): '
+                     f"{report['latency_ms_per_step']:.3f} ms")
+    res = report.get('resources')
+    if res:
+        lines.append(f"  resources: {res['neurons']} neurons, "
+                     f"{res['synapses']} synapses, {res['weights']} weights "
+                     f"({res['weight_bytes']} B), state "
+                     f"{res['state_bytes']} B per sample")
+        for layer in res['layers']:
+            if 'fan_in' in layer:
+                lines.append(f"    {layer['layer']}: fan-in "
+                             f"{layer['fan_in']}, {layer['synapses']} "
+                             'synapses')
+            else:
+                lines.append(f"    {layer['layer']}: {layer['neurons']} "
+                             'neurons')
+    return '\n'.join(lines)

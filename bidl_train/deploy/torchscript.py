@@ -1,0 +1,89 @@
+"""TorchScript target: traced single-step and T-step graphs.
+
+``step.pt`` is the state-aware graph ``forward(x_t, *states) -> (y_t,
+*new_states, *spikes)``; ``unrolled.pt`` runs the ``T`` steps of one sample
+sequence from a fresh state and returns the aggregated logits. Both are
+plain traced modules: ``torch.jit.load`` opens them without bidl-train.
+Tracing records the graph for the example's ``T``; the batch size is free.
+"""
+import os.path as osp
+import warnings
+
+import numpy as np
+import torch
+
+from bidl_train.registry import DEPLOY_TARGETS
+from .artefacts import tensor_spec, write_initial_state, write_manifest
+from .base import DeployTarget, Export, Runtime
+from .nets import UnrolledNet
+
+__all__ = ['TorchScriptTarget', 'TorchScriptRuntime', 'trace_examples']
+
+
+def trace_examples(step_net, x_seq):
+    """The step example ``(x_0, *initial_states)`` for one sample."""
+    x_t = x_seq[0, :1]
+    with torch.no_grad():
+        states = step_net.initial_states(x_t)
+    return (x_t, *states)
+
+
+@DEPLOY_TARGETS.register_module(name='torchscript')
+class TorchScriptTarget(DeployTarget):
+    name = 'torchscript'
+    description = ('TorchScript step (state in/out) and unrolled T-step '
+                   'modules; torch.jit.load, no bidl-train needed')
+
+    def export(self, step_net, x_seq, out_dir):
+        example = trace_examples(step_net, x_seq)
+        unrolled = UnrolledNet(step_net).eval()
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter('ignore', torch.jit.TracerWarning)
+            step = torch.jit.trace(step_net, example, check_trace=False)
+            full = torch.jit.trace(unrolled, (x_seq[:, :1], ),
+                                   check_trace=False)
+        files = dict(step=osp.join(out_dir, 'step.pt'),
+                     unrolled=osp.join(out_dir, 'unrolled.pt'))
+        step.save(files['step'])
+        full.save(files['unrolled'])
+        states = list(example[1:])
+        files['initial_state'] = write_initial_state(
+            out_dir, step_net.state_names, states)
+        inputs = ['x'] + step_net.state_names
+        with torch.no_grad():
+            outputs = step_net(*example)
+        files['manifest'] = write_manifest(
+            out_dir, format='torchscript', time_steps=int(x_seq.shape[0]),
+            step=dict(file='step.pt',
+                      inputs=[tensor_spec(n, t)
+                              for n, t in zip(inputs, example)],
+                      outputs=[tensor_spec(n, t) for n, t in zip(
+                          step_net.output_names, outputs)]),
+            unrolled=dict(file='unrolled.pt', input=tensor_spec(
+                'x_seq', x_seq[:, :1]), output='logits'),
+            initial_state='initial_state.npz',
+            usage='y, *rest = step(x_t, *states); new states are '
+            'rest[:len(states)], then one spike tensor per LIF layer')
+        return Export(files, inputs, step_net.output_names,
+                      step_net.state_names, step_net.spike_names)
+
+    def load(self, export):
+        return TorchScriptRuntime(export.files['step'],
+                                  export.files['unrolled'])
+
+
+class TorchScriptRuntime(Runtime):
+
+    def __init__(self, step_path, unrolled_path):
+        self.step_module = torch.jit.load(step_path)
+        self.unrolled_module = torch.jit.load(unrolled_path)
+
+    @torch.no_grad()
+    def step(self, x_t, states):
+        outs = self.step_module(torch.from_numpy(x_t),
+                                *[torch.from_numpy(s) for s in states])
+        return [o.numpy() for o in outs]
+
+    @torch.no_grad()
+    def unrolled(self, x_seq):
+        return self.unrolled_module(torch.from_numpy(x_seq)).numpy()

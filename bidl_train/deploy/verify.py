@@ -1,0 +1,158 @@
+"""Deployed versus PyTorch: the same samples through both, compared.
+
+The reference is the trained model itself, not the lowered copy: its
+multi-step logits (``model(x_seq, mode='tensor')``), its spikes (forward
+hooks on every spiking neuron) and its single-step outputs and states
+(``model.step``). The deployed artefact runs in its own runtime in a closed
+loop, feeding its own new states back, exactly as a deployment would.
+
+Reported per output name: the largest absolute difference over all steps;
+for spikes also the fraction of equal spikes; and the top-1 class of both
+(and their accuracy when labels are known).
+"""
+import time
+
+import numpy as np
+import torch
+
+from bidl_train.neurons import BaseNeuron
+
+__all__ = ['flatten_state', 'reference_run', 'verify', 'measure_latency',
+           'batch_initial_states']
+
+
+def flatten_state(state, prefix=''):
+    """``{'backbone': [{'v': t}, None], ...}`` -> ``{'backbone.0.v': t}``."""
+    flat = {}
+    if state is None:
+        return flat
+    if torch.is_tensor(state):
+        flat[prefix] = state
+        return flat
+    items = state.items() if isinstance(state, dict) else enumerate(state)
+    for key, value in items:
+        name = f'{prefix}.{key}' if prefix else str(key)
+        flat.update(flatten_state(value, name))
+    return flat
+
+
+@torch.no_grad()
+def reference_run(model, x_seq):
+    """PyTorch's logits, spikes per neuron and per-step outputs/states."""
+    spikes, handles = {}, []
+    for name, module in model.named_modules():
+        if isinstance(module, BaseNeuron) and getattr(module, 'mode',
+                                                      'spike') == 'spike':
+            handles.append(module.register_forward_hook(
+                lambda m, i, out, name=name: spikes.__setitem__(name, out)))
+    try:
+        logits = model(x_seq, mode='tensor')
+    finally:
+        for handle in handles:
+            handle.remove()
+    steps, state = [], None
+    for x_t in x_seq:
+        y, state = model.step(x_t, state)
+        steps.append(dict(flatten_state(state), y=y))
+    return dict(logits=logits, spikes=spikes, steps=steps)
+
+
+def batch_initial_states(initial, batch):
+    """Initial values saved for one sample (leading dim 1) -> ``batch``."""
+    out = []
+    for value in initial:
+        value = np.asarray(value)
+        if value.ndim >= 1 and value.shape[0] == 1:
+            value = np.repeat(value, batch, axis=0)
+        out.append(np.array(value, order="C"))  # keeps 0-d (ascontiguousarray would not)
+    return out
+
+
+def _maxdiff(a, b, name):
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise RuntimeError(f'deployed output {name} has shape {a.shape}, '
+                           f'PyTorch {b.shape}')
+    return float(np.abs(a - b).max()) if a.size else 0.0
+
+
+def verify(runtime, export, initial, model, x_seq, labels=None,
+           dtype=np.float32):
+    """Compare ``runtime`` with ``model`` on ``x_seq`` (``[T, B, ...]``).
+
+    ``initial``: the saved initial state values (one sample each).
+    Returns the verification dict written into the report.
+    """
+    ref = reference_run(model, x_seq)
+    expected = set(ref['steps'][0]) - {'y'}
+    if expected != set(export.state_names):
+        raise RuntimeError(
+            'exported state names differ from model.step state: '
+            f'{sorted(set(export.state_names) ^ expected)}')
+    x_np = x_seq.numpy().astype(dtype)
+    states = [s.astype(dtype) if s.dtype.kind == 'f' else s
+              for s in batch_initial_states(initial, x_np.shape[1])]
+    names = export.output_names
+    n_states = len(export.state_names)
+    diffs = {name: 0.0 for name in names if not name.startswith('spikes.')}
+    spike_stats = {}
+    y = None
+    for t, x_t in enumerate(x_np):
+        outs = dict(zip(names, runtime.step(x_t, states)))
+        y = outs['y']
+        for name in diffs:
+            diffs[name] = max(diffs[name], _maxdiff(
+                outs[name], ref['steps'][t][name], name))
+        for name in export.spike_names:
+            source = name[len('spikes.'):]
+            if source not in ref['spikes']:
+                continue  # analog neuron: no spikes to compare
+            got = np.asarray(outs[name]) > 0.5
+            want = ref['spikes'][source][t].numpy() > 0.5
+            equal, total, count = spike_stats.get(name, (0, 0, 0))
+            spike_stats[name] = (equal + int((got == want).sum()),
+                                 total + got.size, count + int(want.sum()))
+        states = [outs[n] for n in names[1:1 + n_states]]
+    ref_logits = ref['logits'].numpy()
+    result = dict(samples=int(x_np.shape[1]), steps=int(x_np.shape[0]),
+                  max_abs_diff=diffs)
+    result['max_abs_diff']['logits_after_T_steps'] = _maxdiff(
+        y, ref_logits, 'logits')
+    unrolled = runtime.unrolled(x_np)
+    if unrolled is not None:
+        result['max_abs_diff']['unrolled_logits'] = _maxdiff(
+            unrolled, ref_logits, 'unrolled logits')
+    total_equal = sum(e for e, _, _ in spike_stats.values())
+    total = sum(n for _, n, _ in spike_stats.values())
+    result['spike_agreement'] = {
+        name: dict(agreement=e / n if n else 1.0, spikes=c, neurons_x_steps=n)
+        for name, (e, n, c) in spike_stats.items()}
+    result['spike_agreement_overall'] = total_equal / total if total else 1.0
+    deployed_top1 = np.asarray(y, dtype=np.float64).argmax(1)
+    torch_top1 = ref_logits.argmax(1)
+    result['top1'] = dict(
+        deployed=deployed_top1.tolist(), pytorch=torch_top1.tolist(),
+        agreement=float((deployed_top1 == torch_top1).mean()))
+    if labels is not None:
+        labels = np.asarray(labels)
+        result['top1']['labels'] = labels.tolist()
+        result['top1']['deployed_accuracy'] = float(
+            (deployed_top1 == labels).mean())
+        result['top1']['pytorch_accuracy'] = float(
+            (torch_top1 == labels).mean())
+    return result
+
+
+def measure_latency(runtime, initial, x_t, repeats=20):
+    """Median wall time (ms) of one single-step call on one sample."""
+    x_t = np.ascontiguousarray(x_t[:1])
+    states = [s.astype(x_t.dtype) if s.dtype.kind == 'f' else s
+              for s in batch_initial_states(initial, 1)]
+    runtime.step(x_t, states)  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        runtime.step(x_t, states)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1e3)
