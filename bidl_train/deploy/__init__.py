@@ -6,10 +6,11 @@ Importing this package registers the targets in ``DEPLOY_TARGETS``.
 from .api import deploy, get_target, list_targets
 from .base import DeployTarget, Export, Runtime, UnsupportedFeature
 from .lower import LoweringError, lower_model
-from .torchscript import TorchScriptTarget
+from .torchscript import TorchScriptTarget  # noqa: I001 (registration order = priority)
+from .onnx import OnnxTarget
 
 __all__ = [
     'deploy', 'get_target', 'list_targets', 'DeployTarget', 'Export',
     'Runtime', 'UnsupportedFeature', 'LoweringError', 'lower_model',
-    'TorchScriptTarget'
+    'TorchScriptTarget', 'OnnxTarget'
 ]

@@ -1,0 +1,117 @@
+"""ONNX target: the state-aware step graph and the unrolled T-step graph.
+
+Exported with torch's TorchScript-based exporter (``dynamo=False``): in
+torch 2.13 the default (dynamo) exporter needs the ``onnxscript`` package,
+while the TorchScript-based one is still offered and needs only ``onnx``;
+it handles this plain-op graph fully. Graph inputs are named ``x`` and the
+state names (``backbone.0.v``, ``head.sum`` ...), outputs ``y``, the new
+states (``<name>.next``) and the spikes (``spikes.<layer>``). The batch axis
+of every non-scalar input and output is dynamic. Verified in ONNX Runtime.
+"""
+import os.path as osp
+import warnings
+
+import numpy as np
+import torch
+
+from bidl_train.errors import ConfigError
+from bidl_train.registry import DEPLOY_TARGETS
+from .artefacts import tensor_spec, write_initial_state, write_manifest
+from .base import DeployTarget, Export, Runtime
+from .nets import UnrolledNet
+from .torchscript import trace_examples
+
+__all__ = ['OnnxTarget', 'OnnxRuntime', 'OPSET']
+
+OPSET = 17
+
+
+def _require(module):
+    try:
+        return __import__(module)
+    except ImportError:
+        raise ConfigError(
+            f'the onnx target needs the {module!r} package: pip install '
+            'onnx onnxruntime (or pip install bidl-train[deploy])') from None
+
+
+def _export(module, args, path, input_names, output_names, batch_axis=0):
+    dynamic = {name: {batch_axis: 'batch'}
+               for name, arg in zip(input_names, args) if arg.dim() > 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # the exporter's deprecation notice
+        torch.onnx.export(module, args, path, dynamo=False,
+                          opset_version=OPSET, input_names=input_names,
+                          output_names=output_names, dynamic_axes=dynamic)
+
+
+@DEPLOY_TARGETS.register_module(name='onnx')
+class OnnxTarget(DeployTarget):
+    name = 'onnx'
+    description = ('ONNX step graph (named state inputs/outputs) and '
+                   'unrolled T-step graph, verified in ONNX Runtime')
+
+    def export(self, step_net, x_seq, out_dir):
+        _require('onnx')
+        example = trace_examples(step_net, x_seq)
+        inputs = ['x'] + step_net.state_names
+        outputs = (['y'] + [f'{n}.next' for n in step_net.state_names] +
+                   step_net.spike_names)
+        files = dict(step=osp.join(out_dir, 'step.onnx'),
+                     unrolled=osp.join(out_dir, 'unrolled.onnx'))
+        with torch.no_grad():
+            _export(step_net, example, files['step'], inputs, outputs)
+            _export(UnrolledNet(step_net).eval(), (x_seq[:, :1], ),
+                    files['unrolled'], ['x_seq'], ['logits'], batch_axis=1)
+            results = step_net(*example)
+        import onnx
+        for path in (files['step'], files['unrolled']):
+            onnx.checker.check_model(onnx.load(path))
+        files['initial_state'] = write_initial_state(
+            out_dir, step_net.state_names, list(example[1:]))
+        files['manifest'] = write_manifest(
+            out_dir, format='onnx', opset=OPSET,
+            time_steps=int(x_seq.shape[0]),
+            step=dict(file='step.onnx',
+                      inputs=[tensor_spec(n, t)
+                              for n, t in zip(inputs, example)],
+                      outputs=[tensor_spec(n, t)
+                               for n, t in zip(outputs, results)]),
+            unrolled=dict(file='unrolled.onnx', input=tensor_spec(
+                'x_seq', x_seq[:, :1]), output='logits',
+                note='T is fixed by the export; batch is dynamic (axis 1)'),
+            initial_state='initial_state.npz',
+            usage="feed state '<name>' from output '<name>.next' of the "
+            'previous step; start from initial_state.npz (repeat along '
+            'axis 0 to the batch size)')
+        return Export(files, inputs, ['y'] + step_net.state_names +
+                      step_net.spike_names, step_net.state_names,
+                      step_net.spike_names,
+                      notes=[f'ONNX opset {OPSET}, TorchScript-based '
+                             'exporter (dynamo=False)'])
+
+    def load(self, export):
+        return OnnxRuntime(export.files['step'], export.files['unrolled'],
+                           export.input_names)
+
+
+class OnnxRuntime(Runtime):
+
+    def __init__(self, step_path, unrolled_path, input_names):
+        ort = _require('onnxruntime')
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        providers = ['CPUExecutionProvider']
+        self.step_session = ort.InferenceSession(step_path, options,
+                                                 providers=providers)
+        self.unrolled_session = ort.InferenceSession(
+            unrolled_path, options, providers=providers)
+        self.input_names = input_names
+
+    def step(self, x_t, states):
+        feed = dict(zip(self.input_names, [x_t] + list(states)))
+        return self.step_session.run(None, feed)
+
+    def unrolled(self, x_seq):
+        return self.unrolled_session.run(
+            None, {'x_seq': np.ascontiguousarray(x_seq)})[0]
