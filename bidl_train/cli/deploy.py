@@ -1,0 +1,122 @@
+"""``bidl-deploy CONFIG CHECKPOINT --target T``: export and verify a model.
+
+Builds the model from the config, loads the checkpoint's weights (safely,
+``weights_only``), takes ``--verify N`` samples of the config's test
+dataset through the model's own data preprocessor, and hands everything to
+:func:`bidl_train.deploy.deploy`. ``--list`` shows the registered targets.
+Exit status: 0 verified (or exported at reduced precision), 1 when the
+deployed artefact disagrees with PyTorch, 2 for user errors.
+"""
+import argparse
+import os.path as osp
+import sys
+
+from bidl_train.errors import CheckpointError, ConfigError
+
+from .common import add_cfg_options, load_config, user_errors
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog='bidl-deploy',
+        description='Export a trained spiking network for a runtime and '
+        'verify it against PyTorch')
+    parser.add_argument('config', nargs='?', help='config file (.py/.yaml)')
+    parser.add_argument('checkpoint', nargs='?', help='checkpoint (.pth)')
+    parser.add_argument('--target', help='deployment target (see --list)')
+    parser.add_argument(
+        '--out', help='output folder (default '
+        'work_dirs/<config stem>/deploy/<target>)')
+    parser.add_argument('--precision', default='fp32',
+                        choices=['fp32', 'fp16', 'int8'])
+    parser.add_argument(
+        '--verify', type=int, default=8, metavar='N',
+        help='verify on the first N test samples (0: export only; the '
+        'first sample is still used as the tracing example)')
+    parser.add_argument('--list', action='store_true',
+                        help='list the registered targets and exit')
+    add_cfg_options(parser)
+    return parser.parse_args(argv)
+
+
+def _target_list():
+    from bidl_train.deploy import list_targets
+    return '\n'.join(f'  {name:<12} {desc}' for name, desc in list_targets())
+
+
+def _load_weights(model, path):
+    from bidl_train.engine.checkpoint import safe_load
+    ckpt = safe_load(path)
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        raise CheckpointError(f'{path}: no state_dict in the checkpoint')
+    state = {k[len('module.'):] if k.startswith('module.') else k: v
+             for k, v in state.items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f'{path} does not match the model of the config: missing keys '
+            f'{missing[:5]}, unexpected keys {unexpected[:5]}; was it '
+            'trained with this config?')
+
+
+def _verification_batch(cfg, model, count):
+    """``[T, N, ...]`` inputs and labels of the first ``count`` samples."""
+    import torch
+
+    from bidl_train.registry import DATASETS
+    loader = cfg.get('test_dataloader') or cfg.get('val_dataloader')
+    if loader is None or loader.get('dataset') is None:
+        raise ConfigError('the config has no test_dataloader.dataset to take '
+                          'verification samples from')
+    dataset = DATASETS.build(loader['dataset'])
+    if len(dataset) == 0:
+        raise ConfigError('the test dataset is empty')
+    samples = [dataset[i] for i in range(min(max(count, 1), len(dataset)))]
+    inputs = torch.stack([torch.as_tensor(s['inputs']) for s in samples])
+    labels = torch.as_tensor([int(s['label']) for s in samples])
+    data = model.data_preprocessor(dict(inputs=inputs, label=labels), False)
+    return data['inputs'], labels.tolist()
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    with user_errors('bidl-deploy'):
+        if args.list:
+            print('registered deploy targets:\n' + _target_list())
+            return 0
+        if not args.config or not args.checkpoint or not args.target:
+            raise ConfigError('usage: bidl-deploy CONFIG CHECKPOINT --target '
+                              'T; registered targets:\n' + _target_list())
+        from mmengine.registry import init_default_scope
+
+        from bidl_train.deploy import deploy, get_target
+        from bidl_train.deploy.report import format_summary
+        from bidl_train.registry import MODELS
+        get_target(args.target)  # unknown target: fail before any work
+        cfg = load_config(args.config, args.cfg_options)
+        init_default_scope(cfg.get('default_scope', 'bidl_train'))
+        if not osp.isfile(args.checkpoint):
+            raise CheckpointError(
+                f'checkpoint {args.checkpoint} does not exist')
+        model = MODELS.build(cfg.model)
+        _load_weights(model, args.checkpoint)
+        model.eval()
+        x_seq, labels = _verification_batch(cfg, model, args.verify)
+        out = args.out or osp.join(
+            'work_dirs', osp.splitext(osp.basename(args.config))[0],
+            'deploy', args.target)
+        report = deploy(model, args.target, x_seq.float(), out,
+                        labels=labels, precision=args.precision,
+                        verify_samples=args.verify > 0)
+        print(format_summary(report))
+        print(f'report written to {osp.join(out, "report.json")}')
+        if report['status'] == 'MISMATCH':
+            sys.stderr.write('bidl-deploy: the deployed model disagrees with '
+                             'PyTorch beyond float rounding; see the report\n')
+            return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
