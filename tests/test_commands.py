@@ -1,0 +1,188 @@
+"""End-to-end smoke tests of the command-line tools on tiny generated data.
+
+Each command runs in a subprocess exactly as a user would run it.
+"""
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DEMO = osp.join(REPO, 'configs', 'demo', 'synthetic_gesture.py')
+
+
+def tiny_config(tmp_path, epochs=1):
+    """A config inheriting the demo, shrunk to seconds of work."""
+    data = tmp_path / 'data'
+    text = f'''
+_base_ = [{DEMO!r}]
+_gen = dict(data_root={str(data)!r}, users_train=2, users_test=1,
+            conditions=1)
+train_dataloader = dict(batch_size=4, dataset=_gen)
+val_dataloader = dict(batch_size=4, dataset=_gen)
+test_dataloader = dict(batch_size=4, dataset=_gen)
+model = dict(backbone=dict(channels=(4, 4, 4), fc=(16, )),
+             head=dict(in_features=16))
+train_cfg = dict(max_epochs={epochs})
+default_hooks = dict(logger=dict(interval=1))
+'''
+    path = tmp_path / 'tiny.py'
+    path.write_text(text)
+    return str(path)
+
+
+def run(args, cwd, check=True, env_extra=None):
+    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1')
+    env.update(env_extra or {})
+    proc = subprocess.run(
+        [sys.executable] + args,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f'{args} exited {proc.returncode}\n{proc.stdout[-3000:]}\n'
+            f'{proc.stderr[-3000:]}')
+    return proc
+
+
+def tool(name):
+    return osp.join(REPO, 'tools', f'{name}.py')
+
+
+def test_train_resume_test(tmp_path):
+    cfg = tiny_config(tmp_path)
+    work = tmp_path / 'work'
+    run([tool('train'), cfg, '--work-dir', str(work), '--seed', '1'],
+        tmp_path)
+    assert (work / 'epoch_1.pth').is_file()
+    assert (work / 'last_checkpoint').read_text().strip().endswith(
+        'epoch_1.pth')
+    assert (work / 'tiny.py').is_file()  # dumped config
+    events = [
+        f for _, _, files in os.walk(work) for f in files
+        if f.startswith('events.out.tfevents')
+    ]
+    assert events, 'no TensorBoard event file written'
+    logs = [
+        osp.join(d, f) for d, _, files in os.walk(work) for f in files
+        if f.endswith('.log')
+    ]
+    assert logs and 'accuracy/top1' in open(logs[0]).read()
+
+    # resume continues at epoch 2 with optimizer and scheduler state
+    proc = run([
+        tool('train'), cfg, '--work-dir',
+        str(work), '--resume', '--cfg-options', 'train_cfg.max_epochs=2'
+    ], tmp_path)
+    assert 'resumed epoch: 1' in proc.stdout + proc.stderr
+    assert (work / 'epoch_2.pth').is_file()
+
+    out = tmp_path / 'metrics.json'
+    proc = run([
+        tool('test'), cfg,
+        str(work / 'epoch_2.pth'), '--work-dir',
+        str(work), '--out',
+        str(out)
+    ], tmp_path)
+    assert 'confusion matrix' in proc.stdout
+    metrics = json.loads(out.read_text())['metrics']
+    assert 0 <= metrics['accuracy/top1'] <= 100
+    assert len(metrics['confusion_matrix']) == 4
+    # 1 test user x 1 condition x 4 classes = 4 samples, each counted once
+    assert sum(map(sum, metrics['confusion_matrix'])) == 4
+    assert len(metrics['per_class_accuracy']) == 4
+    assert any(k.startswith('firing_rate/backbone') for k in metrics)
+
+
+@pytest.mark.slow
+def test_two_process_cpu_training(tmp_path):
+    cfg = tiny_config(tmp_path)
+    work = tmp_path / 'ddp'
+    proc = run([
+        '-m', 'torch.distributed.run', '--nproc_per_node=2',
+        '--master_port=29533',
+        tool('train'), cfg, '--launcher', 'pytorch', '--work-dir',
+        str(work)
+    ], tmp_path)
+    text = proc.stdout + proc.stderr
+    assert 'Distributed training: True' in text
+    assert 'device_ids=None' in text
+    assert (work / 'epoch_1.pth').is_file()
+
+
+def _fails_cleanly(proc, *needles):
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+    for needle in needles:
+        assert needle in proc.stderr, proc.stderr[-2000:]
+
+
+def test_unknown_type_suggests_close_names(tmp_path):
+    cfg = tiny_config(tmp_path)
+    proc = run([
+        tool('train'), cfg, '--work-dir',
+        str(tmp_path / 'w'), '--cfg-options', 'model.backbone.type=ConvLifNt'
+    ], tmp_path, check=False)
+    _fails_cleanly(proc, "'ConvLifNt'", 'ConvLifNet')
+
+
+def test_misspelt_top_level_key_is_named(tmp_path):
+    cfg = tiny_config(tmp_path)
+    with open(cfg, 'a') as f:
+        f.write('train_dataloder = dict()\n')
+    proc = run([tool('train'), cfg, '--work-dir', str(tmp_path / 'w')],
+               tmp_path, check=False)
+    _fails_cleanly(proc, 'train_dataloder', 'train_dataloader')
+
+
+def test_misspelt_override_path_is_named(tmp_path):
+    cfg = tiny_config(tmp_path)
+    proc = run([
+        tool('train'), cfg, '--work-dir',
+        str(tmp_path / 'w'), '--cfg-options', 'model.backbon.channels=[2,2]'
+    ], tmp_path, check=False)
+    _fails_cleanly(proc, 'model.backbon', 'model.backbone')
+
+
+def test_wrong_constructor_argument_is_reported(tmp_path):
+    cfg = tiny_config(tmp_path)
+    proc = run([
+        tool('train'), cfg, '--work-dir',
+        str(tmp_path / 'w'), '--cfg-options', 'model.backbone.chanels=[2,2]'
+    ], tmp_path, check=False)
+    _fails_cleanly(proc, 'ConvLifNet', 'chanels')
+
+
+def test_missing_data_root_explains_where_data_comes_from(tmp_path):
+    cfg = tmp_path / 'real.py'
+    cfg.write_text(f'''
+_base_ = [{DEMO!r}]
+_ds = dict(_delete_=True, type='DVS128Gesture',
+           data_root={str(tmp_path / "nowhere")!r}, split='train')
+train_dataloader = dict(dataset=_ds)
+''')
+    proc = run([tool('train'), str(cfg), '--work-dir', str(tmp_path / 'w')],
+               tmp_path, check=False)
+    _fails_cleanly(proc, 'nowhere')
+    assert 'DVS128 Gesture' in proc.stderr or 'DvsGesture' in proc.stderr
+
+
+def test_amp_on_cpu_is_refused(tmp_path):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip('CUDA present: --amp is valid here')
+    proc = run([tool('train'), tiny_config(tmp_path), '--amp'], tmp_path,
+               check=False)
+    _fails_cleanly(proc, '--amp needs a CUDA GPU')
+
+
+def test_missing_checkpoint_for_test(tmp_path):
+    proc = run([tool('test'), tiny_config(tmp_path), 'missing.pth'],
+               tmp_path, check=False)
+    _fails_cleanly(proc, 'missing.pth')
