@@ -42,7 +42,10 @@ def _export(module, args, path, input_names, output_names, batch_axis=0):
         warnings.simplefilter('ignore')  # the exporter's deprecation notice
         torch.onnx.export(module, args, path, dynamo=False,
                           opset_version=OPSET, input_names=input_names,
-                          output_names=output_names, dynamic_axes=dynamic)
+                          output_names=output_names, dynamic_axes=dynamic,
+                          # folding would turn int8 weights back into
+                          # float initialisers (Cast * scale precomputed)
+                          do_constant_folding=False)
 
 
 @DEPLOY_TARGETS.register_module(name='onnx')
