@@ -1,0 +1,196 @@
+"""Spiking ResNets (ResNetLif) in BIDL's style: depths 10, 18, 34 and 50.
+
+Blocks (``x`` = input spikes, ``SN`` = the spiking neuron, default BIDL LIF):
+
+* BasicBlock: ``y = SN2(BN2(conv3x3(SN1(BN1(conv3x3_s(x))))) + sc(x))``
+* Bottleneck (expansion 4):
+  ``y = SN3(BN3(conv1x1(SN2(BN2(conv3x3_s(SN1(BN1(conv1x1(x)))))))) + sc(x))``
+
+with the shortcut ``sc`` the identity, or ``BN(conv1x1_s(x))`` when the
+stride or the width changes. The shortcut joins the membrane input of the
+last neuron (the sum is the synaptic current), so the block output is
+spikes. Both block types implement ``forward`` (multi-step) and ``step``
+(single-step, state = the states of the inner neurons), via
+:class:`~.stateful.StatefulModule`.
+
+Stems: ``'imagenet'`` = conv7x7/2 -> BN -> SN -> max-pool 3/2 (inputs of
+112 px and more, e.g. Jester); ``'cifar'`` = conv3x3/1 -> BN -> SN for low
+resolution (32-64 px DVS frames), keeping the resolution for the stages.
+
+``lite=True`` is BIDL's "lite" variant: only the first block of each stage
+keeps spiking neurons; the following blocks of the stage use ReLU in their
+place (stateless, analog), which trims neuron state and latency while the
+stage boundaries (where resolution changes) stay spiking.
+
+Output: global average pooling over space, ``[T, B, C]`` with
+``C = 512 * expansion * width / 64``.
+"""
+from copy import deepcopy
+
+import torch.nn.functional as F
+from torch import nn
+
+from bidl_train.errors import ConfigError
+from bidl_train.layers import build_neuron
+from bidl_train.registry import MODELS
+from .stateful import StatefulModule
+
+__all__ = ['BasicBlockLif', 'BottleneckLif', 'ResNetLif', 'RESNET_DEPTHS']
+
+
+def _conv(c_in, c_out, k, stride=1):
+    return nn.Conv2d(c_in, c_out, k, stride=stride, padding=k // 2,
+                     bias=False)
+
+
+class _Activation(nn.Module):
+    """Holds either a spiking neuron or a ReLU behind one call."""
+
+    def __init__(self, neuron, channels, owner, spiking):
+        super().__init__()
+        self.spiking = spiking
+        self.act = (build_neuron(deepcopy(neuron), (channels, None, None),
+                                 owner) if spiking else nn.ReLU())
+
+    def run(self, x, ctx, key):
+        return ctx.fire(self.act, key, x) if self.spiking else self.act(x)
+
+
+class _ResidualBlock(StatefulModule):
+    expansion = 1
+
+    def _make_shortcut(self, c_in, c_out, stride):
+        if stride == 1 and c_in == c_out:
+            return None
+        return nn.Sequential(_conv(c_in, c_out, 1, stride), nn.BatchNorm2d(c_out))
+
+    def _shortcut(self, x):
+        return x if self.shortcut is None else self.shortcut(x)
+
+
+class BasicBlockLif(_ResidualBlock):
+    """Two 3x3 convs with a residual sum before the second neuron."""
+
+    expansion = 1
+
+    def __init__(self, in_channels, channels, stride=1,
+                 neuron=dict(type='LIF'), spiking=True):
+        super().__init__()
+        self.conv1 = _conv(in_channels, channels, 3, stride)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.sn1 = _Activation(neuron, channels, 'BasicBlockLif.sn1', spiking)
+        self.conv2 = _conv(channels, channels, 3)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.sn2 = _Activation(neuron, channels, 'BasicBlockLif.sn2', spiking)
+        self.shortcut = self._make_shortcut(in_channels, channels, stride)
+
+    def compute(self, x, ctx):
+        out = self.sn1.run(self.bn1(self.conv1(x)), ctx, 'sn1')
+        out = self.bn2(self.conv2(out)) + self._shortcut(x)
+        return self.sn2.run(out, ctx, 'sn2')
+
+
+class BottleneckLif(_ResidualBlock):
+    """1x1 reduce, 3x3 (strided), 1x1 expand (x4), residual before SN3."""
+
+    expansion = 4
+
+    def __init__(self, in_channels, channels, stride=1,
+                 neuron=dict(type='LIF'), spiking=True):
+        super().__init__()
+        out = channels * self.expansion
+        self.conv1 = _conv(in_channels, channels, 1)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.sn1 = _Activation(neuron, channels, 'BottleneckLif.sn1', spiking)
+        self.conv2 = _conv(channels, channels, 3, stride)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.sn2 = _Activation(neuron, channels, 'BottleneckLif.sn2', spiking)
+        self.conv3 = _conv(channels, out, 1)
+        self.bn3 = nn.BatchNorm2d(out)
+        self.sn3 = _Activation(neuron, out, 'BottleneckLif.sn3', spiking)
+        self.shortcut = self._make_shortcut(in_channels, out, stride)
+
+    def compute(self, x, ctx):
+        out = self.sn1.run(self.bn1(self.conv1(x)), ctx, 'sn1')
+        out = self.sn2.run(self.bn2(self.conv2(out)), ctx, 'sn2')
+        out = self.bn3(self.conv3(out)) + self._shortcut(x)
+        return self.sn3.run(out, ctx, 'sn3')
+
+
+#: depth -> (block class, blocks per stage)
+RESNET_DEPTHS = {
+    10: (BasicBlockLif, (1, 1, 1, 1)),
+    18: (BasicBlockLif, (2, 2, 2, 2)),
+    34: (BasicBlockLif, (3, 4, 6, 3)),
+    50: (BottleneckLif, (3, 4, 6, 3)),
+}
+STEMS = ('imagenet', 'cifar')
+
+
+class _Stem(StatefulModule):
+
+    def __init__(self, in_channels, width, stem, neuron):
+        super().__init__()
+        if stem == 'imagenet':
+            self.conv = nn.Conv2d(in_channels, width, 7, stride=2, padding=3,
+                                  bias=False)
+            self.pool = nn.MaxPool2d(3, stride=2, padding=1)
+        else:
+            self.conv = _conv(in_channels, width, 3)
+            self.pool = None
+        self.bn = nn.BatchNorm2d(width)
+        self.sn = build_neuron(deepcopy(neuron), (width, None, None),
+                               'ResNetLif.stem')
+
+    def compute(self, x, ctx):
+        x = ctx.fire(self.sn, 'sn', self.bn(self.conv(x)))
+        return x if self.pool is None else self.pool(x)
+
+
+@MODELS.register_module()
+class ResNetLif(StatefulModule):
+    """Spiking ResNet: ``[T, B, C, H, W] -> [T, B, F]``.
+
+    Args:
+        depth (int): 10, 18, 34 (BasicBlock) or 50 (Bottleneck).
+        in_channels (int): input channels (2 for DVS frames, 3 for RGB).
+        stem (str): ``'imagenet'`` (7x7/2 + max-pool) or ``'cifar'``
+            (3x3/1, for low resolution).
+        width (int): channels of the first stage (64 in ResNet); stages
+            double it.
+        lite (bool): LIF only in the first block of every stage (others
+            use ReLU), BIDL's "lite" variant.
+        neuron (dict): neuron config of every spiking activation.
+    """
+
+    def __init__(self, depth=18, in_channels=2, stem='imagenet', width=64,
+                 lite=False, neuron=dict(type='LIF')):
+        super().__init__()
+        if depth not in RESNET_DEPTHS:
+            raise ConfigError(f'ResNetLif: depth must be one of '
+                              f'{sorted(RESNET_DEPTHS)}, got {depth!r}')
+        if stem not in STEMS:
+            raise ConfigError(f'ResNetLif: stem must be one of {STEMS}, got '
+                              f'{stem!r}')
+        block, counts = RESNET_DEPTHS[depth]
+        self.stem = _Stem(in_channels, width, stem, neuron)
+        stages, c_in = [], width
+        for i, count in enumerate(counts):
+            channels = width * 2**i
+            blocks = []
+            for j in range(count):
+                blocks.append(block(c_in, channels,
+                                    stride=(2 if i > 0 and j == 0 else 1),
+                                    neuron=neuron,
+                                    spiking=(j == 0 or not lite)))
+                c_in = channels * block.expansion
+            stages.append(nn.Sequential(*blocks))
+        self.stages = nn.ModuleList(stages)
+        self.out_features = c_in
+
+    def compute(self, x, ctx):
+        x = self.stem.compute(x, ctx.scope('stem'))
+        for i, stage in enumerate(self.stages):
+            for j, block in enumerate(stage):
+                x = block.compute(x, ctx.scope(f'stages.{i}.{j}'))
+        return F.adaptive_avg_pool2d(x, 1).flatten(1)
