@@ -8,9 +8,10 @@ from .base import DeployTarget, Export, Runtime, UnsupportedFeature
 from .lower import LoweringError, lower_model
 from .torchscript import TorchScriptTarget  # noqa: I001 (registration order = priority)
 from .onnx import OnnxTarget
+from .nir import NirTarget
 
 __all__ = [
     'deploy', 'get_target', 'list_targets', 'DeployTarget', 'Export',
     'Runtime', 'UnsupportedFeature', 'LoweringError', 'lower_model',
-    'TorchScriptTarget', 'OnnxTarget'
+    'TorchScriptTarget', 'OnnxTarget', 'NirTarget'
 ]

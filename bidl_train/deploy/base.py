@@ -48,6 +48,9 @@ class Export:
     state_names: list
     spike_names: list
     notes: list = field(default_factory=list)
+    #: False where the runtime's states are not the model's own (NIR keeps
+    #: membranes scaled by 1 - alpha): they are fed back but not compared
+    compare_states: bool = True
 
 
 class Runtime:
