@@ -123,3 +123,21 @@ def test_snntorch_import_reproduces_spikes(tmp_path):
         got = torch.stack(outs).mean(0)
         torch.testing.assert_close(got, logits[b], atol=1e-5, rtol=0)
     assert head is not None
+
+
+def test_norse_import_reproduces_logits(tmp_path):
+    norse_torch = pytest.importorskip('norse.torch')
+    model = _model()
+    x = _inputs(T=8, B=2)
+    deploy(model, 'nir', x, str(tmp_path), verify_samples=False)
+    logits, _ = _hook_spikes(model, x)
+    graph = nir.read(str(tmp_path / 'model.nir'))
+    for b in range(x.shape[1]):
+        net = norse_torch.from_nir(graph, dt=1e-4)  # Norse's default is 1e-3
+        state, outs = None, []
+        with torch.no_grad():
+            for t in range(x.shape[0]):
+                out, state = net(x[t, b], state)
+                outs.append(out.reshape(-1))
+        torch.testing.assert_close(torch.stack(outs).mean(0), logits[b],
+                                   atol=1e-5, rtol=0)
