@@ -1,0 +1,11 @@
+# Luna16Cls with BIDL's clif3fc3lc network: 8 slices of 32x32 as time,
+# SGD 0.03 (Nesterov) with warm-up, lr steps at 10 / 16, 20 epochs.
+_base_ = [
+    '_base_/models/clif3fc3.py',
+    '_base_/datasets/luna16_cls.py',
+    '_base_/schedules/sgd_warmup_multistep_20e.py',
+    '_base_/default_runtime.py',
+]
+model = dict(
+    backbone=dict(in_channels=1, input_size=32), head=dict(num_classes=2))
+optim_wrapper = dict(optimizer=dict(lr=0.03))

@@ -1,0 +1,21 @@
+# CIFAR10-DVS with the 9-conv VGG-style Conv-LIF net ("VGGSNN") at 48x48,
+# T = 10, global average pooling and a linear readout.
+_base_ = ['../cifar10_dvs.py']
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='VGGLif',
+        arch='vggsnn',
+        in_channels=2,
+        input_size=48,
+        neuron=dict(type='LIF')),
+    head=dict(
+        type='SpikingClsHead',
+        in_features=512,
+        num_classes=10,
+        aggregation='mean',
+        loss=dict(type='CrossEntropyLoss', label_smoothing=0.1)))
+_representation = dict(type='EventFrames', T=10, split_by='number', size=48)
+train_dataloader = dict(dataset=dict(representation=_representation))
+val_dataloader = dict(dataset=dict(representation=_representation))
+test_dataloader = val_dataloader

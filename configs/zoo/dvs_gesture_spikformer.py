@@ -1,0 +1,25 @@
+# DVS128 Gesture with a Spikformer (D = 256, 2 blocks, 8 heads): T = 16
+# frames of 128x128, four pooled SPS stages (128 -> 8, 64 tokens).
+_base_ = ['../dvs_gesture.py']
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='Spikformer',
+        in_channels=2,
+        dim=256,
+        depth=2,
+        heads=8,
+        mlp_ratio=4,
+        pool_stages=4,
+        neuron=dict(type='LIF')),
+    head=dict(
+        type='SpikingClsHead',
+        in_features=256,
+        num_classes=11,
+        aggregation='mean',
+        loss=dict(type='CrossEntropyLoss')))
+_representation = dict(type='EventFrames', T=16, split_by='number', size=128)
+train_dataloader = dict(dataset=dict(representation=_representation))
+val_dataloader = dict(dataset=dict(representation=_representation))
+test_dataloader = val_dataloader
+_input_shape = (16, 2, 128, 128)
