@@ -57,13 +57,23 @@ def _reduce_to(grad, param):
 
 
 class LIFMultiStep(torch.autograd.Function):
-    """Autograd function of the fused kernel; use :func:`lif_multistep`."""
+    """Autograd function of the fused kernel; use :func:`lif_multistep`.
+
+    Implementation note: spikes are formed as floats with ``torch.gt(...,
+    out=float_tensor)`` and resets as multiply-adds (``r = u + s (v0 - u)``,
+    ``r = u - s theta``) because boolean-mask ops (``where``,
+    ``masked_fill``) are several times slower than arithmetic on CPU.
+    """
 
     @staticmethod
     def forward(ctx, x_seq, alpha, beta, theta, v0, derivative, reset,
                 detach_reset, out_mode):
         hard = reset == 'hard'
+        dtype = x_seq.dtype
+        a, b, th, rv = (p.to(dtype) for p in (alpha, beta, theta, v0))
         u_seq = torch.empty_like(x_seq)
+        spikes = torch.empty_like(x_seq) if out_mode == 'spike' else None
+        s = torch.empty_like(x_seq[0])
         v = None
         for t in range(x_seq.shape[0]):
             u = u_seq[t]
@@ -71,23 +81,22 @@ class LIFMultiStep(torch.autograd.Function):
                 u.copy_(x_seq[t])
             else:
                 torch.add(x_seq[t], v, out=u)
-            fired = u > theta
-            if hard:
-                r = torch.where(fired, v0.to(u.dtype), u)
-            else:
-                r = torch.where(fired, u - theta, u)
-            v = torch.addcmul(beta.to(u.dtype), alpha.to(u.dtype), r)
+            s_t = spikes[t] if spikes is not None else s
+            torch.gt(u, th, out=s_t)
+            r = torch.addcmul(u, s_t, rv - u) if hard else \
+                torch.addcmul(u, s_t, th, value=-1)
+            v = torch.addcmul(b, a, r)
 
         if out_mode == 'spike':
-            y = (u_seq > theta).to(x_seq.dtype)
+            y = spikes
         elif out_mode == 0:
             y = u_seq.clone()
         elif out_mode == 1:
-            y = u_seq - theta
+            y = u_seq - th
         else:
-            y = _reset_seq(u_seq, theta, v0, hard)
+            y = _reset_seq(u_seq, th, rv, hard)
             if out_mode == 3:
-                y = torch.addcmul(beta.to(y.dtype), alpha.to(y.dtype), y)
+                y = torch.addcmul(b, a, y)
 
         ctx.save_for_backward(u_seq, alpha, beta, theta, v0)
         ctx.derivative = derivative
@@ -111,13 +120,14 @@ class LIFMultiStep(torch.autograd.Function):
         def add(name, value):
             acc[name] = value if acc[name] is None else acc[name] + value
 
+        s = torch.empty_like(u_seq[0])
         g_u_next = None
         for t in range(u_seq.shape[0] - 1, -1, -1):
             u = u_seq[t]
-            fired = u > th
-            s = fired.to(dtype)
+            torch.gt(u, th, out=s)
             sg = ctx.derivative(u - th)
             gy = grad_y[t]
+            d_ru = (rv - u) if hard else None  # r = u + s * d_ru (hard)
 
             # gradient of v_t: from step t+1 and, if y = v, from the output
             g_v = g_u_next
@@ -127,25 +137,34 @@ class LIFMultiStep(torch.autograd.Function):
             g_r = None if g_v is None else a * g_v
             if out_mode == 2:
                 g_r = gy if g_r is None else g_r + gy
-            # gradient of s_t
+            # gradient of s_t: the output and, unless detached, the reset
             g_s = gy if out_mode == 'spike' else None
             if g_r is not None and keep_ds:
-                d_rs = (rv - u) if hard else -th
-                g_s = g_r * d_rs if g_s is None else g_s + g_r * d_rs
-            # gradient of u_t
-            g_u = torch.zeros_like(u) if out_mode not in (0, 1) else gy.clone()
+                if hard:
+                    g_s = g_r * d_ru if g_s is None else \
+                        torch.addcmul(g_s, g_r, d_ru)
+                else:
+                    g_s = g_r * -th if g_s is None else \
+                        torch.addcmul(g_s, g_r, th, value=-1)
+            # gradient of u_t = through r (dr/du = 1 - s or 1), through s,
+            # and directly when y = u or u - theta
+            g_u = gy if out_mode in (0, 1) else None
             if g_r is not None:
-                g_u += g_r * (1.0 - s) if hard else g_r
-            g_ssg = None
-            if g_s is not None:
-                g_ssg = g_s * sg
-                g_u += g_ssg
+                through_r = torch.addcmul(g_r, g_r, s, value=-1) if hard \
+                    else g_r
+                g_u = through_r if g_u is None else g_u + through_r
+            g_ssg = None if g_s is None else g_s * sg
+            if g_ssg is not None:
+                g_u = g_ssg if g_u is None else g_u + g_ssg
+            if g_u is None:
+                g_u = torch.zeros_like(u)
 
             if need_x:
                 grad_x[t] = g_u
             if g_v is not None:
                 if need_a:
-                    r = torch.where(fired, rv, u) if hard else u - s * th
+                    r = torch.addcmul(u, s, d_ru) if hard else \
+                        torch.addcmul(u, s, th, value=-1)
                     add('a', g_v * r)
                 if need_b:
                     add('b', g_v)
@@ -176,10 +195,10 @@ class LIFMultiStep(torch.autograd.Function):
 
 def _reset_seq(u_seq, theta, v0, hard):
     """``r_t`` for every step at once, from the saved potentials."""
-    fired = u_seq > theta
+    fired = (u_seq > theta).to(u_seq.dtype)
     if hard:
-        return torch.where(fired, v0.to(u_seq.dtype), u_seq)
-    return torch.where(fired, u_seq - theta, u_seq)
+        return torch.addcmul(u_seq, fired, v0 - u_seq)
+    return torch.addcmul(u_seq, fired, theta, value=-1)
 
 
 def lif_multistep(x_seq, alpha, beta, theta, v0, derivative, reset='hard',
