@@ -58,7 +58,7 @@ HOOKS = Registry(
     'hook',
     parent=MMENGINE_HOOKS,
     scope=SCOPE,
-    locations=['bidl_train.engine.hooks'])
+    locations=['bidl_train.engine.hooks', 'bidl_train.engine.hooks.nan_guard'])
 
 #: Local plasticity rules and global-local schedules.
 LEARNING_RULES = Registry(

@@ -186,3 +186,23 @@ def test_missing_checkpoint_for_test(tmp_path):
     proc = run([tool('test'), tiny_config(tmp_path), 'missing.pth'],
                tmp_path, check=False)
     _fails_cleanly(proc, 'missing.pth')
+
+
+def test_nan_loss_stops_with_iteration_and_keeps_last_good_checkpoint(
+        tmp_path):
+    import re
+    cfg = tiny_config(tmp_path)
+    work = tmp_path / 'work'
+    # an absurd learning rate drives the weights to inf and the loss to NaN
+    proc = run([
+        tool('train'), cfg, '--work-dir',
+        str(work), '--cfg-options', 'train_cfg.max_epochs=4',
+        'optim_wrapper.optimizer.type=SGD', 'optim_wrapper.optimizer.lr=1e38'
+    ], tmp_path, check=False)
+    _fails_cleanly(proc, 'iteration')
+    epoch = int(re.search(r'at epoch (\d+)', proc.stderr).group(1))
+    assert not (work / f'epoch_{epoch}.pth').exists()
+    if epoch > 1:
+        assert (work / 'last_checkpoint').read_text().strip().endswith(
+            f'epoch_{epoch - 1}.pth')
+        assert f'epoch_{epoch - 1}.pth' in proc.stderr

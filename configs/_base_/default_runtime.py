@@ -14,6 +14,8 @@ default_hooks = dict(
         rule='greater'),
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )
+# stop at the first NaN/Inf loss, before a poisoned checkpoint is written
+custom_hooks = [dict(type='NanGuardHook')]
 
 env_cfg = dict(
     cudnn_benchmark=False,
