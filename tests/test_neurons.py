@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bidl_train.errors import ConfigError
-from bidl_train.neurons import LIF, BaseNeuron
+from bidl_train.neurons import IF, LIF, PLIF, BaseNeuron
 from bidl_train.registry import MODELS
 
 
@@ -326,3 +326,63 @@ def test_equals_spikingjelly_lifnode():
     y_ours.backward(g)
     y_sj.backward(g)
     torch.testing.assert_close(x.grad, x_sj.grad, rtol=1e-10, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# IF and PLIF (leak variants of the same equations)
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize('backend', ['loop', 'fused'])
+def test_if_never_leaks(backend):
+    # x = .2 each step, theta .5: u = .2, .4, .6 (fire, reset 0), .2
+    x = torch.full((4, 1, 1), 0.2)
+    y = MODELS.build(dict(type='IF', backend=backend))(x)
+    assert y.flatten().tolist() == [0.0, 0.0, 1.0, 0.0]
+    torch.manual_seed(8)
+    x = torch.rand(9, 3, 4) * 0.6
+    neuron = IF(reset='soft', backend=backend, mode='analog', memb_mode=3,
+                act=None)
+    np.testing.assert_allclose(
+        neuron(x).numpy(),
+        reference_lif(x.numpy(), alpha=1.0, reset='soft', mode='analog',
+                      memb_mode=3), atol=1e-6)
+
+
+@pytest.mark.parametrize('kwargs', [dict(alpha=0.5), dict(learnable=True),
+                                    dict(learnable=('alpha', ))])
+def test_if_refuses_a_leak(kwargs):
+    with pytest.raises(ConfigError, match='IF'):
+        IF(**kwargs)
+
+
+@pytest.mark.parametrize('backend', ['loop', 'fused'])
+def test_plif_leak_is_sigmoid_of_learned_weight(backend):
+    torch.manual_seed(9)
+    neuron = PLIF(tau=3.0, backend=backend)
+    assert neuron.leak_factor().item() == pytest.approx(2.0 / 3.0)
+    assert [n for n, _ in neuron.named_parameters()] == ['w']
+    x = torch.rand(8, 2, 5) * 1.2
+    np.testing.assert_allclose(
+        neuron(x).detach().numpy(),
+        reference_lif(x.numpy(), alpha=2.0 / 3.0), atol=1e-6)
+    # chain rule: dL/dw = dL/dalpha * alpha (1 - alpha), alpha from LIF
+    lif = LIF(alpha=2.0 / 3.0, learnable=('alpha', ), backend=backend,
+              mode='analog', memb_mode=3, act=None)
+    plif = PLIF(tau=3.0, backend=backend, mode='analog', memb_mode=3,
+                act=None)
+    lif(x).sum().backward()
+    plif(x).sum().backward()
+    a = 2.0 / 3.0
+    assert plif.w.grad.item() == pytest.approx(
+        lif.alpha.grad.item() * a * (1 - a), rel=1e-5)
+
+
+def test_plif_per_channel_and_refusals():
+    neuron = PLIF(tau=4.0, feature_shape=(3, 2, 2), param_shape='channel')
+    assert neuron.w.shape == (3, 1, 1)
+    x = torch.rand(4, 2, 3, 2, 2)
+    torch.testing.assert_close(neuron(x), run_steps(neuron, x), atol=1e-6,
+                               rtol=0)
+    with pytest.raises(ConfigError, match='tau'):
+        PLIF(tau=1.0)
+    with pytest.raises(ConfigError, match='alpha'):
+        PLIF(alpha=0.5)

@@ -7,6 +7,7 @@ from .base import PARAM_SHAPES, BaseNeuron
 from .build import build_module
 from .functional import LIFMultiStep, lif_multistep
 from .lif import LIF
+from .lif_variants import IF, PLIF
 from .surrogate import (SURROGATE_SHORTCUTS, ATanSurrogate, BaseSurrogate,
                         ErfSurrogate, FastSigmoidSurrogate, RectangleSurrogate,
                         SigmoidSurrogate, SurrogateSpike, TriangleSurrogate,
@@ -14,7 +15,7 @@ from .surrogate import (SURROGATE_SHORTCUTS, ATanSurrogate, BaseSurrogate,
                         heaviside, rectangle_grad, sigmoid_grad, triangle_grad)
 
 __all__ = [
-    'BaseNeuron', 'PARAM_SHAPES', 'build_module', 'LIF', 'LIFMultiStep',
+    'BaseNeuron', 'PARAM_SHAPES', 'build_module', 'LIF', 'IF', 'PLIF', 'LIFMultiStep',
     'lif_multistep', 'SURROGATE_SHORTCUTS', 'BaseSurrogate', 'SurrogateSpike',
     'RectangleSurrogate', 'SigmoidSurrogate', 'ATanSurrogate',
     'TriangleSurrogate', 'FastSigmoidSurrogate', 'ErfSurrogate',

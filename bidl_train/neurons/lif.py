@@ -126,8 +126,8 @@ class LIF(BaseNeuron):
         self.noise = float(noise)
         self.backend = backend
 
-        for pname, value in (('alpha', alpha), ('beta', beta),
-                             ('theta', theta), ('v0', v0)):
+        self._init_leak(alpha)
+        for pname, value in (('beta', beta), ('theta', theta), ('v0', v0)):
             self.add_neuron_param(pname, value)
         self._check_ranges()
 
@@ -147,9 +147,17 @@ class LIF(BaseNeuron):
     def param_names(self):
         return ('alpha', 'beta', 'theta', 'v0')
 
+    def _init_leak(self, alpha):
+        """Register the leak factor (subclasses parametrise it otherwise)."""
+        self.add_neuron_param('alpha', alpha)
+
+    def leak_factor(self):
+        """``alpha`` as used by the equations."""
+        return self.alpha
+
     def _check_ranges(self):
         label = self._label
-        alpha, theta, v0 = self.alpha, self.theta, self.v0
+        alpha, theta, v0 = self.leak_factor().detach(), self.theta, self.v0
         if alpha.min() < 0 or alpha.max() > 1:
             raise ConfigError(
                 f'{label}: alpha (leak factor) must lie in [0, 1], got '
@@ -192,7 +200,7 @@ class LIF(BaseNeuron):
             r = s_reset * self.v0 + (1.0 - s_reset) * u
         else:
             r = u - s_reset * self.theta
-        v = self.alpha * r + self.beta
+        v = self.leak_factor() * r + self.beta
         if self.mode == 'spike':
             y = s
         else:
@@ -219,8 +227,8 @@ class LIF(BaseNeuron):
         if not self.uses_fused():
             return super().forward(x_seq)
         out_mode = 'spike' if self.mode == 'spike' else self.memb_mode
-        y = lif_multistep(x_seq, self.alpha, self.beta, self.theta, self.v0,
-                          self.surrogate.derivative, self.reset,
+        y = lif_multistep(x_seq, self.leak_factor(), self.beta, self.theta,
+                          self.v0, self.surrogate.derivative, self.reset,
                           self.detach_reset, out_mode)
         if self.act is not None:
             y = self.act(y)
