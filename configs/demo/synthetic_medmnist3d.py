@@ -1,6 +1,7 @@
 # Demo: a Conv-LIF network on synthetic MedMNIST-style volumes (blob /
 # no blob, generated into datasets/SyntheticMedMNIST3D on first use and
-# read back by the real MedMNIST3D reader); 28 depth slices as time.
+# read back by the real MedMNIST3D reader); every second depth slice is a
+# time step (T = 14).
 _base_ = [
     '../_base_/schedules/adam_cosine.py',
     '../_base_/default_runtime.py',
@@ -19,7 +20,8 @@ def _loader(split, shuffle, batch):
             type='SyntheticMedMNIST3D',
             data_root=_data_root,
             split=split,
-            num_slices=28,
+            slice_stride=2,
+            num_slices=14,
             **_synthetic))
 
 
@@ -37,10 +39,12 @@ model = dict(
         channels=(16, 32),
         pools=(2, 2),
         fc=(64, ),
+        input_norm=True,
         neuron=dict(type='LIF')),
     head=dict(type='SpikingClsHead', in_features=64, num_classes=2))
-train_cfg = dict(max_epochs=8)
+optim_wrapper = dict(optimizer=dict(lr=2e-3))
+train_cfg = dict(max_epochs=10)
 param_scheduler = [
-    dict(type='CosineAnnealingLR', by_epoch=True, T_max=8, eta_min=1e-5)
+    dict(type='CosineAnnealingLR', by_epoch=True, T_max=10, eta_min=1e-5)
 ]
 default_hooks = dict(logger=dict(interval=5))
