@@ -58,7 +58,10 @@ HOOKS = Registry(
     'hook',
     parent=MMENGINE_HOOKS,
     scope=SCOPE,
-    locations=['bidl_train.engine.hooks', 'bidl_train.engine.hooks.nan_guard'])
+    locations=[
+        'bidl_train.engine.hooks', 'bidl_train.engine.hooks.nan_guard',
+        'bidl_train.engine.hooks.deploy'
+    ])
 
 #: Local plasticity rules and global-local schedules.
 LEARNING_RULES = Registry(

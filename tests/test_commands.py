@@ -58,9 +58,19 @@ def tool(name):
 def test_train_resume_test(tmp_path):
     cfg = tiny_config(tmp_path)
     work = tmp_path / 'work'
-    run([tool('train'), cfg, '--work-dir', str(work), '--seed', '1'],
-        tmp_path)
+    # deploy= in the config runs DeployHook after training; NIR refuses the
+    # max-pooling of this model, which is logged while torchscript exports
+    proc = run([
+        tool('train'), cfg, '--work-dir',
+        str(work), '--seed', '1', '--cfg-options',
+        'deploy.targets=[torchscript,nir]', 'deploy.verify=2'
+    ], tmp_path)
     assert (work / 'epoch_1.pth').is_file()
+    report = json.loads(
+        (work / 'deploy' / 'torchscript' / 'report.json').read_text())
+    assert report['status'] == 'verified'
+    assert 'deploy to nir refused' in proc.stdout + proc.stderr
+    assert 'MaxPool2d' in proc.stdout + proc.stderr
     assert (work / 'last_checkpoint').read_text().strip().endswith(
         'epoch_1.pth')
     assert (work / 'tiny.py').is_file()  # dumped config
@@ -98,6 +108,13 @@ def test_train_resume_test(tmp_path):
     assert sum(map(sum, metrics['confusion_matrix'])) == 4
     assert len(metrics['per_class_accuracy']) == 4
     assert any(k.startswith('firing_rate/backbone') for k in metrics)
+
+    proc = run([
+        tool('deploy'), cfg,
+        str(work / 'epoch_2.pth'), '--target', 'onnx', '--out',
+        str(tmp_path / 'onnx'), '--verify', '2'
+    ], tmp_path)
+    assert (tmp_path / 'onnx' / 'report.json').is_file()
 
 
 @pytest.mark.slow

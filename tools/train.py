@@ -2,4 +2,4 @@
 from bidl_train.cli.train import main
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(main())

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 from mmengine.config import Config, DictAction
 
+from bidl_train.engine.runner import KNOWN_TOP_LEVEL_KEYS
 from bidl_train.errors import BidlError, ConfigError
 from bidl_train.registry import (DATASETS, DEPLOY_TARGETS, HOOKS,
                                  LEARNING_RULES, METRICS, MODELS, TRANSFORMS)
@@ -55,6 +56,9 @@ def _check_override_paths(cfg, options):
                 node = node.get(part)
             else:
                 node = None
+            if node is None and len(walked) == 1 and \
+                    walked[0] in KNOWN_TOP_LEVEL_KEYS:
+                break  # a known section the config leaves out: create it
             if node is None:
                 siblings = []
                 parent = _get_path(cfg, walked[:-1])

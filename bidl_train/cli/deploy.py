@@ -60,25 +60,6 @@ def _load_weights(model, path):
             'trained with this config?')
 
 
-def _verification_batch(cfg, model, count):
-    """``[T, N, ...]`` inputs and labels of the first ``count`` samples."""
-    import torch
-
-    from bidl_train.registry import DATASETS
-    loader = cfg.get('test_dataloader') or cfg.get('val_dataloader')
-    if loader is None or loader.get('dataset') is None:
-        raise ConfigError('the config has no test_dataloader.dataset to take '
-                          'verification samples from')
-    dataset = DATASETS.build(loader['dataset'])
-    if len(dataset) == 0:
-        raise ConfigError('the test dataset is empty')
-    samples = [dataset[i] for i in range(min(max(count, 1), len(dataset)))]
-    inputs = torch.stack([torch.as_tensor(s['inputs']) for s in samples])
-    labels = torch.as_tensor([int(s['label']) for s in samples])
-    data = model.data_preprocessor(dict(inputs=inputs, label=labels), False)
-    return data['inputs'], labels.tolist()
-
-
 def main(argv=None):
     args = parse_args(argv)
     with user_errors('bidl-deploy'):
@@ -92,6 +73,7 @@ def main(argv=None):
 
         from bidl_train.deploy import deploy, get_target
         from bidl_train.deploy.report import format_summary
+        from bidl_train.deploy.samples import verification_batch
         from bidl_train.registry import MODELS
         get_target(args.target)  # unknown target: fail before any work
         cfg = load_config(args.config, args.cfg_options)
@@ -102,7 +84,7 @@ def main(argv=None):
         model = MODELS.build(cfg.model)
         _load_weights(model, args.checkpoint)
         model.eval()
-        x_seq, labels = _verification_batch(cfg, model, args.verify)
+        x_seq, labels = verification_batch(cfg, model, args.verify)
         out = args.out or osp.join(
             'work_dirs', osp.splitext(osp.basename(args.config))[0],
             'deploy', args.target)

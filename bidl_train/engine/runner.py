@@ -47,9 +47,24 @@ def check_top_level_keys(cfg):
 def build_runner(cfg: Config) -> Runner:
     """Apply the framework's patches and build the Runner."""
     check_top_level_keys(cfg)
+    _add_deploy_hook(cfg)
     install_safe_loader()
     launcher = cfg.get('launcher', 'none')
     wrapper = setup_cpu_distributed(launcher)
     if wrapper is not None and cfg.get('model_wrapper_cfg') is None:
         cfg.model_wrapper_cfg = wrapper
     return Runner.from_cfg(cfg)
+
+
+def _add_deploy_hook(cfg):
+    """``deploy=dict(targets=[...])`` in a config means: run DeployHook."""
+    deploy = cfg.get('deploy')
+    if not deploy:
+        return
+    if not isinstance(deploy, dict):
+        raise ConfigError('deploy must be a dict, e.g. '
+                          "deploy=dict(targets=['onnx'], verify=8)")
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(h.get('type') == 'DeployHook' for h in hooks):
+        hooks.append(dict(type='DeployHook', **deploy))
+    cfg.custom_hooks = hooks
