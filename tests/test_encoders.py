@@ -99,8 +99,8 @@ def test_delta_time_axis_not_first():
     sig = torch.tensor([[0.0, 0.5], [1.0, 0.0]])  # [channels=2, L=2]
     ev = DeltaEncoder(delta=0.5, time_dim=1)(sig)
     assert ev.shape == (2, 2, 2)
-    # channel 0 rises by 1.0 = 2 deltas (2 ON); channel 1 falls 0.5 (1 OFF)
-    assert ev[1, 0].tolist() == [0, 2] and ev[1, 1].tolist() == [1, 0]
+    # channel 0 rises by 0.5 = 1 delta (1 ON); channel 1 falls 1.0 (2 OFF)
+    assert ev[1, 0].tolist() == [0, 1] and ev[1, 1].tolist() == [2, 0]
 
 
 def test_rate_bernoulli_within_binomial_bounds_and_seeded():
