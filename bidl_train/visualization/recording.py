@@ -1,0 +1,139 @@
+"""Observe the neurons of a model during one forward call.
+
+Two context managers attach forward hooks to every :class:`BaseNeuron` of a
+model (each neuron's multi-step ``[T, B, ...]`` output is visible to a forward
+hook) and remove them on exit, so nothing stays attached:
+
+* :func:`observe_spike_stats` reduces each layer's output to
+  :class:`~bidl_train.visualization.spikes.LayerSpikeStats` on the fly and
+  keeps no tensor (cheap enough for training iterations);
+* :func:`record_activity` keeps the outputs, and optionally the inputs, of
+  chosen samples for plots.
+
+The membrane potential is state, not output. :func:`membrane_trace` replays a
+neuron's single-step form ``step()`` over the input it received in the
+multi-step call (recorded by :func:`record_activity`) and returns its state
+tensors at every step. The two forms give the same numbers by the neuron
+protocol, so the replay shows exactly the membrane of the observed call; no
+flag on the neuron and no change to its code is needed.
+"""
+import contextlib
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from bidl_train.models.monitor import neuron_layers
+
+from .spikes import layer_spike_stats, merge_stats
+
+__all__ = [
+    'NeuronActivity', 'membrane_trace', 'observe_spike_stats',
+    'record_activity'
+]
+
+
+def _output_tensor(output):
+    return output[0] if isinstance(output, tuple) else output
+
+
+@contextlib.contextmanager
+def observe_spike_stats(model):
+    """Yield a dict filled with ``{layer name: LayerSpikeStats}``.
+
+    A layer called several times in one forward keeps the mean of its calls.
+    """
+    stats, handles = {}, []
+
+    def make_hook(name):
+
+        def hook(module, args, output):
+            current = layer_spike_stats(_output_tensor(output))
+            stats[name] = merge_stats(stats[name], current) \
+                if name in stats else current
+
+        return hook
+
+    for name, module in neuron_layers(model):
+        handles.append(module.register_forward_hook(make_hook(name)))
+    try:
+        yield stats
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@dataclass
+class NeuronActivity:
+    """What one neuron layer received and emitted in a multi-step call."""
+    module: torch.nn.Module
+    output: torch.Tensor  # [T, b, ...] for the kept samples
+    input: Optional[torch.Tensor] = None  # [T, b, ...], with keep_inputs
+
+
+@contextlib.contextmanager
+def record_activity(model, samples=None, keep_inputs=False):
+    """Yield a dict filled with ``{layer name: NeuronActivity}``.
+
+    Args:
+        model: any module holding neurons.
+        samples (list[int], optional): batch indices to keep (all if None).
+        keep_inputs (bool): also keep the input of each neuron layer, which
+            :func:`membrane_trace` needs.
+
+    Only the first call of a layer within the forward is kept.
+    """
+    records, handles = {}, []
+
+    def select(tensor):
+        tensor = tensor.detach()
+        if samples is not None:
+            tensor = tensor[:, list(samples)]
+        return tensor.cpu()
+
+    def make_hook(name):
+
+        def hook(module, args, output):
+            if name in records:
+                return
+            records[name] = NeuronActivity(
+                module=module,
+                output=select(_output_tensor(output)),
+                input=select(args[0]) if keep_inputs and args else None)
+
+        return hook
+
+    for name, module in neuron_layers(model):
+        handles.append(module.register_forward_hook(make_hook(name)))
+    try:
+        yield records
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@torch.no_grad()
+def membrane_trace(neuron, x_seq):
+    """Replay ``neuron.step`` over ``x_seq [T, B, ...]``.
+
+    Returns ``{state name: Tensor[T, B, ...]}``: the state after each step
+    (for the LIF, ``v`` is the potential after reset and leak). The neuron
+    runs in evaluation mode (no training noise; a membrane BatchNorm uses
+    its running statistics, which the replay leaves untouched) and its
+    previous mode is restored.
+    """
+    was_training = neuron.training
+    neuron.eval()
+    try:
+        param = next(iter(neuron.buffers()), None)
+        if param is None:
+            param = next(iter(neuron.parameters()), None)
+        device = param.device if param is not None else x_seq.device
+        state, trace = None, {}
+        for x_t in x_seq.to(device).unbind(0):
+            _, state = neuron.step(x_t, state)
+            for key, value in state.items():
+                trace.setdefault(key, []).append(value.detach().cpu())
+        return {key: torch.stack(values, 0) for key, values in trace.items()}
+    finally:
+        neuron.train(was_training)

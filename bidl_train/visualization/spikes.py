@@ -1,0 +1,109 @@
+"""Numbers about spike tensors: rates, silent and saturated neurons, rasters.
+
+Everything here takes plain tensors shaped like a neuron's multi-step output,
+``[T, B, ...]`` (time first, then batch, then the neurons of the layer), and
+returns plain numbers or arrays; nothing touches a model. Definitions:
+
+* **firing rate**: mean output over time, samples and neurons (spikes per
+  neuron per step for spiking layers);
+* **silent** neuron: emits no spike at any step for any sample of the batch
+  (a "dead" neuron);
+* **saturated** neuron: spikes at every step for every sample of the batch.
+
+A layer whose output holds values other than 0 and 1 (analog/LIAF mode) has
+no saturation; its ``saturated`` fraction is reported as NaN and ``silent``
+means "output exactly 0 everywhere".
+"""
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = [
+    'LayerSpikeStats', 'is_binary', 'layer_spike_stats', 'merge_stats',
+    'raster', 'rate_over_time'
+]
+
+
+@dataclass(frozen=True)
+class LayerSpikeStats:
+    """Summary of one layer's output over one observed batch."""
+    rate: float  # mean output per neuron per step
+    silent: float  # fraction of neurons that never fire
+    saturated: float  # fraction of neurons that fire at every step (NaN: analog)
+    neurons: int  # neurons per sample in the layer
+    binary: bool  # whether the output is made of spikes (0/1 only)
+
+
+def _check_sequence(spikes):
+    if not torch.is_tensor(spikes):
+        spikes = torch.as_tensor(np.asarray(spikes))
+    if spikes.dim() < 3:
+        raise ValueError('expected a [T, B, neurons...] tensor, got shape '
+                         f'{tuple(spikes.shape)}')
+    return spikes.detach()
+
+
+def is_binary(tensor):
+    """Whether every entry of ``tensor`` is 0 or 1."""
+    tensor = tensor.detach()
+    return bool(((tensor == 0) | (tensor == 1)).all())
+
+
+def layer_spike_stats(spikes):
+    """:class:`LayerSpikeStats` of a ``[T, B, ...]`` layer output."""
+    spikes = _check_sequence(spikes)
+    flat = spikes.float().flatten(2)  # [T, B, N]
+    fired = flat != 0
+    binary = is_binary(flat)
+    per_neuron_any = fired.any(0).any(0)  # [N]
+    silent = float((~per_neuron_any).float().mean())
+    if binary:
+        saturated = float(fired.all(0).all(0).float().mean())
+    else:
+        saturated = float('nan')
+    return LayerSpikeStats(rate=float(flat.mean()), silent=silent,
+                           saturated=saturated, neurons=flat.shape[2],
+                           binary=binary)
+
+
+def merge_stats(first, second):
+    """Mean of two observations of the same layer (a layer called twice)."""
+    return LayerSpikeStats(
+        rate=(first.rate + second.rate) / 2,
+        silent=(first.silent + second.silent) / 2,
+        saturated=(first.saturated + second.saturated) / 2,
+        neurons=first.neurons,
+        binary=first.binary and second.binary)
+
+
+def raster(spikes, sample=0, max_neurons=None):
+    """Spike raster of one sample: ``bool array [neurons, T]``.
+
+    ``spikes`` is ``[T, B, ...]``; row ``n`` column ``t`` is True when neuron
+    ``n`` (in flattened C-order) emits a non-zero output at step ``t``. With
+    ``max_neurons``, evenly spaced neurons are kept (the first and, when more
+    than one is kept, the last included) so that a large layer still fits in
+    a plot.
+    """
+    spikes = _check_sequence(spikes)
+    if not 0 <= sample < spikes.shape[1]:
+        raise ValueError(f'sample {sample} outside the batch of '
+                         f'{spikes.shape[1]}')
+    grid = (spikes[:, sample].flatten(1) != 0).T.cpu().numpy()  # [N, T]
+    if max_neurons is not None and grid.shape[0] > max_neurons:
+        keep = np.unique(
+            np.linspace(0, grid.shape[0] - 1, max_neurons).round().astype(int))
+        grid = grid[keep]
+    return grid
+
+
+def rate_over_time(spikes, sample=None):
+    """Mean output per step: ``float array [T]``.
+
+    Averaged over neurons, and over the batch unless ``sample`` picks one.
+    """
+    spikes = _check_sequence(spikes).float()
+    if sample is not None:
+        spikes = spikes[:, sample:sample + 1]
+    return spikes.flatten(1).mean(1).cpu().numpy()
