@@ -60,7 +60,7 @@ HOOKS = Registry(
     scope=SCOPE,
     locations=[
         'bidl_train.engine.hooks', 'bidl_train.engine.hooks.nan_guard',
-        'bidl_train.engine.hooks.deploy'
+        'bidl_train.engine.hooks.deploy', 'bidl_train.engine.hooks.epoch_seed'
     ])
 
 #: Local plasticity rules and global-local schedules.

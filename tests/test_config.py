@@ -82,11 +82,11 @@ def test_missing_config_file():
 
 def test_command_line_flags_fold_into_config():
     args = parse_args([
-        DEMO, '--resume', '--no-validate', '--seed', '7', '--deterministic'
+        DEMO, '--no-validate', '--seed', '7', '--deterministic'
     ])
     cfg = merge_args(load_config(DEMO), args)
     assert cfg.work_dir == osp.join('work_dirs', 'synthetic_gesture')
-    assert cfg.resume is True and cfg.load_from is None
+    assert cfg.resume is False
     assert cfg.val_cfg is None and cfg.val_dataloader is None
     assert cfg.randomness == dict(seed=7, deterministic=True)
 

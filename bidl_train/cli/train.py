@@ -51,8 +51,15 @@ def merge_args(cfg, args):
         cfg.work_dir = osp.join('work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
     if args.resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = None
+        # resolve it here rather than in mmengine: a torn or empty
+        # last_checkpoint falls back to the newest complete checkpoint
+        from bidl_train.engine.checkpoint import find_resume_checkpoint
+        found = find_resume_checkpoint(cfg.work_dir)
+        cfg.resume = found is not None
+        cfg.load_from = found
+        if found is None:
+            print(f'bidl-train: nothing to resume in {cfg.work_dir}; '
+                  'starting from scratch')
     elif args.resume:
         cfg.resume = True
         cfg.load_from = args.resume
@@ -83,7 +90,9 @@ def main(argv=None):
     args = parse_args(argv)
     with user_errors('bidl-train'):
         from bidl_train.engine import build_runner
+        from bidl_train.engine.runner import check_work_dir
         cfg = merge_args(load_config(args.config, args.cfg_options), args)
+        check_work_dir(cfg.work_dir)
         runner = build_runner(cfg)
         runner.train()
 

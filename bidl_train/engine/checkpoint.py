@@ -17,10 +17,14 @@ Anything else in the pickle (an ``os.system`` payload, an arbitrary class) is
 refused before it runs, with a :class:`~bidl_train.errors.CheckpointError`.
 Never ``weights_only=False``.
 """
+import os
 import os.path as osp
+import re
+import zipfile
 
 import numpy as np
 import torch
+from mmengine.fileio import LocalBackend, register_backend
 from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
 
@@ -103,3 +107,73 @@ def install_safe_loader():
 
 def _load_from_local(filename, map_location):
     return safe_load(filename, map_location)
+
+
+# ---------------------------------------------------------------------------
+# Writing: atomic files, so a kill during saving never leaves a torn file
+# ---------------------------------------------------------------------------
+class AtomicLocalBackend(LocalBackend):
+    """mmengine's local file backend, writing through a temporary file.
+
+    ``put``/``put_text`` write ``<name>.tmp<pid>`` in the same folder, flush
+    it to disk and ``os.replace`` it onto the final name: readers see either
+    the old file or the complete new one, never a partial write. Selected for
+    checkpoints with ``backend_args=dict(backend='atomic_local')``.
+    """
+
+    def put(self, obj, filepath):
+        _atomic_write(filepath, obj, 'wb')
+
+    def put_text(self, obj, filepath, encoding='utf-8'):
+        _atomic_write(filepath, obj.encode(encoding), 'wb')
+
+
+def _atomic_write(filepath, data, mode):
+    filepath = os.fspath(filepath)
+    os.makedirs(osp.dirname(osp.abspath(filepath)), exist_ok=True)
+    tmp = f'{filepath}.tmp{os.getpid()}'
+    try:
+        with open(tmp, mode) as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, filepath)
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
+
+
+def install_atomic_backend():
+    """Make ``backend='atomic_local'`` available to mmengine's file I/O."""
+    register_backend('atomic_local', AtomicLocalBackend, force=True)
+
+
+# ---------------------------------------------------------------------------
+# Resuming: find the newest complete checkpoint
+# ---------------------------------------------------------------------------
+def _is_complete(path):
+    """A torch zip checkpoint whose central directory is intact."""
+    return osp.isfile(path) and zipfile.is_zipfile(path)
+
+
+def find_resume_checkpoint(work_dir):
+    """The checkpoint ``--resume auto`` should continue from, or None.
+
+    ``last_checkpoint`` names it; if that file is missing, empty or names a
+    torn file (a kill while mmengine wrote it), fall back to the newest
+    complete ``epoch_N.pth``/``iter_N.pth`` in the work dir.
+    """
+    marker = osp.join(work_dir, 'last_checkpoint')
+    if osp.isfile(marker):
+        with open(marker) as f:
+            named = f.read().strip()
+        if named and _is_complete(named):
+            return named
+    candidates = []
+    if osp.isdir(work_dir):
+        for name in os.listdir(work_dir):
+            match = re.fullmatch(r'(epoch|iter)_(\d+)\.pth', name)
+            path = osp.join(work_dir, name)
+            if match and _is_complete(path):
+                candidates.append((int(match.group(2)), path))
+    return max(candidates)[1] if candidates else None

@@ -4,13 +4,17 @@ The one place where the framework's run-time patches are applied before the
 Runner exists: safe checkpoint loading and CPU-capable distributed set-up.
 """
 import difflib
+import os
+import os.path as osp
+import shutil
+import tempfile
 
 from mmengine.config import Config
 from mmengine.runner import Runner
 
 from bidl_train.errors import ConfigError
 
-from .checkpoint import install_safe_loader
+from .checkpoint import install_atomic_backend, install_safe_loader
 from .dist import setup_cpu_distributed
 
 #: Top-level config keys the Runner or bidl-train reads. Any other key is a
@@ -49,6 +53,7 @@ def build_runner(cfg: Config) -> Runner:
     check_top_level_keys(cfg)
     _add_deploy_hook(cfg)
     install_safe_loader()
+    install_atomic_backend()
     launcher = cfg.get('launcher', 'none')
     wrapper = setup_cpu_distributed(launcher)
     if wrapper is not None and cfg.get('model_wrapper_cfg') is None:
@@ -68,3 +73,25 @@ def _add_deploy_hook(cfg):
     if not any(h.get('type') == 'DeployHook' for h in hooks):
         hooks.append(dict(type='DeployHook', **deploy))
     cfg.custom_hooks = hooks
+
+
+#: Below this much free space a run would fail at its first checkpoint.
+MIN_FREE_BYTES = 256 * 2**20
+
+
+def check_work_dir(work_dir, min_free=MIN_FREE_BYTES):
+    """Refuse an unwritable or nearly full work dir before training starts."""
+    try:
+        os.makedirs(work_dir, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=work_dir, prefix='.write_test'):
+            pass
+    except OSError as err:
+        raise ConfigError(
+            f'work dir {work_dir} is not writable ({err.strerror}); choose '
+            'another with --work-dir') from None
+    free = shutil.disk_usage(work_dir).free
+    if free < min_free:
+        raise ConfigError(
+            f'only {free / 2**20:.0f} MiB free under work dir {work_dir}; '
+            f'checkpoints need at least {min_free / 2**20:.0f} MiB: free '
+            'space or choose another --work-dir')

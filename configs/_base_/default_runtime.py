@@ -11,11 +11,17 @@ default_hooks = dict(
         interval=1,
         max_keep_ckpts=3,
         save_best='accuracy/top1',
-        rule='greater'),
+        rule='greater',
+        # temp file + rename: a kill while saving never leaves a torn file
+        backend_args=dict(backend='atomic_local')),
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )
-# stop at the first NaN/Inf loss, before a poisoned checkpoint is written
-custom_hooks = [dict(type='NanGuardHook')]
+custom_hooks = [
+    # stop at the first NaN/Inf loss, before a poisoned checkpoint is written
+    dict(type='NanGuardHook'),
+    # per-epoch seeding: kill + resume reproduces the uninterrupted run
+    dict(type='EpochSeedHook'),
+]
 
 env_cfg = dict(
     cudnn_benchmark=False,
