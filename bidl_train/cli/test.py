@@ -1,4 +1,11 @@
-"""``bidl-test CONFIG CHECKPOINT``: evaluate a checkpoint on the test split."""
+"""``bidl-test CONFIG CHECKPOINT``: evaluate a checkpoint on the test split.
+
+Besides printing the metrics and writing them as JSON, it writes a report
+folder (``--report-dir``, default ``<work-dir>/test_report``) with the
+per-class accuracy and confusion matrix as CSV and PNG and the per-layer
+firing rates, and with ``--show-dir DIR`` raster plots of the misclassified
+samples.
+"""
 import argparse
 import json
 import math
@@ -22,6 +29,16 @@ def parse_args(argv=None):
         '--out',
         help='write all metrics as JSON here (default '
         '<work-dir>/test_metrics.json)')
+    parser.add_argument(
+        '--report-dir',
+        help='per-class accuracy, confusion matrix and firing rates as CSV '
+        'and PNG go here (default <work-dir>/test_report)')
+    parser.add_argument(
+        '--show-dir',
+        help='save spike raster plots of misclassified samples here')
+    parser.add_argument(
+        '--show-max', type=int, default=50,
+        help='at most this many raster plots with --show-dir (default 50)')
     add_cfg_options(parser)
     parser.add_argument(
         '--launcher',
@@ -86,6 +103,9 @@ def main(argv=None):
         cfg.load_from = args.checkpoint
         cfg.resume = False
         cfg.launcher = args.launcher
+        _add_firing_rate_metric(cfg)
+        if args.show_dir:
+            _add_raster_hook(cfg, args.show_dir, args.show_max)
         runner = build_runner(cfg)
         metrics = to_serialisable(runner.test())
         if runner.rank != 0:
@@ -100,6 +120,36 @@ def main(argv=None):
                 dict(config=args.config, checkpoint=args.checkpoint,
                      metrics=_nan_to_none(metrics)), f, indent=2)
         print(f'metrics written to {out}')
+        from bidl_train.visualization.reports import write_test_report
+        report_dir = args.report_dir or osp.join(cfg.work_dir, 'test_report')
+        written = write_test_report(metrics, report_dir, classes)
+        if written:
+            print(f'report ({len(written)} files) written to {report_dir}')
+
+
+def _add_firing_rate_metric(cfg):
+    """Per-layer firing rates belong in every test report."""
+    evaluator = cfg.test_evaluator
+    metrics = evaluator if isinstance(evaluator, (list, tuple)) else [
+        evaluator
+    ]
+    if any(isinstance(m, dict) and m.get('type') == 'FiringRate'
+           for m in metrics):
+        return
+    if isinstance(evaluator, dict) and 'metrics' in evaluator:
+        return  # an Evaluator config of its own: leave it as written
+    cfg.test_evaluator = list(metrics) + [dict(type='FiringRate')]
+
+
+def _add_raster_hook(cfg, show_dir, show_max):
+    if show_max < 1:
+        raise ConfigError(f'--show-max must be >= 1, got {show_max}')
+    # importing registers the hook whatever the registry locations say
+    import bidl_train.engine.hooks.spike_misclassified  # noqa: F401
+    hooks = list(cfg.get('custom_hooks') or [])
+    hooks.append(dict(type='MisclassifiedRasterHook',
+                      out_dir=osp.abspath(show_dir), max_samples=show_max))
+    cfg.custom_hooks = hooks
 
 
 if __name__ == '__main__':

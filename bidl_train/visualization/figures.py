@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 __all__ = [
     'confusion_figure', 'histograms_figure', 'new_figure', 'per_class_figure', 'raster_figure',
-    'rates_over_time_figure', 'save_png', 'to_rgb'
+    'firing_rates_figure', 'rates_over_time_figure', 'save_png', 'to_rgb'
 ]
 
 
@@ -67,7 +67,7 @@ def raster_figure(rasters, title=None):
                   extent=(-0.5, steps - 0.5, neurons - 0.5, -0.5))
         rate = grid.mean() if grid.size else 0.0
         ax.set_ylabel('neuron', fontsize=8)
-        ax.set_title(f'{name}  ({neurons} neurons shown, rate {rate:.3f})',
+        ax.set_title(f'{name}  ({neurons} neurons shown, their rate {rate:.3f})',
                      fontsize=9, loc='left')
         ax.tick_params(labelsize=7)
     axes[-1].set_xlabel('time step')
@@ -196,5 +196,27 @@ def histograms_figure(values, bins=50, xlabel='value', title=None):
         ax.set_visible(False)
     if title:
         fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def firing_rates_figure(rates, title=None):
+    """Horizontal bars of the mean firing rate per layer (``{layer: rate}``)."""
+    if not rates:
+        raise ValueError('firing_rates_figure needs at least one layer')
+    names = list(rates)
+    values = [rates[n] for n in names]
+    fig = new_figure(8, 1.2 + 0.35 * len(names))
+    ax = fig.add_subplot(1, 1, 1)
+    bars = ax.barh(range(len(names)), values, color='tab:orange')
+    for bar, value in zip(bars, values):
+        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2,
+                f' {value:.4f}', va='center', fontsize=7)
+    ax.set_yticks(range(len(names)))
+    ax.set_yticklabels(names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(max(values) * 1.25, 1e-3))
+    ax.set_xlabel('firing rate (spikes / neuron / step)')
+    ax.set_title(title or 'mean firing rate per layer', fontsize=10)
     fig.tight_layout()
     return fig
