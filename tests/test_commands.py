@@ -118,12 +118,23 @@ def test_train_resume_test(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_process_cpu_training(tmp_path):
+def test_two_process_cpu_training_and_evaluation(tmp_path):
     cfg = tiny_config(tmp_path)
+    # 3 classes: 3 test samples over 2 ranks, so the distributed sampler
+    # pads one duplicate that the metrics must not count
+    with open(cfg, 'a') as f:
+        f.write("_gen3 = dict(_gen, num_classes=3)\n"
+                "train_dataloader = dict(dataset=_gen3)\n"
+                "val_dataloader = dict(dataset=_gen3)\n"
+                "test_dataloader = dict(dataset=_gen3)\n"
+                "model = dict(head=dict(num_classes=3))\n"
+                "val_evaluator = [dict(type='Accuracy', topk=(1, 2)), "
+                "dict(type='FiringRate')]\n"
+                "test_evaluator = val_evaluator\n")
     work = tmp_path / 'ddp'
-    proc = run([
-        '-m', 'torch.distributed.run', '--nproc_per_node=2',
-        '--master_port=29533',
+    torchrun = ['-m', 'torch.distributed.run', '--nproc_per_node=2',
+                '--master_port=29533']
+    proc = run(torchrun + [
         tool('train'), cfg, '--launcher', 'pytorch', '--work-dir',
         str(work)
     ], tmp_path)
@@ -131,6 +142,17 @@ def test_two_process_cpu_training(tmp_path):
     assert 'Distributed training: True' in text
     assert 'device_ids=None' in text
     assert (work / 'epoch_1.pth').is_file()
+
+    out = tmp_path / 'ddp_metrics.json'
+    run(torchrun + [
+        tool('test'), cfg,
+        str(work / 'epoch_1.pth'), '--launcher', 'pytorch', '--work-dir',
+        str(work), '--out',
+        str(out)
+    ], tmp_path)
+    confusion = json.loads(out.read_text())['metrics']['confusion_matrix']
+    assert sum(map(sum, confusion)) == 3  # each sample exactly once
+    assert [sum(row) for row in confusion] == [1, 1, 1]
 
 
 def _fails_cleanly(proc, *needles):
