@@ -1,0 +1,18 @@
+# MNIST with rate (Bernoulli) coding, BIDL's clif3fc3mnrate setting: T = 20
+# spike frames of the 28x28 image (pixel intensity = firing probability per
+# step), spiking Conv-LIF 32/64/128 + ReLU FCs 512/128, label smoothing 0.1,
+# SGD 0.1 (Nesterov) with warm-up, 20 epochs, batch 128.
+_base_ = [
+    '_base_/models/clif3fc3.py',
+    '_base_/datasets/mnist.py',
+    '_base_/schedules/sgd_warmup_multistep_20e.py',
+    '_base_/default_runtime.py',
+]
+model = dict(
+    data_preprocessor=dict(
+        type='SpikingDataPreprocessor',
+        encoder=dict(type='RateEncoder', T=20, method='bernoulli')),
+    backbone=dict(in_channels=1, input_size=28,
+                  neuron=dict(type='LIF', mode='spike')),
+    head=dict(num_classes=10,
+              loss=dict(type='CrossEntropyLoss', label_smoothing=0.1)))
