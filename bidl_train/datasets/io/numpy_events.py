@@ -10,6 +10,8 @@ Accepted contents:
 Files are loaded with ``allow_pickle=False``: object arrays are refused.
 """
 import os
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -29,14 +31,26 @@ def _check_fields(names, path):
             path=path)
 
 
+#: what numpy and zipfile raise for empty, truncated or corrupt files
+_LOAD_ERRORS = (ValueError, EOFError, OSError, KeyError, zipfile.BadZipFile,
+                zlib.error)
+
+
 def read_numpy_events(path):
     """Read a ``.npy`` structured array or an ``.npz`` of ``t, x, y, p``."""
     path = os.fspath(path)
     try:
-        obj = np.load(path, allow_pickle=False)
-    except ValueError as err:
-        raise DataError(f'cannot load as numpy without pickle ({err})',
-                        path=path) from err
+        return _read(path)
+    except DataError:
+        raise
+    except _LOAD_ERRORS as err:
+        raise DataError(
+            f'not a readable .npy/.npz event file ({type(err).__name__}: '
+            f'{err}); it is empty, truncated or corrupt', path=path) from None
+
+
+def _read(path):
+    obj = np.load(path, allow_pickle=False)
     if isinstance(obj, np.lib.npyio.NpzFile):
         with obj:
             names = list(obj.files)
