@@ -1,0 +1,338 @@
+"""Unit tests of bidl_train.visualization against hand-computed values."""
+import csv
+import io
+import json
+import logging
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bidl_train.errors import DataError
+from bidl_train.neurons import LIF
+from bidl_train.visualization import figures
+from bidl_train.visualization.curves import read_curves
+from bidl_train.visualization.events import frames_to_rgb, save_gif
+from bidl_train.visualization.observe import slice_batch
+from bidl_train.visualization.progress import ProgressDisplay, track
+from bidl_train.visualization.recording import (membrane_trace,
+                                                observe_spike_stats,
+                                                record_activity)
+from bidl_train.visualization.reports import write_test_report
+from bidl_train.visualization.spikes import (layer_spike_stats, merge_stats,
+                                             raster, rate_over_time)
+
+
+def hand_spikes():
+    """T=4, B=2, 3 neurons.
+
+    neuron 0: fires at every step of both samples   -> saturated
+    neuron 1: never fires                           -> silent
+    neuron 2: sample 0 fires at t=1, sample 1 never -> neither
+    """
+    s = torch.zeros(4, 2, 3)
+    s[:, :, 0] = 1
+    s[1, 0, 2] = 1
+    return s
+
+
+# ---------------------------------------------------------------------------
+# spike statistics
+# ---------------------------------------------------------------------------
+def test_stats_of_hand_made_spikes():
+    stats = layer_spike_stats(hand_spikes())
+    # 8 + 0 + 1 spikes over 4 steps * 2 samples * 3 neurons
+    assert stats.rate == pytest.approx(9 / 24)
+    assert stats.silent == pytest.approx(1 / 3)
+    assert stats.saturated == pytest.approx(1 / 3)
+    assert stats.neurons == 3 and stats.binary
+
+
+def test_stats_flatten_feature_maps():
+    s = torch.zeros(2, 1, 2, 2, 2)  # [T, B, C, H, W]: 8 neurons
+    s[:, 0, 0, 0, 0] = 1  # one saturated neuron
+    s[0, 0, 1, 1, 1] = 1  # one neuron firing once
+    stats = layer_spike_stats(s)
+    assert stats.neurons == 8
+    assert stats.saturated == pytest.approx(1 / 8)
+    assert stats.silent == pytest.approx(6 / 8)
+    assert stats.rate == pytest.approx(3 / 16)
+
+
+def test_analog_outputs_have_no_saturation():
+    out = torch.tensor([[[0.0, 0.5]], [[0.0, 2.0]]])  # [T=2, B=1, 2]
+    stats = layer_spike_stats(out)
+    assert not stats.binary
+    assert math.isnan(stats.saturated)
+    assert stats.silent == pytest.approx(0.5)
+    assert stats.rate == pytest.approx(2.5 / 4)
+
+
+def test_merge_is_the_mean_of_two_calls():
+    a = layer_spike_stats(torch.ones(2, 1, 4))
+    b = layer_spike_stats(torch.zeros(2, 1, 4))
+    m = merge_stats(a, b)
+    assert (m.rate, m.silent, m.saturated) == (0.5, 0.5, 0.5)
+
+
+def test_raster_rows_are_neurons_columns_steps():
+    grid = raster(hand_spikes(), sample=0)
+    expected = np.array([[1, 1, 1, 1], [0, 0, 0, 0], [0, 1, 0, 0]], bool)
+    np.testing.assert_array_equal(grid, expected)
+    np.testing.assert_array_equal(
+        raster(hand_spikes(), sample=1)[2], [False] * 4)
+
+
+def test_raster_subsamples_evenly():
+    s = torch.zeros(1, 1, 10)
+    s[0, 0, [0, 3, 6, 9]] = 1  # linspace(0, 9, 4) = 0, 3, 6, 9
+    grid = raster(s, max_neurons=4)
+    assert grid.shape == (4, 1) and grid.all()
+
+
+def test_raster_rejects_a_missing_sample():
+    with pytest.raises(ValueError, match='sample 2'):
+        raster(hand_spikes(), sample=2)
+
+
+def test_rate_over_time():
+    np.testing.assert_allclose(rate_over_time(hand_spikes()),
+                               [2 / 6, 3 / 6, 2 / 6, 2 / 6])
+    np.testing.assert_allclose(rate_over_time(hand_spikes(), sample=1),
+                               [1 / 3] * 4)
+
+
+# ---------------------------------------------------------------------------
+# recording on a real LIF (alpha 0.3, theta 0.5, hard reset to 0)
+# ---------------------------------------------------------------------------
+def lif_input():
+    """Constant inputs 1.0, 0.0 and 0.4 to three neurons, T = 4.
+
+    1.0: u = 1 > 0.5 fires every step (reset to 0)       -> saturated
+    0.0: never                                           -> silent
+    0.4: u = 0.4, v = 0.12; u = 0.52 fires, v = 0; ...   -> t = 1, 3
+    """
+    return torch.tensor([1.0, 0.0, 0.4]).repeat(4, 1, 1)  # [4, 1, 3]
+
+
+def test_observed_stats_of_a_lif_layer():
+    model = torch.nn.Sequential(LIF())
+    with observe_spike_stats(model) as stats:
+        model(lif_input())
+    s = stats['0']
+    assert s.rate == pytest.approx((4 + 0 + 2) / 12)
+    assert s.silent == pytest.approx(1 / 3)
+    assert s.saturated == pytest.approx(1 / 3)
+    # hooks are gone afterwards
+    assert not model[0]._forward_hooks
+
+
+def test_record_activity_and_membrane_replay():
+    model = torch.nn.Sequential(LIF())
+    with record_activity(model, keep_inputs=True) as records:
+        model(lif_input())
+    rec = records['0']
+    np.testing.assert_array_equal(rec.output[:, 0, 2].numpy(), [0, 1, 0, 1])
+    trace = membrane_trace(rec.module, rec.input)
+    v = trace['v'][:, 0]
+    np.testing.assert_allclose(v[:, 0].numpy(), [0, 0, 0, 0])
+    np.testing.assert_allclose(v[:, 1].numpy(), [0, 0, 0, 0])
+    np.testing.assert_allclose(v[:, 2].numpy(), [0.12, 0, 0.12, 0],
+                               atol=1e-6)
+
+
+def test_record_activity_keeps_chosen_samples():
+    x = torch.zeros(3, 4, 2)
+    x[:, 2] = 1.0
+    model = torch.nn.Sequential(LIF())
+    with record_activity(model, samples=[2]) as records:
+        model(x)
+    assert records['0'].output.shape == (3, 1, 2)
+    assert records['0'].output.sum() == 6
+
+
+def test_slice_batch():
+    batch = dict(inputs=torch.arange(6).reshape(3, 2), label=torch.tensor(
+        [0, 1, 2]), names=['a', 'b', 'c'])
+    part = slice_batch(batch, 1, 2)
+    assert part['inputs'].tolist() == [[2, 3]]
+    assert part['label'].tolist() == [1] and part['names'] == ['b']
+
+
+# ---------------------------------------------------------------------------
+# figures
+# ---------------------------------------------------------------------------
+def test_figures_render_to_rgb_arrays():
+    fig = figures.raster_figure({'a': raster(hand_spikes())}, 'x')
+    img = figures.to_rgb(fig)
+    assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
+    # spikes are drawn in black: some pixels are (near) black
+    assert (img.max(axis=2) < 40).any()
+    for fig in (figures.rates_over_time_figure({'a': np.ones(4)}),
+                figures.confusion_figure([[2, 1], [0, 3]], ['x', 'y']),
+                figures.per_class_figure([50.0, float('nan')]),
+                figures.histograms_figure({'v': np.arange(10)}),
+                figures.firing_rates_figure({'l1': 0.1, 'l2': 0.0})):
+        assert figures.to_rgb(fig).shape[2] == 3
+
+
+# ---------------------------------------------------------------------------
+# test report files
+# ---------------------------------------------------------------------------
+def test_test_report_files(tmp_path):
+    metrics = {
+        'accuracy/top1': 50.0,
+        # class 0: 3 samples, 2 right; class 1: 1 sample, 0 right;
+        # class 2: no sample
+        'confusion_matrix': [[2, 1, 0], [1, 0, 0], [0, 0, 0]],
+        'firing_rate/conv1': 0.25,
+        'firing_rate/fc': 0.5,
+        'firing_rate/mean': 0.375,
+    }
+    written = write_test_report(metrics, str(tmp_path), ['up', 'down',
+                                                         'left'])
+    names = sorted(p.split('/')[-1] for p in written)
+    assert names == sorted([
+        'confusion_matrix.csv', 'confusion_matrix.png', 'firing_rates.csv',
+        'firing_rates.png', 'per_class_accuracy.csv', 'per_class_accuracy.png'
+    ])
+    rows = list(csv.reader(open(tmp_path / 'per_class_accuracy.csv')))
+    assert rows[0] == ['class', 'name', 'samples', 'correct', 'accuracy']
+    assert rows[1] == ['0', 'up', '3', '2', '66.6667']
+    assert rows[2] == ['1', 'down', '1', '0', '0.0000']
+    assert rows[3] == ['2', 'left', '0', '0', '']
+    rows = list(csv.reader(open(tmp_path / 'confusion_matrix.csv')))
+    assert rows[0][1:] == ['up', 'down', 'left']
+    assert rows[1] == ['up', '2', '1', '0']
+    rows = list(csv.reader(open(tmp_path / 'firing_rates.csv')))
+    assert rows == [['layer', 'firing_rate'], ['conv1', '0.250000'],
+                    ['fc', '0.500000']]
+    with Image.open(tmp_path / 'confusion_matrix.png') as img:
+        assert img.size[0] > 200 and img.size[1] > 200
+
+
+def test_report_without_accuracy_writes_rates_only(tmp_path):
+    written = write_test_report({'firing_rate/a': 0.1}, str(tmp_path))
+    assert sorted(p.split('/')[-1] for p in written) == [
+        'firing_rates.csv', 'firing_rates.png'
+    ]
+
+
+# ---------------------------------------------------------------------------
+# event frames
+# ---------------------------------------------------------------------------
+def test_polarity_colours():
+    frames = np.zeros((1, 2, 2, 2), np.float32)
+    frames[0, 1, 0, 0] = 3  # ON only -> red
+    frames[0, 0, 1, 1] = 3  # OFF only -> blue
+    rgb = frames_to_rgb(frames)[0]
+    assert rgb[0, 0].tolist() == [255, 0, 0]
+    assert rgb[1, 1].tolist() == [0, 0, 255]
+    assert rgb[0, 1].tolist() == [255, 255, 255]  # no event: white
+
+
+def test_grey_and_bad_frames():
+    grey = frames_to_rgb(np.array([[[[0.0, 2.0]]]]))  # [1, 1, 1, 2]
+    assert grey[0, 0].tolist() == [[0, 0, 0], [255, 255, 255]]
+    with pytest.raises(DataError, match='token ids'):
+        frames_to_rgb(np.zeros((4, 3)))
+    with pytest.raises(DataError, match='5 channels'):
+        frames_to_rgb(np.zeros((1, 5, 2, 2)))
+
+
+def test_gif_has_one_frame_per_step(tmp_path):
+    frames = np.zeros((3, 2, 4, 4), np.float32)
+    for t in range(3):
+        frames[t, 1, t, t] = 1  # a different pixel per step
+    path = save_gif(frames, str(tmp_path / 'a.gif'), min_size=16)
+    with Image.open(path) as gif:
+        assert gif.n_frames == 3
+        assert gif.size == (16, 16)
+
+
+# ---------------------------------------------------------------------------
+# curves
+# ---------------------------------------------------------------------------
+def test_curves_join_resumed_runs(tmp_path):
+    first = tmp_path / '20240101_000000' / 'vis_data'
+    second = tmp_path / '20240102_000000' / 'vis_data'
+    first.mkdir(parents=True)
+    second.mkdir(parents=True)
+    lines1 = [dict(loss=2.0, lr=0.1, epoch=1, iter=1, step=1),
+              dict(loss=1.5, lr=0.1, epoch=1, iter=2, step=2),
+              {'accuracy/top1': 40.0, 'step': 1}]
+    lines2 = [dict(loss=1.0, lr=0.1, epoch=2, iter=3, step=3),
+              {'accuracy/top1': 60.0, 'step': 2},
+              {'spikes/rate/mean': 0.2, 'step': 3}]
+    (first / 'scalars.json').write_text(
+        '\n'.join(json.dumps(x) for x in lines1) + '\n')
+    (second / 'scalars.json').write_text(
+        '\n'.join(json.dumps(x) for x in lines2) + '\n')
+    curves = read_curves(str(tmp_path))
+    assert curves['loss'].x.tolist() == [1, 2, 3]
+    assert curves['loss'].y.tolist() == [2.0, 1.5, 1.0]
+    assert curves['loss'].axis == 'iteration'
+    assert curves['accuracy/top1'].y.tolist() == [40.0, 60.0]
+    assert curves['accuracy/top1'].axis == 'step'
+    assert curves['spikes/rate/mean'].axis == 'iteration'
+    assert 'iter' not in curves and 'epoch' not in curves
+
+
+def test_curves_name_a_missing_dir(tmp_path):
+    with pytest.raises(DataError, match='nowhere'):
+        read_curves(str(tmp_path / 'nowhere'))
+    with pytest.raises(DataError, match='vis_data'):
+        read_curves(str(tmp_path))
+
+
+# ---------------------------------------------------------------------------
+# progress bars
+# ---------------------------------------------------------------------------
+class FakeTerminal(io.StringIO):
+
+    def isatty(self):
+        return True
+
+
+def test_progress_is_silent_off_a_terminal():
+    buf = io.StringIO()
+    assert list(track(range(3), 'work', stream=buf)) == [0, 1, 2]
+    assert buf.getvalue() == ''
+    display = ProgressDisplay(stream=buf).start()
+    task = display.add('x', total=2)
+    display.advance(task)
+    display.stop()
+    assert task is None and buf.getvalue() == ''
+
+
+def test_progress_draws_on_a_terminal():
+    term = FakeTerminal()
+    assert list(track(range(5), 'caching samples', stream=term)) == list(
+        range(5))
+    text = term.getvalue()
+    assert 'caching samples' in text and '5/5' in text
+
+
+def test_logger_lines_print_above_the_bar_and_are_restored():
+    term = FakeTerminal()
+    logger = logging.getLogger('bidl_train_test_progress')
+    handler = logging.StreamHandler(term)
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        # the handler writes to a stream that is not stdout: left alone
+        with ProgressDisplay(stream=term, loggers=[logger]):
+            assert handler.stream is term
+        import sys
+        handler.setStream(sys.stdout)
+        with ProgressDisplay(stream=term, loggers=[logger]) as display:
+            task = display.add('epoch 1/1', total=1)
+            assert handler.stream is not sys.stdout
+            logger.warning('a log line')
+            display.advance(task)
+        assert handler.stream is sys.stdout
+        assert 'a log line' in term.getvalue()
+    finally:
+        logger.removeHandler(handler)
