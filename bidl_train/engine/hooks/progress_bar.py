@@ -68,7 +68,9 @@ class ProgressBarHook(Hook):
                          outputs=None):
         info = None
         if outputs and 'loss' in outputs:
-            info = f'loss {float(outputs["loss"]):.4f}'
+            loss = outputs['loss']
+            loss = loss.detach() if hasattr(loss, 'detach') else loss
+            info = f'loss {float(loss):.4f}'
         self._advance(info)
 
     def after_train_epoch(self, runner):

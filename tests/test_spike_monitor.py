@@ -1,0 +1,193 @@
+"""SpikeMonitorHook, ProgressBarHook and bidl-test's report on a tiny run.
+
+One tiny training run (2 epochs of one iteration on synthetic DVS gestures)
+is shared by the tests of this module; the TensorBoard event file it writes
+is read back with TensorBoard's own reader.
+"""
+import csv
+import glob
+import io
+import json
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from tensorboard.backend.event_processing import event_accumulator as ea
+
+from bidl_train.engine.hooks.progress_bar import ProgressBarHook
+from bidl_train.engine.hooks.spike_monitor import SpikeMonitorHook
+from bidl_train.errors import ConfigError
+from bidl_train.neurons.base import BaseNeuron
+from bidl_train.visualization.spikes import LayerSpikeStats
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DEMO = osp.join(REPO, 'configs', 'demo', 'synthetic_gesture.py')
+
+
+def tiny_config(tmp_path):
+    data = tmp_path / 'data'
+    text = f'''
+_base_ = [{DEMO!r}]
+_rep = dict(type='EventFrames', T=4, split_by='number', size=16)
+_gen = dict(data_root={str(data)!r}, users_train=1, users_test=1,
+            conditions=1, num_classes=2, representation=_rep)
+train_dataloader = dict(batch_size=2, dataset=_gen)
+val_dataloader = dict(batch_size=2, dataset=_gen)
+test_dataloader = dict(batch_size=2, dataset=_gen)
+model = dict(backbone=dict(input_size=16, channels=(4, ), pools=(2, ),
+                           fc=(8, )),
+             head=dict(in_features=8, num_classes=2))
+train_cfg = dict(max_epochs=2)
+param_scheduler = []
+default_hooks = dict(logger=dict(interval=1),
+                     checkpoint=dict(save_best=None))
+custom_hooks = [dict(type='SpikeMonitorHook', interval=1)]
+'''
+    path = tmp_path / 'tiny.py'
+    path.write_text(text)
+    return str(path)
+
+
+class FakeTerminal(io.StringIO):
+
+    def isatty(self):
+        return True
+
+
+@pytest.fixture(scope='module')
+def run(tmp_path_factory):
+    from bidl_train.engine import build_runner
+    tmp = tmp_path_factory.mktemp('spike_monitor')
+    cfg_path = tiny_config(tmp)
+    cfg = Config.fromfile(cfg_path)
+    cfg.work_dir = str(tmp / 'work')
+    runner = build_runner(cfg)
+    terminal, pipe = FakeTerminal(), io.StringIO()
+    runner.register_hook(ProgressBarHook(stream=terminal))
+    runner.register_hook(ProgressBarHook(stream=pipe))
+    runner.train()
+    vis_dir = glob.glob(osp.join(cfg.work_dir, '*', 'vis_data'))[0]
+    events = glob.glob(osp.join(vis_dir, 'events.out.tfevents.*'))[0]
+    acc = ea.EventAccumulator(events, size_guidance={
+        ea.SCALARS: 0, ea.IMAGES: 0, ea.HISTOGRAMS: 0})
+    acc.Reload()
+    layers = [name for name, m in runner.model.named_modules()
+              if isinstance(m, BaseNeuron)]
+    return dict(cfg=cfg_path, work=cfg.work_dir, vis=vis_dir, tb=acc,
+                layers=layers, terminal=terminal.getvalue(),
+                pipe=pipe.getvalue(), tmp=tmp)
+
+
+def test_mmengine_scalars_are_logged(run):
+    scalars = run['tb'].Tags()['scalars']
+    for tag in ('loss', 'lr', 'accuracy/top1'):
+        assert tag in scalars
+
+
+def test_spike_statistics_every_iteration(run):
+    tb, layers = run['tb'], run['layers']
+    assert len(layers) == 2  # one Conv2dLif, one FcLif
+    for item in ('rate', 'silent', 'saturated'):
+        for layer in layers + ['mean']:
+            events = tb.Scalars(f'spikes/{item}/{layer}')
+            # interval=1: one record per training iteration (2 in all)
+            assert [e.step for e in events] == [1, 2]
+            assert all(0.0 <= e.value <= 1.0 for e in events)
+        per_layer = [tb.Scalars(f'spikes/{item}/{layer}')[0].value
+                     for layer in layers]
+        mean = tb.Scalars(f'spikes/{item}/mean')[0].value
+        assert mean == pytest.approx(np.mean(per_layer), abs=1e-6)
+
+
+def test_validation_images_and_membrane_histograms(run):
+    tb = run['tb']
+    tags = tb.Tags()
+    for name in ('confusion_matrix', 'spike_raster', 'spike_rate_over_time',
+                 'membrane_histogram'):
+        assert name in tags['images']
+        images = tb.Images(name)
+        assert [i.step for i in images] == [1, 2]  # every validation
+        assert images[0].width > 200 and images[0].height > 200
+    for layer in run['layers']:
+        hist = tb.Histograms(f'membrane/{layer}/v')
+        assert [h.step for h in hist] == [1, 2]
+        # T=4 steps * one sample * the layer's neurons
+        assert hist[0].histogram_value.num > 0
+    # the local backend keeps the same images as PNG files
+    for step in (1, 2):
+        assert osp.isfile(osp.join(run['vis'], 'vis_image',
+                                   f'confusion_matrix_{step}.png'))
+        assert osp.isfile(osp.join(run['vis'], 'vis_image',
+                                   f'spike_raster_{step}.png'))
+
+
+def test_progress_bars_on_a_terminal_only(run):
+    text = run['terminal']
+    assert 'epoch 1/2' in text and 'epoch 2/2' in text
+    assert 'validation' in text and 'eta' in text
+    assert run['pipe'] == ''
+
+
+def test_stats_scalars_follow_the_log_choice():
+    hook = SpikeMonitorHook(log=('rate', 'saturated'))
+    stats = {
+        'a': LayerSpikeStats(rate=0.2, silent=0.5, saturated=0.1,
+                             neurons=4, binary=True),
+        'b': LayerSpikeStats(rate=0.4, silent=0.0, saturated=float('nan'),
+                             neurons=4, binary=False),
+    }
+    scalars = hook.stats_scalars(stats)
+    assert scalars == pytest.approx({
+        'spikes/rate/a': 0.2, 'spikes/rate/b': 0.4, 'spikes/rate/mean': 0.3,
+        # the analog layer has no saturation: left out, also of the mean
+        'spikes/saturated/a': 0.1, 'spikes/saturated/mean': 0.1})
+
+
+@pytest.mark.parametrize('kwargs, needle', [
+    (dict(log=('rate', 'rastr')), 'rastr'),
+    (dict(interval=0), 'interval'),
+    (dict(sample_index=-1), 'sample_index'),
+])
+def test_bad_options_are_named(kwargs, needle):
+    with pytest.raises(ConfigError, match=needle):
+        SpikeMonitorHook(**kwargs)
+
+
+def test_bidl_test_writes_report_and_misclassified_rasters(run, capsys):
+    """A checkpoint whose readout always says class 0.
+
+    The test split holds one sample per class, so the confusion matrix is
+    [[1, 0], [1, 0]] and exactly the class-1 sample is misclassified.
+    """
+    from bidl_train.cli.test import main
+    from bidl_train.engine import safe_load
+    ckpt = safe_load(osp.join(run['work'], 'epoch_2.pth'))
+    state = ckpt['state_dict']
+    state['head.fc.weight'] = torch.zeros_like(state['head.fc.weight'])
+    state['head.fc.bias'] = torch.tensor([5.0, 0.0])
+    fixed = osp.join(run['tmp'], 'always0.pth')
+    torch.save(ckpt, fixed)
+    work = osp.join(run['tmp'], 'test_work')
+    show = osp.join(run['tmp'], 'show')
+    main([run['cfg'], fixed, '--work-dir', work, '--show-dir', show])
+    out = capsys.readouterr().out
+    assert 'report (6 files) written to' in out
+    report = osp.join(work, 'test_report')
+    rows = list(csv.reader(open(osp.join(report, 'confusion_matrix.csv'))))
+    assert [r[1:] for r in rows[1:]] == [['1', '0'], ['1', '0']]
+    rows = list(csv.reader(open(osp.join(report, 'per_class_accuracy.csv'))))
+    assert [(r[2], r[3], r[4]) for r in rows[1:]] == [
+        ('1', '1', '100.0000'), ('1', '0', '0.0000')]
+    rows = list(csv.reader(open(osp.join(report, 'firing_rates.csv'))))
+    assert [r[0] for r in rows[1:]] == run['layers']
+    for name in ('confusion_matrix.png', 'per_class_accuracy.png',
+                 'firing_rates.png'):
+        assert osp.getsize(osp.join(report, name)) > 1000
+    rasters = sorted(glob.glob(osp.join(show, '*.png')))
+    assert len(rasters) == 1
+    assert '_true-1-' in rasters[0] and '_pred-0-' in rasters[0]
+    # the JSON of the metrics is still written where it was
+    metrics = json.load(open(osp.join(work, 'test_metrics.json')))['metrics']
+    assert metrics['accuracy/top1'] == 50.0
