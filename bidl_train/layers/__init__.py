@@ -1,9 +1,12 @@
 """Spiking building blocks; importing registers them in ``MODELS``.
 
 Every layer has a multi-step ``forward(x_seq)`` on ``[T, B, ...]`` and a
-single-step ``step(x_t, state=None) -> (y_t, state)`` giving the same numbers.
+single-step ``step(x_t, state=None) -> (y_t, state)`` giving the same numbers,
+except the temporal attention layers (TA, TCJA), which attend over the whole
+sequence and refuse ``step`` with a ConfigError.
 """
 from .aggregation import Aggregation
+from .attention import TA, TCJA
 from .lif_layers import Conv1dLif, Conv2dLif, Conv3dLif, FcLif, Lif1d, Lif2d
 from .neuron_builder import build_neuron
 from .sequential import SpikingSequential
@@ -11,6 +14,6 @@ from .time_fold import TimeFold, fold_time, unfold_time
 
 __all__ = [
     'Aggregation', 'Conv1dLif', 'Conv2dLif', 'Conv3dLif', 'FcLif', 'Lif1d',
-    'Lif2d', 'SpikingSequential', 'TimeFold', 'build_neuron', 'fold_time',
+    'Lif2d', 'SpikingSequential', 'TA', 'TCJA', 'TimeFold', 'build_neuron', 'fold_time',
     'unfold_time'
 ]

@@ -2,7 +2,8 @@
 
 ``forward(x_seq)`` chains the multi-step forms; ``step(x_t, states)`` chains
 the single-step forms with ``states`` a list holding one state per layer
-(``None`` for a fresh start). Plain torch modules (conv, BN, pooling,
+(``None`` for a fresh start); a layer without a single-step form (temporal
+attention) makes ``step`` raise a ConfigError naming it. Plain torch modules (conv, BN, pooling,
 flatten, dropout, activations) are stateless and are wrapped in
 :class:`TimeFold` automatically; recurrent torch modules keep hidden state
 across steps and are refused.
@@ -57,7 +58,11 @@ class SpikingSequential(nn.Sequential):
                 f'SpikingSequential: got {len(state)} layer states for '
                 f'{len(self)} layers')
         new_state = []
-        for layer, layer_state in zip(self, state):
-            x_t, layer_state = layer.step(x_t, layer_state)
+        for index, (layer, layer_state) in enumerate(zip(self, state)):
+            try:
+                x_t, layer_state = layer.step(x_t, layer_state)
+            except ConfigError as err:
+                raise ConfigError(f'SpikingSequential[{index}] '
+                                  f'({type(layer).__name__}): {err}') from err
             new_state.append(layer_state)
         return x_t, new_state

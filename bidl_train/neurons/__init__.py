@@ -8,6 +8,10 @@ from .build import build_module
 from .functional import LIFMultiStep, lif_multistep
 from .lif import LIF
 from .lif_variants import IF, PLIF
+from .alif import ALIF
+from .cuba import CubaLIF
+from .izhikevich import IZHIKEVICH_PRESETS, Izhikevich
+from .lifplus import LIFPLUS_DEFAULTS, LIFPlus
 from .surrogate import (SURROGATE_SHORTCUTS, ATanSurrogate, BaseSurrogate,
                         ErfSurrogate, FastSigmoidSurrogate, RectangleSurrogate,
                         SigmoidSurrogate, SurrogateSpike, TriangleSurrogate,
@@ -15,7 +19,9 @@ from .surrogate import (SURROGATE_SHORTCUTS, ATanSurrogate, BaseSurrogate,
                         heaviside, rectangle_grad, sigmoid_grad, triangle_grad)
 
 __all__ = [
-    'BaseNeuron', 'PARAM_SHAPES', 'build_module', 'LIF', 'IF', 'PLIF', 'LIFMultiStep',
+    'BaseNeuron', 'PARAM_SHAPES', 'build_module', 'LIF', 'IF', 'PLIF', 'ALIF',
+    'CubaLIF', 'Izhikevich', 'IZHIKEVICH_PRESETS', 'LIFPlus', 'LIFPLUS_DEFAULTS',
+    'LIFMultiStep',
     'lif_multistep', 'SURROGATE_SHORTCUTS', 'BaseSurrogate', 'SurrogateSpike',
     'RectangleSurrogate', 'SigmoidSurrogate', 'ATanSurrogate',
     'TriangleSurrogate', 'FastSigmoidSurrogate', 'ErfSurrogate',
