@@ -38,8 +38,9 @@ model = dict(
         in_features=128,
         num_classes=2,
         aggregation='mean'))
-train_cfg = dict(max_epochs=15)
+optim_wrapper = dict(optimizer=dict(lr=5e-3))
+train_cfg = dict(max_epochs=30)
 param_scheduler = [
-    dict(type='CosineAnnealingLR', by_epoch=True, T_max=15, eta_min=1e-5)
+    dict(type='CosineAnnealingLR', by_epoch=True, T_max=30, eta_min=1e-5)
 ]
 default_hooks = dict(logger=dict(interval=10))

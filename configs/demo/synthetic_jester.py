@@ -52,8 +52,8 @@ model = dict(
         input_norm=True,
         neuron=dict(type='LIF')),
     head=dict(type='SpikingClsHead', in_features=128, num_classes=6))
-train_cfg = dict(max_epochs=10)
+train_cfg = dict(max_epochs=4)
 param_scheduler = [
-    dict(type='CosineAnnealingLR', by_epoch=True, T_max=10, eta_min=1e-5)
+    dict(type='CosineAnnealingLR', by_epoch=True, T_max=4, eta_min=1e-5)
 ]
 default_hooks = dict(logger=dict(interval=5))
