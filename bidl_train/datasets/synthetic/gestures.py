@@ -1,18 +1,26 @@
 """Synthetic "gestures" written in the DVS128 Gesture layout.
 
 A demo data set that needs no download and that only a *temporal* model can
-solve. P blob positions lie on a circle around the centre of a 128x128
-sensor. A sample is ``cycles`` full cycles of flashes: a disc-shaped blob
-appears at one position (a burst of ON events over its pixels), stays still
-(no events), disappears (a burst of OFF events), then after a pause the
-next position flashes. Class k visits the positions in its own cyclic order
-(class 0 = 0,1,2,3; class 1 = its reverse 0,3,2,1; ...), starting at a
-random position. Every sample therefore shows each position equally often,
-with the same ON and OFF bursts: the multiset of flash images is the same
-for every class and only the ORDER tells classes apart, so a model that
-averages per-frame features over time is at chance while a model that
-remembers the previous flash is not. Blob size, placement, timing and
-per-pixel firing are jittered and uniform background noise events are added.
+solve, shaped like DVS128 Gesture's "left/right arm (counter-)clockwise".
+Two "hands" -- textured discs -- circle around two centres, one in the left
+and one in the right half of a 128x128 sensor. The class is the pair of
+rotation directions::
+
+    class 0: left CW,  right CW      class 1: left CCW, right CCW
+    class 2: left CW,  right CCW     class 3: left CCW, right CW
+
+Each disc emits events uniformly in time, at uniformly random points of the
+disc, with random polarity. A frame (events integrated over a time slice)
+therefore shows two arc-shaped smears whose density is uniform along the
+arc and which carry no polarity gradient: the smear of a clockwise slice is
+the same picture as that of a counter-clockwise one. With random start
+angles and speeds, every class has the same distribution of frames, so a
+model that averages per-frame features over time is at chance; a model that
+remembers where the disc was a frame ago sees which way it turns (a local
+motion cue, within reach of small convolutions).
+
+Speed (revolutions per sample), start angles, centres, radii and event
+counts are jittered, and uniform background noise events are added.
 
 Files written under ``root`` (exactly IBM's layout, read by
 :class:`~bidl_train.datasets.dvs.DVS128Gesture`)::
@@ -43,69 +51,58 @@ MARKER = 'synthetic.json'
 SENSOR = 128
 
 
-def _num_positions(num_classes):
-    """Smallest P >= 4 whose (P-1)! distinct cyclic orders cover the classes."""
-    p = 4
-    while math.factorial(p - 1) < num_classes:
-        p += 1
-    return p
+#: (left, right) rotation direction of each class; +1 = clockwise on the
+#: image (y down), -1 = counter-clockwise.
+CLASS_DIRECTIONS = ((1, 1), (-1, -1), (1, -1), (-1, 1))
+#: centres of the two circles (x, y) in sensor pixels.
+CENTRES = ((34.0, 64.0), (94.0, 64.0))
 
 
-def class_orders(num_classes):
-    """Cyclic visiting order of each class, each order followed by its
-    reverse: ``[(0,1,2,3), (0,3,2,1), (0,1,3,2), (0,2,3,1), ...]``."""
-    p = _num_positions(num_classes)
-    orders = []
-    for rest in itertools.permutations(range(1, p)):
-        for order in ((0, ) + rest, (0, ) + tuple(reversed(rest))):
-            if order not in orders:
-                orders.append(order)
-    return orders[:num_classes]
+def class_directions(num_classes):
+    """(left, right) rotation direction of each class."""
+    if not 2 <= num_classes <= len(CLASS_DIRECTIONS):
+        raise DataError(f'synthetic gestures support 2..'
+                        f'{len(CLASS_DIRECTIONS)} classes, got '
+                        f'num_classes={num_classes}')
+    return list(CLASS_DIRECTIONS[:num_classes])
 
 
 def class_names(num_classes):
-    return ['cycle ' + '-'.join(map(str, o)) for o in class_orders(num_classes)]
+    word = {1: 'cw', -1: 'ccw'}
+    return [f'left {word[a]} right {word[b]}'
+            for a, b in class_directions(num_classes)]
 
 
-def _positions(p):
-    """P blob centres on a circle of radius 36 px around the sensor centre."""
-    angles = -0.75 * math.pi + 2 * math.pi * np.arange(p) / p
-    return np.stack([64 + 36 * np.cos(angles), 64 + 36 * np.sin(angles)], 1)
+def _circling_disc(rng, centre, direction, t0, opt):
+    """Events of one disc circling ``centre`` during ``[t0, t0 + duration)``.
+
+    Angle ``theta(t) = theta0 + direction * 2 pi * rev * (t - t0) / duration``
+    (y down, so increasing theta is clockwise on the image); each event lies
+    at a uniform point of the disc around the current position.
+    """
+    n = int(opt['events_per_disc'] * rng.uniform(0.8, 1.2))
+    dur = opt['duration_us']
+    t = np.sort(rng.integers(0, dur, n))
+    rev = rng.uniform(*opt['revolutions'])
+    theta = rng.uniform(0, 2 * np.pi) + direction * 2 * np.pi * rev * t / dur
+    radius = opt['circle_radius'] * rng.uniform(0.9, 1.1)
+    cx, cy = np.asarray(centre) + rng.uniform(-3, 3, 2)
+    blob = opt['disc_radius'] * rng.uniform(0.85, 1.15)
+    r = blob * np.sqrt(rng.random(n))
+    phi = rng.uniform(0, 2 * np.pi, n)
+    x = np.rint(cx + radius * np.cos(theta) + r * np.cos(phi))
+    y = np.rint(cy + radius * np.sin(theta) + r * np.sin(phi))
+    x = np.clip(x, 0, SENSOR - 1).astype(np.int64)
+    y = np.clip(y, 0, SENSOR - 1).astype(np.int64)
+    return t0 + t, x, y, rng.integers(0, 2, n)
 
 
-def _burst(rng, centre, radius, t0, burst_us, polarity, fire_prob):
-    """Events of a blob appearing (polarity 1) or disappearing (0)."""
-    r = int(math.ceil(radius))
-    cx, cy = int(round(centre[0])), int(round(centre[1]))
-    ys, xs = np.mgrid[cy - r:cy + r + 1, cx - r:cx + r + 1]
-    inside = ((xs - centre[0])**2 + (ys - centre[1])**2 <= radius**2) & \
-        (xs >= 0) & (ys >= 0) & (xs < SENSOR) & (ys < SENSOR)
-    xs, ys = xs[inside], ys[inside]
-    fire = rng.random(xs.size) < fire_prob
-    xs, ys = xs[fire], ys[fire]
-    t = t0 + rng.integers(0, burst_us, xs.size)
-    return t, xs, ys, np.full(xs.size, polarity)
-
-
-def _window(rng, order, t_start, opt):
+def _window(rng, directions, t_start, opt):
     """Events (t, x, y, p arrays) of one sample starting at ``t_start``."""
-    centres = _positions(len(order))
-    phase = int(rng.integers(len(order)))
-    seq = [order[(phase + i) % len(order)]
-           for i in range(opt['cycles'] * len(order))]
-    parts, t = [], t_start
-    for pos in seq:
-        centre = centres[pos] + rng.uniform(-4, 4, 2)
-        radius = opt['blob_radius'] * rng.uniform(0.85, 1.15)
-        hold = int(opt['hold_us'] * rng.uniform(0.8, 1.2))
-        parts.append(_burst(rng, centre, radius, t, opt['burst_us'], 1,
-                            opt['fire_prob']))
-        t_off = t + opt['burst_us'] + hold
-        parts.append(_burst(rng, centre, radius, t_off, opt['burst_us'], 0,
-                            opt['fire_prob']))
-        t = t_off + opt['burst_us'] + int(opt['gap_us'] * rng.uniform(0.8,
-                                                                    1.2))
-    return [np.concatenate(c) for c in zip(*parts)], t
+    parts = [_circling_disc(rng, c, d, t_start, opt)
+             for c, d in zip(CENTRES, directions)]
+    return ([np.concatenate(c) for c in zip(*parts)],
+            t_start + opt['duration_us'])
 
 
 def _noise(rng, t0, t1, rate_hz):
@@ -116,11 +113,11 @@ def _noise(rng, t0, t1, rate_hz):
 
 def _recording(rng, num_classes, opt):
     """All events of one recording and its label rows (class 1-based)."""
-    orders = class_orders(num_classes)
+    directions = class_directions(num_classes)
     parts, rows = [], []
     t = int(rng.integers(1_000_000, 2_000_000))
     for cls in rng.permutation(num_classes):
-        (wt, wx, wy, wp), t_end = _window(rng, orders[cls], t, opt)
+        (wt, wx, wy, wp), t_end = _window(rng, directions[cls], t, opt)
         parts.append((wt, wx, wy, wp))
         rows.append((int(cls) + 1, t - opt['margin_us'],
                      t_end + opt['margin_us']))
@@ -133,9 +130,9 @@ def _recording(rng, num_classes, opt):
 
 def default_options(**overrides):
     opt = dict(users_train=20, users_test=6, conditions=len(CONDITIONS),
-               cycles=2, blob_radius=14.0, fire_prob=0.5, burst_us=4000,
-               hold_us=30000, gap_us=20000, margin_us=2000,
-               pause_us=200000, noise_hz=1000.0, seed=0)
+               duration_us=500_000, revolutions=(1.0, 1.5),
+               events_per_disc=1500, circle_radius=24.0, disc_radius=9.0,
+               margin_us=2000, pause_us=200_000, noise_hz=1000.0, seed=0)
     unknown = set(overrides) - set(opt)
     if unknown:
         raise DataError(f'unknown synthetic gesture option(s) '
@@ -150,17 +147,18 @@ def make_synthetic_gestures(root, num_classes=4, **options):
     """Write the synthetic set under ``root`` (deterministic in ``seed``).
 
     Options (defaults): users_train=20, users_test=6, conditions=5 (lighting
-    names per user, one recording each), cycles=2, blob_radius=14.0 px,
-    fire_prob=0.5, burst_us=4000, hold_us=30000, gap_us=20000,
-    margin_us=2000, pause_us=200000, noise_hz=1000.0, seed=0. Each
+    names per user, one recording each), duration_us=500000 (per sample),
+    revolutions=(1.0, 1.5) (uniform range per disc and sample),
+    events_per_disc=1500 (+-20 %), circle_radius=24.0 px, disc_radius=9.0 px,
+    margin_us=2000 (window padding), pause_us=200000 (between windows),
+    noise_hz=1000.0 (whole sensor), seed=0. Each
     recording holds one window per class, so train has
     ``users_train * conditions * num_classes`` samples (400 by default) and
     test ``users_test * conditions * num_classes`` (120).
 
     Returns the dict written to ``synthetic.json``.
     """
-    if num_classes < 2:
-        raise DataError(f'num_classes must be >= 2, got {num_classes}')
+    class_directions(num_classes)  # validates num_classes
     opt = default_options(**options)
     root = os.fspath(root)
     os.makedirs(root, exist_ok=True)
@@ -200,8 +198,10 @@ def ensure_synthetic_gestures(root, num_classes=4, **options):
     """Generate the set under ``root`` unless it is already there with the
     same options. Refuses to write into a folder holding other data."""
     root = os.fspath(root)
-    want = dict(num_classes=num_classes, classes=class_names(num_classes),
-                **default_options(**options))
+    # through JSON, as synthetic.json holds it (tuples become lists)
+    want = json.loads(json.dumps(dict(
+        num_classes=num_classes, classes=class_names(num_classes),
+        **default_options(**options))))
     marker = os.path.join(root, MARKER)
     complete = all(
         os.path.isfile(os.path.join(root, f'trials_to_{s}.txt'))
@@ -231,7 +231,7 @@ class SyntheticGesture(Dataset):
 
     Args:
         data_root: folder for the generated files (created if absent).
-        num_classes: number of classes (cyclic visiting orders).
+        num_classes: number of classes, 2..4 (direction pairs).
         split, representation, pipeline, cache, cache_dir: as in
             :class:`DVS128Gesture`.
         **generator_options: see :func:`make_synthetic_gestures`.
