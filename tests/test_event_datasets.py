@@ -1,5 +1,6 @@
 """DVS128 Gesture layout reading, caching, and the synthetic gesture set."""
 import os
+import struct
 
 import numpy as np
 import pytest
@@ -223,3 +224,83 @@ def test_synthetic_dataset_from_registry(tmp_path):
     (tmp_path / 'real' / 'x.txt').write_text('mine')
     with pytest.raises(DataError, match='refusing'):
         SyntheticGesture(tmp_path / 'real')
+
+
+def nmnist_bytes(rows):
+    return b''.join(bytes([x, y, (p << 7) | (t >> 16), (t >> 8) & 0xFF,
+                           t & 0xFF]) for t, x, y, p in rows)
+
+
+def test_nmnist_layout(tmp_path):
+    for split, n in (('Train', 2), ('Test', 1)):
+        for d in range(10):
+            folder = tmp_path / split / str(d)
+            folder.mkdir(parents=True)
+            for i in range(n):
+                (folder / f'{i:05d}.bin').write_bytes(
+                    nmnist_bytes([(10, 33, 0, 1), (20 + d, d, 33, 0)]))
+    rep = dict(type='EventFrames', T=1)
+    train = DATASETS.build(dict(type='NMNIST', data_root=str(tmp_path),
+                                split='train', representation=rep,
+                                cache=False))
+    assert len(train) == 20
+    assert [train.get_label(i) for i in range(20)] == [
+        d for d in range(10) for _ in range(2)]
+    x = train[5]['inputs']  # digit 2
+    assert x.shape == (1, 2, 34, 34)
+    assert x[0, 1, 0, 33] == 1 and x[0, 0, 33, 2] == 1 and x.sum() == 2
+    with pytest.raises(DataError, match='N-MNIST'):
+        DATASETS.build(dict(type='NMNIST', data_root=str(tmp_path / 'no')))
+
+
+def test_cifar10_dvs_fixed_split_and_orientation(tmp_path, monkeypatch):
+    from bidl_train.datasets import CIFAR10DVS
+    classes = CIFAR10DVS.classes
+    # the shipped split: recordings 900..999 of each class are test
+    with open(CIFAR10DVS.SPLIT_FILE) as f:
+        shipped = [line.strip() for line in f if line.strip()]
+    assert len(shipped) == 1000 and len(set(shipped)) == 1000
+    assert shipped[0] == 'airplane/cifar10_airplane_900.aedat'
+    assert shipped[-1] == 'truck/cifar10_truck_999.aedat'
+    # a small copy: recordings 0..3, 2 and 3 test
+    split = tmp_path / 'split.txt'
+    split.write_text(''.join(f'{c}/cifar10_{c}_{i}.aedat\n' for c in classes
+                             for i in (2, 3)))
+    monkeypatch.setattr(CIFAR10DVS, 'SPLIT_FILE', str(split))
+    # raw DVS128 address: raw_x = 5, y = 7, raw_p = 1 (OFF in jAER)
+    # jAER: x = 122, y = 7, p = 0; SpikingJelly orientation: x' = 127 - 7,
+    # y' = 122
+    body = struct.pack('>II', (7 << 8) | (5 << 1) | 1, 10)
+    for c in classes:
+        (tmp_path / c).mkdir()
+        for i in range(4):
+            (tmp_path / c / f'cifar10_{c}_{i}.aedat').write_bytes(
+                b'#!AER-DAT2.0\r\n' + body)
+    rep = dict(type='EventFrames', T=1)
+    train = CIFAR10DVS(tmp_path, 'train', representation=rep, cache=False)
+    test = CIFAR10DVS(tmp_path, 'test', representation=rep, cache=False)
+    assert len(train) == 20 and len(test) == 20
+    assert {os.path.basename(r['path'])[-8:] for r in test.records} == \
+        {'_2.aedat', '_3.aedat'}
+    x = train[0]['inputs']
+    assert x[0, 0, 122, 120] == 1 and x.sum() == 1
+    os.remove(tmp_path / 'cat' / 'cifar10_cat_3.aedat')
+    with pytest.raises(DataError, match='missing'):
+        CIFAR10DVS(tmp_path, 'test', representation=rep, cache=False)
+
+
+def test_event_folder_any_format(tmp_path):
+    for split in ('train', 'test'):
+        for c in ('a', 'b'):
+            (tmp_path / split / c).mkdir(parents=True)
+    np.save(tmp_path / 'train' / 'a' / '1.npy',
+            make_events([0, 5], [1, 2], [3, 4], [1, 0]))
+    write_aedat31(tmp_path / 'train' / 'b' / '2.aedat',
+                  make_events([7], [9], [9], [1]))
+    (tmp_path / 'train' / 'b' / 'notes.txt').write_text('ignored: not events')
+    ds = DATASETS.build(dict(type='EventFolder', data_root=str(tmp_path),
+                             sensor_size=(16, 16), cache=False,
+                             representation=dict(type='EventFrames', T=1)))
+    assert ds.metainfo['classes'] == ['a', 'b'] and len(ds) == 2
+    assert ds[0]['inputs'].sum() == 2 and ds[1]['label'] == 1
+    assert ds[1]['inputs'][0, 1, 9, 9] == 1

@@ -280,3 +280,143 @@ class DVS128Gesture(EventDataset):
                                     f'start {start}', path=path)
                 rows.append((cls - 1, start, end))
         return rows
+
+
+def _scan_class_folders(root, classes, extensions, name, help_text):
+    """Records of ``root/<class>/<file>`` for each class, sorted by name."""
+    if not os.path.isdir(root):
+        raise DataError(f'{name} not found. {help_text}', path=root)
+    records = []
+    for label, cls in enumerate(classes):
+        folder = os.path.join(root, cls)
+        if not os.path.isdir(folder):
+            raise DataError(f'{name}: class folder "{cls}" missing. '
+                            f'{help_text}', path=folder)
+        files = sorted(f for f in os.listdir(folder)
+                       if f.lower().endswith(tuple(extensions)))
+        records += [dict(path=os.path.join(folder, f), label=label)
+                    for f in files]
+    return records
+
+
+@DATASETS.register_module()
+class EventFolder(EventDataset):
+    """Generic event dataset: ``<data_root>/<split>/<class>/<file>``.
+
+    Any format :func:`read_events` detects; one class per folder (sorted
+    folder names unless ``classes`` is given).
+
+    Args:
+        sensor_size: (H, W) of the recordings.
+        classes: class folder names in label order (default: sorted).
+        extensions: file endings to read.
+        Others: see :class:`EventDataset`.
+    """
+
+    def __init__(self, data_root, split='train', sensor_size=(128, 128),
+                 classes=None, extensions=('.aedat', '.aedat4', '.bin',
+                                           '.npy', '.npz'),
+                 representation=dict(type='EventFrames', T=16), pipeline=(),
+                 cache=True, cache_dir=None):
+        self.sensor_size = tuple(sensor_size)
+        self.extensions = tuple(extensions)
+        root = os.path.join(os.fspath(data_root), split)
+        if classes is None:
+            if not os.path.isdir(root):
+                raise DataError('EventFolder: split folder missing; expected '
+                                '<data_root>/<split>/<class>/<files>',
+                                path=root)
+            classes = sorted(d for d in os.listdir(root)
+                             if os.path.isdir(os.path.join(root, d))
+                             and not d.startswith('.'))
+        self.classes = tuple(classes)
+        self.splits = (split, )
+        super().__init__(data_root, split, representation, pipeline, cache,
+                         cache_dir)
+
+    def _scan(self):
+        root = os.path.join(self.data_root, self.split)
+        records = _scan_class_folders(
+            root, self.classes, self.extensions, 'EventFolder',
+            'Expected <data_root>/<split>/<class>/<files>.')
+        print_log(f'EventFolder ({self.split}): {len(records)} files in '
+                  f'{len(self.classes)} classes under {root}',
+                  logger='current')
+        return records
+
+
+@DATASETS.register_module()
+class NMNIST(EventDataset):
+    """N-MNIST (Orchard et al. 2015): ``<root>/{Train,Test}/<digit>/*.bin``,
+    34x34, 10 classes, 60000 / 10000 samples."""
+
+    classes = tuple(str(d) for d in range(10))
+    sensor_size = (34, 34)
+    HELP = ('N-MNIST comes from the authors\' page (Garrick Orchard, '
+            'Neuromorphic MNIST); unzip Train.zip and Test.zip so that '
+            '<data_root>/Train/<digit>/*.bin and <data_root>/Test/<digit>/'
+            '*.bin exist. See datasets/NMNIST/README.md.')
+
+    def _scan(self):
+        root = os.path.join(self.data_root,
+                            'Train' if self.split == 'train' else 'Test')
+        records = _scan_class_folders(root, self.classes, ('.bin', ), 'NMNIST',
+                                      self.HELP)
+        print_log(f'NMNIST ({self.split}): {len(records)} samples under '
+                  f'{root}', logger='current')
+        return records
+
+
+CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog',
+                   'frog', 'horse', 'ship', 'truck')
+SPLITS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)),
+                          'splits')
+
+
+@DATASETS.register_module()
+class CIFAR10DVS(EventDataset):
+    """CIFAR10-DVS (Li et al. 2017): ``<root>/<class>/cifar10_<class>_<i>
+    .aedat`` (AEDAT 2.0, DVS128), 10 classes x 1000 recordings.
+
+    There is no official split; the fixed 9:1 per-class split shipped in
+    ``bidl_train/splits/cifar10_dvs_test.txt`` (recordings 900-999 of each
+    class are test) is used, never a random one. Events are re-oriented as
+    SpikingJelly reads them: ``x' = 127 - y``, ``y' = x`` of jAER's
+    orientation (a transpose and flip of the raw address).
+    """
+
+    classes = CIFAR10_CLASSES
+    sensor_size = (128, 128)
+    HELP = ('CIFAR10-DVS is on figshare (Li et al. 2017, "CIFAR10-DVS: an '
+            'event-stream dataset for object classification"); extract the '
+            'ten class archives so that <data_root>/<class>/cifar10_<class>_'
+            '<i>.aedat exist. See datasets/CIFAR10DVS/README.md.')
+    SPLIT_FILE = os.path.join(SPLITS_DIR, 'cifar10_dvs_test.txt')
+
+    def _scan(self):
+        found = _scan_class_folders(self.data_root, self.classes, ('.aedat', ),
+                                    'CIFAR10DVS', self.HELP)
+        with open(self.SPLIT_FILE, encoding='utf-8') as f:
+            test = {line.strip() for line in f if line.strip()}
+        rel = {os.path.relpath(r['path'], self.data_root).replace(os.sep, '/')
+               for r in found}
+        missing = sorted(test - rel)
+        if missing:
+            raise DataError(f'CIFAR10DVS: {len(missing)} test recordings of '
+                            f'the shipped split are missing (first: '
+                            f'{missing[0]}); the download is incomplete',
+                            path=self.data_root)
+        want_test = self.split == 'test'
+        records = [r for r in found if (os.path.relpath(
+            r['path'], self.data_root).replace(os.sep, '/') in test)
+                   == want_test]
+        print_log(f'CIFAR10DVS ({self.split}): {len(records)} samples under '
+                  f'{self.data_root}', logger='current')
+        return records
+
+    def _read(self, path):
+        events = read_events(path, format='aedat2', sensor='dvs128')
+        x = events['x'].copy()
+        events['x'] = 127 - events['y']
+        events['y'] = x
+        return events
