@@ -56,8 +56,8 @@ def parse_args(argv=None):
                         help='which dataloader\'s dataset (default val)')
     config.add_argument('--index', type=int, default=0,
                         help='sample index (default 0)')
-    config.add_argument('--cfg-options', nargs='+', default=None,
-                        help='config overrides, as for bidl-train')
+    from bidl_train.cli.common import add_cfg_options
+    add_cfg_options(parser)
     return parser.parse_args(argv)
 
 
@@ -87,15 +87,7 @@ def frames_from_config(args):
     from bidl_train.cli.common import load_config
     from bidl_train.errors import ConfigError
     from bidl_train.registry import DATASETS
-    options = None
-    if args.cfg_options:
-        options = {}
-        for item in args.cfg_options:
-            if '=' not in item:
-                raise ConfigError(f'--cfg-options {item!r}: expected KEY=VALUE')
-            key, value = item.split('=', 1)
-            options[key] = _literal(value)
-    cfg = load_config(args.source, options)
+    cfg = load_config(args.source, args.cfg_options)
     key = f'{args.split}_dataloader'
     loader = cfg.get(key)
     if not loader or 'dataset' not in loader:
@@ -116,14 +108,6 @@ def frames_from_config(args):
     title = (f'{osp.basename(args.source)}: {args.split} sample '
              f'{args.index}{shown}, shape {tuple(frames.shape)}')
     return frames, title
-
-
-def _literal(text):
-    import ast
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
 
 
 def main(argv=None):

@@ -15,8 +15,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 __all__ = [
-    'confusion_figure', 'histograms_figure', 'new_figure', 'per_class_figure', 'raster_figure',
-    'firing_rates_figure', 'rates_over_time_figure', 'save_png', 'to_rgb'
+    'confusion_figure', 'firing_rates_figure', 'histograms_figure',
+    'new_figure', 'per_class_figure', 'raster_figure',
+    'rates_over_time_figure', 'save_png', 'to_rgb'
 ]
 
 
@@ -67,7 +68,8 @@ def raster_figure(rasters, title=None):
                   extent=(-0.5, steps - 0.5, neurons - 0.5, -0.5))
         rate = grid.mean() if grid.size else 0.0
         ax.set_ylabel('neuron', fontsize=8)
-        ax.set_title(f'{name}  ({neurons} neurons shown, their rate {rate:.3f})',
+        ax.set_title(f'{name}  ({neurons} neurons shown, their rate '
+                     f'{rate:.3f})',
                      fontsize=9, loc='left')
         ax.tick_params(labelsize=7)
     axes[-1].set_xlabel('time step')
@@ -201,7 +203,10 @@ def histograms_figure(values, bins=50, xlabel='value', title=None):
 
 
 def firing_rates_figure(rates, title=None):
-    """Horizontal bars of the mean firing rate per layer (``{layer: rate}``)."""
+    """Horizontal bars of the mean firing rate of each layer.
+
+    ``rates`` is ``{layer: rate}``.
+    """
     if not rates:
         raise ValueError('firing_rates_figure needs at least one layer')
     names = list(rates)

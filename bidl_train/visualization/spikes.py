@@ -30,7 +30,7 @@ class LayerSpikeStats:
     """Summary of one layer's output over one observed batch."""
     rate: float  # mean output per neuron per step
     silent: float  # fraction of neurons that never fire
-    saturated: float  # fraction of neurons that fire at every step (NaN: analog)
+    saturated: float  # fraction firing at every step (NaN: analog layer)
     neurons: int  # neurons per sample in the layer
     binary: bool  # whether the output is made of spikes (0/1 only)
 
