@@ -37,16 +37,26 @@ and the parameter gradients sum over t (then over broadcast dims):
     g_alpha += gV_t r_t,   g_beta += gV_t,   g_v0 += gR_t dr/dv0 (hard),
     g_theta += -gS_t sg_t  + gR_t dr/dtheta (soft)  - [gY_t if y = u - theta]
 
-Pure PyTorch: it runs wherever torch does (CPU or CUDA) and needs no
-compiler.
+Two implementations of the same equations:
+
+* :class:`LIFMultiStep`: pure PyTorch; runs wherever torch does (CPU or
+  CUDA) and needs no compiler;
+* :class:`LIFMultiStepCpp`: the compiled CPU kernel of
+  :mod:`bidl_train.neurons.lif_cpp` (one pass over memory forward and one
+  backward), used automatically for CPU float32/float64 inputs with a
+  built-in surrogate when it builds; ``kernel='torch'`` or the environment
+  variable ``BIDL_TRAIN_CPP_KERNEL=0`` force the pure-PyTorch one.
 """
 import torch
 
 from bidl_train.errors import ConfigError
+from .lif_cpp import load_cpp_kernel, surrogate_code
 
-__all__ = ['lif_multistep', 'LIFMultiStep']
+__all__ = ['lif_multistep', 'LIFMultiStep', 'LIFMultiStepCpp',
+           'select_kernel']
 
 _OUT_MODES = ('spike', 0, 1, 2, 3)
+_KERNELS = ('auto', 'cpp', 'torch')
 
 
 def _reduce_to(grad, param):
@@ -201,14 +211,104 @@ def _reset_seq(u_seq, theta, v0, hard):
     return torch.addcmul(u_seq, fired, theta, value=-1)
 
 
+class LIFMultiStepCpp(torch.autograd.Function):
+    """The same node on the compiled CPU kernel; use :func:`lif_multistep`.
+
+    Parameters are flattened to one value per neuron of ``x_seq[0]`` (or kept
+    as one scalar), the kernel returns per-neuron parameter gradients summed
+    over time, and they are summed down to each parameter's shape here.
+    """
+
+    @staticmethod
+    def forward(ctx, x_seq, alpha, beta, theta, v0, derivative, reset,
+                detach_reset, out_mode, module, code):
+        steps, shape = x_seq.shape[0], x_seq.shape[1:]
+        dtype = x_seq.dtype
+        flat = [_per_neuron(p, shape, dtype) for p in (alpha, beta, theta, v0)]
+        hard = reset == 'hard'
+        mode = -1 if out_mode == 'spike' else out_mode
+        save_u = any(ctx.needs_input_grad[:5])
+        y, u_seq = module.lif_forward(x_seq.contiguous().view(steps, -1),
+                                      *flat, hard, mode, save_u)
+        if save_u:  # the flat alpha, theta, v0 are the only extra tensors
+            ctx.save_for_backward(u_seq, flat[0], flat[2], flat[3])
+            ctx.params = [(p.shape, p.dtype, p.device)
+                          for p in (alpha, beta, theta, v0)]
+        ctx.module, ctx.code, ctx.hard, ctx.mode = module, code, hard, mode
+        ctx.keep_ds = not detach_reset
+        return y.view(x_seq.shape)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        u_seq, a, th, rv = ctx.saved_tensors
+        need = ctx.needs_input_grad[:5]
+        hard = ctx.hard
+        grads = ctx.module.lif_backward(
+            u_seq, grad_y.contiguous().view(u_seq.shape).to(u_seq.dtype), a,
+            th, rv, hard, ctx.keep_ds, ctx.mode, ctx.code[0], ctx.code[1],
+            need[0], need[1], need[2], need[3], need[4] and hard)
+        shape = grad_y.shape[1:]
+        out = [grads[0].view(grad_y.shape) if need[0] else None]
+        for g, (pshape, pdtype, pdevice), needed in zip(
+                grads[1:], ctx.params, need[1:]):
+            if not needed:
+                out.append(None)
+            elif g.numel() == 0:  # v0 under a soft reset: no gradient
+                out.append(torch.zeros(pshape, dtype=pdtype, device=pdevice))
+            else:
+                g = g.view(shape)
+                g = g.sum() if len(pshape) == 0 else g.sum_to_size(pshape)
+                out.append(g.to(pdtype))
+        return tuple(out) + (None, ) * 6
+
+
+def _per_neuron(param, shape, dtype):
+    """A scalar stays one value; anything else becomes one per neuron."""
+    param = param.detach().to(dtype)
+    if param.numel() == 1:
+        return param.reshape(1).contiguous()
+    return param.expand(shape).contiguous().view(-1)
+
+
+def select_kernel(x_seq, derivative, kernel='auto'):
+    """``(module, surrogate code)`` of the compiled kernel, or None.
+
+    ``kernel``: ``'auto'`` (the compiled kernel when it applies and builds),
+    ``'cpp'`` (the same, but refuse when it cannot run) or ``'torch'``.
+    """
+    if kernel not in _KERNELS:
+        raise ConfigError(
+            f'lif_multistep: kernel must be one of {_KERNELS}, got {kernel!r}')
+    if kernel == 'torch':
+        return None
+    reasons = []
+    if x_seq.device.type != 'cpu':
+        reasons.append(f'the input is on {x_seq.device.type}')
+    if x_seq.dtype not in (torch.float32, torch.float64):
+        reasons.append(f'dtype {x_seq.dtype} is not float32/float64')
+    code = surrogate_code(derivative)
+    if code is None:
+        reasons.append('the surrogate is not one of the built-in ones')
+    module = None if reasons else load_cpp_kernel()
+    if module is None and not reasons:
+        reasons.append('the C++ kernel is disabled or did not build')
+    if reasons:
+        if kernel == 'cpp':
+            raise ConfigError('lif_multistep: kernel=\'cpp\' cannot run: ' +
+                              '; '.join(reasons))
+        return None
+    return module, code
+
+
 def lif_multistep(x_seq, alpha, beta, theta, v0, derivative, reset='hard',
-                  detach_reset=False, out_mode='spike'):
+                  detach_reset=False, out_mode='spike', kernel='auto'):
     """Run the LIF recurrence over ``x_seq`` (``[T, B, ...]``) in one node.
 
     ``alpha, beta, theta, v0``: tensors broadcastable to ``x_seq[0]``
     (scalars, ``(C, 1, 1)`` or per neuron); each gets a gradient when it
     requires one. ``derivative``: the surrogate derivative as a function of
-    ``u - theta`` (e.g. ``RectangleSurrogate().derivative``).
+    ``u - theta`` (e.g. ``RectangleSurrogate().derivative``). ``kernel``:
+    ``'auto'``, ``'cpp'`` or ``'torch'`` (see :func:`select_kernel`).
     """
     if out_mode not in _OUT_MODES:
         raise ConfigError(f'lif_multistep: out_mode must be one of {_OUT_MODES}, '
@@ -216,5 +316,10 @@ def lif_multistep(x_seq, alpha, beta, theta, v0, derivative, reset='hard',
     if reset not in ('hard', 'soft'):
         raise ConfigError(
             f"lif_multistep: reset must be 'hard' or 'soft', got {reset!r}")
+    compiled = select_kernel(x_seq, derivative, kernel)
+    if compiled is not None:
+        return LIFMultiStepCpp.apply(x_seq, alpha, beta, theta, v0,
+                                     derivative, reset, bool(detach_reset),
+                                     out_mode, *compiled)
     return LIFMultiStep.apply(x_seq, alpha, beta, theta, v0, derivative,
                               reset, bool(detach_reset), out_mode)
