@@ -4,3 +4,9 @@ model = dict(
     data_preprocessor=dict(
         encoder=dict(_delete_=True, type='LatencyEncoder', T=8, method='log',
                      tau=7.0, threshold=0.01)))
+# one spike per pixel carries less evidence per step than rate coding:
+# train longer
+train_cfg = dict(max_epochs=6)
+param_scheduler = [
+    dict(type='CosineAnnealingLR', by_epoch=True, T_max=6, eta_min=1e-5)
+]

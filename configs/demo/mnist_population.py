@@ -6,3 +6,7 @@ model = dict(
         encoder=dict(_delete_=True, type='PopulationEncoder', T=10,
                      num_neurons=5, spike='latency')),
     backbone=dict(in_channels=5))
+train_cfg = dict(max_epochs=6)
+param_scheduler = [
+    dict(type='CosineAnnealingLR', by_epoch=True, T_max=6, eta_min=1e-5)
+]

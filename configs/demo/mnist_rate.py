@@ -8,6 +8,10 @@ _base_ = [
     '../_base_/default_runtime.py',
 ]
 _T = 20
+# a smaller synthetic set than the base's, to fit minutes on 2 cores
+train_dataloader = dict(dataset=dict(num_train=1000, num_test=300))
+val_dataloader = dict(dataset=dict(num_train=1000, num_test=300))
+test_dataloader = val_dataloader
 model = dict(
     type='SpikingClassifier',
     data_preprocessor=dict(
@@ -17,14 +21,14 @@ model = dict(
         type='ConvLifNet',
         in_channels=1,
         input_size=28,
-        channels=(16, 32),
+        channels=(8, 16),
         pools=(2, 2),
-        fc=(128, ),
+        fc=(64, ),
         neuron=dict(type='LIF')),
-    head=dict(type='SpikingClsHead', in_features=128, num_classes=10))
+    head=dict(type='SpikingClsHead', in_features=64, num_classes=10))
 optim_wrapper = dict(optimizer=dict(lr=2e-3))
-train_cfg = dict(max_epochs=4)
+train_cfg = dict(max_epochs=3)
 param_scheduler = [
-    dict(type='CosineAnnealingLR', by_epoch=True, T_max=4, eta_min=1e-5)
+    dict(type='CosineAnnealingLR', by_epoch=True, T_max=3, eta_min=1e-5)
 ]
 default_hooks = dict(logger=dict(interval=20))
