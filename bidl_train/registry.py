@@ -31,20 +31,14 @@ DATASETS = Registry(
     'dataset',
     parent=MMENGINE_DATASETS,
     scope=SCOPE,
-    locations=[
-        'bidl_train.datasets', 'bidl_train.datasets.video',
-        'bidl_train.datasets.volume', 'bidl_train.datasets.text'
-    ])
+    locations=['bidl_train.datasets'])
 
 #: Data transforms: event augmentations, representations, frame transforms.
 TRANSFORMS = Registry(
     'transform',
     parent=MMENGINE_TRANSFORMS,
     scope=SCOPE,
-    locations=[
-        'bidl_train.datasets', 'bidl_train.datasets.transforms.video',
-        'bidl_train.datasets.transforms.volume'
-    ])
+    locations=['bidl_train.datasets'])
 
 #: Evaluation metrics.
 METRICS = Registry(
@@ -60,7 +54,10 @@ HOOKS = Registry(
     scope=SCOPE,
     locations=[
         'bidl_train.engine.hooks', 'bidl_train.engine.hooks.nan_guard',
-        'bidl_train.engine.hooks.deploy', 'bidl_train.engine.hooks.epoch_seed'
+        'bidl_train.engine.hooks.deploy', 'bidl_train.engine.hooks.epoch_seed',
+        'bidl_train.engine.hooks.spike_monitor',
+        'bidl_train.engine.hooks.spike_misclassified',
+        'bidl_train.engine.hooks.progress_bar'
     ])
 
 #: Local plasticity rules and global-local schedules.

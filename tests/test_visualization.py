@@ -16,7 +16,7 @@ from bidl_train.visualization import figures
 from bidl_train.visualization.curves import read_curves
 from bidl_train.visualization.events import frames_to_rgb, save_gif
 from bidl_train.visualization.observe import slice_batch
-from bidl_train.visualization.progress import ProgressDisplay, track
+from bidl_train.utils.progress import ProgressDisplay, track
 from bidl_train.visualization.recording import (membrane_trace,
                                                 observe_spike_stats,
                                                 record_activity)

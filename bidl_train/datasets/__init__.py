@@ -2,12 +2,20 @@
 
 Importing this package registers every dataset and transform in
 :data:`bidl_train.registry.DATASETS` / :data:`~bidl_train.registry.TRANSFORMS`.
+One module per modality: ``dvs`` (event streams), ``video``, ``volume``,
+``text``; ``synthetic/`` writes demo data in the real on-disk layouts.
 """
 from . import transforms  # noqa: F401  (registers transforms)
 from .dvs import CIFAR10DVS, DVS128Gesture, EventFolder, NMNIST
 from .synthetic import SyntheticGesture, make_synthetic_gestures
+from .text import IMDB, SyntheticIMDB, TextClassificationCSV
+from .video import Jester, RGBGesture, SyntheticJester, VideoFolder
+from .volume import Luna16Cls, MedMNIST3D, SyntheticMedMNIST3D, VolumeFolder
 
 __all__ = [
     'CIFAR10DVS', 'DVS128Gesture', 'EventFolder', 'NMNIST', 'SyntheticGesture',
-    'make_synthetic_gestures'
+    'make_synthetic_gestures', 'IMDB', 'SyntheticIMDB',
+    'TextClassificationCSV', 'Jester', 'RGBGesture', 'SyntheticJester',
+    'VideoFolder', 'Luna16Cls', 'MedMNIST3D', 'SyntheticMedMNIST3D',
+    'VolumeFolder'
 ]

@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 
 from bidl_train.errors import DataError
 from bidl_train.registry import DATASETS, TRANSFORMS
+from bidl_train.utils.progress import track
 
 from .cache import SampleCache
 from .io import read_events
@@ -155,7 +156,9 @@ class EventDataset(Dataset):
             return
         print_log(f'{name} ({self.split}): preprocessing {len(self)} samples '
                   f'into {self._cache.dir} (done once)', logger='current')
-        for i, _, events in self._records_by_file():
+        for i, _, events in track(self._records_by_file(),
+                                  f'{name} ({self.split}): caching',
+                                  total=len(self)):
             self._cache.save(i, self._prepare(events))
         self._cache.save_index(num_samples=len(self),
                                labels=[r['label'] for r in self.records])

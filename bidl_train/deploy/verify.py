@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from bidl_train.neurons import BaseNeuron
+from bidl_train.utils.progress import track
 
 __all__ = ['flatten_state', 'reference_run', 'verify', 'measure_latency',
            'batch_initial_states']
@@ -99,7 +100,8 @@ def verify(runtime, export, initial, model, x_seq, labels=None,
              and (export.compare_states or name == 'y')}
     spike_stats = {}
     y = None
-    for t, x_t in enumerate(x_np):
+    for t, x_t in enumerate(
+            track(x_np, 'verifying deployed model', total=len(x_np))):
         outs = dict(zip(names, runtime.step(x_t, states)))
         y = outs['y']
         for name in diffs:

@@ -13,7 +13,7 @@ One concern per module:
 * :mod:`.curves`: training curves of several work dirs;
 * :mod:`.progress`: console progress bars that vanish off a terminal.
 """
-from .progress import ProgressDisplay, is_interactive, track
+from bidl_train.utils.progress import ProgressDisplay, is_interactive, track
 from .spikes import (LayerSpikeStats, is_binary, layer_spike_stats, raster,
                      rate_over_time)
 

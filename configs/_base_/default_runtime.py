@@ -21,6 +21,11 @@ custom_hooks = [
     dict(type='NanGuardHook'),
     # per-epoch seeding: kill + resume reproduces the uninterrupted run
     dict(type='EpochSeedHook'),
+    # a progress bar with ETA on interactive terminals (silent in CI logs)
+    dict(type='ProgressBarHook'),
+    # firing rates, silent/saturated fractions, raster, membrane histograms
+    # and the confusion matrix in TensorBoard
+    dict(type='SpikeMonitorHook', interval=50),
 ]
 
 env_cfg = dict(

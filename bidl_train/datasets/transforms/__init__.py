@@ -2,8 +2,10 @@
 
 Event representations (events -> ``inputs``) live in :mod:`.representation`;
 event-level augmentations in :mod:`.events`; frame-level augmentations in
-:mod:`.frames`.
+:mod:`.frames`; clip transforms in :mod:`.video`; volume transforms in
+:mod:`.volume`.
 """
+from . import video, volume  # noqa: F401  (registers clip/volume transforms)
 from .events import (EventDrop, EventFlipLR, EventShift, EventSpatialJitter,
                      EventTimeScale, PolarityFlip)
 from .frames import RandomCropPad, RandomFlipFrames

@@ -12,7 +12,7 @@ to the log files unchanged.
 from mmengine.hooks import Hook
 
 from bidl_train.registry import HOOKS
-from bidl_train.visualization.progress import ProgressDisplay
+from bidl_train.utils.progress import ProgressDisplay
 
 
 @HOOKS.register_module()
