@@ -68,7 +68,8 @@ def mean_pairwise_correlation(counts):
 
 
 def summarize(result, trial=0, bin_ms=5.0):
-    """Per recorded population: mean rate, mean CV, mean pairwise r."""
+    """Per recorded population: spikes of every trial; for ``trial``: mean
+    rate, mean ISI CV and mean pairwise r."""
     out = {}
     for pop in result.spikes:
         n = result.sizes[pop]
@@ -76,9 +77,12 @@ def summarize(result, trial=0, bin_ms=5.0):
         rates = firing_rates(times, idx, n, result.duration)
         cv = isi_cv(times, idx, n)
         counts = binned_counts(times, idx, n, result.duration, bin_ms)
+        trials = result.spikes[pop][0]
         out[pop] = dict(
             neurons=n,
             spikes=int(len(times)),
+            spikes_per_trial=np.bincount(
+                trials, minlength=result.batch)[:result.batch].tolist(),
             mean_rate_hz=float(rates.mean()),
             mean_isi_cv=float(np.nanmean(cv)) if np.isfinite(cv).any() else
             None,

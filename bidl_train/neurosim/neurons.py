@@ -48,7 +48,7 @@ class NeuronModel(ABC):
         _check_params(type(self).__name__, params, self.defaults)
         self.params = dict(self.defaults, **params)
         for key, value in self.params.items():
-            setattr(self, key, float(value))
+            setattr(self, key, None if value is None else float(value))
 
     def _input(self, inputs, compartment, like):
         current = inputs.get(compartment)
@@ -125,7 +125,9 @@ class Izhikevich(NeuronModel):
     ms, ``I`` in the model's dimensionless current units. Forward Euler
     with ``dt`` (<= 0.5 ms; the paper's own code took two 0.5 ms steps).
     ``regime`` picks ``(a, b, c, d)`` from :data:`IZHIKEVICH_REGIMES`;
-    explicit ``a``..``d`` override it. Initial ``v = v_init`` (-65),
+    explicit ``a``..``d`` override it. Each of ``regime``, ``a``..``d`` may
+    also be a list with one entry per neuron (a mixed population, as in the
+    paper's 1000-neuron network). Initial ``v = v_init`` (-65),
     ``u = b v``.
     """
 
@@ -135,37 +137,55 @@ class Izhikevich(NeuronModel):
 
     def __init__(self, **params):
         _check_params('Izhikevich', params, self.defaults)
-        regime = params.pop('regime', 'RS')
-        if regime not in IZHIKEVICH_REGIMES:
-            raise ConfigError(f'Izhikevich: unknown regime {regime!r}; '
-                              f'known: {sorted(IZHIKEVICH_REGIMES)}')
-        a, b, c, d = IZHIKEVICH_REGIMES[regime]
-        base = dict(a=a, b=b, c=c, d=d)
-        for k in base:
-            if params.get(k) is not None:
-                base[k] = params[k]
-        self.params = dict(base, regime=regime,
+        regime = params.get('regime', 'RS')
+        regimes = [regime] if isinstance(regime, str) else list(regime)
+        for r in regimes:
+            if r not in IZHIKEVICH_REGIMES:
+                raise ConfigError(f'Izhikevich: unknown regime {r!r}; '
+                                  f'known: {sorted(IZHIKEVICH_REGIMES)}')
+        table = [IZHIKEVICH_REGIMES[r] for r in regimes]
+        self.abcd = {}
+        for j, key in enumerate('abcd'):
+            value = params.get(key)
+            if value is None:
+                value = [row[j] for row in table]
+            elif not isinstance(value, (list, tuple)):
+                value = [value]
+            self.abcd[key] = [float(x) for x in value]
+        self.regime = regime
+        self.params = dict(self.abcd, regime=regime,
                            v_init=params.get('v_init', -65.0),
                            v_peak=params.get('v_peak', 30.0))
-        self.regime = regime
-        for k in ('a', 'b', 'c', 'd', 'v_init', 'v_peak'):
-            setattr(self, k, float(self.params[k]))
+        self.v_init = float(self.params['v_init'])
+        self.v_peak = float(self.params['v_peak'])
+
+    def _tensors(self, size, device, dtype):
+        out = {}
+        for key, values in self.abcd.items():
+            if len(values) not in (1, size):
+                raise ConfigError(
+                    f'Izhikevich: {key} (or regime) has {len(values)} '
+                    f'entries; give one or one per neuron ({size})')
+            out[key] = torch.tensor(values, device=device, dtype=dtype)
+        return out
 
     def init_state(self, batch, size, device, dtype=torch.float64):
+        p = self._tensors(size, device, dtype)
         v = torch.full((batch, size), self.v_init, device=device, dtype=dtype)
-        return dict(v=v, u=self.b * v)
+        return dict(v=v, u=p['b'] * v, **{f'_{k}': t for k, t in p.items()})
 
     def step(self, state, inputs, dt):
         v, u = state['v'], state['u']
+        a, b, c, d = state['_a'], state['_b'], state['_c'], state['_d']
         current = self._input(inputs, 'soma', v)
         dv = 0.04 * v * v + 5.0 * v + 140.0 - u + current
-        du = self.a * (self.b * v - u)
+        du = a * (b * v - u)
         v = v + dt * dv
         u = u + dt * du
         spikes = v >= self.v_peak
-        v = torch.where(spikes, torch.full_like(v, self.c), v)
-        u = torch.where(spikes, u + self.d, u)
-        return dict(v=v, u=u), spikes
+        v = torch.where(spikes, c.expand_as(v), v)
+        u = torch.where(spikes, u + d, u)
+        return dict(state, v=v, u=u), spikes
 
 
 class AdEx(NeuronModel):
@@ -204,11 +224,13 @@ class AdEx(NeuronModel):
 
 
 def _vtrap(x, y):
-    """``x / (exp(x / y) - 1)``, equal to ``y`` in the limit ``x -> 0``."""
-    small = x.abs() < 1e-6
-    safe = torch.where(small, torch.ones_like(x), x)
-    return torch.where(small, y * (1 - x / (2 * y)),
-                       safe / torch.expm1(safe / y))
+    """``x / (exp(x / y) - 1)``; at ``x = 0`` (0/0) its limit ``y``.
+
+    ``x`` is nudged by 1e-9 where exactly 0: the relative error of the
+    result is then below 1e-9 / y.
+    """
+    x = x + (x == 0).to(x.dtype) * 1e-9
+    return x / torch.expm1(x / y)
 
 
 class HodgkinHuxley(NeuronModel):

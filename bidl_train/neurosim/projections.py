@@ -116,16 +116,24 @@ class Projection:
                                 device=device))
 
     def arriving(self, state, step):
-        """Synaptic drive ``sum_d W_d^T s(t - d)`` of this step ``[B, N]``."""
+        """Synaptic drive ``sum_i W_ij s_i(t - D_ij)`` of this step ``[B, N]``.
+
+        One delay for all synapses: a matrix product with the spikes of
+        ``t - d``. Several delays: every synapse gathers its own past
+        spike from the ring buffer.
+        """
         size = self.max_delay + 1
-        total = None
-        for d in self.delay_values:
-            past = state['buffer'][(step - d) % size]
-            w = self.weight if len(self.delay_values) == 1 else \
-                self.weight * (self.delay == d)
-            drive = past @ w
-            total = drive if total is None else total + drive
-        return total
+        if len(self.delay_values) == 1:
+            return state['buffer'][(step - self.delay_values[0]) % size] @ \
+                self.weight
+        if 'pre_index' not in state:
+            n_pre = self.weight.shape[0]
+            state['pre_index'] = torch.arange(
+                n_pre, device=self.weight.device).view(-1, 1).expand_as(
+                    self.delay)
+        slots = (step - self.delay) % size  # [N_pre, N_post]
+        past = state['buffer'][slots, :, state['pre_index']]  # [Npre,Npost,B]
+        return torch.einsum('ijb,ij->bj', past, self.weight)
 
     def advance(self, state, step):
         """Update and return the synaptic current for this step."""
