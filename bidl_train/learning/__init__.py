@@ -6,6 +6,7 @@ Importing this package registers the rules and schedules in
 population head and the demo data wrapper in
 :data:`~bidl_train.registry.MODELS` / ``DATASETS``.
 """
+from .demo_data import SyntheticMotion
 from .plastic import PlasticConv2dLif, PlasticFcLif, PlasticLayer
 from .population_head import PopulationClsHead
 from .rules import BCM, STDP, Hebbian, LocalRule, Oja, RewardSTDP, build_rule
@@ -16,5 +17,5 @@ __all__ = [
     'LocalRule', 'build_rule', 'Hebbian', 'Oja', 'STDP', 'RewardSTDP', 'BCM',
     'PlasticLayer', 'PlasticFcLif', 'PlasticConv2dLif', 'PopulationClsHead',
     'GlobalLocalSchedule', 'Phase', 'build_schedule', 'SensorShift',
-    'ShiftedDataset'
+    'ShiftedDataset', 'SyntheticMotion'
 ]

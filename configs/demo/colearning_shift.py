@@ -1,65 +1,55 @@
-# Global-local co-learning demo: recover accuracy after a sensor shift with
+# Global-local co-learning demo: recover accuracy after a sensor change with
 # local learning only (no backpropagation), as on a neuromorphic chip.
 #
-#   phase 0 (global, epochs 1-6): BPTT on the synthetic gestures as
-#       recorded in the lab;
-#   phase 1 (local, epochs 7-8): the sensor is now mounted 6 px lower and
-#       6 px further right (ShiftedDataset). Global weights are frozen,
-#       no gradients: forward passes only, while the plastic output layer
-#       learns with reward-modulated STDP from the labelled stream.
+# Data: SyntheticMotion (a blob moving right/left/down/up on a 16x16 DVS-like
+# sensor, generated on the fly). The deployed sensor has its ON/OFF
+# polarity channels swapped (ShiftedDataset, swap_polarity=True): every
+# motion now looks like the opposite one, so the lab-trained network is
+# confidently wrong.
 #
-# Validation runs on the SHIFTED test set after every epoch, so the log of
-# one run holds both numbers: the accuracy after epoch 6 is global-only
-# training (what the deployed network gets without local learning), the
-# accuracy after epoch 8 is with the local phase. tools/colearning_demo.py
-# runs this config and prints the comparison (plus unshifted accuracies).
+#   phase 0 (global, epochs 1-4): BPTT on the lab data;
+#   phase 1 (local, epochs 5-6): global weights frozen, no gradients,
+#       forward passes only on the labelled stream from the new sensor; the
+#       plastic output layer (backbone.3) learns with reward-modulated STDP.
+#
+# Validation runs on the SHIFTED test set after every epoch, so one run's
+# log holds both numbers: after epoch 4 = global-only training, after
+# epoch 6 = with the local phase. tools/colearning_demo.py runs this config
+# and prints the comparison, plus the accuracy on the unshifted test set.
 _base_ = [
     '../_base_/models/plastic_conv_lif.py',
-    '../_base_/datasets/synthetic_gesture.py',
     '../_base_/schedules/adam_cosine.py',
     '../_base_/default_runtime.py',
 ]
 
-_global_epochs = 6
+_global_epochs = 4
 _local_epochs = 2
-_shift = (6, 6)
+_shift = dict(swap_polarity=True)
 
 train_cfg = dict(max_epochs=_global_epochs + _local_epochs)
+optim_wrapper = dict(optimizer=dict(type='Adam', lr=3e-3))
 param_scheduler = [
     dict(type='CosineAnnealingLR', by_epoch=True, T_max=_global_epochs,
-         eta_min=1e-5)
+         eta_min=1e-4)
 ]
 default_hooks = dict(
     logger=dict(interval=10),
-    checkpoint=dict(save_best=None, max_keep_ckpts=2))
+    checkpoint=dict(save_best=None, max_keep_ckpts=1))
 
-# a folder of its own: another config generating different synthetic
-# gestures into the shared folder cannot change this demo's data
-_data_root = 'datasets/SyntheticGestureColearning'
-_representation = dict(type='EventFrames', T=8, split_by='number', size=32)
-_train_set = dict(
-    type='SyntheticGesture',
-    data_root=_data_root,
-    num_classes=4,
-    split='train',
-    representation=_representation)
-_test_set = dict(_train_set, split='test')
-
-train_dataloader = dict(
+_train_set = dict(type='SyntheticMotion', split='train', num_samples=400)
+_test_set = dict(type='SyntheticMotion', split='test', num_samples=200)
+_loader = dict(
     batch_size=16,
     num_workers=0,
     sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'),
-    dataset=_train_set)
+    collate_fn=dict(type='default_collate'))
+
+train_dataloader = dict(_loader, dataset=_train_set)
 val_dataloader = dict(
-    batch_size=32,
-    num_workers=0,
+    _loader,
+    batch_size=50,
     sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='default_collate'),
-    # _delete_: replace (not merge into) the base config's test set
-    dataset=dict(
-        _delete_=True, type='ShiftedDataset', dataset=_test_set,
-        shift=_shift))
+    dataset=dict(type='ShiftedDataset', dataset=_test_set, **_shift))
 test_dataloader = val_dataloader
 val_evaluator = [dict(type='Accuracy', topk=(1, )), dict(type='FiringRate')]
 test_evaluator = val_evaluator
@@ -71,14 +61,10 @@ colearning = dict(
         dict(
             mode='local',
             epochs=_local_epochs,
-            layers=['backbone.4'],
+            layers=['backbone.3'],
             data=dict(
-                batch_size=16,
-                num_workers=0,
-                sampler=dict(type='DefaultSampler', shuffle=True),
-                collate_fn=dict(type='default_collate'),
+                _loader,
                 dataset=dict(
-                    type='ShiftedDataset', dataset=_train_set,
-                    shift=_shift))),
+                    type='ShiftedDataset', dataset=_train_set, **_shift))),
     ])
 custom_hooks = [dict(type='ColearningHook')]

@@ -1,26 +1,25 @@
-# A Conv-LIF network whose output layer is plastic: three Conv2dLif blocks
-# (trained by BPTT), then a PlasticFcLif population layer (global weight by
-# BPTT + persistent local weight by BIDL's reward-modulated STDP) read out by
-# a fixed population vote (one group of _group_size neurons per class).
+# A small Conv-LIF network whose output layer is plastic: two Conv2dLif
+# blocks (trained by BPTT), then a PlasticFcLif population layer (global
+# weight by BPTT + persistent local weight by BIDL's reward-modulated STDP),
+# read out by a fixed population vote (one group of _group_size neurons per
+# class). Input: 2-channel 16x16 event frames.
 _num_classes = 4
 _group_size = 10
-_neuron = dict(type='LIF', alpha=0.3, theta=0.5)
+_neuron = dict(type='LIF', alpha=0.5, theta=0.5)
 model = dict(
     type='SpikingClassifier',
     backbone=dict(
         type='SpikingSequential',
         layers=[
-            dict(type='Conv2dLif', in_channels=2, out_channels=16, pool=2,
+            dict(type='Conv2dLif', in_channels=2, out_channels=8, pool=2,
                  neuron=_neuron),
-            dict(type='Conv2dLif', in_channels=16, out_channels=32, pool=2,
-                 neuron=_neuron),
-            dict(type='Conv2dLif', in_channels=32, out_channels=32, pool=2,
+            dict(type='Conv2dLif', in_channels=8, out_channels=16, pool=2,
                  neuron=_neuron),
             dict(type='Flatten'),
-            # backbone.4: the plastic population layer
+            # backbone.3: the plastic population layer
             dict(
                 type='PlasticFcLif',
-                in_features=32 * 4 * 4,
+                in_features=16 * 4 * 4,
                 out_features=_num_classes * _group_size,
                 plasticity='persistent',
                 rule=dict(
