@@ -125,3 +125,24 @@ def test_record_firing_rates_matches_hand_count():
     assert rates[''].tolist() == [1.0, 0.0]
     # the hooks are gone after the block
     assert not lif._forward_hooks
+
+
+def test_single_logit_classifier_predicts_by_sigmoid_threshold():
+    torch.manual_seed(0)
+    model = SpikingClassifier(
+        backbone=dict(type='ConvLifNet', in_channels=2, input_size=8,
+                      channels=(4, ), pools=(2, ), fc=(6, )),
+        head=dict(type='SpikingClsHead', in_features=6, num_classes=1,
+                  loss=dict(type='BCEWithLogitsLoss'))).eval()
+    x = torch.rand(3, 4, 2, 8, 8) * 2
+    logit = model(x, mode='tensor')[:, 0]
+    preds = model(x, dict(label=torch.tensor([0, 1, 0, 1])), mode='predict')
+    for p, z in zip(preds, logit):
+        prob = 1 / (1 + torch.exp(-z))
+        assert p['pred_label'] == int(prob > 0.5)
+        assert torch.allclose(p['pred_score'], torch.stack([1 - prob, prob]),
+                              atol=1e-6)
+    loss = model(x, dict(label=torch.tensor([0, 1, 0, 1])), mode='loss')
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(
+        logit, torch.tensor([0., 1., 0., 1.]))
+    assert torch.allclose(loss['loss'], expected, atol=1e-6)

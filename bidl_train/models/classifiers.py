@@ -66,7 +66,7 @@ class SpikingClassifier(BaseModel):
                 logits = self.head(self.extract_feat(inputs))
         else:
             rates, logits = {}, self.head(self.extract_feat(inputs))
-        scores = F.softmax(logits.float(), dim=1)
+        scores = _class_scores(logits.float())
         labels = None
         if data_samples is not None and data_samples.get('label') is not None:
             labels = _labels(data_samples)
@@ -94,6 +94,14 @@ class SpikingClassifier(BaseModel):
         feats, backbone_state = self.backbone.step(x_t, state.get('backbone'))
         logits, head_state = self.head.step(feats, state.get('head'))
         return logits, dict(backbone=backbone_state, head=head_state)
+
+
+def _class_scores(logits):
+    """Class probabilities; one logit means a binary (sigmoid) classifier."""
+    if logits.shape[1] == 1:
+        positive = torch.sigmoid(logits)
+        return torch.cat([1 - positive, positive], dim=1)
+    return F.softmax(logits, dim=1)
 
 
 def _labels(data_samples):
