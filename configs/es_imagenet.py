@@ -19,3 +19,4 @@ param_scheduler = [
 train_cfg = dict(by_epoch=True, max_epochs=25, val_interval=1)
 val_cfg = dict()
 test_cfg = dict()
+_input_shape = (8, 2, 224, 224)

@@ -6,3 +6,4 @@ model = dict(
     data_preprocessor=dict(
         encoder=dict(_delete_=True, type='LatencyEncoder', T=8, method='log',
                      tau=7.0, threshold=0.01)))
+_input_shape = (8, 1, 28, 28)

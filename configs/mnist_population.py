@@ -11,3 +11,4 @@ model = dict(
 train_dataloader = dict(batch_size=64)
 val_dataloader = dict(batch_size=64)
 test_dataloader = dict(batch_size=64)
+_input_shape = (10, 5, 28, 28)

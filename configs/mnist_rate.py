@@ -16,3 +16,5 @@ model = dict(
                   neuron=dict(type='LIF', mode='spike')),
     head=dict(num_classes=10,
               loss=dict(type='CrossEntropyLoss', label_smoothing=0.1)))
+# static images carry no T: the input shape the encoder produces, for tools
+_input_shape = (20, 1, 28, 28)

@@ -251,7 +251,7 @@ def test_simulate_tool_writes_npz_and_plots(tmp_path, capsys):
     tool = _load_tool()
     out = tmp_path / 'run'
     code = tool.main([
-        str(ROOT / 'configs' / 'neurosim' / 'ei_network.py'), '--out',
+        str(ROOT / 'configs' / 'neurosim' / 'ei_network.yaml'), '--out',
         str(out), '--cfg-options', 'duration=100.0'
     ])
     assert code == 0

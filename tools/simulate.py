@@ -1,6 +1,6 @@
 """Simulate a neural-dynamics config and write spikes, traces and plots.
 
-    python tools/simulate.py configs/neurosim/izhikevich_regimes.py \
+    python tools/simulate.py configs/neurosim/izhikevich_regimes.yaml \
         [--out DIR] [--device cuda] [--cfg-options duration=500]
 
 Writes into DIR (default ``work_dirs/neurosim/<config stem>``):

@@ -127,7 +127,8 @@ class Izhikevich(NeuronModel):
     ``regime`` picks ``(a, b, c, d)`` from :data:`IZHIKEVICH_REGIMES`;
     explicit ``a``..``d`` override it. Each of ``regime``, ``a``..``d`` may
     also be a list with one entry per neuron (a mixed population, as in the
-    paper's 1000-neuron network). Initial ``v = v_init`` (-65),
+    paper's 1000-neuron network); ``regime`` may be a dict of counts,
+    ``{'RS': 128, 'IB': 16}``, laid out in that order. Initial ``v = v_init`` (-65),
     ``u = b v``.
     """
 
@@ -138,7 +139,11 @@ class Izhikevich(NeuronModel):
     def __init__(self, **params):
         _check_params('Izhikevich', params, self.defaults)
         regime = params.get('regime', 'RS')
-        regimes = [regime] if isinstance(regime, str) else list(regime)
+        if isinstance(regime, dict):  # {'RS': 128, 'IB': 16}: counts
+            regimes = [r for r, count in regime.items()
+                       for _ in range(int(count))]
+        else:
+            regimes = [regime] if isinstance(regime, str) else list(regime)
         for r in regimes:
             if r not in IZHIKEVICH_REGIMES:
                 raise ConfigError(f'Izhikevich: unknown regime {r!r}; '

@@ -10,3 +10,4 @@ train_cfg = dict(max_epochs=6)
 param_scheduler = [
     dict(type='CosineAnnealingLR', by_epoch=True, T_max=6, eta_min=1e-5)
 ]
+_input_shape = (8, 1, 28, 28)

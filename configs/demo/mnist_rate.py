@@ -32,3 +32,5 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', by_epoch=True, T_max=3, eta_min=1e-5)
 ]
 default_hooks = dict(logger=dict(interval=20))
+# static images carry no T: the input shape the encoder produces, for tools
+_input_shape = (_T, 1, 28, 28)
