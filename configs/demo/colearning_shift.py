@@ -22,7 +22,7 @@ _base_ = [
     '../_base_/default_runtime.py',
 ]
 
-_global_epochs = 4
+_global_epochs = 5
 _local_epochs = 2
 _shift = dict(swap_polarity=True)
 
