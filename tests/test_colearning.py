@@ -212,3 +212,37 @@ def test_hook_needs_a_schedule(tmp_path):
                     default_scope='bidl_train', log_level='WARNING')
     with pytest.raises(ConfigError, match='top-level colearning'):
         runner.train()
+
+
+def _average_worker(rank, world, port, results):
+    import torch.distributed as dist
+    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}',
+                            rank=rank, world_size=world)
+    try:
+        from bidl_train.learning import PlasticFcLif
+        layer = PlasticFcLif(2, 2, rule=dict(type='BCM'))
+        with torch.no_grad():
+            layer.local_weight.fill_(float(rank + 1))  # rank 0: 1, rank 1: 2
+            layer.rule_theta.fill_(float(10 * rank))
+        hook = ColearningHook(schedule=dict(phases=[dict(mode='local')]))
+        hook.schedule = build_schedule(hook._schedule_cfg)
+        hook._plastic = {'layer': layer}
+        hook._average_over_ranks(hook.schedule.phases[0])
+        results[rank] = (layer.local_weight.clone(), layer.rule_theta.clone())
+    finally:
+        dist.destroy_process_group()
+
+
+def test_local_updates_are_averaged_over_ranks():
+    import socket
+
+    import torch.multiprocessing as mp
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    results = mp.Manager().dict()
+    mp.spawn(_average_worker, args=(2, port, results), nprocs=2)
+    for rank in range(2):
+        weight, theta = results[rank]
+        assert torch.equal(weight, torch.full((2, 2), 1.5))
+        assert torch.equal(theta, torch.full((2, ), 5.0))
