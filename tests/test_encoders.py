@@ -169,3 +169,8 @@ def test_config_errors_name_the_key():
         LatencyEncoder(T=0)
     with pytest.raises(ConfigError, match='delta'):
         DeltaEncoder(delta=0)
+
+
+def test_population_rejects_missing_channel_axis():
+    with pytest.raises(ConfigError, match='channel_dim'):
+        PopulationEncoder(T=4)(torch.zeros(5))  # 1D input, channel_dim -3

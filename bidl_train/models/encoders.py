@@ -243,10 +243,11 @@ class PopulationEncoder(_Encoder):
 
     def responses(self, x):
         """``r[..., c, j, *rest]`` in ``[0, 1]``, ``j`` the neuron."""
-        dim = self.channel_dim % x.dim() if x.dim() else 0
-        if x.dim() == 0:
-            raise ConfigError('PopulationEncoder: input must have a channel '
-                              'axis')
+        if x.dim() == 0 or not -x.dim() <= self.channel_dim < x.dim():
+            raise ConfigError(
+                f'PopulationEncoder: channel_dim={self.channel_dim} does not '
+                f'exist in an input of shape {tuple(x.shape)}')
+        dim = self.channel_dim % x.dim()
         mu = self.centres.to(device=x.device, dtype=x.dtype)
         mu = mu.view((-1, ) + (1, ) * (x.dim() - dim - 1))
         xe = x.unsqueeze(dim + 1)
@@ -285,8 +286,8 @@ class DeltaEncoder(_Encoder):
     """
 
     def __init__(self, delta, time_dim=0, binary=False):
-        # T is the signal length; 1 is a placeholder for the base check
         super().__init__(1, None)
+        self.T = None  # the output has as many steps as the signal
         if delta <= 0:
             raise ConfigError(f'DeltaEncoder: delta must be > 0, got {delta}')
         self.delta = float(delta)
