@@ -1,4 +1,5 @@
-"""The fused multi-step LIF kernel against the plain autograd loop."""
+"""The fused multi-step LIF kernels (compiled C++ and pure PyTorch) against
+the plain autograd loop, and the fallback between them."""
 import itertools
 
 import pytest
@@ -6,14 +7,24 @@ import torch
 
 from bidl_train.errors import ConfigError
 from bidl_train.neurons import LIF, RectangleSurrogate, lif_multistep
+from bidl_train.neurons import lif_cpp
+from bidl_train.neurons.functional import select_kernel
+from bidl_train.neurons.surrogate import SigmoidSurrogate
+
+CPP = lif_cpp.load_cpp_kernel() is not None
+KERNELS = [
+    pytest.param('cpp', marks=pytest.mark.skipif(
+        not CPP, reason='the C++ kernel does not build on this machine')),
+    'torch'
+]
 
 OUT_MODES = [('spike', 0), ('analog', 0), ('analog', 1), ('analog', 2),
              ('analog', 3)]
 
 
-def make_pair(**options):
+def make_pair(kernel='auto', **options):
     """The same LIF twice: fused kernel and plain loop, float64."""
-    fused = LIF(backend='fused', **options).double()
+    fused = LIF(backend='fused', kernel=kernel, **options).double()
     loop = LIF(backend='loop', **options).double()
     loop.load_state_dict(fused.state_dict())
     return fused, loop
@@ -53,10 +64,11 @@ def randomise(neuron, gen):
                                                 [False, True])))
 @pytest.mark.parametrize('mode,memb_mode', OUT_MODES)
 @pytest.mark.parametrize('param_shape', ['layer', 'channel', 'neuron'])
+@pytest.mark.parametrize('kernel', KERNELS)
 def test_fused_equals_loop(reset, detach_reset, mode, memb_mode,
-                           param_shape):
+                           param_shape, kernel):
     gen = torch.Generator().manual_seed(11)
-    fused, loop = make_pair(reset=reset, detach_reset=detach_reset,
+    fused, loop = make_pair(kernel=kernel, reset=reset, detach_reset=detach_reset,
                             mode=mode, memb_mode=memb_mode,
                             act=None, surrogate='sigmoid',
                             feature_shape=(3, 2, 2),
@@ -72,16 +84,19 @@ def test_fused_equals_loop(reset, detach_reset, mode, memb_mode,
     for name, a, b in zip(names, g_f, g_l):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10,
                                    msg=f'gradient of {name}')
-    assert y_f.grad_fn.name().startswith('LIFMultiStep')
+    expected = 'LIFMultiStepCpp' if kernel == 'cpp' else 'LIFMultiStepBackward'
+    assert y_f.grad_fn.name().startswith(expected)
 
 
+@pytest.mark.parametrize('kernel', KERNELS)
 @pytest.mark.parametrize('surrogate', [
     'rectangle', 'atan', 'triangle', 'fast_sigmoid', 'erf',
     dict(type='rectangle', width=0.3)
 ])
-def test_fused_equals_loop_every_surrogate(surrogate):
+def test_fused_equals_loop_every_surrogate(surrogate, kernel):
     gen = torch.Generator().manual_seed(12)
-    fused, loop = make_pair(surrogate=surrogate, learnable=('theta', ))
+    fused, loop = make_pair(kernel=kernel, surrogate=surrogate,
+                            learnable=('theta', ))
     x = torch.rand(16, 3, 10, generator=gen, dtype=torch.float64)
     weight = torch.randn(x.shape, generator=gen, dtype=torch.float64)
     y_f, g_f = outputs_and_grads(fused, x, weight)
@@ -91,9 +106,10 @@ def test_fused_equals_loop_every_surrogate(surrogate):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
 
 
-def test_float32_default_layer_matches_loop():
+@pytest.mark.parametrize('kernel', KERNELS)
+def test_float32_default_layer_matches_loop(kernel):
     torch.manual_seed(13)
-    fused, loop = LIF(backend='fused'), LIF(backend='loop')
+    fused, loop = LIF(backend='fused', kernel=kernel), LIF(backend='loop')
     x = torch.randn(12, 8, 16, 5, 5) + 0.3
     weight = torch.randn(x.shape)
     y_f, g_f = outputs_and_grads(fused, x, weight)
@@ -102,9 +118,11 @@ def test_float32_default_layer_matches_loop():
     torch.testing.assert_close(g_f[0], g_l[0], rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize('kernel', KERNELS)
 @pytest.mark.parametrize('reset', ['hard', 'soft'])
 @pytest.mark.parametrize('memb_mode', [0, 1, 2, 3])
-def test_gradcheck_analog_detached_reset(reset, memb_mode):
+def test_gradcheck_analog_detached_reset(reset, memb_mode, kernel):
+    which = kernel
     """Finite differences: with the reset's spike detached and an analog
     output, the map x, alpha, beta, theta, v0 -> y is piecewise smooth and
     the surrogate plays no part, so the kernel's hand-written BPTT must equal
@@ -119,11 +137,11 @@ def test_gradcheck_analog_detached_reset(reset, memb_mode):
     args = [t.requires_grad_() for t in (x, alpha, beta, theta, v0)]
     derivative = RectangleSurrogate().derivative
 
-    def kernel(x, alpha, beta, theta, v0):
+    def run(x, alpha, beta, theta, v0):
         return lif_multistep(x, alpha, beta, theta, v0, derivative, reset,
-                             True, memb_mode)
+                             True, memb_mode, which)
 
-    assert torch.autograd.gradcheck(kernel, args, eps=1e-7, atol=1e-6)
+    assert torch.autograd.gradcheck(run, args, eps=1e-7, atol=1e-6)
 
 
 def test_spike_gradient_by_hand():
@@ -136,14 +154,17 @@ def test_spike_gradient_by_hand():
     dL/dr0 = alpha * dL/du1 = .3, dr/ds = v0 - u0 = -.7:
     dL/dx0 = 1 * (1 + .3 * -.7) + .3 * 0 = 0.79.
     """
-    for backend in ('fused', 'loop'):
+    kernels = ['torch'] + (['cpp'] if CPP else [])
+    for backend, kernel in [('loop', 'auto')] + [('fused', k)
+                                                 for k in kernels]:
         x = torch.tensor([[[0.7]], [[0.1]]], dtype=torch.float64,
                          requires_grad=True)
-        LIF(backend=backend).double()(x).sum().backward()
+        LIF(backend=backend, kernel=kernel).double()(x).sum().backward()
         assert x.grad.flatten().tolist() == pytest.approx([0.79, 1.0])
 
 
-def test_fused_saves_one_tensor_for_backward():
+@pytest.mark.parametrize('kernel', KERNELS)
+def test_fused_saves_one_tensor_for_backward(kernel):
     """The kernel keeps only u (the input's size) plus the 4 parameters,
     far less than the per-step autograd graph of the loop."""
 
@@ -159,14 +180,16 @@ def test_fused_saves_one_tensor_for_backward():
         return sum(total)
 
     x = torch.rand(8, 4, 32)
-    fused = saved_bytes(LIF(backend='fused'), x)
+    fused = saved_bytes(LIF(backend='fused', kernel=kernel), x)
     loop = saved_bytes(LIF(backend='loop'), x)
     assert fused <= x.numel() * 4 + 4 * 4
     assert loop >= 3 * fused
 
 
-def test_parameter_only_gradients_and_no_grad():
-    neuron = LIF(learnable=('alpha', 'theta'), backend='fused')
+@pytest.mark.parametrize('kernel', KERNELS)
+def test_parameter_only_gradients_and_no_grad(kernel):
+    neuron = LIF(learnable=('alpha', 'theta'), backend='fused',
+                 kernel=kernel)
     x = torch.rand(6, 2, 5) * 2
     neuron(x).sum().backward()  # x does not require grad
     assert neuron.alpha.grad is not None and neuron.theta.grad is not None
@@ -193,3 +216,91 @@ def test_kernel_refuses_bad_modes():
     with pytest.raises(ConfigError, match='reset'):
         lif_multistep(x, one, one, one, one, RectangleSurrogate().derivative,
                       reset='none')
+
+
+# ---------------------------------------------------------------------------
+# The compiled kernel and its fallback
+# ---------------------------------------------------------------------------
+@pytest.mark.skipif(not CPP, reason='the C++ kernel does not build here')
+def test_cpp_and_torch_kernels_agree_float32_with_noncontiguous_input():
+    torch.manual_seed(14)
+    base = torch.randn(6, 8, 3, 10) + 0.4
+    x = base.transpose(2, 3)  # [T, B, 10, 3], not contiguous
+    weight = torch.randn(x.shape)
+    ys, grads = [], []
+    for kernel in ('cpp', 'torch'):
+        neuron = LIF(feature_shape=(10, 3), param_shape='channel',
+                     learnable=True, surrogate='sigmoid', kernel=kernel,
+                     backend='fused')
+        y, g = outputs_and_grads(neuron, x, weight)
+        ys.append(y)
+        grads.append(g)
+    torch.testing.assert_close(ys[0], ys[1], rtol=0, atol=0)
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_environment_variable_forces_pure_pytorch(monkeypatch):
+    monkeypatch.setenv(lif_cpp.ENV_VAR, '0')
+    assert not lif_cpp.cpp_enabled() and lif_cpp.load_cpp_kernel() is None
+    x = torch.rand(4, 2, 3).requires_grad_()
+    derivative = RectangleSurrogate().derivative
+    assert select_kernel(x, derivative) is None
+    y = LIF()(x)
+    assert y.grad_fn.name() == 'LIFMultiStepBackward'
+    with pytest.raises(ConfigError, match='disabled or did not build'):
+        LIF(kernel='cpp')(x)
+
+
+def test_kernel_choice_falls_back_for_what_cpp_cannot_run():
+    derivative = RectangleSurrogate().derivative
+
+    class Custom(SigmoidSurrogate):
+        def derivative(self, x):
+            return torch.ones_like(x)
+
+    x = torch.rand(3, 2, 4)
+    assert lif_cpp.surrogate_code(derivative) == (0, 1.0)
+    assert lif_cpp.surrogate_code(SigmoidSurrogate(2.0).derivative) == \
+        (1, 2.0)
+    assert lif_cpp.surrogate_code(Custom().derivative) is None
+    assert lif_cpp.surrogate_code(lambda u: u) is None
+    assert select_kernel(x, Custom().derivative) is None
+    assert select_kernel(x.half(), derivative) is None
+    assert select_kernel(x, derivative, 'torch') is None
+    with pytest.raises(ConfigError, match='surrogate'):
+        select_kernel(x, Custom().derivative, 'cpp')
+    with pytest.raises(ConfigError, match='kernel'):
+        select_kernel(x, derivative, 'fastest')
+    with pytest.raises(ConfigError, match='kernel'):
+        LIF(kernel='fastest')
+    # a custom surrogate still trains, on the pure-PyTorch kernel
+    neuron = LIF(surrogate=Custom())
+    xg = x.clone().requires_grad_()
+    neuron(xg).sum().backward()
+    assert xg.grad is not None
+
+
+@pytest.mark.parametrize('error', [
+    OSError('no C++ compiler found'),
+    RuntimeError('Ninja is required to load C++ extensions'),
+    ImportError('torch.utils.cpp_extension unavailable')])
+def test_failed_build_warns_and_falls_back(monkeypatch, error):
+    """Any build failure is one warning and None, and the layers then run the
+    pure-PyTorch kernel with the same numbers."""
+    import torch.utils.cpp_extension as cpp_extension
+
+    def broken(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(cpp_extension, 'load_inline', broken)
+    with pytest.warns(RuntimeWarning, match='pure-PyTorch'):
+        assert lif_cpp.build_kernel('bidl_train_lif_cpu_test', '') is None
+    # as the cached build would answer after such a failure
+    monkeypatch.setattr(lif_cpp, '_cached_build', lambda: None)
+    x = torch.rand(5, 2, 3, dtype=torch.float64).requires_grad_()
+    y = LIF().double()(x)
+    assert y.grad_fn.name() == 'LIFMultiStepBackward'
+    torch.testing.assert_close(y, LIF(backend='loop').double()(x))
+    with pytest.raises(ConfigError, match='did not build'):
+        LIF(kernel='cpp')(x)

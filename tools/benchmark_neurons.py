@@ -2,10 +2,9 @@
 
 Measures, for one forward + backward pass:
 
-* wall time: the best of ``--repeats`` runs after one warm-up, the
+* wall time: the median of ``--repeats`` runs after one warm-up, the
   implementations taking turns round-robin so that load from other
-  processes on a shared machine hits them alike (the minimum is the least
-  disturbed run), and
+  processes on a shared machine hits them alike, and
 * memory saved for backward: the bytes of every distinct tensor storage the
   autograd graph keeps between forward and backward (counted with
   ``torch.autograd.graph.saved_tensors_hooks``; a storage shared by several
@@ -14,7 +13,10 @@ Measures, for one forward + backward pass:
 Workloads: a LIF layer on ``[T, B, 128, 32, 32]`` float32 (T = 16 and 64 by
 default) and a small conv-LIF network. Peers (SpikingJelly multi-step
 ``LIFNode``, snnTorch ``Leaky`` stepped over T, Norse ``LIFBoxCell``) run in
-the same process when installed and are skipped otherwise. All neurons use
+the same process when installed and are skipped otherwise. ``bidl fused``
+is the fused kernel as the library picks it (the compiled C++ kernel when it
+builds), ``bidl fused (torch)`` the pure-PyTorch fused kernel every machine
+has, ``bidl loop`` the plain autograd loop. All neurons use
 the same dynamics (alpha = 1 - 1/tau = 0.5, theta = 1, hard reset to 0) and
 the sigmoid surrogate (alpha = 4).
 
@@ -24,6 +26,7 @@ Usage::
     python tools/benchmark_neurons.py --steps 16 --batch 8 --repeats 2
 """
 import argparse
+import statistics
 import time
 
 import torch
@@ -66,7 +69,7 @@ def run_once(fn, make_input):
 
 
 def measure_all(candidates, make_input, repeats, skip=()):
-    """{name: (best seconds, saved bytes)}, implementations in turns."""
+    """{name: (median seconds, saved bytes)}, implementations in turns."""
     names = [n for n in candidates if n not in skip]
     times = {n: [] for n in names}
     saved = {}
@@ -75,7 +78,7 @@ def measure_all(candidates, make_input, repeats, skip=()):
             elapsed, saved[name] = run_once(candidates[name], make_input)
             if i:  # the first round warms up allocators and caches
                 times[name].append(elapsed)
-    return {n: (min(times[n]), saved[n]) for n in names}
+    return {n: (statistics.median(times[n]), saved[n]) for n in names}
 
 
 # ---------------------------------------------------------------------------
@@ -85,6 +88,9 @@ def lif_candidates():
     cands = {
         'bidl fused': LIF(alpha=ALPHA, theta=THETA, surrogate='sigmoid',
                           backend='fused'),
+        'bidl fused (torch)': LIF(alpha=ALPHA, theta=THETA,
+                                  surrogate='sigmoid', backend='fused',
+                                  kernel='torch'),
         'bidl loop': LIF(alpha=ALPHA, theta=THETA, surrogate='sigmoid',
                          backend='loop'),
     }
@@ -186,13 +192,13 @@ def net_candidates():
 def report(title, results):
     print(f'\n== {title}')
     base = results.get('spikingjelly')
-    print(f'{"implementation":16s} {"time (ms)":>10s} {"saved (MiB)":>12s}'
+    print(f'{"implementation":20s} {"time (ms)":>10s} {"saved (MiB)":>12s}'
           f' {"time/SJ":>8s} {"saved/SJ":>9s}')
     for name, (sec, saved) in results.items():
         ratio_t = f'{sec / base[0]:8.3f}' if base else '       -'
         ratio_m = f'{saved / base[1]:9.3f}' if base and base[1] else \
             '        -'
-        print(f'{name:16s} {sec * 1e3:10.1f} {saved / 2**20:12.1f} '
+        print(f'{name:20s} {sec * 1e3:10.1f} {saved / 2**20:12.1f} '
               f'{ratio_t} {ratio_m}')
 
 
@@ -204,7 +210,7 @@ def main(argv=None):
     parser.add_argument('--size', type=int, default=32)
     parser.add_argument('--net-steps', type=int, default=16)
     parser.add_argument('--net-batch', type=int, default=16)
-    parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--skip', nargs='*', default=[],
                         help='implementation names to leave out')

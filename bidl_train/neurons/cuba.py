@@ -83,7 +83,7 @@ class CubaLIF(LIF):
         y = lif_multistep(self.synaptic_current(x_seq), self.leak_factor(),
                           self.beta, self.theta, self.v0,
                           self.surrogate.derivative, self.reset,
-                          self.detach_reset, out_mode)
+                          self.detach_reset, out_mode, self.kernel)
         if self.act is not None:
             y = self.act(y)
         return y

@@ -43,7 +43,7 @@ Two implementations of the same equations:
   CUDA) and needs no compiler;
 * :class:`LIFMultiStepCpp`: the compiled CPU kernel of
   :mod:`bidl_train.neurons.lif_cpp` (one pass over memory forward and one
-  backward), used automatically for CPU float32/float64 inputs with a
+  backward; it saves only the input and recomputes ``u`` in backward), used automatically for CPU float32/float64 inputs with a
   built-in surrogate when it builds; ``kernel='torch'`` or the environment
   variable ``BIDL_TRAIN_CPP_KERNEL=0`` force the pure-PyTorch one.
 """
@@ -215,23 +215,25 @@ class LIFMultiStepCpp(torch.autograd.Function):
     """The same node on the compiled CPU kernel; use :func:`lif_multistep`.
 
     Parameters are flattened to one value per neuron of ``x_seq[0]`` (or kept
-    as one scalar), the kernel returns per-neuron parameter gradients summed
-    over time, and they are summed down to each parameter's shape here.
+    as one scalar). Only the input is saved: the backward recomputes ``u``
+    from it (see :mod:`bidl_train.neurons.lif_cpp`). The kernel returns
+    per-neuron parameter gradients summed over time; they are summed down to
+    each parameter's shape here.
     """
 
     @staticmethod
     def forward(ctx, x_seq, alpha, beta, theta, v0, derivative, reset,
                 detach_reset, out_mode, module, code):
-        steps, shape = x_seq.shape[0], x_seq.shape[1:]
+        steps = x_seq.shape[0]
         dtype = x_seq.dtype
-        flat = [_per_neuron(p, shape, dtype) for p in (alpha, beta, theta, v0)]
+        flat = [_per_neuron(p, x_seq.shape[1:], dtype)
+                for p in (alpha, beta, theta, v0)]
         hard = reset == 'hard'
         mode = -1 if out_mode == 'spike' else out_mode
-        save_u = any(ctx.needs_input_grad[:5])
-        y, u_seq = module.lif_forward(x_seq.contiguous().view(steps, -1),
-                                      *flat, hard, mode, save_u)
-        if save_u:  # the flat alpha, theta, v0 are the only extra tensors
-            ctx.save_for_backward(u_seq, flat[0], flat[2], flat[3])
+        x_flat = x_seq.detach().contiguous().view(steps, -1)
+        y = module.lif_forward(x_flat, *flat, hard, mode)
+        if any(ctx.needs_input_grad[:5]):
+            ctx.save_for_backward(x_flat, *flat)
             ctx.params = [(p.shape, p.dtype, p.device)
                           for p in (alpha, beta, theta, v0)]
         ctx.module, ctx.code, ctx.hard, ctx.mode = module, code, hard, mode
@@ -240,25 +242,22 @@ class LIFMultiStepCpp(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_y):
-        u_seq, a, th, rv = ctx.saved_tensors
+        x_flat, a, b, th, rv = ctx.saved_tensors
         need = ctx.needs_input_grad[:5]
-        hard = ctx.hard
         grads = ctx.module.lif_backward(
-            u_seq, grad_y.contiguous().view(u_seq.shape).to(u_seq.dtype), a,
-            th, rv, hard, ctx.keep_ds, ctx.mode, ctx.code[0], ctx.code[1],
-            need[0], need[1], need[2], need[3], need[4] and hard)
+            x_flat, grad_y.contiguous().view(x_flat.shape).to(x_flat.dtype),
+            a, b, th, rv, ctx.hard, ctx.keep_ds, ctx.mode, ctx.code[0],
+            ctx.code[1], any(need[1:]))
         shape = grad_y.shape[1:]
         out = [grads[0].view(grad_y.shape) if need[0] else None]
         for g, (pshape, pdtype, pdevice), needed in zip(
                 grads[1:], ctx.params, need[1:]):
             if not needed:
                 out.append(None)
-            elif g.numel() == 0:  # v0 under a soft reset: no gradient
-                out.append(torch.zeros(pshape, dtype=pdtype, device=pdevice))
             else:
                 g = g.view(shape)
                 g = g.sum() if len(pshape) == 0 else g.sum_to_size(pshape)
-                out.append(g.to(pdtype))
+                out.append(g.to(device=pdevice, dtype=pdtype))
         return tuple(out) + (None, ) * 6
 
 

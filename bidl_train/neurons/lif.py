@@ -73,6 +73,10 @@ class LIF(BaseNeuron):
         learnable (tuple | bool): which of alpha, beta, theta, v0 train.
         backend (str): ``'auto'`` (fused when possible), ``'fused'``
             (refuse options the kernel does not cover) or ``'loop'``.
+        kernel (str): which fused kernel: ``'auto'`` (the compiled CPU
+            kernel when it applies, else pure PyTorch), ``'cpp'`` (refuse
+            when the compiled one cannot run) or ``'torch'``; see
+            :func:`~bidl_train.neurons.functional.lif_multistep`.
     """
 
     state_names = ('v', )
@@ -94,9 +98,14 @@ class LIF(BaseNeuron):
                  param_shape='layer',
                  learnable=(),
                  backend='auto',
-                 name=None):
+                 name=None,
+                 kernel='auto'):
         super().__init__(feature_shape, param_shape, learnable, name)
         label = self._label
+        if kernel not in ('auto', 'cpp', 'torch'):
+            raise ConfigError(f"{label}: kernel must be 'auto', 'cpp' or "
+                              f"'torch', got {kernel!r}")
+        self.kernel = kernel
         if reset not in ('hard', 'soft'):
             raise ConfigError(
                 f"{label}: reset must be 'hard' or 'soft', got {reset!r}")
@@ -229,7 +238,7 @@ class LIF(BaseNeuron):
         out_mode = 'spike' if self.mode == 'spike' else self.memb_mode
         y = lif_multistep(x_seq, self.leak_factor(), self.beta, self.theta,
                           self.v0, self.surrogate.derivative, self.reset,
-                          self.detach_reset, out_mode)
+                          self.detach_reset, out_mode, self.kernel)
         if self.act is not None:
             y = self.act(y)
         return y

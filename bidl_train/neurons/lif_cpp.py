@@ -4,10 +4,14 @@ The pure-PyTorch kernel of :mod:`bidl_train.neurons.functional` issues a few
 elementwise torch calls per time step, each a full pass over one step's
 neurons. This module compiles (once, lazily, with
 ``torch.utils.cpp_extension.load_inline``) a C++ kernel that walks every
-neuron through all ``T`` steps in one pass over memory: the forward reads
-``x`` once and writes ``y`` and the saved potentials ``u`` once; the
-backward reads ``u`` and the incoming gradient once and writes the input
-gradient once, accumulating the parameter gradients per neuron on the way.
+neuron through all ``T`` steps in one pass over memory. The forward reads
+``x`` once and writes ``y`` once; it saves nothing but ``x`` itself. The
+backward, per block of neurons, recomputes ``u_t`` for all ``t`` into the
+input-gradient buffer (the block's ``T`` values stay in cache), then runs
+BPTT in reverse, overwriting each ``u_t`` by ``dL/dx_t`` in place and
+accumulating the parameter gradients per neuron. So the backward reads ``x``
+and the incoming gradient once and writes the input gradient once, and no
+tensor beyond the input is kept between forward and backward.
 Neurons are split over threads with ``at::parallel_for`` (so
 ``torch.set_num_threads`` applies) and processed in blocks of
 :data:`BLOCK` consecutive neurons, the time loop outside the block loop, so
@@ -16,7 +20,8 @@ every access is contiguous and the inner loop vectorises.
 The arithmetic is the loop form's, operation for operation (``r`` is
 ``v0`` or ``u`` for a hard reset, ``u - theta`` or ``u`` for a soft one;
 ``v = alpha r + beta``), compiled with ``-ffp-contract=off`` so no fused
-multiply-add changes a rounding.
+multiply-add changes a rounding; the recomputed ``u_t`` are therefore the
+forward's bit for bit.
 
 Availability: CPU tensors of float32/float64 and the six built-in surrogates.
 The build needs a C++ compiler and ninja; it is cached by torch (under
@@ -33,8 +38,8 @@ from .surrogate import (ATanSurrogate, ErfSurrogate, FastSigmoidSurrogate,
                         RectangleSurrogate, SigmoidSurrogate,
                         TriangleSurrogate)
 
-__all__ = ['ENV_VAR', 'BLOCK', 'cpp_enabled', 'load_cpp_kernel',
-           'surrogate_code']
+__all__ = ['ENV_VAR', 'BLOCK', 'build_kernel', 'cpp_enabled',
+           'load_cpp_kernel', 'surrogate_code']
 
 #: Environment variable: ``0``/``false``/``off`` disables the C++ kernel.
 ENV_VAR = 'BIDL_TRAIN_CPP_KERNEL'
@@ -75,222 +80,294 @@ def cpp_enabled():
 _SOURCE = r'''
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
+#include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 namespace {
 
 constexpr int64_t kBlock = BLOCK_SIZE;
 
-template <typename T>
-inline T surrogate(int kind, T p, T x) {
-  switch (kind) {
-    case 0: {  // rectangle, p = width
-      return std::abs(x) < static_cast<T>(static_cast<double>(p) / 2)
-                 ? T(1) / p : T(0);
-    }
-    case 1: {  // sigmoid, p = alpha
-      T sig = T(1) / (T(1) + std::exp(-(p * x)));
-      return p * sig * (T(1) - sig);
-    }
-    case 2: {  // atan, p = alpha
-      T z = static_cast<T>(M_PI / 2.0) * p * x;
-      return (p / T(2)) / (T(1) + z * z);
-    }
-    case 3: {  // triangle, p = width
-      T t = T(1) - std::abs(x) / p;
-      return (t > T(0) ? t : T(0)) / p;
-    }
-    case 4: {  // fast sigmoid, p = slope
-      T d = p * std::abs(x) + T(1);
-      return T(1) / (d * d);
-    }
-    default: {  // erf, p = alpha
-      T z = p * x;
-      return (p / static_cast<T>(std::sqrt(M_PI))) * std::exp(-(z * z));
-    }
+template <int KIND, typename T>
+inline T surrogate(T p, T x) {
+  if constexpr (KIND == 0) {  // rectangle, p = width
+    return std::abs(x) < static_cast<T>(static_cast<double>(p) / 2)
+               ? T(1) / p : T(0);
+  } else if constexpr (KIND == 1) {  // sigmoid, p = alpha
+    const T sig = T(1) / (T(1) + std::exp(-(p * x)));
+    return p * sig * (T(1) - sig);
+  } else if constexpr (KIND == 2) {  // atan, p = alpha
+    const T z = static_cast<T>(M_PI / 2.0) * p * x;
+    return (p / T(2)) / (T(1) + z * z);
+  } else if constexpr (KIND == 3) {  // triangle, p = width
+    const T t = T(1) - std::abs(x) / p;
+    return (t > T(0) ? t : T(0)) / p;
+  } else if constexpr (KIND == 4) {  // fast sigmoid, p = slope
+    const T d = p * std::abs(x) + T(1);
+    return T(1) / (d * d);
+  } else {  // erf, p = alpha
+    const T z = p * x;
+    return (p / static_cast<T>(std::sqrt(M_PI))) * std::exp(-(z * z));
   }
 }
 
-// a parameter is a scalar (numel 1) or one value per neuron
+// Copy one block of a parameter (a scalar or one value per neuron).
 template <typename T>
-struct Param {
-  const T* data;
-  int64_t stride;
-  explicit Param(const torch::Tensor& t)
-      : data(t.data_ptr<T>()), stride(t.numel() == 1 ? 0 : 1) {}
-  inline T operator[](int64_t i) const { return data[i * stride]; }
-};
+inline void load_block(const torch::Tensor& param, int64_t start, int64_t len,
+                       T* out) {
+  const T* data = param.data_ptr<T>();
+  if (param.numel() == 1) {
+    std::fill(out, out + len, data[0]);
+  } else {
+    std::copy(data + start, data + start + len, out);
+  }
+}
 
-template <typename T>
+// The reset r of the loop form exactly: v0 or u (hard), u - theta or u
+// (soft), as selects so that loops over neurons vectorise.
+template <bool HARD, typename T>
+inline T reset_of(T u, T thr, T v0) {
+  if constexpr (HARD) {
+    return u > thr ? v0 : u;
+  } else {
+    return u > thr ? u - thr : u;
+  }
+}
+
+// Forward: y only (the backward recomputes u from x).
+template <typename T, bool HARD, int MODE>
 void forward_impl(const torch::Tensor& x, const torch::Tensor& alpha,
                   const torch::Tensor& beta, const torch::Tensor& theta,
-                  const torch::Tensor& v0, bool hard, int64_t out_mode,
-                  torch::Tensor& y, torch::Tensor& u_out, bool save_u) {
+                  const torch::Tensor& v0, torch::Tensor& y) {
   const int64_t steps = x.size(0), n = x.size(1);
   const T* xp = x.data_ptr<T>();
   T* yp = y.data_ptr<T>();
-  T* up = save_u ? u_out.data_ptr<T>() : nullptr;
-  Param<T> a(alpha), b(beta), th(theta), r0(v0);
   at::parallel_for(0, n, kBlock, [&](int64_t begin, int64_t end) {
-    T v[kBlock];
+    T v[kBlock], pa[kBlock], pb[kBlock], pth[kBlock], pr[kBlock];
     for (int64_t start = begin; start < end; start += kBlock) {
       const int64_t len = std::min(kBlock, end - start);
-      for (int64_t k = 0; k < len; ++k) v[k] = T(0);
+      load_block(alpha, start, len, pa);
+      load_block(beta, start, len, pb);
+      load_block(theta, start, len, pth);
+      load_block(v0, start, len, pr);
+      std::fill(v, v + len, T(0));
       for (int64_t t = 0; t < steps; ++t) {
-        const int64_t off = t * n + start;
+        const T* __restrict__ xt = xp + t * n + start;
+        T* __restrict__ yt = yp + t * n + start;
+#pragma omp simd
         for (int64_t k = 0; k < len; ++k) {
-          const int64_t i = start + k;
-          const T u = xp[off + k] + v[k];
-          const T thr = th[i];
-          const bool fired = u > thr;
-          const T r = hard ? (fired ? r0[i] : u) : (fired ? u - thr : u);
-          const T vn = a[i] * r + b[i];
+          // all loads up front and selects on values: the loop vectorises
+          const T thr = pth[k], v0k = pr[k], ak = pa[k], bk = pb[k];
+          const T u = xt[k] + v[k];
+          const T r = reset_of<HARD>(u, thr, v0k);
+          const T vn = ak * r + bk;
           v[k] = vn;
-          if (save_u) up[off + k] = u;
-          T out;
-          switch (out_mode) {
-            case -1: out = fired ? T(1) : T(0); break;
-            case 0: out = u; break;
-            case 1: out = u - thr; break;
-            case 2: out = r; break;
-            default: out = vn; break;
-          }
-          yp[off + k] = out;
+          if constexpr (MODE == -1) yt[k] = u > thr ? T(1) : T(0);
+          if constexpr (MODE == 0) yt[k] = u;
+          if constexpr (MODE == 1) yt[k] = u - thr;
+          if constexpr (MODE == 2) yt[k] = r;
+          if constexpr (MODE == 3) yt[k] = vn;
         }
       }
     }
   });
 }
 
-template <typename T>
-void backward_impl(const torch::Tensor& u_seq, const torch::Tensor& grad_y,
-                   const torch::Tensor& alpha, const torch::Tensor& theta,
-                   const torch::Tensor& v0, bool hard, bool keep_ds,
-                   int64_t out_mode, int kind, double sparam,
-                   torch::Tensor& gx, torch::Tensor& ga, torch::Tensor& gb,
-                   torch::Tensor& gth, torch::Tensor& gv0, bool need_x,
-                   bool need_a, bool need_b, bool need_th, bool need_v0) {
-  const int64_t steps = u_seq.size(0), n = u_seq.size(1);
-  const T* up = u_seq.data_ptr<T>();
+// Backward, per block of neurons: recompute u_t for every t into the
+// gradient buffer (the block stays in cache), then run BPTT in reverse,
+// overwriting u_t by the input gradient in place.
+template <typename T, int KIND, int MODE>
+void backward_impl(const torch::Tensor& x, const torch::Tensor& grad_y,
+                   const torch::Tensor& alpha, const torch::Tensor& beta,
+                   const torch::Tensor& theta, const torch::Tensor& v0,
+                   bool hard, bool keep_ds, double sparam, torch::Tensor& gx,
+                   torch::Tensor& ga, torch::Tensor& gb, torch::Tensor& gth,
+                   torch::Tensor& gv0, bool need_params) {
+  const int64_t steps = x.size(0), n = x.size(1);
+  const T* xp = x.data_ptr<T>();
   const T* gyp = grad_y.data_ptr<T>();
-  T* gxp = need_x ? gx.data_ptr<T>() : nullptr;
-  T* gap = need_a ? ga.data_ptr<T>() : nullptr;
-  T* gbp = need_b ? gb.data_ptr<T>() : nullptr;
-  T* gthp = need_th ? gth.data_ptr<T>() : nullptr;
-  T* gv0p = need_v0 ? gv0.data_ptr<T>() : nullptr;
+  T* gxp = gx.data_ptr<T>();
   const T p = static_cast<T>(sparam);
-  Param<T> a(alpha), th(theta), r0(v0);
-  const bool y_is_s = out_mode == -1, y_is_u = out_mode == 0 || out_mode == 1;
   at::parallel_for(0, n, kBlock, [&](int64_t begin, int64_t end) {
-    T gnext[kBlock], sa[kBlock], sb[kBlock], sth[kBlock], sv0[kBlock];
+    T v[kBlock], pa[kBlock], pb[kBlock], pth[kBlock], pr[kBlock];
+    T sa[kBlock], sb[kBlock], sth[kBlock], sv0[kBlock], sg[kBlock];
     for (int64_t start = begin; start < end; start += kBlock) {
       const int64_t len = std::min(kBlock, end - start);
-      for (int64_t k = 0; k < len; ++k) {
-        gnext[k] = sa[k] = sb[k] = sth[k] = sv0[k] = T(0);
-      }
-      for (int64_t t = steps - 1; t >= 0; --t) {
-        const int64_t off = t * n + start;
-        for (int64_t k = 0; k < len; ++k) {
-          const int64_t i = start + k;
-          const T u = up[off + k];
-          const T thr = th[i];
-          const bool fired = u > thr;
-          const T s = fired ? T(1) : T(0);
-          const T sg = surrogate<T>(kind, p, u - thr);
-          const T gy = gyp[off + k];
-          const T gv = out_mode == 3 ? gnext[k] + gy : gnext[k];
-          const T gr = out_mode == 2 ? a[i] * gv + gy : a[i] * gv;
-          T gs = y_is_s ? gy : T(0);
-          if (keep_ds) gs += gr * (hard ? r0[i] - u : -thr);
-          const T gssg = gs * sg;
-          T gu = (hard ? gr * (T(1) - s) : gr) + gssg;
-          if (y_is_u) gu += gy;
-          if (need_x) gxp[off + k] = gu;
-          if (need_a) {
-            const T r = hard ? (fired ? r0[i] : u) : (fired ? u - thr : u);
-            sa[k] += gv * r;
+      load_block(alpha, start, len, pa);
+      load_block(beta, start, len, pb);
+      load_block(theta, start, len, pth);
+      load_block(v0, start, len, pr);
+      std::fill(v, v + len, T(0));
+      for (int64_t t = 0; t < steps; ++t) {  // u_t into gx
+        const T* __restrict__ xt = xp + t * n + start;
+        T* __restrict__ ut = gxp + t * n + start;
+        if (hard) {
+#pragma omp simd
+          for (int64_t k = 0; k < len; ++k) {
+            const T thr = pth[k], v0k = pr[k], ak = pa[k], bk = pb[k];
+            const T u = xt[k] + v[k];
+            ut[k] = u;
+            v[k] = ak * reset_of<true>(u, thr, v0k) + bk;
           }
-          if (need_b) sb[k] += gv;
-          if (need_th) {
-            T g = -gssg;
-            if (!hard) g -= gr * s;
-            if (out_mode == 1) g -= gy;
-            sth[k] += g;
+        } else {
+#pragma omp simd
+          for (int64_t k = 0; k < len; ++k) {
+            const T thr = pth[k], v0k = pr[k], ak = pa[k], bk = pb[k];
+            const T u = xt[k] + v[k];
+            ut[k] = u;
+            v[k] = ak * reset_of<false>(u, thr, v0k) + bk;
           }
-          if (need_v0 && hard) sv0[k] += gr * s;
-          gnext[k] = gu;
         }
       }
-      for (int64_t k = 0; k < len; ++k) {
-        if (need_a) gap[start + k] = sa[k];
-        if (need_b) gbp[start + k] = sb[k];
-        if (need_th) gthp[start + k] = sth[k];
-        if (need_v0) gv0p[start + k] = sv0[k];
+      // v now carries the gradient flowing into v_t from step t + 1
+      std::fill(v, v + len, T(0));
+      std::fill(sa, sa + len, T(0));
+      std::fill(sb, sb + len, T(0));
+      std::fill(sth, sth + len, T(0));
+      std::fill(sv0, sv0 + len, T(0));
+      const T kd = keep_ds ? T(1) : T(0);
+      for (int64_t t = steps - 1; t >= 0; --t) {
+        const T* __restrict__ gyt = gyp + t * n + start;
+        T* __restrict__ gt = gxp + t * n + start;
+        // the surrogate first (exp does not vectorise), then the rest
+        for (int64_t k = 0; k < len; ++k) {
+          sg[k] = surrogate<KIND>(p, gt[k] - pth[k]);
+        }
+#pragma omp simd
+        for (int64_t k = 0; k < len; ++k) {
+          const T u = gt[k], thr = pth[k], v0k = pr[k], ak = pa[k];
+          const T gy = gyt[k], sgk = sg[k];
+          const T s = u > thr ? T(1) : T(0);
+          const T gv = MODE == 3 ? v[k] + gy : v[k];
+          const T gr = MODE == 2 ? ak * gv + gy : ak * gv;
+          const T ds = hard ? v0k - u : -thr;  // dr/ds
+          const T gs = (MODE == -1 ? gy : T(0)) + kd * gr * ds;
+          const T gssg = gs * sgk;
+          const T gu = (hard ? gr * (T(1) - s) : gr) + gssg +
+                       ((MODE == 0 || MODE == 1) ? gy : T(0));
+          gt[k] = gu;
+          v[k] = gu;
+          const T r = hard ? (u > thr ? v0k : u) : (u > thr ? u - thr : u);
+          sa[k] += gv * r;
+          sb[k] += gv;
+          sth[k] += -gssg - (hard ? T(0) : gr * s) -
+                    (MODE == 1 ? gy : T(0));
+          sv0[k] += hard ? gr * s : T(0);
+        }
+      }
+      if (need_params) {
+        std::copy(sa, sa + len, ga.data_ptr<T>() + start);
+        std::copy(sb, sb + len, gb.data_ptr<T>() + start);
+        std::copy(sth, sth + len, gth.data_ptr<T>() + start);
+        std::copy(sv0, sv0 + len, gv0.data_ptr<T>() + start);
       }
     }
   });
+}
+
+template <typename F>
+void with_mode(int64_t mode, F&& f) {
+  switch (mode) {
+    case -1: f(std::integral_constant<int, -1>()); break;
+    case 0: f(std::integral_constant<int, 0>()); break;
+    case 1: f(std::integral_constant<int, 1>()); break;
+    case 2: f(std::integral_constant<int, 2>()); break;
+    default: f(std::integral_constant<int, 3>()); break;
+  }
+}
+
+template <typename F>
+void with_kind(int64_t kind, F&& f) {
+  switch (kind) {
+    case 0: f(std::integral_constant<int, 0>()); break;
+    case 1: f(std::integral_constant<int, 1>()); break;
+    case 2: f(std::integral_constant<int, 2>()); break;
+    case 3: f(std::integral_constant<int, 3>()); break;
+    case 4: f(std::integral_constant<int, 4>()); break;
+    default: f(std::integral_constant<int, 5>()); break;
+  }
 }
 
 }  // namespace
 
-std::vector<torch::Tensor> lif_forward(torch::Tensor x, torch::Tensor alpha,
-                                       torch::Tensor beta, torch::Tensor theta,
-                                       torch::Tensor v0, bool hard,
-                                       int64_t out_mode, bool save_u) {
+torch::Tensor lif_forward(torch::Tensor x, torch::Tensor alpha,
+                          torch::Tensor beta, torch::Tensor theta,
+                          torch::Tensor v0, bool hard, int64_t out_mode) {
   auto y = torch::empty_like(x);
-  auto u = save_u ? torch::empty_like(x) : torch::empty({0}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lif_forward", [&] {
-    forward_impl<scalar_t>(x, alpha, beta, theta, v0, hard, out_mode, y, u,
-                           save_u);
+    with_mode(out_mode, [&](auto mode) {
+      if (hard) {
+        forward_impl<scalar_t, true, decltype(mode)::value>(
+            x, alpha, beta, theta, v0, y);
+      } else {
+        forward_impl<scalar_t, false, decltype(mode)::value>(
+            x, alpha, beta, theta, v0, y);
+      }
+    });
   });
-  return {y, u};
+  return y;
 }
 
 std::vector<torch::Tensor> lif_backward(
-    torch::Tensor u_seq, torch::Tensor grad_y, torch::Tensor alpha,
-    torch::Tensor theta, torch::Tensor v0, bool hard, bool keep_ds,
-    int64_t out_mode, int64_t kind, double sparam, bool need_x, bool need_a,
-    bool need_b, bool need_th, bool need_v0) {
-  const int64_t n = u_seq.size(1);
-  auto opts = u_seq.options();
-  auto empty = torch::empty({0}, opts);
-  auto gx = need_x ? torch::empty_like(u_seq) : empty;
-  auto ga = need_a ? torch::empty({n}, opts) : empty;
-  auto gb = need_b ? torch::empty({n}, opts) : empty;
-  auto gth = need_th ? torch::empty({n}, opts) : empty;
-  auto gv0 = need_v0 ? torch::zeros({n}, opts) : empty;
-  AT_DISPATCH_FLOATING_TYPES(u_seq.scalar_type(), "lif_backward", [&] {
-    backward_impl<scalar_t>(u_seq, grad_y, alpha, theta, v0, hard, keep_ds,
-                            out_mode, static_cast<int>(kind), sparam, gx, ga,
-                            gb, gth, gv0, need_x, need_a, need_b, need_th,
-                            need_v0);
+    torch::Tensor x, torch::Tensor grad_y, torch::Tensor alpha,
+    torch::Tensor beta, torch::Tensor theta, torch::Tensor v0, bool hard,
+    bool keep_ds, int64_t out_mode, int64_t kind, double sparam,
+    bool need_params) {
+  const int64_t n = x.size(1);
+  auto opts = x.options();
+  auto gx = torch::empty_like(x);
+  auto per_neuron = [&] {
+    return need_params ? torch::empty({n}, opts) : torch::empty({0}, opts);
+  };
+  auto ga = per_neuron(), gb = per_neuron(), gth = per_neuron(),
+       gv0 = per_neuron();
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lif_backward", [&] {
+    with_kind(kind, [&](auto k) {
+      with_mode(out_mode, [&](auto mode) {
+        backward_impl<scalar_t, decltype(k)::value, decltype(mode)::value>(
+            x, grad_y, alpha, beta, theta, v0, hard, keep_ds, sparam, gx, ga,
+            gb, gth, gv0, need_params);
+      });
+    });
   });
   return {gx, ga, gb, gth, gv0};
 }
 '''
 
 
-@functools.lru_cache(maxsize=None)
-def _build():
-    """Compile (or load the cached build of) the extension; None on failure."""
+def build_kernel(name, source):
+    """Compile (or load torch's cached build of) ``source``; None on failure.
+
+    A failure of any kind (no compiler, no ninja, a compile or link error)
+    is reported as one ``RuntimeWarning`` and answered with None, so callers
+    fall back to pure PyTorch.
+    """
     try:
         from torch.utils.cpp_extension import load_inline
-        source = _SOURCE.replace('BLOCK_SIZE', str(BLOCK))
         return load_inline(
-            name='bidl_train_lif_cpu',
+            name=name,
             cpp_sources=[source],
             functions=['lif_forward', 'lif_backward'],
-            extra_cflags=['-O3', '-ffp-contract=off', '-fopenmp'],
+            extra_cflags=['-O3', '-ffp-contract=off', '-fno-trapping-math',
+                          '-fopenmp'],
             extra_ldflags=['-fopenmp'],
             verbose=False)
     except Exception as err:  # any compiler/ninja/linker problem
+        lines = str(err).strip().splitlines()
         warnings.warn(
             'bidl_train: could not build the C++ LIF kernel, using the '
             f'pure-PyTorch kernel instead ({type(err).__name__}: '
-            f'{str(err).strip().splitlines()[-1] if str(err).strip() else ""}'
-            f'). Set {ENV_VAR}=0 to skip the attempt.', RuntimeWarning)
+            f'{lines[-1] if lines else ""}). Set {ENV_VAR}=0 to skip the '
+            'attempt.', RuntimeWarning)
         return None
+
+
+@functools.lru_cache(maxsize=None)
+def _cached_build():
+    """Build once per process (a failed build is not retried)."""
+    return build_kernel('bidl_train_lif_cpu',
+                        _SOURCE.replace('BLOCK_SIZE', str(BLOCK)))
 
 
 def load_cpp_kernel():
@@ -298,5 +375,5 @@ def load_cpp_kernel():
     build failed)."""
     if not cpp_enabled():
         return None
-    return _build()
+    return _cached_build()
 
