@@ -79,19 +79,21 @@ def plot_all(result, out_dir, trial=0, bin_ms=5.0):
     ax.set_title('pairwise correlation')
     paths.append(_save(fig, plt, osp.join(out_dir, 'correlation.png')))
 
-    rows = [(pop, var) for pop, d in result.traces.items() for var in d]
+    # one panel per recorded (population, variable, neuron), at most 8
+    rows = [(pop, var, j, neuron) for pop, d in result.traces.items()
+            for var in d for j, neuron in enumerate(result.trace_neurons[pop])
+            ][:8]
     fig, axes = plt.subplots(max(len(rows), 1), 1, squeeze=False,
-                             figsize=(8, 2.2 * max(len(rows), 1)))
+                             sharex=True,
+                             figsize=(8, 1.6 * max(len(rows), 1) + 0.6))
     time = np.arange(int(round(result.duration / result.dt))) * result.dt
-    for ax, (pop, var) in zip(axes[:, 0], rows):
-        data = result.traces[pop][var][:, trial, :]
-        for j, neuron in enumerate(result.trace_neurons[pop][:5]):
-            ax.plot(time[:len(data)], data[:, j], lw=0.8,
-                    label=f'{pop}[{neuron}]')
-        ax.set_ylabel(var)
-        ax.legend(loc='upper right', fontsize=7)
+    for ax, (pop, var, j, neuron) in zip(axes[:, 0], rows):
+        data = result.traces[pop][var][:, trial, j]
+        ax.plot(time[:len(data)], data, lw=0.8)
+        ax.set_ylabel(f'{pop}[{neuron}]\n{var}', fontsize=8)
     axes[-1, 0].set_xlabel('time (ms)')
-    axes[0, 0].set_title('state traces' if rows else 'no traces recorded')
+    axes[0, 0].set_title(f'state traces (trial {trial})' if rows else
+                         'no traces recorded')
     paths.append(_save(fig, plt, osp.join(out_dir, 'traces.png')))
     return paths
 
