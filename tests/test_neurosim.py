@@ -279,3 +279,24 @@ def test_every_example_config_builds():
         cfg = Config.fromfile(str(path)).to_dict()
         net = Network.from_config(cfg)
         assert net.sizes, path.name
+
+
+def test_spike_file_replay_and_izhikevich_peak_in_traces(tmp_path):
+    path = tmp_path / 'replay.npz'
+    np.savez(path, times=np.array([0.5, 2.0, 2.0]),
+             indices=np.array([1, 0, 2]))
+    cfg = dict(dt=0.5, duration=5.0,
+               populations=dict(
+                   s=dict(size=3, model=dict(type='SpikeFileSource',
+                                             file=str(path))),
+                   iz=dict(size=1, model=dict(type='Izhikevich'))),
+               inputs=[dict(type='DC', target='iz', amplitude=100.0)],
+               record=dict(traces=dict(iz=dict(vars=['v']))))
+    res = Network.from_config(cfg).run()
+    t, idx = res.spike_times('s')
+    assert sorted(zip(t.tolist(), idx.tolist())) == [(0.5, 1), (2.0, 0),
+                                                     (2.0, 2)]
+    # a spike step of the Izhikevich cell shows v = v_peak = 30 mV
+    steps = (res.spike_times('iz')[0] / 0.5).round().astype(int)
+    assert len(steps) and np.allclose(res.traces['iz']['v'][steps, 0, 0],
+                                      30.0)

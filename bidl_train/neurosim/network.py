@@ -273,9 +273,15 @@ class Network:
                 for pop, log in spike_log.items():
                     log.append(spikes[pop])
                 for pop, (variables, neurons) in self.record['traces'].items():
+                    peak = getattr(self.models[pop], 'spike_peak', None)
                     for var in variables:
-                        trace_log[pop][var].append(
-                            states[pop][var][:, neurons].cpu())
+                        value = states[pop][var]
+                        if var == 'v' and peak is not None:
+                            # draw the spike: the reset already happened
+                            value = torch.where(spikes[pop],
+                                                torch.full_like(value, peak),
+                                                value)
+                        trace_log[pop][var].append(value[:, neurons].cpu())
                 for p, st, ps in zip(self.projections, proj_states,
                                      plastic_states):
                     p.push(st, k, spikes[p.pre])

@@ -35,7 +35,11 @@ def _check_params(name, given, allowed):
 
 
 class NeuronModel(ABC):
-    """Base class: parameters as Python floats, state as tensors."""
+    """Base class: parameters as Python floats, state as tensors.
+
+    A model whose ``v`` resets in the spike step may define ``spike_peak``:
+    recorded ``v`` traces show that value on spike steps.
+    """
 
     #: default parameters; subclasses override
     defaults = {}
@@ -164,6 +168,11 @@ class Izhikevich(NeuronModel):
         self.v_init = float(self.params['v_init'])
         self.v_peak = float(self.params['v_peak'])
 
+    @property
+    def spike_peak(self):
+        """Recorded ``v`` on a spike step (the reset has happened)."""
+        return self.v_peak
+
     def _tensors(self, size, device, dtype):
         out = {}
         for key, values in self.abcd.items():
@@ -207,6 +216,11 @@ class AdEx(NeuronModel):
     defaults = dict(C=281.0, g_L=30.0, E_L=-70.6, V_T=-50.4, Delta_T=2.0,
                     tau_w=144.0, a=4.0, b=80.5, V_reset=-70.6, V_peak=0.0)
     variables = ('v', 'w')
+
+    @property
+    def spike_peak(self):
+        """Recorded ``v`` on a spike step (the reset has happened)."""
+        return self.V_peak
 
     def init_state(self, batch, size, device, dtype=torch.float64):
         v = torch.full((batch, size), self.E_L, device=device, dtype=dtype)
