@@ -32,10 +32,12 @@ Temporal-Channel Joint Attention for Spiking Neural Networks", 2022), with
     F[b, t, c] = sigmoid(A[b, t, c] * B[b, c, t])               (fusion)
     Y[t, b, c] = F[b, t, c] * X[t, b, c]
 
-Both convolutions are bias-free with ``'same'`` padding, as in the authors'
-and BIDL's code.
+Both convolutions are bias-free and keep the length (``'same'`` padding:
+``k - 1`` zeros, ``(k - 1) // 2`` of them before), as in the authors' and
+BIDL's code.
 """
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from bidl_train.errors import ConfigError
@@ -48,6 +50,12 @@ def _positive_int(owner, name, value):
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ConfigError(f'{owner}: {name} must be a positive int, got '
                           f'{value!r}')
+
+
+def _pad_same(signal, conv):
+    """Zero-pad the last dim so that ``conv`` keeps its length."""
+    total = conv.kernel_size[0] - 1
+    return F.pad(signal, (total // 2, total - total // 2))
 
 
 class _WholeSequence(nn.Module):
@@ -138,10 +146,9 @@ class TCJA(_WholeSequence):
                              ('kernel_size_c', kernel_size_c)):
             _positive_int('TCJA', pname, value)
         self.steps, self.channels = steps, channels
-        self.conv_t = nn.Conv1d(steps, steps, kernel_size_t, padding='same',
-                                bias=False)
+        self.conv_t = nn.Conv1d(steps, steps, kernel_size_t, bias=False)
         self.conv_c = nn.Conv1d(channels, channels, kernel_size_c,
-                                padding='same', bias=False)
+                                bias=False)
 
     def scores(self, x_seq):
         """The joint attention ``F`` as ``[T, B, C]``."""
@@ -151,8 +158,9 @@ class TCJA(_WholeSequence):
                               f' 2) but got {x_seq.shape[2]}')
         z = x_seq.flatten(3).mean(-1) if x_seq.dim() > 3 else x_seq
         z = z.permute(1, 0, 2)  # [B, T, C]
-        along_c = self.conv_t(z)  # [B, T, C]
-        along_t = self.conv_c(z.transpose(1, 2)).transpose(1, 2)  # [B, T, C]
+        along_c = self.conv_t(_pad_same(z, self.conv_t))  # [B, T, C]
+        along_t = self.conv_c(_pad_same(z.transpose(1, 2), self.conv_c))
+        along_t = along_t.transpose(1, 2)  # [B, T, C]
         return torch.sigmoid(along_c * along_t).permute(1, 0, 2)
 
     def forward(self, x_seq):
