@@ -112,9 +112,11 @@ def main(argv=None):
     print(f'simulated {result.duration:g} ms in {wall:.2f} s on '
           f'{net.device}')
     for pop, stats in summary['populations'].items():
-        print(f'  {pop}: {stats["spikes"]} spikes, '
+        print(f'  {pop} (trial {args.trial}): {stats["spikes"]} spikes, '
               f'{stats["mean_rate_hz"]:.2f} Hz, CV {stats["mean_isi_cv"]}, '
               f'r {stats["mean_pairwise_r"]}')
+        if result.batch > 1:
+            print(f'    spikes per trial: {stats["spikes_per_trial"]}')
     print('wrote ' + ', '.join(files))
     return 0
 
