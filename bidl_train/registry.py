@@ -33,12 +33,13 @@ DATASETS = Registry(
     scope=SCOPE,
     locations=['bidl_train.datasets'])
 
-#: Data transforms: event augmentations, representations, frame transforms.
+#: Data transforms: event augmentations, representations, frame transforms,
+#: and per-sample spike encoding (``SpikeEncode``, beside the encoders).
 TRANSFORMS = Registry(
     'transform',
     parent=MMENGINE_TRANSFORMS,
     scope=SCOPE,
-    locations=['bidl_train.datasets'])
+    locations=['bidl_train.datasets', 'bidl_train.models.encoders'])
 
 #: Evaluation metrics.
 METRICS = Registry(

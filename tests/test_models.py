@@ -146,3 +146,21 @@ def test_single_logit_classifier_predicts_by_sigmoid_threshold():
     expected = torch.nn.functional.binary_cross_entropy_with_logits(
         logit, torch.tensor([0., 1., 0., 1.]))
     assert torch.allclose(loss['loss'], expected, atol=1e-6)
+
+
+def test_plastic_layers_report_firing_rates():
+    from bidl_train.learning import PlasticFcLif
+    layer = PlasticFcLif(3, 2, rule=dict(type='Hebbian', lr=0.0),
+                         neuron=dict(type='LIF', theta=0.5))
+    with torch.no_grad():
+        layer.linear.weight.copy_(
+            torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]))
+        layer.linear.bias.zero_()
+    x = torch.tensor([1.0, 0.0, 0.0]).expand(4, 1, 3)  # [T, B, N]
+    with record_firing_rates(torch.nn.Sequential(layer)) as rates:
+        layer_out = layer(x)
+    # neuron 0 gets input 1 > 0.5 every step (fires, hard reset to 0),
+    # neuron 1 gets 0: the layer's rate is (4 + 0) / (4 * 2) = 0.5
+    assert list(rates) == ['0']
+    assert rates['0'].tolist() == [pytest.approx(0.5)]
+    assert layer_out.shape == (4, 1, 2)

@@ -52,6 +52,7 @@ def build_runner(cfg: Config) -> Runner:
     """Apply the framework's patches and build the Runner."""
     check_top_level_keys(cfg)
     _add_deploy_hook(cfg)
+    _add_colearning_hook(cfg)
     install_safe_loader()
     install_atomic_backend()
     launcher = cfg.get('launcher', 'none')
@@ -72,6 +73,16 @@ def _add_deploy_hook(cfg):
     hooks = list(cfg.get('custom_hooks') or [])
     if not any(h.get('type') == 'DeployHook' for h in hooks):
         hooks.append(dict(type='DeployHook', **deploy))
+    cfg.custom_hooks = hooks
+
+
+def _add_colearning_hook(cfg):
+    """``colearning=dict(...)`` in a config means: run ColearningHook."""
+    if not cfg.get('colearning'):
+        return
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(h.get('type') == 'ColearningHook' for h in hooks):
+        hooks.append(dict(type='ColearningHook'))
     cfg.custom_hooks = hooks
 
 

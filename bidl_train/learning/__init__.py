@@ -2,20 +2,17 @@
 schedules that combine them with global (BPTT) training.
 
 Importing this package registers the rules and schedules in
-:data:`~bidl_train.registry.LEARNING_RULES` and the plastic layers, the
-population head and the demo data wrapper in
-:data:`~bidl_train.registry.MODELS` / ``DATASETS``.
+:data:`~bidl_train.registry.LEARNING_RULES` and the plastic layers and the
+population head in :data:`~bidl_train.registry.MODELS`. The demo's data
+(``SyntheticMotion``, ``ShiftedDataset``) lives with the other datasets.
 """
-from .demo_data import SyntheticMotion
 from .plastic import PlasticConv2dLif, PlasticFcLif, PlasticLayer
 from .population_head import PopulationClsHead
 from .rules import BCM, STDP, Hebbian, LocalRule, Oja, RewardSTDP, build_rule
 from .schedule import GlobalLocalSchedule, Phase, build_schedule
-from .shift import SensorShift, ShiftedDataset
 
 __all__ = [
     'LocalRule', 'build_rule', 'Hebbian', 'Oja', 'STDP', 'RewardSTDP', 'BCM',
     'PlasticLayer', 'PlasticFcLif', 'PlasticConv2dLif', 'PopulationClsHead',
-    'GlobalLocalSchedule', 'Phase', 'build_schedule', 'SensorShift',
-    'ShiftedDataset', 'SyntheticMotion'
+    'GlobalLocalSchedule', 'Phase', 'build_schedule'
 ]

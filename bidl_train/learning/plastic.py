@@ -58,6 +58,9 @@ def _positive_int(owner, name, value):
 class PlasticLayer(nn.Module):
     """Shared machinery of plastic layers (see the module docstring).
 
+    Its neuron runs step by step inside :meth:`forward`, so the layer's own
+    output is what firing-rate monitors observe (``emits_spikes``).
+
     Subclasses define ``global_current``, ``local_current``,
     ``after_synapse``, ``pre_post`` and set ``self.local_shape``
     (``(O, I)``) before calling :meth:`_setup_plasticity`.
@@ -164,6 +167,8 @@ class PlasticLayer(nn.Module):
                 local = self.rule.bound(retain * local + dw)
         return y, {'neuron': neuron_state, 'local': local,
                    'rule': rule_state}
+
+    emits_spikes = True
 
     def forward(self, x_seq):
         self._check_input(x_seq, True)

@@ -2,10 +2,13 @@
 from .backbones import *  # noqa: F401,F403
 from .classifiers import SpikingClassifier
 from .data_preprocessor import SpikingDataPreprocessor
+from .encoders import (DeltaEncoder, DirectEncoder, LatencyEncoder,
+                       PopulationEncoder, RateEncoder)
 from .heads import *  # noqa: F401,F403
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss
 
 __all__ = [
     'SpikingClassifier', 'SpikingDataPreprocessor', 'CrossEntropyLoss',
-    'BCEWithLogitsLoss'
+    'BCEWithLogitsLoss', 'DeltaEncoder', 'DirectEncoder', 'LatencyEncoder',
+    'PopulationEncoder', 'RateEncoder'
 ]

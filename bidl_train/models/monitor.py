@@ -4,6 +4,10 @@ A context manager attaches forward hooks to each :class:`BaseNeuron` of a
 model and records, per sample, the mean of its output over time and neurons
 (the firing rate for spiking neurons, the mean activation for analog ones).
 The hooks are removed on exit: nothing stays attached to the model.
+
+A layer that runs its neuron step by step inside its own forward (a plastic
+layer, whose weights change every step) declares ``emits_spikes = True``:
+its own ``[T, B, ...]`` output is then observed instead.
 """
 import contextlib
 
@@ -11,9 +15,22 @@ from bidl_train.neurons.base import BaseNeuron
 
 
 def neuron_layers(model):
-    """``(name, module)`` of every neuron in ``model``, in registration order."""
-    return [(name, module) for name, module in model.named_modules()
-            if isinstance(module, BaseNeuron)]
+    """``(name, module)`` of every spike source in ``model``, in order.
+
+    Spike sources are neurons, and layers flagged ``emits_spikes``; the
+    neurons inside a flagged layer are skipped (they never see a
+    multi-step call).
+    """
+    found, inside = [], []
+    for name, module in model.named_modules():
+        if any(name.startswith(prefix + '.') for prefix in inside):
+            continue
+        if getattr(module, 'emits_spikes', False):
+            inside.append(name)
+            found.append((name, module))
+        elif isinstance(module, BaseNeuron):
+            found.append((name, module))
+    return found
 
 
 @contextlib.contextmanager
