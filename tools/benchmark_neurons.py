@@ -8,7 +8,10 @@ Measures, for one forward + backward pass:
 * memory saved for backward: the bytes of every distinct tensor storage the
   autograd graph keeps between forward and backward (counted with
   ``torch.autograd.graph.saved_tensors_hooks``; a storage shared by several
-  nodes counts once; the input itself is excluded).
+  nodes counts once; the input itself is excluded, and the ``keeps x``
+  column says whether the graph holds on to the input: a kernel that saves
+  only its input costs nothing extra when the caller's graph keeps that
+  tensor anyway, and one input-sized tensor when it would have been freed).
 
 Workloads: a LIF layer on ``[T, B, 128, 32, 32]`` float32 (T = 16 and 64 by
 default) and a small conv-LIF network. Peers (SpikingJelly multi-step
@@ -44,32 +47,37 @@ THETA = 1.0
 # Measurement
 # ---------------------------------------------------------------------------
 def saved_bytes_and_output(fn, x):
-    """Run ``fn(x)`` recording the distinct storages saved for backward."""
+    """Run ``fn(x)``: (bytes of the distinct storages saved for backward
+    other than the input's, whether the input is saved, output)."""
     storages = {}
     input_ptr = x.untyped_storage().data_ptr()
+    keeps_input = []
 
     def pack(t):
         storage = t.untyped_storage()
         if storage.data_ptr() != input_ptr:
             storages[storage.data_ptr()] = storage.nbytes()
+        else:
+            keeps_input.append(True)
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         y = fn(x)
-    return sum(storages.values()), y
+    return sum(storages.values()), bool(keeps_input), y
 
 
 def run_once(fn, make_input):
-    """(seconds of one forward+backward, bytes saved for backward)."""
+    """(seconds of one forward+backward, (bytes saved for backward, whether
+    the input is kept))."""
     x = make_input()
     start = time.perf_counter()
-    saved, y = saved_bytes_and_output(fn, x)
+    saved, keeps_input, y = saved_bytes_and_output(fn, x)
     y.backward(torch.ones_like(y))
-    return time.perf_counter() - start, saved
+    return time.perf_counter() - start, (saved, keeps_input)
 
 
 def measure_all(candidates, make_input, repeats, skip=()):
-    """{name: (median seconds, saved bytes)}, implementations in turns."""
+    """{name: (median seconds, (saved bytes, keeps input))}, in turns."""
     names = [n for n in candidates if n not in skip]
     times = {n: [] for n in names}
     saved = {}
@@ -193,13 +201,13 @@ def report(title, results):
     print(f'\n== {title}')
     base = results.get('spikingjelly')
     print(f'{"implementation":20s} {"time (ms)":>10s} {"saved (MiB)":>12s}'
-          f' {"time/SJ":>8s} {"saved/SJ":>9s}')
-    for name, (sec, saved) in results.items():
+          f' {"keeps x":>8s} {"time/SJ":>8s} {"saved/SJ":>9s}')
+    for name, (sec, (saved, keeps)) in results.items():
         ratio_t = f'{sec / base[0]:8.3f}' if base else '       -'
-        ratio_m = f'{saved / base[1]:9.3f}' if base and base[1] else \
+        ratio_m = f'{saved / base[1][0]:9.3f}' if base and base[1][0] else \
             '        -'
         print(f'{name:20s} {sec * 1e3:10.1f} {saved / 2**20:12.1f} '
-              f'{ratio_t} {ratio_m}')
+              f'{"yes" if keeps else "no":>8s} {ratio_t} {ratio_m}')
 
 
 def main(argv=None):

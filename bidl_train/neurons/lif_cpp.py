@@ -13,7 +13,8 @@ accumulating the parameter gradients per neuron. So the backward reads ``x``
 and the incoming gradient once and writes the input gradient once, and no
 tensor beyond the input is kept between forward and backward.
 Neurons are split over threads with ``at::parallel_for`` (so
-``torch.set_num_threads`` applies) and processed in blocks of
+``torch.set_num_threads`` applies; layers under about 2^18 neuron-steps stay
+on the calling thread) and processed in blocks of
 :data:`BLOCK` consecutive neurons, the time loop outside the block loop, so
 every access is contiguous and the inner loop vectorises.
 
@@ -89,6 +90,14 @@ namespace {
 
 constexpr int64_t kBlock = BLOCK_SIZE;
 
+// Neurons per thread task: at least kBlock and enough for ~2^18 neuron-steps,
+// so that small layers run on the calling thread (waking a thread pool on a
+// busy machine costs more than the work) and large ones use every thread.
+inline int64_t grain_of(int64_t steps) {
+  return std::max<int64_t>(kBlock, (int64_t(1) << 18) / std::max<int64_t>(
+                                       steps, 1));
+}
+
 template <int KIND, typename T>
 inline T surrogate(T p, T x) {
   if constexpr (KIND == 0) {  // rectangle, p = width
@@ -143,7 +152,7 @@ void forward_impl(const torch::Tensor& x, const torch::Tensor& alpha,
   const int64_t steps = x.size(0), n = x.size(1);
   const T* xp = x.data_ptr<T>();
   T* yp = y.data_ptr<T>();
-  at::parallel_for(0, n, kBlock, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, n, grain_of(steps), [&](int64_t begin, int64_t end) {
     T v[kBlock], pa[kBlock], pb[kBlock], pth[kBlock], pr[kBlock];
     for (int64_t start = begin; start < end; start += kBlock) {
       const int64_t len = std::min(kBlock, end - start);
@@ -189,7 +198,7 @@ void backward_impl(const torch::Tensor& x, const torch::Tensor& grad_y,
   const T* gyp = grad_y.data_ptr<T>();
   T* gxp = gx.data_ptr<T>();
   const T p = static_cast<T>(sparam);
-  at::parallel_for(0, n, kBlock, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, n, grain_of(steps), [&](int64_t begin, int64_t end) {
     T v[kBlock], pa[kBlock], pb[kBlock], pth[kBlock], pr[kBlock];
     T sa[kBlock], sb[kBlock], sth[kBlock], sv0[kBlock], sg[kBlock];
     for (int64_t start = begin; start < end; start += kBlock) {
