@@ -24,6 +24,7 @@ Layout
 same under ``<data_root>/raw/`` (torchvision's download folder).
 """
 import gzip
+import math
 import os.path as osp
 
 import numpy as np
@@ -100,12 +101,13 @@ def read_idx(path, expect_magic=None):
     shape = tuple(
         int.from_bytes(data[4 + 4 * i:8 + 4 * i], 'big') for i in range(ndim))
     dtype = IDX_DTYPES[code]
-    need = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    # Python ints: a corrupt header's dimensions must not overflow int64
+    need = header + math.prod(shape) * dtype.itemsize
     if len(data) < need:
         raise DataError(
             f'truncated IDX data: shape {shape} of {dtype} needs {need} '
             f'bytes, file has {len(data)}', path=path, offset=len(data))
-    array = np.frombuffer(data, dtype=dtype, count=int(np.prod(shape)),
+    array = np.frombuffer(data, dtype=dtype, count=math.prod(shape),
                           offset=header).reshape(shape)
     return array.astype(dtype.newbyteorder('='))
 

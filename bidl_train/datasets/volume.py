@@ -232,7 +232,7 @@ def _load_array_file(path):
     if path.endswith('.npy'):
         try:
             return np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, EOFError) as e:
             raise DataError(f'not a readable .npy ({e})', path=path) from None
     try:
         import nibabel

@@ -34,14 +34,20 @@ def _open(path):
 def read_spike_h5(path):
     """Return ``(list of event arrays, int64 labels array)`` of a SHD/SSC file."""
     path = os.fspath(path)
-    with _open(path) as f:
-        for key in ('spikes/times', 'spikes/units', 'labels'):
-            if key not in f:
-                raise DataError(f'missing dataset "{key}"; expected the '
-                                'SHD/SSC layout spikes/times, spikes/units, '
-                                'labels', path=path)
-        times, units = f['spikes/times'][:], f['spikes/units'][:]
-        labels = np.asarray(f['labels'][:], dtype=np.int64)
+    try:
+        with _open(path) as f:
+            for key in ('spikes/times', 'spikes/units', 'labels'):
+                if key not in f:
+                    raise DataError(f'missing dataset "{key}"; expected the '
+                                    'SHD/SSC layout spikes/times, '
+                                    'spikes/units, labels', path=path)
+            times, units = f['spikes/times'][:], f['spikes/units'][:]
+            labels = np.asarray(f['labels'][:], dtype=np.int64)
+    except DataError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError) as err:
+        # h5py reports corrupt objects inside a readable file this way
+        raise DataError(f'corrupt HDF5 content ({err})', path=path) from None
     if not len(times) == len(units) == len(labels):
         raise DataError(f'spikes/times, spikes/units and labels differ in '
                         f'length ({len(times)}, {len(units)}, {len(labels)})',
