@@ -5,6 +5,7 @@ Layout (Cramer et al., 2020)::
     spikes/times  vlen float   spike times of each sample, in seconds
     spikes/units  vlen uint16  input channel (0..699) of each spike
     labels        uint16       class of each sample
+    extra/keys    bytes        (optional) class names, index = label
 
 One file holds a whole split, so this reader returns one event array per
 sample: ``x`` = unit, ``y`` = 0, ``p`` = 1, ``t`` = round(time * 1e6) us.
@@ -45,7 +46,7 @@ def read_spike_h5(path):
             labels = np.asarray(f['labels'][:], dtype=np.int64)
     except DataError:
         raise
-    except (OSError, KeyError, ValueError, TypeError) as err:
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as err:
         # h5py reports corrupt objects inside a readable file this way
         raise DataError(f'corrupt HDF5 content ({err})', path=path) from None
     if not len(times) == len(units) == len(labels):
@@ -61,3 +62,15 @@ def read_spike_h5(path):
         samples.append(make_events(t, us, np.zeros_like(t),
                                    np.ones_like(t)))
     return samples, labels
+
+
+def read_spike_h5_keys(path):
+    """Class names stored in ``extra/keys`` (a list of str), or None when the
+    file has none."""
+    path = os.fspath(path)
+    with _open(path) as f:
+        if 'extra/keys' not in f:
+            return None
+        keys = f['extra/keys'][:]
+    return [k.decode('utf-8') if isinstance(k, bytes) else str(k)
+            for k in keys]
