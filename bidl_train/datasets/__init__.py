@@ -7,8 +7,10 @@ One module per modality: ``dvs`` (event streams), ``video``, ``volume``,
 ``synthetic/`` writes demo data in the real on-disk layouts.
 """
 from . import transforms  # noqa: F401  (registers transforms)
-from .dvs import CIFAR10DVS, DVS128Gesture, EventFolder, NMNIST
+from .dvs import (CIFAR10DVS, DVS128Gesture, DVSMNIST, EventFolder,
+                  EventMixDataset, NCaltech101, NMNIST)
 from .es_imagenet import ESImageNet
+from .shd import SHD, SSC
 from .shift import SensorShift, ShiftedDataset
 from .static import MNIST, FashionMNIST, SyntheticMNIST
 from .synthetic import SyntheticGesture, make_synthetic_gestures
@@ -23,5 +25,6 @@ __all__ = [
     'TextClassificationCSV', 'Jester', 'RGBGesture', 'SyntheticJester',
     'VideoFolder', 'Luna16Cls', 'MedMNIST3D', 'SyntheticMedMNIST3D',
     'VolumeFolder', 'SensorShift', 'ShiftedDataset', 'SyntheticMotion',
-    'ESImageNet', 'MNIST', 'FashionMNIST', 'SyntheticMNIST'
+    'ESImageNet', 'MNIST', 'FashionMNIST', 'SyntheticMNIST', 'DVSMNIST',
+    'EventMixDataset', 'NCaltech101', 'SHD', 'SSC'
 ]

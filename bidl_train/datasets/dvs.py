@@ -423,3 +423,337 @@ class CIFAR10DVS(EventDataset):
         events['x'] = 127 - events['y']
         events['y'] = x
         return events
+
+
+def _read_split_rules(path, fields):
+    """Rows of a shipped split file: ``{name: [int, ...]}`` (``fields`` ints
+    after the name); ``#`` starts a comment line."""
+    rules = {}
+    with open(path, encoding='utf-8') as f:
+        for lineno, line in enumerate(f, start=1):
+            line = line.strip()
+            if not line or line.startswith('#'):
+                continue
+            parts = line.split()
+            try:
+                if len(parts) != 1 + fields:
+                    raise ValueError(line)
+                rules[parts[0]] = [int(v) for v in parts[1:]]
+            except ValueError as err:
+                raise DataError(f'line {lineno}: expected "<name>" and '
+                                f'{fields} integer(s), got {line!r}',
+                                path=path) from err
+    return rules
+
+
+def _number(filename):
+    """Recording number at the end of a file stem (``image_0042.bin`` -> 42,
+    ``mnist_3_scale16_0007.aedat`` -> 7), or None."""
+    stem = os.path.splitext(filename)[0]
+    digits = stem[len(stem.rstrip('0123456789')):]
+    return int(digits) if digits else None
+
+
+NCALTECH101_CLASSES = (
+    'BACKGROUND_Google', 'Faces_easy', 'Leopards', 'Motorbikes', 'accordion',
+    'airplanes', 'anchor', 'ant', 'barrel', 'bass', 'beaver', 'binocular',
+    'bonsai', 'brain', 'brontosaurus', 'buddha', 'butterfly', 'camera',
+    'cannon', 'car_side', 'ceiling_fan', 'cellphone', 'chair', 'chandelier',
+    'cougar_body', 'cougar_face', 'crab', 'crayfish', 'crocodile',
+    'crocodile_head', 'cup', 'dalmatian', 'dollar_bill', 'dolphin',
+    'dragonfly', 'electric_guitar', 'elephant', 'emu', 'euphonium', 'ewer',
+    'ferry', 'flamingo', 'flamingo_head', 'garfield', 'gerenuk', 'gramophone',
+    'grand_piano', 'hawksbill', 'headphone', 'hedgehog', 'helicopter', 'ibis',
+    'inline_skate', 'joshua_tree', 'kangaroo', 'ketch', 'lamp', 'laptop',
+    'llama', 'lobster', 'lotus', 'mandolin', 'mayfly', 'menorah', 'metronome',
+    'minaret', 'nautilus', 'octopus', 'okapi', 'pagoda', 'panda', 'pigeon',
+    'pizza', 'platypus', 'pyramid', 'revolver', 'rhino', 'rooster',
+    'saxophone', 'schooner', 'scissors', 'scorpion', 'sea_horse', 'snoopy',
+    'soccer_ball', 'stapler', 'starfish', 'stegosaurus', 'stop_sign',
+    'strawberry', 'sunflower', 'tick', 'trilobite', 'umbrella', 'watch',
+    'water_lilly', 'wheelchair', 'wild_cat', 'windsor_chair', 'wrench',
+    'yin_yang')
+
+
+@DATASETS.register_module()
+class NCaltech101(EventDataset):
+    """N-Caltech101 (Orchard et al. 2015): ``<root>/<class>/image_<nnnn>.bin``
+    (the N-MNIST ``.bin`` layout), 101 class folders (100 Caltech101 objects
+    + ``BACKGROUND_Google``; Caltech101's ``Faces`` is not converted),
+    8709 recordings, coordinates within 240 x 180 (sensor_size (H, W) =
+    (180, 240)).
+
+    There is no official split. The shipped file
+    ``bidl_train/splits/ncaltech101_split.txt`` fixes one per class: images
+    ``1 .. n_train`` (``n_train = ceil(0.8 n)``, n the class's image count)
+    are training data, later images test data. Labels follow the sorted
+    (ASCII) class folder names, as SpikingJelly numbers them.
+
+    Args:
+        data_root: the folder holding the 101 class folders, or the folder
+            holding ``Caltech101/`` (the unzipped archive).
+        Others: see :class:`EventDataset`.
+    """
+
+    classes = NCALTECH101_CLASSES
+    sensor_size = (180, 240)
+    HELP = ('N-Caltech101 comes from the authors\' page (Garrick Orchard, '
+            'N-Caltech101); unzip Caltech101.zip so that <data_root>/'
+            'Caltech101/<class>/image_0001.bin ... (or <data_root>/<class>/'
+            '...) exist for the 101 class folders. See '
+            'datasets/NCaltech101/README.md.')
+    SPLIT_FILE = os.path.join(SPLITS_DIR, 'ncaltech101_split.txt')
+
+    def _root(self):
+        nested = os.path.join(self.data_root, 'Caltech101')
+        return nested if os.path.isdir(nested) else self.data_root
+
+    def _scan(self):
+        root = self._root()
+        found = _scan_class_folders(root, self.classes, ('.bin', ),
+                                    'NCaltech101', self.HELP)
+        rules = _read_split_rules(self.SPLIT_FILE, 2)
+        records, counts = [], {}
+        for rec in found:
+            cls = self.classes[rec['label']]
+            if cls not in rules:
+                raise DataError(f'class {cls!r} has no row in the split file',
+                                path=self.SPLIT_FILE)
+            num = _number(os.path.basename(rec['path']))
+            if num is None:
+                raise DataError('expected image_<number>.bin file names',
+                                path=rec['path'])
+            counts[cls] = counts.get(cls, 0) + 1
+            if (num > rules[cls][0]) == (self.split == 'test'):
+                records.append(rec)
+        odd = [f'{c} ({counts.get(c, 0)} files, {rules[c][1]} expected)'
+               for c in self.classes if counts.get(c, 0) != rules[c][1]]
+        if odd:
+            print_log(f'NCaltech101: {len(odd)} class folders differ from the '
+                      f'published counts (first: {odd[0]}); the split rule '
+                      'still holds, the split sizes shift', logger='current',
+                      level='WARNING')
+        print_log(f'NCaltech101 ({self.split}): {len(records)} samples under '
+                  f'{root}', logger='current')
+        return records
+
+
+@DATASETS.register_module()
+class DVSMNIST(EventDataset):
+    """MNIST-DVS (Serrano-Gotarredona & Linares-Barranco 2015), laid out and
+    oriented as BIDL reads it.
+
+    Layout (the ten published archives ``grabbed_data<d>.zip`` unzipped)::
+
+        <root>/grabbed_data<d>/scale<s>/mnist_<d>_scale<ss>_<nnnn>.aedat
+
+    ``d`` = digit 0..9 (the label), ``s`` in 4, 8, 16 (the digit's display
+    scale), AEDAT 2.0 from a 128x128 DVS. BIDL uses ``scale16``. BIDL's
+    own copy keeps the archives under ``<root>/extract/``; that is found
+    too.
+
+    Orientation as BIDL (after SpikingJelly): ``x' = 127 - y_raw``,
+    ``y' = 127 - x_raw``, ``p' = 1 - p_raw`` of the raw address; in jAER's
+    orientation (what :func:`read_aedat2` returns) ``x' = 127 - y``,
+    ``y' = x``, ``p' = p``.
+
+    Split: BIDL draws a random 0.8 per-class split; here it is fixed by the
+    shipped ``bidl_train/splits/dvs_mnist_split.txt``: recordings numbered
+    ``<= last_train`` (800) of each digit are training data, later ones
+    test data, at every scale.
+
+    Args:
+        scale: 4, 8, 16 or a sequence of them (all recordings of those
+            scales).
+        Others: see :class:`EventDataset`.
+    """
+
+    classes = tuple(str(d) for d in range(10))
+    sensor_size = (128, 128)
+    SCALES = (4, 8, 16)
+    HELP = ('MNIST-DVS is published by the Instituto de Microelectronica de '
+            'Sevilla (IMSE-CNM, "MNIST-DVS"): download grabbed_data0.zip ... '
+            'grabbed_data9.zip and unzip them so that <data_root>/'
+            'grabbed_data<d>/scale16/*.aedat exist (scale4/scale8 likewise). '
+            'See datasets/DVSMNIST/README.md.')
+    SPLIT_FILE = os.path.join(SPLITS_DIR, 'dvs_mnist_split.txt')
+
+    def __init__(self, data_root, split='train', scale=16,
+                 representation=dict(type='EventFrames', T=20,
+                                     split_by='number', size=40),
+                 pipeline=(), cache=True, cache_dir=None):
+        scales = (scale, ) if isinstance(scale, int) else tuple(scale)
+        bad = [s for s in scales if s not in self.SCALES]
+        if bad or not scales:
+            raise DataError(f'DVSMNIST: scale must be among {self.SCALES}, '
+                            f'got {scale!r}')
+        self.scales = scales
+        super().__init__(data_root, split, representation, pipeline, cache,
+                         cache_dir)
+
+    def _root(self):
+        for root in (self.data_root, os.path.join(self.data_root, 'extract')):
+            if os.path.isdir(os.path.join(root, 'grabbed_data0')):
+                return root
+        raise DataError('MNIST-DVS not found (no grabbed_data0 folder). '
+                        + self.HELP, path=self.data_root)
+
+    def _scan(self):
+        root = self._root()
+        rules = _read_split_rules(self.SPLIT_FILE, 1)
+        records = []
+        for label, digit in enumerate(self.classes):
+            last_train = rules[digit][0]
+            for s in self.scales:
+                folder = os.path.join(root, f'grabbed_data{digit}',
+                                      f'scale{s}')
+                if not os.path.isdir(folder):
+                    raise DataError(f'DVSMNIST: folder of digit {digit} at '
+                                    f'scale {s} missing. {self.HELP}',
+                                    path=folder)
+                for name in sorted(os.listdir(folder)):
+                    if not name.lower().endswith('.aedat'):
+                        continue
+                    num = _number(name)
+                    if num is None:
+                        raise DataError('expected mnist_<d>_scale<ss>_'
+                                        '<number>.aedat file names',
+                                        path=os.path.join(folder, name))
+                    if (num > last_train) == (self.split == 'test'):
+                        records.append(dict(path=os.path.join(folder, name),
+                                            label=label))
+        print_log(f'DVSMNIST ({self.split}, scale {self.scales}): '
+                  f'{len(records)} samples under {root}', logger='current')
+        return records
+
+    def _cache_params(self):
+        return dict(super()._cache_params(), scales=list(self.scales))
+
+    def _read(self, path):
+        events = read_events(path, format='aedat2', sensor='dvs128')
+        x = events['x'].copy()
+        events['x'] = 127 - events['y']
+        events['y'] = x
+        return events
+
+
+@DATASETS.register_module()
+class EventMixDataset(Dataset):
+    """Mix pairs of event samples (NDA CutMix / EventMix) as a dataset
+    wrapper.
+
+    Mixing needs two samples, and a transform sees one; a batch-level
+    transform would instead need a custom collate in every config. A wrapper
+    keeps it one config entry, draws the partner with its own seeded
+    generator and works after any representation and pipeline (and on
+    cached samples), so it is a dataset wrapper.
+
+    For sample ``a`` (the index asked for), with probability ``prob``: draw
+    a partner ``b`` uniformly, ``lam ~ Beta(alpha, alpha)`` and a box ``M``
+    of the ``inputs`` ``[T, C, H, W]`` grid, then::
+
+        inputs = (1 - M) * a + M * b
+
+    ``mode='cutmix'`` (NDA, Li et al. ECCV 2022): ``M`` is a spatial box of
+    area ``(1 - lam) H W`` (sides ``sqrt(1 - lam) H`` and ``sqrt(1 - lam)
+    W``, rounded), the same in every frame. ``mode='eventmix'`` (Shen et
+    al. 2023): ``M`` is a spatio-temporal cuboid of volume ``(1 - lam) T H
+    W`` (each side scaled by ``(1 - lam)^(1/3)``). Both boxes lie at a
+    uniformly drawn position inside the grid.
+
+    The label weight of ``a`` is ``w = 1 - |M| / (T H W)`` (the actual
+    mixed fraction after rounding) with ``weight='volume'``, or the share
+    of ``a``'s events in the mix, ``w = sum((1 - M) a) / sum(inputs)``
+    (EventMix's count weighting; 1 when the mix is empty), with
+    ``weight='events'``. Each returned sample carries ``soft_label``
+    (float32 ``[num_classes]``, ``w`` on ``a``'s class and ``1 - w`` on
+    ``b``'s), ``mix_weight`` = w, and ``label`` = the class of the sample
+    with the larger weight (a hard label for losses that take integers).
+
+    Args:
+        dataset: the wrapped dataset (config or object) returning
+            ``{'inputs': [T, C, H, W], 'label': int}``.
+        num_classes: length of ``soft_label`` (default
+            ``len(dataset.metainfo['classes'])``).
+        alpha: Beta parameter.
+        prob: chance that a sample is mixed.
+        mode: ``'cutmix'`` or ``'eventmix'``.
+        weight: ``'volume'`` or ``'events'``.
+        seed: seed of the wrapper's generator.
+    """
+
+    MODES = ('cutmix', 'eventmix')
+    WEIGHTS = ('volume', 'events')
+
+    def __init__(self, dataset, num_classes=None, alpha=1.0, prob=0.5,
+                 mode='cutmix', weight='volume', seed=None):
+        self.dataset = (DATASETS.build(dataset) if isinstance(dataset, dict)
+                        else dataset)
+        if mode not in self.MODES or weight not in self.WEIGHTS:
+            raise DataError(f'EventMixDataset: mode must be one of '
+                            f'{self.MODES} and weight one of {self.WEIGHTS}, '
+                            f'got {mode!r}, {weight!r}')
+        if num_classes is None:
+            num_classes = len(self.dataset.metainfo['classes'])
+        self.num_classes = int(num_classes)
+        self.alpha, self.prob = alpha, prob
+        self.mode, self.weight = mode, weight
+        self.rng = np.random.default_rng(seed)
+
+    @property
+    def metainfo(self):
+        return self.dataset.metainfo
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def get_label(self, index):
+        return self.dataset.get_label(index)
+
+    def _box(self, shape, lam):
+        """Slices of the mixed box for ``[T, C, H, W]`` (C is never cut)."""
+        T, _, H, W = shape
+        if self.mode == 'cutmix':
+            side = np.sqrt(1.0 - lam)
+            sizes = (T, int(round(H * side)), int(round(W * side)))
+        else:
+            side = (1.0 - lam) ** (1.0 / 3.0)
+            sizes = tuple(int(round(n * side)) for n in (T, H, W))
+        starts = [int(self.rng.integers(0, n - s + 1))
+                  for n, s in zip((T, H, W), sizes)]
+        (t0, y0, x0), (dt, dh, dw) = starts, sizes
+        return (slice(t0, t0 + dt), slice(None), slice(y0, y0 + dh),
+                slice(x0, x0 + dw))
+
+    def mix(self, a, b):
+        """Mix two ``[T, C, H, W]`` tensors; returns ``(inputs, w)``."""
+        if a.shape != b.shape:
+            raise DataError(f'EventMixDataset: samples differ in shape '
+                            f'({tuple(a.shape)} vs {tuple(b.shape)}); mix '
+                            'after a representation of fixed size')
+        lam = float(self.rng.beta(self.alpha, self.alpha))
+        box = self._box(tuple(a.shape), lam)
+        mask = torch.zeros_like(a, dtype=torch.bool)
+        mask[box] = True
+        out = torch.where(mask, b, a)
+        if self.weight == 'volume':
+            w = 1.0 - mask[:, 0].sum().item() / mask[:, 0].numel()
+        else:
+            total = out.sum().item()
+            w = a.masked_fill(mask, 0).sum().item() / total if total else 1.0
+        return out, w
+
+    def __getitem__(self, index):
+        sample = dict(self.dataset[index])
+        label_a = int(sample['label'])
+        soft = torch.zeros(self.num_classes, dtype=torch.float32)
+        w, label_b = 1.0, label_a
+        if self.rng.random() < self.prob and len(self.dataset) > 1:
+            other = self.dataset[int(self.rng.integers(len(self.dataset)))]
+            label_b = int(other['label'])
+            sample['inputs'], w = self.mix(sample['inputs'], other['inputs'])
+        soft[label_a] += w
+        soft[label_b] += 1.0 - w
+        sample.update(soft_label=soft, mix_weight=float(w),
+                      label=label_a if w >= 0.5 else label_b)
+        return sample

@@ -19,6 +19,10 @@ and fixed-duration integration). With N events, first/last timestamps
   None there are ``(t1 - t0) // d + 1`` frames; with ``T`` given the output
   is the window ``[t0, t0 + T*d)`` and later events are outside it.
 
+Spike trains on channels (SHD/SSC: ``x`` = channel, ``y`` = 0) are binned
+by :func:`events_to_spike_bins` over one fixed window for every sample:
+``index = floor(t * T / window)``, events at ``t >= window`` dropped.
+
 Optional spatial down-sampling to ``size=(H', W')`` maps coordinates with
 integer scaling ``x' = x * W' // W``, ``y' = y * H' // H`` before counting.
 """
@@ -183,3 +187,33 @@ def events_to_time_surface(events, sensor_size, T, tau, split_by='time',
         seen = latest > np.iinfo(np.int64).min
         out[i, seen] = np.exp(-(t_end - latest[seen]) / float(tau))
     return out.reshape(frames, 2, oh, ow)
+
+
+def events_to_spike_bins(events, channels, T, window, start=0, binary=False):
+    """Spike counts ``[T, channels]`` float32 over the fixed window
+    ``[start, start + window)`` us, cut into T equal bins.
+
+    Bin of an event: ``i = floor((t - start) * T / window)`` (integer
+    arithmetic, so bin edges are exact); events outside the window are
+    dropped. Unlike ``split_by='time'`` the bins do not depend on a sample's
+    first/last spike, so bin i means the same time in every sample (the
+    SHD/SSC convention, e.g. T = 100 bins of 10 ms over 1 s). ``binary``
+    clips counts to 1.
+    """
+    T, window, channels = int(T), int(window), int(channels)
+    if T <= 0 or window <= 0:
+        raise DataError(f'T and window must be > 0, got T={T}, '
+                        f'window={window}')
+    x = events['x'].astype(np.int64)
+    if len(events) and (int(x.max()) >= channels or int(events['y'].max())):
+        raise DataError(f'spike channels up to x={int(x.max())}, y='
+                        f'{int(events["y"].max())} do not fit {channels} '
+                        'channels on one row (y = 0)')
+    rel = events['t'].astype(np.int64) - int(start)
+    inside = (rel >= 0) & (rel < window)
+    idx = rel[inside] * T // window
+    counts = np.bincount(idx * channels + x[inside],
+                         minlength=T * channels).reshape(T, channels)
+    if binary:
+        counts = np.minimum(counts, 1)
+    return counts.astype(np.float32)

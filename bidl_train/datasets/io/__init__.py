@@ -28,7 +28,7 @@ from .aedat2 import read_aedat2, write_aedat2_dvs128
 from .aedat3 import read_aedat31, write_aedat31
 from .aedat4 import read_aedat4
 from .events import EVENT_DTYPE, empty_events, make_events
-from .hdf5_spikes import read_spike_h5
+from .hdf5_spikes import read_spike_h5, read_spike_h5_keys
 from .nmnist_bin import read_nmnist_bin, write_nmnist_bin
 from .numpy_events import read_numpy_events
 
@@ -91,6 +91,6 @@ __all__ = [
     'EVENT_DTYPE', 'EVENT_EXTENSIONS', 'READERS', 'detect_format',
     'empty_events', 'make_events', 'read_aedat2', 'read_aedat31',
     'read_aedat4', 'read_events', 'read_nmnist_bin', 'read_numpy_events',
-    'read_spike_h5', 'write_aedat2_dvs128', 'write_aedat31',
+    'read_spike_h5', 'read_spike_h5_keys', 'write_aedat2_dvs128', 'write_aedat31',
     'write_nmnist_bin'
 ]

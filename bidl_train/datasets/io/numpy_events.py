@@ -10,6 +10,7 @@ Accepted contents:
 Files are loaded with ``allow_pickle=False``: object arrays are refused.
 """
 import os
+import tokenize
 import zipfile
 import zlib
 
@@ -31,9 +32,10 @@ def _check_fields(names, path):
             path=path)
 
 
-#: what numpy and zipfile raise for empty, truncated or corrupt files
+#: what numpy and zipfile raise for empty, truncated or corrupt files (a
+#: damaged .npy header is parsed as a Python literal, hence SyntaxError)
 _LOAD_ERRORS = (ValueError, EOFError, OSError, KeyError, zipfile.BadZipFile,
-                zlib.error)
+                zlib.error, SyntaxError, tokenize.TokenError)
 
 
 def read_numpy_events(path):

@@ -7,12 +7,14 @@ event-level augmentations in :mod:`.events`; frame-level augmentations in
 """
 from . import video, volume  # noqa: F401  (registers clip/volume transforms)
 from .events import (EventDrop, EventFlipLR, EventShift, EventSpatialJitter,
-                     EventTimeScale, PolarityFlip)
-from .frames import RandomCropPad, RandomFlipFrames
-from .representation import EventFrames, TimeSurface, VoxelGrid
+                     EventTimeJitter, EventTimeScale, PolarityFlip)
+from .frames import (RandomCropPad, RandomFlipFrames, RandomRotateFrames,
+                     ResizeFrames)
+from .representation import EventFrames, SpikeBins, TimeSurface, VoxelGrid
 
 __all__ = [
     'EventDrop', 'EventFlipLR', 'EventFrames', 'EventShift',
-    'EventSpatialJitter', 'EventTimeScale', 'PolarityFlip', 'RandomCropPad',
-    'RandomFlipFrames', 'TimeSurface', 'VoxelGrid'
+    'EventSpatialJitter', 'EventTimeJitter', 'EventTimeScale', 'PolarityFlip',
+    'RandomCropPad', 'RandomFlipFrames', 'RandomRotateFrames', 'ResizeFrames',
+    'SpikeBins', 'TimeSurface', 'VoxelGrid'
 ]

@@ -115,3 +115,24 @@ class PolarityFlip(_EventTransform):
     def apply(self, events, sensor_size):
         events['p'] = 1 - events['p']
         return events
+
+
+@TRANSFORMS.register_module()
+class EventTimeJitter(_EventTransform):
+    """Jitter every timestamp independently:
+    ``t' = max(0, t + round(N(0, std)))`` (``std`` in us), then re-sort the
+    events by ``t'`` (stable, so equal times keep their order): integration
+    by number and by time assumes time order.
+    """
+
+    def __init__(self, std=100.0, prob=1.0, seed=None):
+        super().__init__(prob, seed)
+        if std < 0:
+            raise DataError(f'EventTimeJitter: std must be >= 0, got {std}')
+        self.std = std
+
+    def apply(self, events, sensor_size):
+        noise = np.rint(self.rng.normal(0, self.std, len(events)))
+        t = np.maximum(events['t'] + noise.astype(np.int64), 0)
+        events['t'] = t
+        return events[np.argsort(t, kind='stable')]

@@ -10,7 +10,8 @@ from bidl_train.errors import DataError
 from bidl_train.registry import TRANSFORMS
 
 from ..representations import (SPLIT_BY, events_to_frames,
-                               events_to_time_surface, events_to_voxel_grid)
+                               events_to_spike_bins, events_to_time_surface,
+                               events_to_voxel_grid)
 
 
 def _events_and_size(results, sensor_size, name):
@@ -97,3 +98,47 @@ class TimeSurface:
     def __repr__(self):
         return (f'TimeSurface(T={self.T}, tau={self.tau}, '
                 f'split_by={self.split_by!r}, size={self.size})')
+
+
+@TRANSFORMS.register_module()
+class SpikeBins:
+    """Bin channel spike trains (SHD/SSC) over one fixed window.
+
+    Output ``inputs``: ``layout='flat'`` gives ``[T, C]``; ``'image'`` gives
+    ``[T, 1, 1, C]`` (one polarity channel, a 1 x C "image", for conv/flatten
+    backbones). C is ``sensor_size[1]`` (700 for SHD/SSC). Equation in
+    :func:`~bidl_train.datasets.representations.events_to_spike_bins`.
+
+    Args:
+        T: number of bins.
+        window: window length in us (default 1 s: SHD words last < 1.4 s,
+            most < 1 s).
+        binary: clip counts to 1.
+        layout: ``'flat'`` or ``'image'``.
+        sensor_size: (1, C); default from the results.
+    """
+
+    LAYOUTS = ('flat', 'image')
+
+    def __init__(self, T=100, window=1_000_000, binary=False, layout='flat',
+                 sensor_size=None):
+        if layout not in self.LAYOUTS:
+            raise DataError(f'SpikeBins: layout must be one of '
+                            f'{self.LAYOUTS}, got {layout!r}')
+        self.T, self.window, self.binary = T, window, binary
+        self.layout, self.sensor_size = layout, sensor_size
+
+    def __call__(self, results):
+        events, size = _events_and_size(results, self.sensor_size,
+                                        'SpikeBins')
+        channels = size[1] if not isinstance(size, int) else size
+        bins = events_to_spike_bins(events, channels, self.T, self.window,
+                                    binary=self.binary)
+        if self.layout == 'image':
+            bins = bins.reshape(self.T, 1, 1, channels)
+        results['inputs'] = bins
+        return results
+
+    def __repr__(self):
+        return (f'SpikeBins(T={self.T}, window={self.window}, '
+                f'binary={self.binary}, layout={self.layout!r})')
