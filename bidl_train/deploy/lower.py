@@ -27,7 +27,7 @@ from bidl_train.layers import (Aggregation, Conv1dLif, Conv2dLif, Conv3dLif,
                                TimeFold)
 from bidl_train.models.backbones import ConvLifNet
 from bidl_train.models.heads import SpikingClsHead
-from bidl_train.neurons import LIF, BaseNeuron
+from bidl_train.neurons import IF, LIF, PLIF, BaseNeuron
 from .nodes import (AggregateNode, ChannelAffineNode, LIFNode, ModuleNode,
                     WeightedNode)
 
@@ -38,6 +38,8 @@ _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
              nn.AlphaDropout)
 _AVGPOOLS = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
+#: neuron kinds lowered to :class:`LIFNode` (same equations, other leak)
+_NEURONS = (LIF, IF, PLIF)
 _MAXPOOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
 #: stateless torch modules kept as they are
 _KEPT = _AVGPOOLS + _MAXPOOLS + (
@@ -167,10 +169,11 @@ class _Lowering:
                 'activations and the bidl-train spiking layers)')
 
     def neuron(self, neuron, source, state_path):
-        if type(neuron) is not LIF:
+        if type(neuron) not in _NEURONS:
             raise LoweringError(
                 f'layer {source}: neuron kind {type(neuron).__name__} is not '
-                'supported for deployment (only LIF)')
+                'supported for deployment (LIF, IF and PLIF: the kinds whose '
+                'inference equations are exactly BIDL LIF\'s)')
         norm = None
         if neuron.norm is not None:
             bn = neuron.norm
@@ -181,8 +184,10 @@ class _Lowering:
             ndim = len(neuron.feature_shape) + 1
             norm = ChannelAffineNode(scale, shift, max(ndim, 2))
         act = copy.deepcopy(neuron.act) if neuron.mode == 'analog' else None
-        node = LIFNode(neuron.alpha, neuron.beta, neuron.theta, neuron.v0,
-                       neuron.reset, neuron.mode, neuron.memb_mode, act, norm)
+        # IF fixes alpha = 1, PLIF computes alpha = sigmoid(w): both are the
+        # LIF equations with the leak factor the neuron itself would use
+        node = LIFNode(neuron.leak_factor(), neuron.beta, neuron.theta,
+                       neuron.v0, neuron.reset, neuron.mode, neuron.memb_mode, act, norm)
         node.feature_shape = neuron.feature_shape
         node.param_shape = neuron.param_shape
         self._add(node, source, state_path)

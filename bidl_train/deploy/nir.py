@@ -5,6 +5,11 @@ reset) becomes ``nir.LIF`` with ``tau = dt / (1 - alpha)``, ``r = 1``,
 ``v_leak = 0``, ``v_reset = 0`` and ``v_threshold = theta * (1 - alpha)``
 at ``dt = 1e-4`` (the membrane is scaled by ``1 - alpha``), which the
 forward-Euler importers (snnTorch, Norse, Lava) reproduce spike for spike.
+PLIF is a LIF with ``alpha = sigmoid(w)`` and maps the same way. IF
+(``alpha = 1``, no leak) becomes ``nir.IF`` with ``r = 1/dt`` and
+``v_threshold = theta``: forward Euler gives ``v += dt * r * I = I``, which
+is BIDL's IF exactly; Norse (which ignores r and dt for IF and adds I)
+reproduces it, snnTorch 1.0 cannot import ``nir.IF`` at all.
 BatchNorm is already folded into the conv/linear by the lowering; average
 pooling becomes ``SumPool2d`` with ``1/k^2`` folded into the next weighted
 layer; ``Flatten.start_dim`` counts dims of the unbatched shape. The head's
@@ -74,8 +79,6 @@ class NirTarget(DeployTarget):
                 if not (_uniform(node.theta) and _uniform(node.alpha)):
                     raise refuse('per-channel/per-neuron thresholds or '
                                  'leaks', 'use one alpha and theta per layer')
-                if float(node.alpha.flatten()[0]) >= 1.0:
-                    raise refuse('alpha = 1 (no leak)')
             elif isinstance(node, WeightedNode):
                 if node.kind not in ('linear', 'conv2d'):
                     raise refuse(f'{node.kind} (only 2D convs)')
@@ -131,10 +134,15 @@ class NirTarget(DeployTarget):
                     shape = tuple(x.shape[1:])
                     full = lambda v: np.full(shape, v,  # noqa: E731
                                              dtype=np.float32)
-                    nodes[key] = nir.LIF(
-                        tau=full(DT / (1.0 - alpha)), r=full(1.0),
-                        v_leak=full(0.0), v_threshold=full(
-                            theta * (1.0 - alpha)), v_reset=full(0.0))
+                    if alpha == 1.0:  # IF: v += dt * r * I with r = 1/dt
+                        nodes[key] = nir.IF(r=full(1.0 / DT),
+                                            v_threshold=full(theta),
+                                            v_reset=full(0.0))
+                    else:
+                        nodes[key] = nir.LIF(
+                            tau=full(DT / (1.0 - alpha)), r=full(1.0),
+                            v_leak=full(0.0), v_threshold=full(
+                                theta * (1.0 - alpha)), v_reset=full(0.0))
                     y = (x > 0).float()  # shape only
                     membranes.append((key, x[:1] * 0))
                     spike_names.append(key)
@@ -175,6 +183,8 @@ class NirTarget(DeployTarget):
             out_dir, format='nir', dt=DT, file='model.nir',
             lif_mapping='tau = dt/(1-alpha), r = 1, v_leak = 0, v_reset = 0,'
             ' v_threshold = theta*(1-alpha)',
+            if_mapping='IF (alpha = 1): r = 1/dt, v_threshold = theta, '
+            'v_reset = 0',
             aggregation=aggregate.mode,
             note='the graph outputs per-step logits; aggregate them over '
             'time (mean/sum/last) outside the graph; feed one unbatched '
@@ -240,13 +250,17 @@ class NirRuntime(Runtime):
             elif isinstance(node, nir.Flatten):
                 end = node.end_dim + 1 if node.end_dim >= 0 else node.end_dim
                 x = x.flatten(node.start_dim + 1, end)
-            elif isinstance(node, nir.LIF):
+            elif isinstance(node, (nir.LIF, nir.IF)):
                 p = {n: torch.from_numpy(np.asarray(getattr(node, n),
                                                     dtype=np.float32))
                      for n in ('tau', 'r', 'v_leak', 'v_threshold',
-                               'v_reset')}
-                k = self.dt / p['tau']
-                v = (1 - k) * states[j] + k * (p['r'] * x + p['v_leak'])
+                               'v_reset') if hasattr(node, n)}
+                if isinstance(node, nir.IF):  # dv/dt = r I
+                    v = states[j] + (self.dt * p['r']) * x
+                else:
+                    k = self.dt / p['tau']
+                    v = (1 - k) * states[j] + k * (p['r'] * x +
+                                                   p['v_leak'])
                 s = (v > p['v_threshold']).float()
                 v = torch.where(s > 0, p['v_reset'].expand_as(v), v)
                 new_states.append(v)
