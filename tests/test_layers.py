@@ -244,3 +244,24 @@ def test_layers_registered():
                               neuron=dict(type='LIF', alpha=0.9)))
     assert isinstance(layer.neuron, LIF) and layer.neuron.alpha.item() == \
         pytest.approx(0.9)
+
+
+@pytest.mark.parametrize('neuron', [
+    dict(type='ALIF', rho=0.8, beta_a=0.5),
+    dict(type='CubaLIF', alpha_syn=0.6),
+    dict(type='LIFPlus', input_accum='COBE', refractory='AR',
+         adaptation='ADT', refractory_steps=2),
+    dict(type='Izhikevich', preset='CH'),
+    dict(type='LIF', kernel='torch'),
+])
+def test_layers_take_every_neuron_type_in_both_forms(neuron):
+    torch.manual_seed(5)
+    scale = 40.0 if neuron['type'] == 'Izhikevich' else 1.0
+    conv = Conv2dLif(2, 4, neuron=dict(neuron, param_shape='channel'))
+    fc = FcLif(6, 3, neuron=dict(neuron, param_shape='neuron'))
+    with torch.no_grad():
+        conv.conv.weight.mul_(scale)
+        fc.linear.weight.mul_(scale)
+    assert_forms_agree(conv, torch.rand(6, 2, 2, 5, 5))
+    assert_forms_agree(fc, torch.rand(6, 2, 6))
+    assert fc.neuron.feature_shape == (3, )

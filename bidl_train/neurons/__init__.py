@@ -5,7 +5,7 @@ Importing this package registers every neuron and surrogate in
 """
 from .base import PARAM_SHAPES, BaseNeuron
 from .build import build_module
-from .functional import LIFMultiStep, lif_multistep
+from .functional import LIFMultiStep, LIFMultiStepCpp, lif_multistep
 from .lif import LIF
 from .lif_variants import IF, PLIF
 from .alif import ALIF
@@ -21,7 +21,7 @@ from .surrogate import (SURROGATE_SHORTCUTS, ATanSurrogate, BaseSurrogate,
 __all__ = [
     'BaseNeuron', 'PARAM_SHAPES', 'build_module', 'LIF', 'IF', 'PLIF', 'ALIF',
     'CubaLIF', 'Izhikevich', 'IZHIKEVICH_PRESETS', 'LIFPlus', 'LIFPLUS_DEFAULTS',
-    'LIFMultiStep',
+    'LIFMultiStep', 'LIFMultiStepCpp',
     'lif_multistep', 'SURROGATE_SHORTCUTS', 'BaseSurrogate', 'SurrogateSpike',
     'RectangleSurrogate', 'SigmoidSurrogate', 'ATanSurrogate',
     'TriangleSurrogate', 'FastSigmoidSurrogate', 'ErfSurrogate',

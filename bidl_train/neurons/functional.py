@@ -69,10 +69,14 @@ def _reduce_to(grad, param):
 class LIFMultiStep(torch.autograd.Function):
     """Autograd function of the fused kernel; use :func:`lif_multistep`.
 
-    Implementation note: spikes are formed as floats with ``torch.gt(...,
+    Implementation notes: spikes are formed as floats with ``torch.gt(...,
     out=float_tensor)`` and resets as multiply-adds (``r = u + s (v0 - u)``,
     ``r = u - s theta``) because boolean-mask ops (``where``,
-    ``masked_fill``) are several times slower than arithmetic on CPU.
+    ``masked_fill``) are several times slower than arithmetic on CPU. Every
+    per-step intermediate lives in a buffer allocated once per call and is
+    written with ``out=`` or in place, so the loop over ``T`` allocates
+    nothing (fresh allocations of large tensors cost page faults on every
+    step); the parameter gradients accumulate in place.
     """
 
     @staticmethod
@@ -83,19 +87,21 @@ class LIFMultiStep(torch.autograd.Function):
         a, b, th, rv = (p.to(dtype) for p in (alpha, beta, theta, v0))
         u_seq = torch.empty_like(x_seq)
         spikes = torch.empty_like(x_seq) if out_mode == 'spike' else None
-        s = torch.empty_like(x_seq[0])
-        v = None
+        s, r, v, tmp = (torch.empty_like(x_seq[0]) for _ in range(4))
         for t in range(x_seq.shape[0]):
             u = u_seq[t]
-            if v is None:
-                u.copy_(x_seq[t])
+            if t == 0:
+                u.copy_(x_seq[0])
             else:
                 torch.add(x_seq[t], v, out=u)
             s_t = spikes[t] if spikes is not None else s
             torch.gt(u, th, out=s_t)
-            r = torch.addcmul(u, s_t, rv - u) if hard else \
-                torch.addcmul(u, s_t, th, value=-1)
-            v = torch.addcmul(b, a, r)
+            if hard:
+                torch.sub(rv, u, out=tmp)
+                torch.addcmul(u, s_t, tmp, out=r)
+            else:
+                torch.addcmul(u, s_t, th, value=-1, out=r)
+            torch.addcmul(b, a, r, out=v)
 
         if out_mode == 'spike':
             y = spikes
@@ -124,83 +130,115 @@ class LIFMultiStep(torch.autograd.Function):
         dtype = u_seq.dtype
         a, th, rv = alpha.to(dtype), theta.to(dtype), v0.to(dtype)
 
+        def buffer():
+            return torch.empty_like(u_seq[0])
+
         grad_x = torch.empty_like(u_seq) if need_x else None
-        acc = {name: None for name in ('a', 'b', 'th', 'v0')}
+        s, diff, tmp, r = buffer(), buffer(), buffer(), buffer()
+        gv_buf, gr_buf, gs_buf, gssg_buf = (buffer() for _ in range(4))
+        gu_bufs = None if need_x else (buffer(), buffer())
+        acc = {}
 
-        def add(name, value):
-            acc[name] = value if acc[name] is None else acc[name] + value
+        def accumulate(name, op):
+            """``acc[name] (+)= ...``: ``op(None)`` makes the first value,
+            ``op(buffer)`` adds to it in place."""
+            acc[name] = op(acc.get(name))
 
-        s = torch.empty_like(u_seq[0])
-        g_u_next = None
+        g_next = None  # dL/du_{t+1}
         for t in range(u_seq.shape[0] - 1, -1, -1):
-            u = u_seq[t]
+            u, gy = u_seq[t], grad_y[t]
             torch.gt(u, th, out=s)
-            sg = ctx.derivative(u - th)
-            gy = grad_y[t]
-            d_ru = (rv - u) if hard else None  # r = u + s * d_ru (hard)
+            torch.sub(u, th, out=diff)
+            sg = ctx.derivative(diff)
+            if hard:
+                torch.sub(rv, u, out=tmp)  # dr/ds; r = u + s * tmp
 
             # gradient of v_t: from step t+1 and, if y = v, from the output
-            g_v = g_u_next
+            g_v = g_next
             if out_mode == 3:
-                g_v = gy if g_v is None else g_v + gy
+                g_v = gy if g_next is None else \
+                    torch.add(g_next, gy, out=gv_buf)
             # gradient of r_t
-            g_r = None if g_v is None else a * g_v
-            if out_mode == 2:
-                g_r = gy if g_r is None else g_r + gy
+            g_r = None
+            if g_v is not None:
+                g_r = torch.mul(g_v, a, out=gr_buf)
+                if out_mode == 2:
+                    g_r.add_(gy)
+            elif out_mode == 2:
+                g_r = gy
             # gradient of s_t: the output and, unless detached, the reset
             g_s = gy if out_mode == 'spike' else None
             if g_r is not None and keep_ds:
-                if hard:
-                    g_s = g_r * d_ru if g_s is None else \
-                        torch.addcmul(g_s, g_r, d_ru)
+                if g_s is None:
+                    g_s = torch.mul(g_r, tmp, out=gs_buf) if hard else \
+                        torch.mul(g_r, th, out=gs_buf).neg_()
                 else:
-                    g_s = g_r * -th if g_s is None else \
-                        torch.addcmul(g_s, g_r, th, value=-1)
+                    g_s = torch.addcmul(g_s, g_r, tmp, out=gs_buf) if hard \
+                        else torch.addcmul(g_s, g_r, th, value=-1,
+                                           out=gs_buf)
+            g_ssg = None if g_s is None else torch.mul(g_s, sg, out=gssg_buf)
             # gradient of u_t = through r (dr/du = 1 - s or 1), through s,
             # and directly when y = u or u - theta
-            g_u = gy if out_mode in (0, 1) else None
+            g_u = grad_x[t] if need_x else gu_bufs[t % 2]
             if g_r is not None:
-                through_r = torch.addcmul(g_r, g_r, s, value=-1) if hard \
-                    else g_r
-                g_u = through_r if g_u is None else g_u + through_r
-            g_ssg = None if g_s is None else g_s * sg
+                if hard:
+                    torch.addcmul(g_r, g_r, s, value=-1, out=g_u)
+                else:
+                    g_u.copy_(g_r)
+            else:
+                g_u.zero_()
             if g_ssg is not None:
-                g_u = g_ssg if g_u is None else g_u + g_ssg
-            if g_u is None:
-                g_u = torch.zeros_like(u)
+                g_u.add_(g_ssg)
+            if out_mode in (0, 1):
+                g_u.add_(gy)
 
-            if need_x:
-                grad_x[t] = g_u
+            # parameter gradients, summed over t in place
             if g_v is not None:
                 if need_a:
-                    r = torch.addcmul(u, s, d_ru) if hard else \
-                        torch.addcmul(u, s, th, value=-1)
-                    add('a', g_v * r)
+                    if hard:
+                        torch.addcmul(u, s, tmp, out=r)
+                    else:
+                        torch.addcmul(u, s, th, value=-1, out=r)
+                    accumulate('a', lambda acc_a: g_v * r if acc_a is None
+                               else acc_a.addcmul_(g_v, r))
                 if need_b:
-                    add('b', g_v)
+                    accumulate('b', lambda acc_b: g_v.clone() if acc_b is None
+                               else acc_b.add_(g_v))
             if need_th:
-                g_th = torch.zeros_like(u)
+                terms = []
                 if g_ssg is not None:
-                    g_th -= g_ssg
+                    terms.append((g_ssg, None))
                 if not hard and g_r is not None:
-                    g_th -= g_r * s
+                    terms.append((g_r, s))
                 if out_mode == 1:
-                    g_th -= gy
-                add('th', g_th)
+                    terms.append((gy, None))
+                for term, factor in terms:
+                    accumulate('th', lambda acc_th: _subtract(acc_th, term,
+                                                              factor, u))
             if need_v0 and hard and g_r is not None:
-                add('v0', g_r * s)
-            g_u_next = g_u
+                accumulate('v0', lambda acc_v0: g_r * s if acc_v0 is None
+                           else acc_v0.addcmul_(g_r, s))
+            g_next = g_u
 
         def finish(name, param, needed):
             if not needed:
                 return None
-            if acc[name] is None:
+            if name not in acc:
                 return torch.zeros_like(param)
             return _reduce_to(acc[name], param)
 
         return (grad_x, finish('a', alpha, need_a), finish('b', beta, need_b),
                 finish('th', theta, need_th), finish('v0', v0, need_v0),
                 None, None, None, None)
+
+
+def _subtract(total, term, factor, like):
+    """``total - term [* factor]``, in place when ``total`` exists."""
+    if total is None:
+        total = torch.zeros_like(like)
+    if factor is None:
+        return total.sub_(term)
+    return total.addcmul_(term, factor, value=-1)
 
 
 def _reset_seq(u_seq, theta, v0, hard):
