@@ -232,7 +232,7 @@ def _load_array_file(path):
     if path.endswith('.npy'):
         try:
             return np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as e:
+        except Exception as e:  # a damaged header raises even SyntaxError
             raise DataError(f'not a readable .npy ({e})', path=path) from None
     try:
         import nibabel
