@@ -264,3 +264,67 @@ test_dataloader = dict(
         main([str(cfg), str(ckpt), '--target', 'nope'])
     assert err.value.code == 2
     assert main(['--list']) == 0
+
+
+def test_cli_int8_measures_accuracy_on_validation_split(tmp_path, capsys):
+    """``--precision int8 --verify N``: top-1 of both on N validation samples.
+
+    The test split is deliberately unusable, so the report can only come
+    from the validation split; the expected accuracies are computed here
+    from the PyTorch model and from running the written ONNX graph.
+    """
+    ort = pytest.importorskip('onnxruntime')
+    data = str(tmp_path / 'data')
+    cfg = tmp_path / 'tiny_val.py'
+    cfg.write_text(f'''
+default_scope = 'bidl_train'
+model = dict(
+    type='SpikingClassifier',
+    backbone=dict(type='ConvLifNet', in_channels=2, input_size=16,
+                  channels=[4], pools=[2], fc=[16]),
+    head=dict(type='SpikingClsHead', in_features=16, num_classes=2))
+val_dataloader = dict(
+    batch_size=4, num_workers=0,
+    dataset=dict(type='SyntheticGesture', data_root={data!r},
+                 num_classes=2, split='test', users_train=1, users_test=2,
+                 conditions=1, cache=False,
+                 representation=dict(type='EventFrames', T=4,
+                                     split_by='number', size=16)))
+test_dataloader = dict(dataset=dict(type='NoSuchDataset'))
+''')
+    from bidl_train.cli.common import load_config
+    from bidl_train.cli.deploy import main
+    from bidl_train.registry import DATASETS
+    config = load_config(str(cfg))
+    torch.manual_seed(0)
+    model = MODELS.build(config.model).eval()
+    ckpt = tmp_path / 'ck.pth'
+    torch.save({'meta': {}, 'state_dict': model.state_dict()}, ckpt)
+    out = tmp_path / 'out'
+    # int8 without samples to measure on is refused before any work
+    with pytest.raises(SystemExit) as err:
+        main([str(cfg), str(ckpt), '--target', 'onnx', '--out', str(out),
+              '--precision', 'int8', '--verify', '0'])
+    assert err.value.code == 2 and not out.exists()
+    assert main([str(cfg), str(ckpt), '--target', 'onnx', '--out', str(out),
+                 '--precision', 'int8', '--verify', '3']) == 0
+    report = json.load(open(out / 'report.json'))
+    acc = report['accuracy']
+    assert acc['split'] == 'val' and acc['samples'] == 3
+
+    dataset = DATASETS.build(config.val_dataloader.dataset)
+    samples = [dataset[i] for i in range(3)]
+    labels = np.array([s['label'] for s in samples])
+    batch = model.data_preprocessor(dict(
+        inputs=torch.stack([torch.as_tensor(s['inputs']) for s in samples]),
+        label=torch.as_tensor(labels)), False)['inputs'].float()
+    with torch.no_grad():
+        want_torch = model(batch, mode='tensor').argmax(1).numpy()
+    session = ort.InferenceSession(str(out / 'unrolled.onnx'))
+    deployed = session.run(None, {'x_seq': batch.numpy()})[0].argmax(1)
+    assert acc['pytorch_top1'] == pytest.approx((want_torch == labels).mean())
+    assert acc['deployed_top1'] == pytest.approx((deployed == labels).mean())
+    assert acc['change'] == pytest.approx(acc['deployed_top1'] -
+                                          acc['pytorch_top1'])
+    summary = capsys.readouterr().out
+    assert 'top-1 on 3 val samples: deployed (int8)' in summary

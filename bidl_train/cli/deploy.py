@@ -1,9 +1,12 @@
 """``bidl-deploy CONFIG CHECKPOINT --target T``: export and verify a model.
 
 Builds the model from the config, loads the checkpoint's weights (safely,
-``weights_only``), takes ``--verify N`` samples of the config's test
-dataset through the model's own data preprocessor, and hands everything to
-:func:`bidl_train.deploy.deploy`. ``--list`` shows the registered targets.
+``weights_only``), takes the first ``--verify N`` samples of the config's
+validation split (test split when it has none) through the model's own
+data preprocessor, and hands everything to :func:`bidl_train.deploy.deploy`.
+With ``--precision fp16|int8`` those N labelled samples measure the
+accuracy change: the report states deployed vs PyTorch top-1 on them, so
+``--verify 0`` is refused there. ``--list`` shows the registered targets.
 Exit status: 0 verified (or exported at reduced precision), 1 when the
 deployed artefact disagrees with PyTorch, 2 for user errors.
 """
@@ -31,8 +34,9 @@ def parse_args(argv=None):
                         choices=['fp32', 'fp16', 'int8'])
     parser.add_argument(
         '--verify', type=int, default=8, metavar='N',
-        help='verify on the first N test samples (0: export only; the '
-        'first sample is still used as the tracing example)')
+        help='verify on the first N validation samples and report deployed '
+        'vs PyTorch top-1 on them (0: export only, fp32 only; the first '
+        'sample is still used as the tracing example)')
     parser.add_argument('--list', action='store_true',
                         help='list the registered targets and exit')
     add_cfg_options(parser)
@@ -76,6 +80,11 @@ def main(argv=None):
         from bidl_train.deploy.samples import verification_batch
         from bidl_train.registry import MODELS
         get_target(args.target)  # unknown target: fail before any work
+        if args.precision != 'fp32' and args.verify < 1:
+            raise ConfigError(
+                f'--precision {args.precision} changes the numbers: give '
+                '--verify N (N > 0) validation samples to measure the '
+                'accuracy change on')
         cfg = load_config(args.config, args.cfg_options)
         init_default_scope(cfg.get('default_scope', 'bidl_train'))
         if not osp.isfile(args.checkpoint):
@@ -84,13 +93,13 @@ def main(argv=None):
         model = MODELS.build(cfg.model)
         _load_weights(model, args.checkpoint)
         model.eval()
-        x_seq, labels = verification_batch(cfg, model, args.verify)
+        x_seq, labels, split = verification_batch(cfg, model, args.verify)
         out = args.out or osp.join(
             'work_dirs', osp.splitext(osp.basename(args.config))[0],
             'deploy', args.target)
         report = deploy(model, args.target, x_seq.float(), out,
                         labels=labels, precision=args.precision,
-                        verify_samples=args.verify > 0)
+                        verify_samples=args.verify > 0, split=split)
         print(format_summary(report))
         print(f'report written to {osp.join(out, "report.json")}')
         if report['status'] == 'MISMATCH':

@@ -55,8 +55,23 @@ def _status(precision, ver):
     return 'verified' if ok else 'MISMATCH'
 
 
+def _accuracy(ver, split):
+    """Deployed vs PyTorch top-1 on the labelled verification samples.
+
+    This is the number a reduced-precision export is judged by: the same
+    samples through the deployed artefact and through the fp32 PyTorch
+    model, so ``change`` is the accuracy the precision costs on them.
+    """
+    top1 = ver['top1']
+    return dict(split=split, samples=ver['samples'],
+                pytorch_top1=top1['pytorch_accuracy'],
+                deployed_top1=top1['deployed_accuracy'],
+                change=top1['deployed_accuracy'] - top1['pytorch_accuracy'],
+                prediction_agreement=top1['agreement'])
+
+
 def deploy(model, target, x_seq, out_dir, labels=None, precision='fp32',
-           verify_samples=True):
+           verify_samples=True, split=None):
     """Export ``model`` for ``target`` and verify it on ``x_seq``.
 
     Args:
@@ -68,6 +83,8 @@ def deploy(model, target, x_seq, out_dir, labels=None, precision='fp32',
         labels: optional ``B`` labels, for accuracy in the report.
         precision (str): ``fp32``, ``fp16`` or ``int8``.
         verify_samples (bool): run the verification (else export only).
+        split (str): where ``x_seq``/``labels`` come from (``'val'``), named
+            in the report's accuracy section.
 
     Returns:
         dict: the report (also written to ``out_dir/report.json``).
@@ -98,6 +115,8 @@ def deploy(model, target, x_seq, out_dir, labels=None, precision='fp32',
         if 'deployed_accuracy' in ver['top1']:
             ver['accuracy_change'] = (ver['top1']['deployed_accuracy'] -
                                       ver['top1']['pytorch_accuracy'])
+    accuracy = (_accuracy(ver, split or 'given samples')
+                if ver is not None and labels is not None else None)
     with torch.no_grad():
         resources = resource_summary(lowered, x_seq[0].float(), precision)
     report = dict(
@@ -109,7 +128,8 @@ def deploy(model, target, x_seq, out_dir, labels=None, precision='fp32',
             export.input_names, [x_dep[0, :1]] + initial)],
         state_names=export.state_names, spike_names=export.spike_names,
         time_steps=int(x_seq.shape[0]), folded=lowered.folded, notes=notes,
-        verification=ver, latency_ms_per_step=latency, resources=resources)
+        verification=ver, accuracy=accuracy, latency_ms_per_step=latency,
+        resources=resources)
     report['files']['report'] = 'report.json'
     write_report(report, out_dir)
     return report

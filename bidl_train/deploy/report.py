@@ -49,6 +49,13 @@ def format_summary(report):
             line += (f"; accuracy deployed {top1['deployed_accuracy']:.3f} "
                      f"vs pytorch {top1['pytorch_accuracy']:.3f}")
         lines.append(line)
+    acc = report.get('accuracy')
+    if acc:
+        lines.append(f"  top-1 on {acc['samples']} {acc['split']} samples: "
+                     f"deployed ({report['precision']}) "
+                     f"{acc['deployed_top1']:.4f} vs pytorch (fp32) "
+                     f"{acc['pytorch_top1']:.4f}, change "
+                     f"{acc['change']:+.4f}")
     if report.get('latency_ms_per_step') is not None:
         lines.append('  latency per time step (batch 1): '
                      f"{report['latency_ms_per_step']:.3f} ms")

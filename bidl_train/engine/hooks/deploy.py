@@ -6,8 +6,9 @@ Enabled by a top-level config key, for example::
 
 which :func:`bidl_train.engine.build_runner` turns into this hook. The model
 as it is at the end of training is exported to
-``<work_dir>/deploy/<target>/`` and verified on the first ``verify`` test
-samples, exactly as ``bidl-deploy`` would do from the last checkpoint.
+``<work_dir>/deploy/<target>/`` and verified on the first ``verify``
+validation samples, exactly as ``bidl-deploy`` would do from the last
+checkpoint.
 A target that refuses the model (a feature it cannot express) is reported
 as an error in the log; the other targets still run and the trained
 checkpoints are untouched.
@@ -28,7 +29,8 @@ class DeployHook(Hook):
     Args:
         targets (list[str]): registered deploy targets.
         precision (str): 'fp32', 'fp16' or 'int8'.
-        verify (int): number of test samples to verify on.
+        verify (int): number of validation samples to verify on (and to
+            measure the accuracy change of fp16/int8 on).
     """
     priority = 'VERY_LOW'
 
@@ -41,6 +43,10 @@ class DeployHook(Hook):
         from bidl_train.deploy import get_target
         for name in targets:
             get_target(name)  # an unknown name fails before training starts
+        if precision != 'fp32' and verify < 1:
+            raise ConfigError(f'deploy.precision={precision!r} needs '
+                              'deploy.verify > 0 validation samples to '
+                              'measure the accuracy change on')
         self.targets = list(targets)
         self.precision = precision
         self.verify = verify
@@ -57,13 +63,15 @@ class DeployHook(Hook):
         was_training = model.training
         model.eval()
         try:
-            x_seq, labels = verification_batch(runner.cfg, model, self.verify)
+            x_seq, labels, split = verification_batch(runner.cfg, model,
+                                                      self.verify)
             for name in self.targets:
                 out = osp.join(runner.work_dir, 'deploy', name)
                 try:
                     report = deploy(model, name, x_seq.float(), out,
                                     labels=labels, precision=self.precision,
-                                    verify_samples=self.verify > 0)
+                                    verify_samples=self.verify > 0,
+                                    split=split)
                 except BidlError as err:
                     runner.logger.error(f'deploy to {name} refused: {err}')
                     self.reports[name] = dict(status='refused',
