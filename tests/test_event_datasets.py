@@ -304,3 +304,218 @@ def test_event_folder_any_format(tmp_path):
     assert ds.metainfo['classes'] == ['a', 'b'] and len(ds) == 2
     assert ds[0]['inputs'].sum() == 2 and ds[1]['label'] == 1
     assert ds[1]['inputs'][0, 1, 9, 9] == 1
+
+
+# -- N-Caltech101, MNIST-DVS, SHD/SSC, EventMix ------------------------------
+
+def test_ncaltech101_fixed_split(tmp_path, monkeypatch):
+    from bidl_train.datasets import NCaltech101
+    classes = NCaltech101.classes
+    assert len(classes) == 101 and 'Faces' not in classes
+    # the shipped split: ceil(0.8 n) train images per class, 8709 in all
+    rules = {}
+    with open(NCaltech101.SPLIT_FILE) as f:
+        for line in f:
+            if line.strip() and not line.startswith('#'):
+                name, n_train, n = line.split()
+                rules[name] = (int(n_train), int(n))
+    assert sorted(rules) == sorted(classes)
+    assert rules['airplanes'] == (640, 800) and rules['ant'] == (34, 42)
+    # a small copy: 5 images per class, images 1-3 train, 4-5 test
+    split = tmp_path / 'split.txt'
+    split.write_text('# test copy\n' + ''.join(f'{c} 3 5\n' for c in classes))
+    monkeypatch.setattr(NCaltech101, 'SPLIT_FILE', str(split))
+    root = tmp_path / 'Caltech101'
+    for c in classes:
+        (root / c).mkdir(parents=True)
+        for i in range(1, 6):
+            (root / c / f'image_{i:04d}.bin').write_bytes(
+                nmnist_bytes([(100 * i, 239, 179, 1)]))
+    rep = dict(type='EventFrames', T=1)
+    train = DATASETS.build(dict(type='NCaltech101', data_root=str(tmp_path),
+                                split='train', representation=rep,
+                                cache=False))
+    test = NCaltech101(tmp_path, 'test', representation=rep, cache=False)
+    assert len(train) == 303 and len(test) == 202
+    assert {os.path.basename(r['path']) for r in test.records} == {
+        'image_0004.bin', 'image_0005.bin'}
+    assert train.get_label(0) == 0 and test.get_label(201) == 100
+    x = train[0]['inputs']
+    assert x.shape == (1, 2, 180, 240) and x[0, 1, 179, 239] == 1
+    with pytest.raises(DataError, match='Orchard'):
+        NCaltech101(tmp_path / 'none')
+
+
+def aedat2_dvs128(rows):
+    """AEDAT 2.0 bytes of raw DVS128 events (raw_x, y, raw_p, t)."""
+    body = b''.join(struct.pack('>II', (y << 8) | (x << 1) | p, t)
+                    for x, y, p, t in rows)
+    return b'#!AER-DAT2.0\r\n# HardwareInterface: DVS128\r\n' + body
+
+
+def test_dvs_mnist_layout_scales_split_and_orientation(tmp_path, monkeypatch):
+    from bidl_train.datasets import DVSMNIST
+    with open(DVSMNIST.SPLIT_FILE) as f:
+        rules = [line.split() for line in f
+                 if line.strip() and not line.startswith('#')]
+    assert rules == [[str(d), '800'] for d in range(10)]
+    split = tmp_path / 'split.txt'
+    split.write_text(''.join(f'{d} 2\n' for d in range(10)))
+    monkeypatch.setattr(DVSMNIST, 'SPLIT_FILE', str(split))
+    root = tmp_path / 'extract'   # BIDL keeps the archives here
+    for d in range(10):
+        for s in (4, 8, 16):
+            folder = root / f'grabbed_data{d}' / f'scale{s}'
+            folder.mkdir(parents=True)
+            for i in (1, 2, 3):
+                # raw_x = 5, y = 7 + d, raw_p = 1; one event per recording
+                (folder / f'mnist_{d}_scale{s:02d}_{i:04d}.aedat').write_bytes(
+                    aedat2_dvs128([(5, 7 + d, 1, 10 * i)]))
+    rep = dict(type='EventFrames', T=1)
+    # the config's arguments (scale left at its default, 16)
+    train = DATASETS.build(dict(type='DVSMNIST', data_root=str(tmp_path),
+                                split='train', representation=rep,
+                                cache=False))
+    assert len(train) == 20
+    assert all('scale16' in r['path'] for r in train.records)
+    test = DVSMNIST(tmp_path, 'test', scale=(4, 8), representation=rep,
+                    cache=False)
+    assert len(test) == 20
+    assert {os.path.basename(r['path'])[-10:] for r in test.records} == {
+        '0003.aedat'}
+    # BIDL's orientation: x' = 127 - y_raw, y' = 127 - x_raw,
+    # p' = 1 - p_raw -> digit 3: x' = 117, y' = 122, p' = 0
+    x = train[6]['inputs']
+    assert train.get_label(6) == 3
+    assert x[0, 0, 122, 117] == 1 and x.sum() == 1
+    # the config's representation: T = 20 frames of 40x40
+    cfg_rep = dict(type='EventFrames', T=20, split_by='number', size=40)
+    assert DVSMNIST(tmp_path, 'train', representation=cfg_rep,
+                    cache=False)[0]['inputs'].shape == (20, 2, 40, 40)
+    with pytest.raises(DataError, match='scale'):
+        DVSMNIST(tmp_path, scale=5)
+    with pytest.raises(DataError, match='grabbed_data'):
+        DVSMNIST(tmp_path / 'none')
+
+
+def write_shd(path, samples, labels, keys=None):
+    """SHD layout written with h5py directly: vlen float times (s), vlen
+    uint16 units, labels."""
+    import h5py
+    with h5py.File(path, 'w') as f:
+        times = f.create_dataset('spikes/times', (len(samples), ),
+                                 dtype=h5py.vlen_dtype(np.float64))
+        units = f.create_dataset('spikes/units', (len(samples), ),
+                                 dtype=h5py.vlen_dtype(np.uint16))
+        for i, (ts, us) in enumerate(samples):
+            times[i] = np.asarray(ts, np.float64)
+            units[i] = np.asarray(us, np.uint16)
+        f['labels'] = np.asarray(labels, np.uint16)
+        if keys is not None:
+            f['extra/keys'] = np.array([k.encode() for k in keys])
+
+
+def test_shd_frames_bins_cache_and_config_shapes(tmp_path):
+    samples = [([0.0, 0.0105, 0.5, 0.999, 1.2], [0, 699, 3, 3, 5]),
+               ([0.25], [10])]
+    write_shd(tmp_path / 'shd_train.h5', samples, [19, 2])
+    write_shd(tmp_path / 'shd_test.h5', samples[:1], [0])
+    # what configs/shd.py builds: EventFrames T=100 by time -> [100, 2, 1, 700]
+    ds = DATASETS.build(dict(type='SHD', data_root=str(tmp_path),
+                             split='train', cache_dir=str(tmp_path / 'c'),
+                             representation=dict(type='EventFrames', T=100,
+                                                 split_by='time')))
+    assert len(ds) == 2 and ds.get_label(0) == 19
+    assert ds.metainfo['classes'][19] == 'neun (German)'
+    x = ds[0]['inputs']
+    assert x.shape == (100, 2, 1, 700) and x[:, 0].sum() == 0
+    # t0 = 0, t1 = 1.2 s, dt = 12 ms: 10.5 ms -> bin 0, 0.5 s -> 41,
+    # 0.999 s -> 83, 1.2 s -> last bin
+    assert x[0, 1, 0, 0] == 1 and x[0, 1, 0, 699] == 1
+    assert x[41, 1, 0, 3] == 1 and x[83, 1, 0, 3] == 1 and x[99, 1, 0, 5] == 1
+    # fixed 1 s window, 100 bins of 10 ms: 10.5 ms -> bin 1; 1.2 s dropped
+    SHD_REP = dict(type='SpikeBins', T=100, window=1_000_000)
+    ds = DATASETS.build(dict(type='SHD', data_root=str(tmp_path),
+                             split='train', cache=False,
+                             representation=SHD_REP))
+    x = ds[0]['inputs']
+    assert x.shape == (100, 700) and x.sum() == 4
+    assert x[0, 0] == 1 and x[1, 699] == 1 and x[50, 3] == 1 and \
+        x[99, 3] == 1
+    img = DATASETS.build(dict(type='SHD', data_root=str(tmp_path),
+                              split='test', cache=False,
+                              representation=dict(SHD_REP, layout='image')))
+    assert img[0]['inputs'].shape == (100, 1, 1, 700)
+    # SSC: three splits, names from extra/keys
+    write_shd(tmp_path / 'ssc_valid.h5', samples, [34, 0],
+              keys=[f'w{i}' for i in range(35)])
+    ssc = DATASETS.build(dict(type='SSC', data_root=str(tmp_path),
+                              split='valid', cache=False,
+                              representation=SHD_REP))
+    assert ssc.metainfo['classes'][34] == 'w34' and ssc[1]['label'] == 0
+    with pytest.raises(DataError, match='gunzip'):
+        DATASETS.build(dict(type='SSC', data_root=str(tmp_path)))
+    (tmp_path / 'ssc_train.h5.gz').write_bytes(b'')
+    with pytest.raises(DataError, match='gunzip it first'):
+        DATASETS.build(dict(type='SSC', data_root=str(tmp_path)))
+    write_shd(tmp_path / 'shd_test.h5', samples[:1], [20])
+    with pytest.raises(DataError, match='labels outside'):
+        DATASETS.build(dict(type='SHD', data_root=str(tmp_path),
+                            split='test', cache=False))
+
+
+class _Frames(torch.utils.data.Dataset):
+    """Two constant samples: all ones (label 0) and all twos (label 1)."""
+    metainfo = dict(classes=['a', 'b', 'c'])
+
+    def __init__(self, shape):
+        self.items = [dict(inputs=torch.full(shape, float(v + 1)), label=v)
+                      for v in (0, 1)]
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        return dict(self.items[i])
+
+
+def test_event_mix_cutmix_and_eventmix_boxes_and_labels():
+    from bidl_train.datasets import EventMixDataset
+    shape = (4, 2, 8, 8)
+    ds = EventMixDataset(_Frames(shape), alpha=1.0, prob=1.0, seed=5)
+    # replay the wrapper's draws: prob, partner, lam, box start (t, y, x)
+    rng = np.random.default_rng(5)
+    rng.random()
+    partner = int(rng.integers(2))
+    lam = rng.beta(1.0, 1.0)
+    side = np.sqrt(1 - lam)
+    h, w = int(round(8 * side)), int(round(8 * side))
+    t0 = int(rng.integers(0, 1))
+    y0, x0 = int(rng.integers(0, 8 - h + 1)), int(rng.integers(0, 8 - w + 1))
+    out = ds[0]
+    want = torch.ones(shape)
+    want[:, :, y0:y0 + h, x0:x0 + w] = float(partner + 1)
+    assert t0 == 0 and torch.equal(out['inputs'], want)
+    wa = 1 - h * w / 64
+    expect = torch.zeros(3)
+    expect[0] += wa
+    expect[partner] += 1 - wa
+    assert torch.allclose(out['soft_label'], expect)
+    assert out['label'] == (0 if wa >= 0.5 else partner)
+
+    # eventmix: a cuboid in (t, y, x); event weighting counts events
+    ds = EventMixDataset(_Frames(shape), prob=1.0, mode='eventmix',
+                         weight='events')
+    a = torch.ones(shape)
+    b = torch.full(shape, 3.0)
+    ds.rng = np.random.default_rng(0)
+    mixed, w = ds.mix(a, b)
+    n_b = int((mixed == 3).sum())
+    assert n_b > 0 and n_b % 2 == 0          # both polarities cut alike
+    assert w == pytest.approx((a.numel() - n_b) / (a.numel() - n_b + 3 * n_b))
+    # prob 0: untouched, weight 1
+    plain = EventMixDataset(_Frames(shape), prob=0.0)[1]
+    assert torch.equal(plain['inputs'], torch.full(shape, 2.0))
+    assert plain['soft_label'].tolist() == [0, 1, 0] and plain['label'] == 1
+    with pytest.raises(DataError, match='mode'):
+        EventMixDataset(_Frames(shape), mode='mixup')

@@ -150,3 +150,21 @@ def test_event_frames_transform_from_registry():
                                   frames_from([[0, 1], [2, 3], [4, 5, 6]]))
     with pytest.raises(DataError, match='sensor_size'):
         EventFrames(T=2)(dict(events=ev(EVENTS)))
+
+
+def test_spike_bins_fixed_window_hand_counts():
+    from bidl_train.datasets.representations import events_to_spike_bins
+    # t (us), channel: bins of 250 us over [0, 1000)
+    ev = make_events([0, 249, 250, 999, 1000, 600, 600],
+                     [2, 2, 0, 1, 1, 3, 3], [0] * 7, [1] * 7)
+    got = events_to_spike_bins(ev, 4, T=4, window=1000)
+    want = np.zeros((4, 4), np.float32)
+    want[0, 2] = 2       # t = 0 and 249
+    want[1, 0] = 1       # t = 250
+    want[3, 1] = 1       # t = 999; t = 1000 is outside the window
+    want[2, 3] = 2       # two spikes at 600
+    np.testing.assert_array_equal(got, want)
+    binary = events_to_spike_bins(ev, 4, T=4, window=1000, binary=True)
+    assert binary[0, 2] == 1 and binary[2, 3] == 1
+    with pytest.raises(DataError, match='channels'):
+        events_to_spike_bins(ev, 3, T=4, window=1000)
