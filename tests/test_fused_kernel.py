@@ -68,7 +68,8 @@ def randomise(neuron, gen):
 def test_fused_equals_loop(reset, detach_reset, mode, memb_mode,
                            param_shape, kernel):
     gen = torch.Generator().manual_seed(11)
-    fused, loop = make_pair(kernel=kernel, reset=reset, detach_reset=detach_reset,
+    fused, loop = make_pair(kernel=kernel, reset=reset,
+                            detach_reset=detach_reset,
                             mode=mode, memb_mode=memb_mode,
                             act=None, surrogate='sigmoid',
                             feature_shape=(3, 2, 2),

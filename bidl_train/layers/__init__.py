@@ -14,6 +14,7 @@ from .time_fold import TimeFold, fold_time, unfold_time
 
 __all__ = [
     'Aggregation', 'Conv1dLif', 'Conv2dLif', 'Conv3dLif', 'FcLif', 'Lif1d',
-    'Lif2d', 'SpikingSequential', 'TA', 'TCJA', 'TimeFold', 'build_neuron', 'fold_time',
+    'Lif2d', 'SpikingSequential', 'TA', 'TCJA', 'TimeFold', 'build_neuron',
+    'fold_time',
     'unfold_time'
 ]

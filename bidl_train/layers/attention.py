@@ -130,7 +130,9 @@ class TA(_WholeSequence):
 
 @MODELS.register_module()
 class TCJA(_WholeSequence):
-    """Temporal-channel joint attention (Zhu et al. 2022) on ``[T, B, C, ...]``.
+    """Temporal-channel joint attention (Zhu et al. 2022).
+
+    Input ``[T, B, C, ...]``, output of the same shape.
 
     Args:
         steps (int): the sequence length ``T``.

@@ -20,7 +20,8 @@ from .surrogate import (SURROGATE_SHORTCUTS, ATanSurrogate, BaseSurrogate,
 
 __all__ = [
     'BaseNeuron', 'PARAM_SHAPES', 'build_module', 'LIF', 'IF', 'PLIF', 'ALIF',
-    'CubaLIF', 'Izhikevich', 'IZHIKEVICH_PRESETS', 'LIFPlus', 'LIFPLUS_DEFAULTS',
+    'CubaLIF', 'Izhikevich', 'IZHIKEVICH_PRESETS', 'LIFPlus',
+    'LIFPLUS_DEFAULTS',
     'LIFMultiStep', 'LIFMultiStepCpp',
     'lif_multistep', 'SURROGATE_SHORTCUTS', 'BaseSurrogate', 'SurrogateSpike',
     'RectangleSurrogate', 'SigmoidSurrogate', 'ATanSurrogate',

@@ -5,7 +5,8 @@ potential ``v_{t-1}`` (both 0 at the start):
 
 1. synapse        ``i_t = alpha_syn * i_{t-1} + x_t``
 2. then the LIF of :mod:`bidl_train.neurons.lif` driven by ``i_t``:
-   ``u = i_t + v_{t-1}``, ``s = H(u - theta)``, reset, ``v_t = alpha*r + beta``.
+   ``u = i_t + v_{t-1}``, ``s = H(u - theta)``, reset,
+   ``v_t = alpha*r + beta``.
 
 The synaptic current does not reset on a spike (current-based synapse), so it
 is a linear filter of the input and the membrane part runs on the fused LIF
@@ -32,7 +33,9 @@ __all__ = ['CubaLIF']
 
 @MODELS.register_module()
 class CubaLIF(LIF):
-    """LIF driven by a leaky synaptic current ``i_t = alpha_syn i_{t-1} + x_t``.
+    """LIF driven by a leaky synaptic current.
+
+    ``i_t = alpha_syn i_{t-1} + x_t`` (see the module docstring).
 
     Args:
         alpha_syn (float | Tensor): synaptic current decay per step, in
