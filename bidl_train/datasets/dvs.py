@@ -629,12 +629,8 @@ class DVSMNIST(EventDataset):
     def _cache_params(self):
         return dict(super()._cache_params(), scales=list(self.scales))
 
-    def _read(self, path):
-        events = read_events(path, format='aedat2', sensor='dvs128')
-        x = events['x'].copy()
-        events['x'] = 127 - events['y']
-        events['y'] = x
-        return events
+    # same DVS128 AEDAT 2.0 files and the same transpose + flip
+    _read = CIFAR10DVS._read
 
 
 @DATASETS.register_module()
