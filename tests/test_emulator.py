@@ -104,11 +104,13 @@ def test_shot_noise_and_mismatch_are_seeded_and_scaled():
     ramp = np.linspace(0.1, 0.9, 5)[:, None, None] * np.ones((5, 20, 20))
     same = emulate_events(ramp, np.arange(5) * 1000.0)
     # identical pixels fire identically without mismatch
-    per_pixel = np.bincount(same['y'].astype(int) * 20 + same['x'], minlength=400)
+    per_pixel = np.bincount(same['y'].astype(int) * 20 + same['x'],
+                            minlength=400)
     assert len(set(per_pixel.tolist())) == 1
     mism = emulate_events(ramp, np.arange(5) * 1000.0, threshold_sigma=0.3,
                           seed=1)
-    per_pixel = np.bincount(mism['y'].astype(int) * 20 + mism['x'], minlength=400)
+    per_pixel = np.bincount(mism['y'].astype(int) * 20 + mism['x'],
+                            minlength=400)
     assert len(set(per_pixel.tolist())) > 1
 
 

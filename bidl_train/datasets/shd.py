@@ -141,7 +141,8 @@ class SHD(EventDataset):
     def _load(self, index):
         if self._cache is not None:
             return self._cache.load(index)
-        return self._prepare(self._split_events()[self.records[index]['index']])
+        events = self._split_events()[self.records[index]['index']]
+        return self._prepare(events)
 
 
 @DATASETS.register_module()

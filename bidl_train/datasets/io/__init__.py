@@ -91,6 +91,7 @@ __all__ = [
     'EVENT_DTYPE', 'EVENT_EXTENSIONS', 'READERS', 'detect_format',
     'empty_events', 'make_events', 'read_aedat2', 'read_aedat31',
     'read_aedat4', 'read_events', 'read_nmnist_bin', 'read_numpy_events',
-    'read_spike_h5', 'read_spike_h5_keys', 'write_aedat2_dvs128', 'write_aedat31',
+    'read_spike_h5', 'read_spike_h5_keys', 'write_aedat2_dvs128',
+    'write_aedat31',
     'write_nmnist_bin'
 ]
