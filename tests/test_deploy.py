@@ -201,6 +201,10 @@ def test_reduced_precision_is_measured(precision, tmp_path):
     assert report['precision'] == precision
     assert 'accuracy_change' in ver
     assert 0.9 <= ver['spike_agreement_overall'] <= 1.0
+    # where T cannot be dynamic (ONNX fp16), the manifest says the value
+    manifest = json.load(open(tmp_path / 'manifest.json'))
+    want_t = 6 if precision == 'fp16' else 'dynamic'
+    assert manifest['unrolled_time_steps'] == want_t
     if precision == 'int8':
         import onnx
         graph = onnx.load(str(tmp_path / 'step.onnx')).graph
@@ -328,3 +332,28 @@ test_dataloader = dict(dataset=dict(type='NoSuchDataset'))
                                           acc['pytorch_top1'])
     summary = capsys.readouterr().out
     assert 'top-1 on 3 val samples: deployed (int8)' in summary
+
+
+@pytest.mark.parametrize('target', ['torchscript', 'onnx'])
+def test_unrolled_graph_takes_any_T_and_batch(target, tmp_path):
+    """Exported with T = 4, batch 1 example; run with other T and batch."""
+    if target == 'onnx':
+        ort = pytest.importorskip('onnxruntime')
+    model = _classifier()
+    deploy(model, target, _inputs(T=4, B=1), str(tmp_path),
+           verify_samples=False)
+    manifest = json.load(open(tmp_path / 'manifest.json'))
+    assert 'dynamic' in manifest['unrolled']['note'] or \
+        'free' in manifest['unrolled']['note']
+    for T, B in ((2, 3), (9, 5)):
+        x = _inputs(T=T, B=B, seed=T)
+        with torch.no_grad():
+            want = model(x, mode='tensor').numpy()
+        if target == 'torchscript':
+            module = torch.jit.load(str(tmp_path / 'unrolled.pt'))
+            with torch.no_grad():
+                got = module(x).numpy()
+        else:
+            session = ort.InferenceSession(str(tmp_path / 'unrolled.onnx'))
+            got = session.run(None, {'x_seq': x.numpy()})[0]
+        np.testing.assert_allclose(got, want, atol=1e-5)

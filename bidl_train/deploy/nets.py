@@ -6,13 +6,21 @@
   spikes of each LIF layer follow (in the order of ``spike_names``) so that
   deployed spikes can be compared with PyTorch's.
 * :class:`UnrolledNet` runs ``T`` steps from a fresh state inside one graph:
-  ``forward(x_seq [T, B, ...]) -> logits [B, C]``. Tracing fixes ``T``.
+  ``forward(x_seq [T, B, ...]) -> logits [B, C]``. Tracing it would fix
+  ``T``, so the exporters use :func:`script_unrolled` instead: the step is
+  traced once (plain ops, list-of-states in and out) and a scripted loop
+  over ``x_seq.size(0)`` calls it, so ``T`` (and the batch) stay free in the
+  saved TorchScript module and become an ONNX ``Loop``.
 """
+import warnings
+from typing import List
+
+import torch
 from torch import nn
 
 from .nodes import LIFNode
 
-__all__ = ['StepNet', 'UnrolledNet']
+__all__ = ['StepNet', 'UnrolledNet', 'script_unrolled']
 
 
 class StepNet(nn.Module):
@@ -54,6 +62,62 @@ class StepNet(nn.Module):
             states.extend(t.detach() for t in fresh)
             i += n
         return states
+
+
+class _ListStep(nn.Module):
+    """``(x_t, [states]) -> (y_t, [new states])``: a fixed-arity signature
+    the scripted loop can carry without unpacking a variable tuple."""
+
+    def __init__(self, step_net):
+        super().__init__()
+        self.step_net = step_net
+
+    def forward(self, x, states: List[torch.Tensor]):
+        y, new_states, _ = self.step_net._run(x, states)
+        return y, new_states
+
+
+class _FreshState(nn.Module):
+    """``x_0 -> [fresh states]``, shaped for ``x_0``'s batch."""
+
+    def __init__(self, step_net):
+        super().__init__()
+        self.step_net = step_net
+
+    def forward(self, x):
+        return self.step_net.initial_states(x)
+
+
+class _Loop(nn.Module):
+    """The scripted time loop around the traced step and fresh state."""
+
+    def __init__(self, fresh, step):
+        super().__init__()
+        self.fresh = fresh
+        self.step = step
+
+    def forward(self, x_seq):
+        # the first step outside the loop gives ``y`` its dtype and shape
+        # (fp16 exports carry half logits through the ONNX Loop)
+        y, states = self.step(x_seq[0], self.fresh(x_seq[0]))
+        for t in range(1, x_seq.size(0)):
+            y, states = self.step(x_seq[t], states)
+        return y
+
+
+def script_unrolled(step_net, x_t):
+    """A ScriptModule ``x_seq [T, B, ...] -> logits`` for any ``T`` and ``B``.
+
+    ``x_t``: one example step (batch 1) to trace the step graph with.
+    """
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter('ignore', torch.jit.TracerWarning)
+        states = step_net.initial_states(x_t)
+        step = torch.jit.trace(_ListStep(step_net), (x_t, states),
+                               check_trace=False)
+        fresh = torch.jit.trace(_FreshState(step_net), (x_t, ),
+                                check_trace=False)
+    return torch.jit.script(_Loop(fresh, step))
 
 
 class UnrolledNet(nn.Module):

@@ -6,7 +6,12 @@ while the TorchScript-based one is still offered and needs only ``onnx``;
 it handles this plain-op graph fully. Graph inputs are named ``x`` and the
 state names (``backbone.0.v``, ``head.sum`` ...), outputs ``y``, the new
 states (``<name>.next``) and the spikes (``spikes.<layer>``). The batch axis
-of every non-scalar input and output is dynamic. Verified in ONNX Runtime.
+of every non-scalar input and output is dynamic. ``unrolled.onnx`` is the
+scripted time loop of :func:`~.nets.script_unrolled`, exported as an ONNX
+``Loop`` whose trip count is ``x_seq``'s axis 0, so ``T`` is dynamic too
+(except at fp16, where the exporter cannot type the loop body: there the
+T-step graph is traced and ``T`` is fixed, as the manifest and report say).
+Verified in ONNX Runtime.
 """
 import os.path as osp
 import warnings
@@ -18,7 +23,7 @@ from bidl_train.errors import ConfigError
 from bidl_train.registry import DEPLOY_TARGETS
 from .artefacts import tensor_spec, write_initial_state, write_manifest
 from .base import DeployTarget, Export, Runtime
-from .nets import UnrolledNet
+from .nets import UnrolledNet, script_unrolled
 from .torchscript import trace_examples
 
 __all__ = ['OnnxTarget', 'OnnxRuntime', 'OPSET']
@@ -35,8 +40,11 @@ def _require(module):
             'onnx onnxruntime (or pip install bidl-train[deploy])') from None
 
 
-def _export(module, args, path, input_names, output_names, batch_axis=0):
-    dynamic = {name: {batch_axis: 'batch'}
+def _export(module, args, path, input_names, output_names, axes=None):
+    """``axes``: the dynamic axes of every non-scalar input (default: the
+    batch, axis 0)."""
+    axes = axes or {0: 'batch'}
+    dynamic = {name: dict(axes)
                for name, arg in zip(input_names, args) if arg.dim() > 0}
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # the exporter's deprecation notice
@@ -46,6 +54,33 @@ def _export(module, args, path, input_names, output_names, batch_axis=0):
                           # folding would turn int8 weights back into
                           # float initialisers (Cast * scale precomputed)
                           do_constant_folding=False)
+
+
+def _fix_loop_types(path):
+    """Give the unrolled graph's ``Loop`` the types its values really have.
+
+    The TorchScript-based exporter types the loop body's outputs from its
+    float32 trace (so an fp16 export claims float logits) and leaves the
+    state sequence's element type empty, which ONNX Runtime refuses to
+    load. A loop-carried value has, by definition, the type of the body
+    input it feeds back into, so each carried output gets its input's type,
+    and the graph output ``logits`` (the carried ``y``) gets ``y``'s type.
+    """
+    import onnx
+    model = onnx.load(path)
+    graph = model.graph
+    for node in graph.node:
+        if node.op_type != 'Loop':
+            continue
+        body = next(a.g for a in node.attribute if a.name == 'body')
+        carried = body.input[2:]  # after the iteration count and cond
+        for value_in, value_out in zip(carried, body.output[1:]):
+            value_out.type.CopyFrom(value_in.type)
+        for name, value_in in zip(node.output, carried):
+            for out in graph.output:
+                if out.name == name:
+                    out.type.CopyFrom(value_in.type)
+    onnx.save(model, path)
 
 
 @DEPLOY_TARGETS.register_module(name='onnx')
@@ -62,11 +97,28 @@ class OnnxTarget(DeployTarget):
                    step_net.spike_names)
         files = dict(step=osp.join(out_dir, 'step.onnx'),
                      unrolled=osp.join(out_dir, 'unrolled.onnx'))
+        steps = int(x_seq.shape[0])
+        # fp16: inside a Loop body the exporter types Python scalars
+        # (``1.0 - s``) as float32 against half tensors, an invalid graph;
+        # there the T-step graph is traced, T fixed (manifest, report)
+        dynamic_t = example[0].dtype != torch.float16
         with torch.no_grad():
             _export(step_net, example, files['step'], inputs, outputs)
-            _export(UnrolledNet(step_net).eval(), (x_seq[:, :1], ),
-                    files['unrolled'], ['x_seq'], ['logits'], batch_axis=1)
+            if dynamic_t:
+                _export(script_unrolled(step_net, example[0]),
+                        (x_seq[:, :1], ), files['unrolled'], ['x_seq'],
+                        ['logits'], axes={0: 'T', 1: 'batch'})
+            else:
+                _export(UnrolledNet(step_net).eval(), (x_seq[:, :1], ),
+                        files['unrolled'], ['x_seq'], ['logits'],
+                        axes={1: 'batch'})
             results = step_net(*example)
+        if dynamic_t:
+            _fix_loop_types(files['unrolled'])
+        t_note = ('T (axis 0, an ONNX Loop) and batch (axis 1) are dynamic'
+                  if dynamic_t else f'T is FIXED at {steps} (fp16 export: '
+                  'unrolled by tracing); batch (axis 1) is dynamic; the '
+                  'step graph serves any T')
         import onnx
         for path in (files['step'], files['unrolled']):
             onnx.checker.check_model(onnx.load(path))
@@ -74,15 +126,15 @@ class OnnxTarget(DeployTarget):
             out_dir, step_net.state_names, list(example[1:]))
         files['manifest'] = write_manifest(
             out_dir, format='onnx', opset=OPSET,
-            time_steps=int(x_seq.shape[0]),
+            time_steps=steps, unrolled_time_steps=(
+                'dynamic' if dynamic_t else steps),
             step=dict(file='step.onnx',
                       inputs=[tensor_spec(n, t)
                               for n, t in zip(inputs, example)],
                       outputs=[tensor_spec(n, t)
                                for n, t in zip(outputs, results)]),
             unrolled=dict(file='unrolled.onnx', input=tensor_spec(
-                'x_seq', x_seq[:, :1]), output='logits',
-                note='T is fixed by the export; batch is dynamic (axis 1)'),
+                'x_seq', x_seq[:, :1]), output='logits', note=t_note),
             initial_state='initial_state.npz',
             usage="feed state '<name>' from output '<name>.next' of the "
             'previous step; start from initial_state.npz (repeat along '
@@ -91,7 +143,8 @@ class OnnxTarget(DeployTarget):
                       step_net.spike_names, step_net.state_names,
                       step_net.spike_names,
                       notes=[f'ONNX opset {OPSET}, TorchScript-based '
-                             'exporter (dynamo=False)'])
+                             'exporter (dynamo=False)',
+                             f'unrolled.onnx: {t_note}'])
 
     def load(self, export):
         return OnnxRuntime(export.files['step'], export.files['unrolled'],

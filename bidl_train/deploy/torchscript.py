@@ -1,10 +1,11 @@
 """TorchScript target: traced single-step and T-step graphs.
 
 ``step.pt`` is the state-aware graph ``forward(x_t, *states) -> (y_t,
-*new_states, *spikes)``; ``unrolled.pt`` runs the ``T`` steps of one sample
-sequence from a fresh state and returns the aggregated logits. Both are
-plain traced modules: ``torch.jit.load`` opens them without bidl-train.
-Tracing records the graph for the example's ``T``; the batch size is free.
+*new_states, *spikes)``; ``unrolled.pt`` runs all steps of ``x_seq [T, B,
+...]`` from a fresh state and returns the aggregated logits. ``torch.jit.load``
+opens both without bidl-train. ``step.pt`` is traced (batch free);
+``unrolled.pt`` is a scripted loop around the traced step, so ``T`` is free
+too (see :func:`~.nets.script_unrolled`).
 """
 import os.path as osp
 import warnings
@@ -15,7 +16,7 @@ import torch
 from bidl_train.registry import DEPLOY_TARGETS
 from .artefacts import tensor_spec, write_initial_state, write_manifest
 from .base import DeployTarget, Export, Runtime
-from .nets import UnrolledNet
+from .nets import script_unrolled
 
 __all__ = ['TorchScriptTarget', 'TorchScriptRuntime', 'trace_examples']
 
@@ -36,12 +37,10 @@ class TorchScriptTarget(DeployTarget):
 
     def export(self, step_net, x_seq, out_dir):
         example = trace_examples(step_net, x_seq)
-        unrolled = UnrolledNet(step_net).eval()
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter('ignore', torch.jit.TracerWarning)
             step = torch.jit.trace(step_net, example, check_trace=False)
-            full = torch.jit.trace(unrolled, (x_seq[:, :1], ),
-                                   check_trace=False)
+        full = script_unrolled(step_net, example[0])
         files = dict(step=osp.join(out_dir, 'step.pt'),
                      unrolled=osp.join(out_dir, 'unrolled.pt'))
         step.save(files['step'])
@@ -54,18 +53,23 @@ class TorchScriptTarget(DeployTarget):
             outputs = step_net(*example)
         files['manifest'] = write_manifest(
             out_dir, format='torchscript', time_steps=int(x_seq.shape[0]),
+            unrolled_time_steps='dynamic',
             step=dict(file='step.pt',
                       inputs=[tensor_spec(n, t)
                               for n, t in zip(inputs, example)],
                       outputs=[tensor_spec(n, t) for n, t in zip(
                           step_net.output_names, outputs)]),
             unrolled=dict(file='unrolled.pt', input=tensor_spec(
-                'x_seq', x_seq[:, :1]), output='logits'),
+                'x_seq', x_seq[:, :1]), output='logits',
+                note='T (axis 0) and batch (axis 1) are free: a scripted '
+                'loop over x_seq.size(0)'),
             initial_state='initial_state.npz',
             usage='y, *rest = step(x_t, *states); new states are '
             'rest[:len(states)], then one spike tensor per LIF layer')
         return Export(files, inputs, step_net.output_names,
-                      step_net.state_names, step_net.spike_names)
+                      step_net.state_names, step_net.spike_names,
+                      notes=['unrolled.pt: T and batch dynamic (scripted '
+                             'time loop)'])
 
     def load(self, export):
         return TorchScriptRuntime(export.files['step'],
