@@ -164,3 +164,20 @@ def test_plastic_layers_report_firing_rates():
     assert list(rates) == ['0']
     assert rates['0'].tolist() == [pytest.approx(0.5)]
     assert layer_out.shape == (4, 1, 2)
+
+
+def test_soft_labels_from_mixing_drive_the_loss():
+    torch.manual_seed(0)
+    model = tiny_classifier().train()
+    x = torch.rand(4, 2, 2, 8, 8) * 2
+    soft = torch.tensor([[0.7, 0.3, 0.0], [0.0, 0.4, 0.6]])
+    logits = model.head.aggregate(model.head.step_logits(
+        model.extract_feat(x)))
+    expected = -(soft * logits.log_softmax(1)).sum(1).mean()
+    loss = model(x, dict(label=torch.tensor([0, 2]), soft_label=soft),
+                 mode='loss')['loss']
+    assert torch.allclose(loss, expected, atol=1e-5)
+    batch = SpikingDataPreprocessor()(dict(
+        inputs=torch.zeros(2, 4, 1), label=torch.tensor([0, 2]),
+        soft_label=soft))
+    assert torch.equal(batch['data_samples']['soft_label'], soft)

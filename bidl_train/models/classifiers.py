@@ -51,8 +51,8 @@ class SpikingClassifier(BaseModel):
         if mode == 'tensor':
             return self.head(self.extract_feat(inputs))
         if mode == 'loss':
-            labels = _labels(data_samples)
-            return self.head.loss(self.extract_feat(inputs), labels)
+            return self.head.loss(self.extract_feat(inputs),
+                                  _targets(data_samples))
         if mode == 'predict':
             return self.predict(inputs, data_samples)
         raise ConfigError(
@@ -102,6 +102,17 @@ def _class_scores(logits):
         positive = torch.sigmoid(logits)
         return torch.cat([1 - positive, positive], dim=1)
     return F.softmax(logits, dim=1)
+
+
+def _targets(data_samples):
+    """Training targets: mixed-sample soft labels when the data has them.
+
+    Mixing augmentations (EventMix, CutMix) give each sample a class
+    distribution ``soft_label [B, C]``; cross-entropy takes it directly.
+    """
+    if data_samples is not None and data_samples.get('soft_label') is not None:
+        return data_samples['soft_label'].float()
+    return _labels(data_samples)
 
 
 def _labels(data_samples):

@@ -32,7 +32,7 @@ class SpikingDataPreprocessor(BaseDataPreprocessor):
             encoder puts time first).
     """
 
-    def __init__(self, time_first=True, extra_keys=('length', ),
+    def __init__(self, time_first=True, extra_keys=('length', 'soft_label'),
                  encoder=None):
         super().__init__()
         self.time_first = time_first
