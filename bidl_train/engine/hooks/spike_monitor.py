@@ -28,6 +28,7 @@ Images are stamped with the epoch (by-epoch training) or the iteration.
 """
 import contextlib
 
+import numpy as np
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
@@ -184,6 +185,16 @@ class SpikeMonitorHook(Hook):
             values = {f'{layer}/{state}': tensor.flatten().numpy()
                       for layer, states in seen.membranes.items()
                       for state, tensor in states.items()}
+            # a diverging run has NaN/Inf membranes: plot the finite part
+            # and let the NaN guard, not a histogram, stop the run
+            values = {tag: data[np.isfinite(data)]
+                      for tag, data in values.items()}
+            values = {tag: data for tag, data in values.items() if data.size}
+            if not values:
+                runner.logger.warning(
+                    'SpikeMonitorHook: every membrane value is NaN/Inf; '
+                    'no histogram logged')
+                return
             for backend in _backends(vis):
                 writer = getattr(backend, 'experiment', None)
                 if hasattr(writer, 'add_histogram'):
