@@ -407,3 +407,29 @@ def test_all_new_neurons_registered():
         x = torch.rand(3, 2, 4)
         assert neuron(x).shape == x.shape
         assert set(neuron.init_state(x[0])) == set(neuron.state_names)
+
+
+def test_cubalif_nir_parameters_reproduce_forward_euler():
+    """NIR CubaLIF (tau_syn I' = -I + w_in x, tau_mem v' = v_leak - v + r I,
+    reset to v_reset above v_threshold), one Euler step dt per input step,
+    synapse first, with the parameters the neuron reports."""
+    neuron = CubaLIF(alpha_syn=0.6, alpha=0.7, beta=0.05, theta=0.8,
+                     v0=-0.1).double()
+    dt = 1e-3
+    p = {k: v.item() for k, v in neuron.nir_parameters(dt).items()}
+    assert p['tau_mem'] == pytest.approx(dt / 0.3)
+    assert p['tau_syn'] == pytest.approx(dt / 0.4)
+    gen = torch.Generator().manual_seed(6)
+    x = torch.rand(30, 1, 1, generator=gen, dtype=torch.float64)
+    current, v, spikes = 0.0, 0.0, []
+    for x_t in x.flatten().tolist():
+        current += dt / p['tau_syn'] * (-current + p['w_in'] * x_t)
+        v += dt / p['tau_mem'] * (p['v_leak'] - v + p['r'] * current)
+        fired = v > p['v_threshold']
+        spikes.append(1.0 if fired else 0.0)
+        if fired:
+            v = p['v_reset']
+    assert neuron(x).flatten().tolist() == spikes
+    assert sum(spikes) >= 3
+    with pytest.raises(ConfigError, match='soft'):
+        CubaLIF(reset='soft').nir_parameters()

@@ -12,13 +12,19 @@ The synaptic current does not reset on a spike (current-based synapse), so it
 is a linear filter of the input and the membrane part runs on the fused LIF
 kernel.
 
-Names follow NIR's ``CubaLIF`` node (``tau_dot = -I + w_in S`` for the
-synapse, ``tau_mem v_dot = (v_leak - v) + r I`` for the membrane, reset to
-``v_reset`` above ``v_threshold``). Under a forward-Euler step ``dt`` the
-correspondence is ``alpha_syn = 1 - dt/tau_syn``, ``alpha = 1 - dt/tau_mem``,
-``theta = v_threshold``, ``v0 = v_reset``, ``beta = dt/tau_mem * v_leak``; the
-input gains ``dt/tau_syn * w_in`` and ``dt/tau_mem * r`` fold into the
-preceding synaptic weights (BIDL adds the input to the membrane unscaled).
+Relation to NIR's ``CubaLIF`` node (``tau_syn I' = -I + w_in x`` for the
+synapse, ``tau_mem v' = (v_leak - v) + r I`` for the membrane, a spike and a
+reset to ``v_reset`` when ``v > v_threshold``). One forward-Euler step ``dt``
+of it, synapse first,
+
+    I_t = (1 - dt/tau_syn) I_{t-1} + dt/tau_syn w_in x_t
+    v_t = (1 - dt/tau_mem) v_{t-1} + dt/tau_mem (v_leak + r I_t)
+
+is this neuron (hard reset) exactly when ``alpha_syn = 1 - dt/tau_syn``,
+``w_in = tau_syn/dt``, ``alpha = 1 - dt/tau_mem``, ``r = tau_mem/dt``,
+``v_leak = beta tau_mem/dt``, ``v_threshold = theta``, ``v_reset = v0``
+(then ``I_t = i_t`` and NIR's pre-reset ``v_t`` is ``u``);
+:meth:`CubaLIF.nir_parameters` returns these values.
 """
 import torch
 
@@ -67,6 +73,29 @@ class CubaLIF(LIF):
         current = self.alpha_syn * state['i'] + x_t
         y, lif_state = super().step(current, {'v': state['v']})
         return y, {'i': current, 'v': lif_state['v']}
+
+    def nir_parameters(self, dt=1.0):
+        """The NIR ``CubaLIF`` parameters of this neuron for a step ``dt``.
+
+        A dict with ``tau_syn, tau_mem, r, v_leak, v_threshold, v_reset,
+        w_in`` (tensors of the parameter shape) that makes NIR's
+        forward-Euler dynamics equal to this neuron's (see the module
+        docstring). Needs a hard reset and ``alpha, alpha_syn < 1``.
+        """
+        if self.reset != 'hard':
+            raise ConfigError(f'{self._label}: NIR CubaLIF resets to '
+                              'v_reset; a soft reset has no NIR equivalent')
+        alpha = self.leak_factor().detach()
+        alpha_syn = self.alpha_syn.detach()
+        if (alpha >= 1).any() or (alpha_syn >= 1).any():
+            raise ConfigError(f'{self._label}: alpha and alpha_syn must be '
+                              '< 1 for finite NIR time constants')
+        tau_mem = dt / (1.0 - alpha)
+        tau_syn = dt / (1.0 - alpha_syn)
+        return dict(tau_syn=tau_syn, tau_mem=tau_mem, r=tau_mem / dt,
+                    v_leak=self.beta.detach() * tau_mem / dt,
+                    v_threshold=self.theta.detach().clone(),
+                    v_reset=self.v0.detach().clone(), w_in=tau_syn / dt)
 
     def synaptic_current(self, x_seq):
         """``i_t`` for every step of ``x_seq`` (the synapse alone)."""
