@@ -21,13 +21,16 @@ every access is contiguous and the inner loop vectorises.
 The arithmetic is the loop form's, operation for operation (``r`` is
 ``v0`` or ``u`` for a hard reset, ``u - theta`` or ``u`` for a soft one;
 ``v = alpha r + beta``), compiled with ``-ffp-contract=off`` so no fused
-multiply-add changes a rounding; the recomputed ``u_t`` are therefore the
-forward's bit for bit.
+multiply-add changes a rounding (``-fno-trapping-math`` only lets the
+selects vectorise); the outputs equal the loop's and the recomputed ``u_t``
+are the forward's bit for bit. Surrogate derivatives use ``std::exp``, which
+may differ from torch's vectorised ``exp`` in the last bit, so gradients
+agree with the loop to rounding.
 
 Availability: CPU tensors of float32/float64 and the six built-in surrogates.
 The build needs a C++ compiler and ninja; it is cached by torch (under
 ``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``), so only
-the first use on a machine compiles. Any build failure produces one warning
+the first use on a machine compiles (about a minute). Any build failure produces one warning
 and the pure-PyTorch kernel is used instead. Set the environment variable
 ``BIDL_TRAIN_CPP_KERNEL=0`` to never build or use it.
 """
