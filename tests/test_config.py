@@ -114,3 +114,25 @@ def test_registries_resolve_names_without_prior_imports():
     proc = subprocess.run([sys.executable, '-c', code], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip() == 'ok', proc.stderr[-2000:]
+
+
+def test_yaml_config_cannot_run_code(tmp_path):
+    marker = tmp_path / 'pwned'
+    path = tmp_path / 'evil.yaml'
+    path.write_text('model: !!python/object/apply:os.system '
+                    f'["touch {marker}"]\n')
+    with pytest.raises(ConfigError, match='evil.yaml'):
+        load_config(str(path))
+    assert not marker.exists()
+
+
+def test_yaml_base_files_are_parsed_safely_too(tmp_path):
+    marker = tmp_path / 'pwned'
+    base = tmp_path / 'base.yaml'
+    base.write_text('x: !!python/object/apply:os.system '
+                    f'["touch {marker}"]\n')
+    leaf = tmp_path / 'leaf.yaml'
+    leaf.write_text('_base_: [base.yaml]\ny: 1\n')
+    with pytest.raises(ConfigError):
+        load_config(str(leaf))
+    assert not marker.exists()

@@ -5,7 +5,10 @@ import re
 import sys
 from contextlib import contextmanager
 
+import yaml
 from mmengine.config import Config, DictAction
+from mmengine.fileio import register_handler
+from mmengine.fileio.handlers import YamlHandler
 
 from bidl_train.engine.runner import KNOWN_TOP_LEVEL_KEYS
 from bidl_train.errors import BidlError, ConfigError
@@ -26,10 +29,33 @@ def add_cfg_options(parser):
         'quote values with spaces or lists.')
 
 
+class _SafeYamlHandler(YamlHandler):
+    """mmengine's YAML handler with PyYAML's safe loader.
+
+    mmengine 0.10.7 parses YAML with the full loader, which constructs
+    arbitrary Python objects (``!!python/object/apply:os.system``). Configs
+    from others must be data: tags that build objects are refused.
+    """
+
+    def load_from_fileobj(self, file, **kwargs):
+        kwargs['Loader'] = getattr(yaml, 'CSafeLoader', yaml.SafeLoader)
+        return yaml.load(file, **kwargs)
+
+
+def install_safe_yaml():
+    """Make every YAML load through mmengine (bases included) safe."""
+    register_handler(['yaml', 'yml'])(_SafeYamlHandler)
+
+
 def load_config(path, cfg_options=None):
-    """Read a Python or YAML config, apply ``--cfg-options``."""
+    """Read a Python or YAML config, apply ``--cfg-options``.
+
+    Python configs are code and run as such; YAML configs are parsed as
+    plain data (see :class:`_SafeYamlHandler`).
+    """
     if not osp.isfile(path):
         raise ConfigError(f'config file {path} does not exist')
+    install_safe_yaml()
     try:
         cfg = Config.fromfile(path)
     except BidlError:
