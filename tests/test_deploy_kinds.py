@@ -129,3 +129,230 @@ def test_other_neuron_kinds_are_refused_by_name():
     with pytest.raises(LoweringError,
                        match=r'backbone\.layers\.0\.neuron.*ALIF'):
         lower_model(model)
+
+
+# -- branching backbones: ResNetLif, SEWResNet (TorchScript and ONNX) -------
+def _resnet_classifier(backbone):
+    torch.manual_seed(0)
+    model = MODELS.build(dict(
+        type='SpikingClassifier', backbone=backbone,
+        head=dict(type='SpikingClsHead', in_features=32, num_classes=3)))
+    for module in model.modules():  # non-trivial running statistics
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+def _run_onnx_step(path, names, x, init):
+    """Closed-loop run of ``step.onnx``: every output of the last step."""
+    ort = pytest.importorskip('onnxruntime')
+    session = ort.InferenceSession(str(path))
+    batch = x.shape[1]
+    feeds = [np.repeat(init[n], batch, 0) if init[n].ndim else init[n]
+             for n in names]
+    outputs = [o.name for o in session.get_outputs()]
+    spikes = {}
+    for x_t in x.numpy():
+        outs = session.run(None, dict(zip(['x'] + names, [x_t] + feeds)))
+        feeds = outs[1:1 + len(names)]
+        for name, value in zip(outputs, outs):
+            if name.startswith('spikes.'):
+                spikes.setdefault(name[len('spikes.'):], []).append(value)
+    return outs[0], {k: np.stack(v) for k, v in spikes.items()}
+
+
+RESNETS = {
+    'resnet10_cifar': dict(type='ResNetLif', depth=10, in_channels=2,
+                           stem='cifar', width=4),
+    'resnet10_imagenet_lite': dict(type='ResNetLif', depth=10,
+                                   in_channels=2, stem='imagenet', width=4,
+                                   lite=True),
+    'sew10_add': dict(type='SEWResNet', depth=10, in_channels=2, cnf='ADD',
+                      width=4),
+    'sew10_iand': dict(type='SEWResNet', depth=10, in_channels=2,
+                       cnf='IAND', width=4),
+}
+
+
+@pytest.mark.parametrize('target, name', [
+    ('torchscript', 'resnet10_cifar'), ('onnx', 'resnet10_imagenet_lite'),
+    ('onnx', 'sew10_add'), ('torchscript', 'sew10_iand')])
+def test_residual_backbones_round_trip(target, name, tmp_path):
+    if target == 'onnx':
+        pytest.importorskip('onnxruntime')
+    model = _resnet_classifier(RESNETS[name])
+    x = _events((3, 2, 2, 8, 8))
+    logits, spikes = _pytorch(model, x)
+    assert sum(int(s.sum()) for s in spikes.values()) > 0
+    report = deploy(model, target, x, str(tmp_path))
+    assert report['status'] == 'verified'
+    ver = report['verification']
+    assert ver['spike_agreement_overall'] == 1.0
+    # every spiking neuron of the model is exported and compared
+    assert {k[len('spikes.'):]: v['spikes'] for k, v in
+            ver['spike_agreement'].items()} == {
+                k: int(s.sum()) for k, s in spikes.items()
+                if k.startswith('backbone')}
+    names = report['state_names']
+    # the exported states are the model's own step states, by name
+    _, state = model.step(x[0], None)
+    from bidl_train.deploy.verify import flatten_state
+    assert set(names) == set(flatten_state(state))
+    init = np.load(tmp_path / 'initial_state.npz')
+    if target == 'torchscript':
+        outs, unrolled = _run_torchscript(tmp_path, names, x)
+        torch.testing.assert_close(outs[0], logits, atol=1e-5, rtol=0)
+        torch.testing.assert_close(unrolled, logits, atol=1e-5, rtol=0)
+    else:
+        got, got_spikes = _run_onnx_step(tmp_path / 'step.onnx', names, x,
+                                         init)
+        np.testing.assert_allclose(got, logits.numpy(), atol=1e-5)
+        for layer, s in got_spikes.items():
+            np.testing.assert_array_equal(s, spikes[layer].numpy())
+
+
+def test_residual_backbone_refused_by_nir(tmp_path):
+    pytest.importorskip('nir')
+    from bidl_train.deploy.base import UnsupportedFeature
+    model = _resnet_classifier(RESNETS['sew10_add'])
+    with pytest.raises(UnsupportedFeature, match=r'layer backbone: SEWResNet'
+                       r' \(residual'):
+        deploy(model, 'nir', _events((2, 1, 2, 8, 8)),
+               str(tmp_path / 'out'))
+    assert not (tmp_path / 'out').exists()
+
+
+# -- FastTextLif: token ids, embedding, padding mask --------------------------
+def _fasttext_classifier():
+    torch.manual_seed(0)
+    model = MODELS.build(dict(
+        type='SpikingClassifier',
+        backbone=dict(type='FastTextLif', vocab_size=50, embedding_dim=8,
+                      hidden_dim=16),
+        head=dict(type='SpikingClsHead', in_features=16, num_classes=2)))
+    model.backbone.linear.weight.data *= 3  # the hidden layer fires
+    return model.eval()
+
+
+@pytest.mark.parametrize('target', ['torchscript', 'onnx'])
+def test_fasttext_round_trip_with_padding(target, tmp_path):
+    if target == 'onnx':
+        ort = pytest.importorskip('onnxruntime')
+    model = _fasttext_classifier()
+    gen = torch.Generator().manual_seed(0)
+    tokens = torch.randint(1, 50, (7, 3), generator=gen)
+    tokens[:3, 0] = 0  # leading padding: no input current
+    logits, spikes = _pytorch(model, tokens)
+    assert int(spikes['backbone.neuron'].sum()) > 0
+    report = deploy(model, target, tokens, str(tmp_path), labels=[0, 1, 1])
+    assert report['status'] == 'verified'
+    assert report['verification']['spike_agreement_overall'] == 1.0
+    assert report['inputs'][0]['shape'] == [1]
+    # other T and batch through the unrolled graph, integer ids in
+    longer = torch.randint(0, 50, (11, 4), generator=gen)
+    with torch.no_grad():
+        want = model(longer, mode='tensor').numpy()
+    if target == 'torchscript':
+        with torch.no_grad():
+            got = torch.jit.load(str(tmp_path / 'unrolled.pt'))(
+                longer).numpy()
+    else:
+        session = ort.InferenceSession(str(tmp_path / 'unrolled.onnx'))
+        got = session.run(None, {'x_seq': longer.numpy()})[0]
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_fasttext_refused_by_nir(tmp_path):
+    pytest.importorskip('nir')
+    from bidl_train.deploy.base import UnsupportedFeature
+    with pytest.raises(UnsupportedFeature, match='FastTextLif'):
+        deploy(_fasttext_classifier(), 'nir', torch.ones(3, 1).long(),
+               str(tmp_path / 'out'))
+
+
+# -- plastic layers ------------------------------------------------------------
+def _plastic_classifier(plasticity, layer='PlasticFcLif'):
+    torch.manual_seed(0)
+    if layer == 'PlasticFcLif':
+        layers = [dict(type='Conv2dLif', in_channels=2, out_channels=4,
+                       pool=2),
+                  dict(type='Flatten'),
+                  dict(type='PlasticFcLif', in_features=64, out_features=16,
+                       plasticity=plasticity, rule=dict(type='Hebbian'))]
+        features = 16
+    else:
+        layers = [dict(type='PlasticConv2dLif', in_channels=2,
+                       out_channels=4, pool=2, plasticity=plasticity,
+                       rule=dict(type='Hebbian')),
+                  dict(type='Flatten')]
+        features = 64
+    model = MODELS.build(dict(
+        type='SpikingClassifier',
+        backbone=dict(type='SpikingSequential', layers=layers),
+        head=dict(type='SpikingClsHead', in_features=features,
+                  num_classes=3)))
+    return model.eval()
+
+
+@pytest.mark.parametrize('layer', ['PlasticFcLif', 'PlasticConv2dLif'])
+@pytest.mark.parametrize('target', ['torchscript', 'onnx'])
+def test_persistent_plastic_layer_folds_local_weight(layer, target,
+                                                     tmp_path):
+    if target == 'onnx':
+        pytest.importorskip('onnxruntime')
+    model = _plastic_classifier('persistent', layer)
+    index = 2 if layer == 'PlasticFcLif' else 0
+    plastic = model.backbone[index]
+    gen = torch.Generator().manual_seed(1)
+    plastic.local_weight.copy_(torch.randn(
+        plastic.local_weight.shape, generator=gen) * 0.3)
+    x = _events((5, 2, 2, 8, 8))
+    # the plastic layer's own output (its spikes) and the logits
+    seen = {}
+    handle = plastic.register_forward_hook(
+        lambda m, i, out: seen.__setitem__('spikes', out))
+    with torch.no_grad():
+        logits = model(x, mode='tensor')
+    handle.remove()
+    # the local weight matters: without it the logits differ
+    saved = plastic.local_weight.clone()
+    plastic.local_weight.zero_()
+    with torch.no_grad():
+        assert not torch.allclose(model(x, mode='tensor'), logits)
+    plastic.local_weight.copy_(saved)
+    report = deploy(model, target, x, str(tmp_path))
+    assert report['status'] == 'verified'
+    assert any('W_g + L' in note for note in report['folded'])
+    names = report['state_names']
+    assert f'backbone.{index}.neuron.v' in names
+    init = np.load(tmp_path / 'initial_state.npz')
+    source = f'backbone.{index}.neuron'
+    if target == 'torchscript':
+        step = torch.jit.load(str(tmp_path / 'step.pt'))
+        states = [torch.from_numpy(np.repeat(init[n], 2, 0) if init[n].ndim
+                                   else init[n]) for n in names]
+        position = report['spike_names'].index(f'spikes.{source}')
+        got_spikes = []
+        with torch.no_grad():
+            for x_t in x:
+                outs = step(x_t, *states)
+                states = list(outs[1:1 + len(names)])
+                got_spikes.append(outs[1 + len(names) + position])
+        got, got_spikes = outs[0], torch.stack(got_spikes)
+        torch.testing.assert_close(got, logits, atol=1e-5, rtol=0)
+        assert torch.equal(got_spikes, seen['spikes'])
+    else:
+        got, got_spikes = _run_onnx_step(tmp_path / 'step.onnx', names, x,
+                                         init)
+        np.testing.assert_allclose(got, logits.numpy(), atol=1e-5)
+        np.testing.assert_array_equal(got_spikes[source],
+                                      seen['spikes'].numpy())
+    assert int(seen['spikes'].sum()) > 0
+
+
+def test_learning_plastic_layer_refused_by_name():
+    model = _plastic_classifier('fast')
+    with pytest.raises(LoweringError, match=r"backbone\.2: PlasticFcLif "
+                       r"with local learning at inference"):
+        lower_model(model)

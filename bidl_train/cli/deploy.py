@@ -97,7 +97,7 @@ def main(argv=None):
         out = args.out or osp.join(
             'work_dirs', osp.splitext(osp.basename(args.config))[0],
             'deploy', args.target)
-        report = deploy(model, args.target, x_seq.float(), out,
+        report = deploy(model, args.target, x_seq, out,
                         labels=labels, precision=args.precision,
                         verify_samples=args.verify > 0, split=split)
         print(format_summary(report))

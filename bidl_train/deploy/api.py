@@ -78,7 +78,8 @@ def deploy(model, target, x_seq, out_dir, labels=None, precision='fp32',
         model: a ``SpikingClassifier`` with trained weights.
         target (str): a registered target name.
         x_seq (Tensor): ``[T, B, ...]`` verification inputs (``B >= 1``);
-            the first sample is also the tracing example.
+            the first sample is also the tracing example. Integer inputs
+            (token ids ``[T, B]`` of FastTextLif) are kept as integers.
         out_dir (str): where the artefacts and ``report.json`` go.
         labels: optional ``B`` labels, for accuracy in the report.
         precision (str): ``fp32``, ``fp16`` or ``int8``.
@@ -92,14 +93,17 @@ def deploy(model, target, x_seq, out_dir, labels=None, precision='fp32',
     tgt = get_target(target)
     tgt.check_precision(precision)
     model = model.eval()
-    if x_seq.dim() < 3:
+    if x_seq.dim() < (2 if not x_seq.is_floating_point() else 3):
         raise ConfigError(f'verification inputs must be [T, B, ...], got '
                           f'shape {tuple(x_seq.shape)}')
-    lowered = lower_model(model)
+    # token ids (FastTextLif) stay integers; everything else is float
+    x_ref = x_seq if not x_seq.is_floating_point() else x_seq.float()
+    x_dep = (x_ref if not x_ref.is_floating_point() else
+             x_ref.to(input_dtype(precision)))
+    lowered = lower_model(model, x_ref[0, :1])
     tgt.check(lowered)
     step_net, notes = prepare(lowered, precision)
     os.makedirs(out_dir, exist_ok=True)
-    x_dep = x_seq.float().to(input_dtype(precision))
     export = tgt.export(step_net, x_dep, out_dir)
     notes = notes + list(export.notes)
     initial = read_initial_state(export.files['initial_state'],
@@ -108,8 +112,8 @@ def deploy(model, target, x_seq, out_dir, labels=None, precision='fp32',
     if verify_samples:
         runtime = tgt.load(export)
         np_dtype = np.float16 if precision == 'fp16' else np.float32
-        ver = verify(runtime, export, initial, model, x_seq.float(), labels,
-                     np_dtype)
+        ver = verify(runtime, export, initial, model, x_ref, labels,
+                     np_dtype, folded_states=lowered.folded_states)
         latency = measure_latency(runtime, initial,
                                   x_dep[0].numpy())
         if 'deployed_accuracy' in ver['top1']:
@@ -118,7 +122,7 @@ def deploy(model, target, x_seq, out_dir, labels=None, precision='fp32',
     accuracy = (_accuracy(ver, split or 'given samples')
                 if ver is not None and labels is not None else None)
     with torch.no_grad():
-        resources = resource_summary(lowered, x_seq[0].float(), precision)
+        resources = resource_summary(lowered, x_ref[0], precision)
     report = dict(
         target=tgt.name, precision=precision,
         status=_status(precision, ver),

@@ -25,11 +25,14 @@ from bidl_train.errors import ConfigError
 from bidl_train.layers import (Aggregation, Conv1dLif, Conv2dLif, Conv3dLif,
                                FcLif, Lif1d, Lif2d, SpikingSequential,
                                TimeFold)
-from bidl_train.models.backbones import ConvLifNet
+from bidl_train.learning.plastic import PlasticConv2dLif, PlasticFcLif
+from bidl_train.models.backbones import (ConvLifNet, FastTextLif, ResNetLif,
+                                         SEWResNet)
+from bidl_train.models.backbones.stateful import SingleStepContext
 from bidl_train.models.heads import SpikingClsHead
 from bidl_train.neurons import IF, LIF, PLIF, BaseNeuron
 from .nodes import (AggregateNode, ChannelAffineNode, LIFNode, ModuleNode,
-                    WeightedNode)
+                    StatefulNode, WeightedNode)
 
 __all__ = ['LoweredLayer', 'LoweredNet', 'lower_model']
 
@@ -40,6 +43,8 @@ _DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
 _AVGPOOLS = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
 #: neuron kinds lowered to :class:`LIFNode` (same equations, other leak)
 _NEURONS = (LIF, IF, PLIF)
+#: branching backbones lowered by tracing their own ``compute``
+_STATEFUL = (ResNetLif, SEWResNet, FastTextLif)
 _MAXPOOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
 #: stateless torch modules kept as they are
 _KEPT = _AVGPOOLS + _MAXPOOLS + (
@@ -71,6 +76,9 @@ class LoweredLayer:
 class LoweredNet:
     layers: list
     folded: list  # human-readable notes of what was folded or dropped
+    #: ``model.step`` state names with no exported counterpart because the
+    #: lowering folded them (a persistent plastic layer's local weight)
+    folded_states: list = field(default_factory=list)
 
     @property
     def state_names(self):
@@ -78,15 +86,66 @@ class LoweredNet:
 
     @property
     def spike_names(self):
-        return [layer.spike_name for layer in self.layers
-                if isinstance(layer.node, LIFNode)]
+        names = []
+        for layer in self.layers:
+            if isinstance(layer.node, LIFNode):
+                names.append(layer.spike_name)
+            elif isinstance(layer.node, StatefulNode):
+                names.extend(layer.node.spike_names)
+        return names
+
+
+def _lif_node(neuron, source):
+    """The plain-op :class:`LIFNode` of a LIF/IF/PLIF neuron module."""
+    if type(neuron) not in _NEURONS:
+        raise LoweringError(
+            f'layer {source}: neuron kind {type(neuron).__name__} is not '
+            'supported for deployment (LIF, IF and PLIF: the kinds whose '
+            "inference equations are exactly BIDL LIF's)")
+    norm = None
+    if neuron.norm is not None:
+        bn = neuron.norm
+        scale = (bn.running_var + bn.eps).rsqrt()
+        shift = -bn.running_mean * scale
+        if bn.affine:
+            scale, shift = scale * bn.weight, shift * bn.weight + bn.bias
+        ndim = len(neuron.feature_shape) + 1
+        norm = ChannelAffineNode(scale, shift, max(ndim, 2))
+    act = copy.deepcopy(neuron.act) if neuron.mode == 'analog' else None
+    # IF fixes alpha = 1, PLIF computes alpha = sigmoid(w): both are the
+    # LIF equations with the leak factor the neuron itself would use
+    node = LIFNode(neuron.leak_factor(), neuron.beta, neuron.theta,
+                   neuron.v0, neuron.reset, neuron.mode, neuron.memb_mode,
+                   act, norm)
+    node.feature_shape = neuron.feature_shape
+    node.param_shape = neuron.param_shape
+    return node
+
+
+class _RecordingContext(SingleStepContext):
+    """Runs ``compute`` once with the real neurons and records, in firing
+    order, each neuron's full context key and module."""
+
+    def __init__(self, prefix='', fired=None):
+        super().__init__(None, prefix)
+        self.fired = [] if fired is None else fired
+
+    def scope(self, name):
+        return _RecordingContext(f'{self.prefix}{name}.', self.fired)
+
+    def fire(self, neuron, key, x):
+        self.fired.append((self.prefix + key, neuron))
+        return neuron.step(x)[0]
 
 
 class _Lowering:
 
-    def __init__(self):
+    def __init__(self, example=None):
+        self.example = example
         self.layers = []
         self.folded = []
+        #: state names of ``model.step`` that the export folds away
+        self.folded_states = []
         # index of the last weighted layer a following BatchNorm may fold
         # into, and whether everything after it commutes with a channel
         # affine map (None: no such layer)
@@ -94,6 +153,14 @@ class _Lowering:
         self._between = []
 
     # -- helpers ---------------------------------------------------------
+    def _input_of_next(self):
+        """What the next layer receives for the example step: the example
+        run through the nodes lowered so far, from a fresh state."""
+        x = self.example
+        for layer in self.layers:
+            x, _, _ = layer.node.step(x, layer.node.init_state(x))
+        return x
+
     def _add(self, node, source, state_path=None):
         names = [f'{state_path}.{n}' for n in node.state_names]
         self.layers.append(LoweredLayer(node, source, names))
@@ -169,28 +236,62 @@ class _Lowering:
                 'activations and the bidl-train spiking layers)')
 
     def neuron(self, neuron, source, state_path):
-        if type(neuron) not in _NEURONS:
+        self._add(_lif_node(neuron, source), source, state_path)
+
+    def stateful(self, module, source, state_path):
+        """A branching backbone: one :class:`StatefulNode` running its own
+        ``compute``, each neuron lowered to a :class:`LIFNode`."""
+        if self.example is None:
             raise LoweringError(
-                f'layer {source}: neuron kind {type(neuron).__name__} is not '
-                'supported for deployment (LIF, IF and PLIF: the kinds whose '
-                'inference equations are exactly BIDL LIF\'s)')
-        norm = None
-        if neuron.norm is not None:
-            bn = neuron.norm
-            scale = (bn.running_var + bn.eps).rsqrt()
-            shift = -bn.running_mean * scale
-            if bn.affine:
-                scale, shift = scale * bn.weight, shift * bn.weight + bn.bias
-            ndim = len(neuron.feature_shape) + 1
-            norm = ChannelAffineNode(scale, shift, max(ndim, 2))
-        act = copy.deepcopy(neuron.act) if neuron.mode == 'analog' else None
-        # IF fixes alpha = 1, PLIF computes alpha = sigmoid(w): both are the
-        # LIF equations with the leak factor the neuron itself would use
-        node = LIFNode(neuron.leak_factor(), neuron.beta, neuron.theta,
-                       neuron.v0, neuron.reset, neuron.mode, neuron.memb_mode, act, norm)
-        node.feature_shape = neuron.feature_shape
-        node.param_shape = neuron.param_shape
-        self._add(node, source, state_path)
+                f'layer {source}: lowering {type(module).__name__} needs an '
+                'example input step (lower_model(model, example))')
+        names = {id(m): name for name, m in module.named_modules(
+            prefix=source)}
+        ctx = _RecordingContext()
+        module.compute(self._input_of_next(), ctx)
+        neurons = [_lif_node(n, names[id(n)]) for _, n in ctx.fired]
+        keys = [key for key, _ in ctx.fired]
+        spike_names = [f'spikes.{names[id(n)]}' for _, n in ctx.fired]
+        copy_ = copy.deepcopy(module).eval()
+        self._add(StatefulNode(copy_, keys, neurons, spike_names), source,
+                  state_path)
+        self.folded.append(
+            f'{source} ({type(module).__name__}): its own compute() traced '
+            f'with {len(keys)} neurons lowered to plain-op LIF; BatchNorms '
+            'inside it stay eval-mode BatchNorm ops (not folded)')
+
+    def plastic(self, module, source, state_path):
+        """A plastic layer whose local weight is fixed at inference.
+
+        A persistent layer in eval mode (``learning`` None or False) applies
+        ``I = (W_g + L) x + b`` with the buffer ``L`` constant, so it is an
+        ordinary conv/linear with weight ``W_g + L``: folded, exactly.
+        Local learning during inference (``plasticity='fast'``, or
+        ``learning=True``) updates ``L`` every step by the rule and is
+        refused by name.
+        """
+        name = type(module).__name__
+        if module.plasticity != 'persistent' or module.learning:
+            raise LoweringError(
+                f'layer {source}: {name} with local learning at inference '
+                f'(plasticity={module.plasticity!r}, '
+                f'learning={module.learning!r}): the per-step local weight '
+                'update is not exported; deploy a persistent layer with '
+                'learning off (its local weight is then folded)')
+        synapse = getattr(module, 'linear', None) or module.conv
+        merged = copy.deepcopy(synapse)
+        merged.weight.data = synapse.weight.detach() + \
+            module.local_weight.detach().reshape(synapse.weight.shape)
+        part = 'linear' if isinstance(merged, nn.Linear) else 'conv'
+        self._weighted(merged, f'{source}.{part}')
+        self.folded.append(f'{name} {source}: persistent local weight '
+                           'folded into the global weight (W_g + L)')
+        for part in ('pool', 'norm'):
+            sub = getattr(module, part, None)
+            if sub is not None:
+                self.stateless(sub, f'{source}.{part}')
+        self.neuron(module.neuron, f'{source}.neuron', f'{state_path}.neuron')
+        self.folded_states.append(f'{state_path}.local')
 
     def layer(self, module, source, state_path):
         """A module of a SpikingSequential (or the backbone itself)."""
@@ -199,6 +300,10 @@ class _Lowering:
                 self.layer(child, f'{source}.{i}', f'{state_path}.{i}')
         elif isinstance(module, ConvLifNet):
             self.layer(module.layers, f'{source}.layers', state_path)
+        elif isinstance(module, _STATEFUL):
+            self.stateful(module, source, state_path)
+        elif isinstance(module, (PlasticFcLif, PlasticConv2dLif)):
+            self.plastic(module, source, state_path)
         elif isinstance(module, TimeFold):
             self.stateless(module.module, f'{source}.module')
         elif isinstance(module, (FcLif, Conv1dLif, Conv2dLif, Conv3dLif)):
@@ -218,8 +323,9 @@ class _Lowering:
                 f'layer {source}: {type(module).__name__} is not a layer '
                 'bidl-deploy can export (it may keep recurrent state the '
                 'exporter cannot see); supported: SpikingSequential, '
-                'TimeFold, FcLif, Conv1d/2d/3dLif, Lif1d/2d, LIF, '
-                'Aggregation, ConvLifNet')
+                'TimeFold, FcLif, Conv1d/2d/3dLif, Lif1d/2d, LIF/IF/PLIF, '
+                'Aggregation, ConvLifNet, ResNetLif, SEWResNet, FastTextLif, '
+                'persistent PlasticFcLif/PlasticConv2dLif')
 
     def head(self, head, source):
         if not isinstance(head, SpikingClsHead):
@@ -233,8 +339,13 @@ class _Lowering:
                   source)
 
 
-def lower_model(model):
+def lower_model(model, example=None):
     """Lower a ``SpikingClassifier`` (in eval mode) into a :class:`LoweredNet`.
+
+    Args:
+        example (Tensor): one input step ``[1, ...]``; needed for branching
+            backbones (ResNetLif, SEWResNet, FastTextLif), whose neurons and
+            their state keys are found by running ``compute`` once.
 
     Raises:
         LoweringError: a layer, neuron kind or option cannot be exported.
@@ -244,8 +355,9 @@ def lower_model(model):
             raise LoweringError(
                 f'{type(model).__name__} has no {attr}; bidl-deploy exports '
                 'SpikingClassifier models (backbone + head)')
-    lowering = _Lowering()
+    lowering = _Lowering(example)
     with torch.no_grad():
         lowering.layer(model.backbone, 'backbone', 'backbone')
         lowering.head(model.head, 'head')
-    return LoweredNet(lowering.layers, lowering.folded)
+    return LoweredNet(lowering.layers, lowering.folded,
+                      lowering.folded_states)

@@ -18,8 +18,6 @@ from typing import List
 import torch
 from torch import nn
 
-from .nodes import LIFNode
-
 __all__ = ['StepNet', 'UnrolledNet', 'script_unrolled']
 
 
@@ -44,7 +42,9 @@ class StepNet(nn.Module):
             i += n
             x, mine, s = node.step(x, mine)
             new_states.extend(mine)
-            if isinstance(node, LIFNode):
+            if isinstance(s, list):  # a StatefulNode: one per neuron
+                spikes.extend(s)
+            elif s is not None:
                 spikes.append(s)
         return x, new_states, spikes
 

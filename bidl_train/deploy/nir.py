@@ -32,7 +32,8 @@ from bidl_train.errors import ConfigError
 from bidl_train.registry import DEPLOY_TARGETS
 from .artefacts import write_initial_state, write_manifest
 from .base import DeployTarget, Export, Runtime, UnsupportedFeature
-from .nodes import AggregateNode, LIFNode, ModuleNode, WeightedNode
+from .nodes import (AggregateNode, LIFNode, ModuleNode, StatefulNode,
+                    WeightedNode)
 
 __all__ = ['NirTarget', 'NirRuntime', 'DT']
 
@@ -98,6 +99,11 @@ class NirTarget(DeployTarget):
                 elif not isinstance(module, nn.Flatten):
                     raise refuse(f'{type(module).__name__} (no exact NIR '
                                  'node; NIR has no max pooling)')
+            elif isinstance(node, StatefulNode):
+                raise refuse(
+                    f'{type(node.module).__name__} (residual/branching '
+                    'graph or embedding input: no exact NIR mapping is '
+                    'exported)', 'use the onnx or torchscript target')
             elif isinstance(node, AggregateNode):
                 if i != len(layers) - 1:
                     raise refuse('temporal aggregation inside the network')

@@ -9,8 +9,9 @@ already folded in) are what NIR and quantisation need.
 
 Every node has ``init_state(x)`` (a list of fresh state tensors for an
 input step ``x``) and ``step(x, states) -> (y, new_states, spikes)``, where
-``spikes`` is the node's spike tensor (or ``None``), exported as an extra
-output so that deployed spikes can be compared with PyTorch's.
+``spikes`` is the node's spike tensor (or ``None``, or a list of spike
+tensors for a :class:`StatefulNode`), exported as extra outputs so that
+deployed spikes can be compared with PyTorch's.
 """
 import torch
 import torch.nn.functional as F
@@ -18,7 +19,7 @@ from torch import nn
 
 __all__ = [
     'Node', 'WeightedNode', 'ModuleNode', 'ChannelAffineNode', 'LIFNode',
-    'AggregateNode'
+    'AggregateNode', 'StatefulNode'
 ]
 
 
@@ -189,3 +190,75 @@ class AggregateNode(Node):
         else:
             y = x
         return y, [total, count], None
+
+
+class _DeployContext:
+    """The ``ctx`` a :class:`StatefulNode` hands to the backbone's own
+    ``compute``: each ``ctx.fire(neuron, key, x)`` runs the lowered
+    :class:`LIFNode` of that key on the state slot of that key (``fresh``:
+    zeros shaped like ``x``) and records the new state and the spikes.
+    Scopes share the records, as the model's ``SingleStepContext`` does."""
+
+    def __init__(self, owner, states, prefix='', record=None):
+        self.owner = owner
+        self.states = states
+        self.prefix = prefix
+        self.record = {} if record is None else record
+
+    def scope(self, name):
+        return _DeployContext(self.owner, self.states,
+                              f'{self.prefix}{name}.', self.record)
+
+    def fire(self, neuron, key, x):
+        index = self.owner.index[self.prefix + key]
+        node = self.owner.neurons[index]
+        state = (node.init_state(x) if self.states is None else
+                 [self.states[index]])
+        y, new_state, spikes = node.step(x, state)
+        self.record[index] = (state[0], new_state[0], spikes)
+        return y
+
+
+class StatefulNode(Node):
+    """A branching backbone (residual blocks, masked text input) run by its
+    own ``compute`` with every neuron replaced by its lowered LIF node.
+
+    The stateless maths (convs, eval-mode BatchNorm, residual sums, SEW
+    connect functions, pooling, embedding and mask) is the model's own code,
+    so the traced graph computes exactly what ``model.step`` computes; the
+    neurons become plain-op :class:`LIFNode` s whose membranes are explicit
+    state, one per ``ctx`` key (``stem.sn``, ``stages.0.0.sn1`` ...), in the
+    order the keys were first fired.
+
+    Args:
+        module: a deep copy of the backbone (a ``StatefulModule``).
+        keys (list[str]): the context keys of its neurons, in firing order.
+        neurons (list[LIFNode]): the lowered neuron of each key.
+        spike_names (list[str]): ``spikes.<module path>`` of each neuron.
+    """
+
+    def __init__(self, module, keys, neurons, spike_names):
+        super().__init__()
+        self.module = module
+        self.keys = list(keys)
+        self.index = {key: i for i, key in enumerate(self.keys)}
+        self.neurons = nn.ModuleList(neurons)
+        self.spike_names = list(spike_names)
+        self.state_names = tuple(f'{key}.v' for key in self.keys)
+
+    def _compute(self, x, states):
+        ctx = _DeployContext(self, states)
+        y = self.module.compute(x, ctx)
+        missing = [k for i, k in enumerate(self.keys) if i not in ctx.record]
+        if missing:  # a neuron the lowering saw did not fire
+            raise RuntimeError(f'neurons {missing} did not fire')
+        return y, [ctx.record[i] for i in range(len(self.keys))]
+
+    def init_state(self, x):
+        _, record = self._compute(x, None)
+        return [torch.zeros_like(fresh) for fresh, _, _ in record]
+
+    def step(self, x, states):
+        y, record = self._compute(x, states)
+        return (y, [new for _, new, _ in record],
+                [spikes for _, _, spikes in record])

@@ -5,6 +5,9 @@
 * ``int8``: weights of every conv/linear quantised symmetrically to int8 with
   one scale per output channel (``scale = max|w| / 127``), dequantised in
   the graph; activations, membrane potentials and thresholds stay fp32.
+  Weights inside a branching backbone (a ``StatefulNode``: ResNetLif,
+  SEWResNet, FastTextLif) run the model's own modules and stay fp32; the
+  notes say so.
 
 The conversion acts on the :class:`StepNet` built from the lowered nodes;
 the accuracy change it causes is measured by verification, not assumed.
@@ -15,7 +18,7 @@ import torch
 
 from .base import PRECISIONS
 from .nets import StepNet
-from .nodes import WeightedNode
+from .nodes import StatefulNode, WeightedNode
 
 __all__ = ['prepare', 'input_dtype']
 
@@ -43,4 +46,9 @@ def prepare(lowered, precision):
         notes.append(f'{count} conv/linear weights quantised to int8 with '
                      'per-output-channel scales; activations and states '
                      'fp32')
+        inner = [layer.source for layer in lowered.layers
+                 if isinstance(layer.node, StatefulNode)]
+        if inner:
+            notes.append('weights inside ' + ', '.join(inner) + ' (residual '
+                         'or text backbone) stay fp32 under int8')
     return net, notes

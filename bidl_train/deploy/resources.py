@@ -13,20 +13,65 @@ every node's input and output shapes:
 import torch
 
 from .nets import StepNet
-from .nodes import LIFNode, WeightedNode
+from torch import nn
+
+from .nodes import LIFNode, StatefulNode, WeightedNode
 
 __all__ = ['resource_summary']
 
 _BYTES = {'fp32': 4, 'fp16': 2, 'int8': 4}  # int8: weights only
 
 
+def _inside(node, source, x, fresh):
+    """Entries for the convs/linears and neurons inside a StatefulNode, read
+    from their input and output shapes during one step."""
+    entries, handles = [], []
+
+    def weighted(name):
+        def hook(module, inputs, out):
+            fan_in = int(module.weight[0].numel())
+            entries.append(dict(
+                layer=name, kind=type(module).__name__,
+                op=type(module).__name__.lower(), fan_in=fan_in,
+                synapses=fan_in * int(out[:1].numel()),
+                weights=int(module.weight.numel()),
+                output_shape=list(out.shape[1:])))
+        return hook
+
+    for name, module in node.module.named_modules(prefix=source):
+        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
+            handles.append(module.register_forward_hook(weighted(name)))
+    try:
+        y, _, _ = node.step(x, fresh)
+    finally:
+        for handle in handles:
+            handle.remove()
+    for name, state in zip(node.spike_names, fresh):
+        entries.append(dict(layer=name[len('spikes.'):], kind='LIFNode',
+                            neurons=int(state[:1].numel()),
+                            shape=list(state.shape[1:])))
+    return y, entries
+
+
 @torch.no_grad()
 def resource_summary(lowered, x_t, precision='fp32'):
     net = StepNet(lowered).eval()
-    x = x_t[:1].float()
+    x = x_t[:1] if not x_t.is_floating_point() else x_t[:1].float()
     layers, neurons, synapses, weights, state_elems = [], 0, 0, 0, 0
+    inner_weights = 0  # inside StatefulNodes: int8 leaves them fp32
     for layer, node in zip(lowered.layers, net.nodes):
         fresh = node.init_state(x)
+        if isinstance(node, StatefulNode):
+            y, entries = _inside(node, layer.source, x, fresh)
+            for entry in entries:
+                synapses += entry.get('synapses', 0)
+                weights += entry.get('weights', 0)
+                inner_weights += entry.get('weights', 0)
+                neurons += entry.get('neurons', 0)
+            layers.extend(entries)
+            state_elems += sum(t.numel() for t in fresh)
+            x = y
+            continue
         y, _, _ = node.step(x, fresh)
         state_elems += sum(t.numel() for t in fresh)
         entry = dict(layer=layer.source, kind=type(node).__name__)
@@ -45,8 +90,10 @@ def resource_summary(lowered, x_t, precision='fp32'):
             neurons += entry['neurons']
             layers.append(entry)
         x = y
-    weight_bytes = weights * (1 if precision == 'int8' else
-                              _BYTES[precision])
+    if precision == 'int8':
+        weight_bytes = (weights - inner_weights) + 4 * inner_weights
+    else:
+        weight_bytes = weights * _BYTES[precision]
     return dict(neurons=neurons, synapses=synapses, weights=weights,
                 weight_bytes=weight_bytes,
                 state_bytes=state_elems * _BYTES[precision], layers=layers)

@@ -46,6 +46,13 @@ def reference_run(model, x_seq):
                                                       'spike') == 'spike':
             handles.append(module.register_forward_hook(
                 lambda m, i, out, name=name: spikes.__setitem__(name, out)))
+        elif getattr(module, 'emits_spikes', False) and getattr(
+                getattr(module, 'neuron', None), 'mode', None) == 'spike':
+            # plastic layers step their neuron inside forward (no hook on
+            # it fires): the layer's own output is the neuron's spikes
+            handles.append(module.register_forward_hook(
+                lambda m, i, out, name=f'{name}.neuron': spikes.__setitem__(
+                    name, out)))
     try:
         logits = model(x_seq, mode='tensor')
     finally:
@@ -79,19 +86,23 @@ def _maxdiff(a, b, name):
 
 
 def verify(runtime, export, initial, model, x_seq, labels=None,
-           dtype=np.float32):
+           dtype=np.float32, folded_states=()):
     """Compare ``runtime`` with ``model`` on ``x_seq`` (``[T, B, ...]``).
 
     ``initial``: the saved initial state values (one sample each).
+    ``folded_states``: ``model.step`` states the lowering folded into
+    weights (not exported, so not compared).
     Returns the verification dict written into the report.
     """
     ref = reference_run(model, x_seq)
-    expected = set(ref['steps'][0]) - {'y'}
+    expected = set(ref['steps'][0]) - {'y'} - set(folded_states)
     if export.compare_states and expected != set(export.state_names):
         raise RuntimeError(
             'exported state names differ from model.step state: '
             f'{sorted(set(export.state_names) ^ expected)}')
-    x_np = x_seq.numpy().astype(dtype)
+    x_np = x_seq.numpy()
+    if x_np.dtype.kind == 'f':  # token ids stay integers
+        x_np = x_np.astype(dtype)
     states = [s.astype(dtype) if s.dtype.kind == 'f' else s
               for s in batch_initial_states(initial, x_np.shape[1])]
     names = export.output_names
@@ -150,7 +161,8 @@ def verify(runtime, export, initial, model, x_seq, labels=None,
 def measure_latency(runtime, initial, x_t, repeats=20):
     """Median wall time (ms) of one single-step call on one sample."""
     x_t = np.ascontiguousarray(x_t[:1])
-    states = [s.astype(x_t.dtype) if s.dtype.kind == 'f' else s
+    fdtype = x_t.dtype if x_t.dtype.kind == 'f' else np.float32
+    states = [s.astype(fdtype) if s.dtype.kind == 'f' else s
               for s in batch_initial_states(initial, 1)]
     runtime.step(x_t, states)  # warm-up
     times = []

@@ -68,7 +68,7 @@ class DeployHook(Hook):
             for name in self.targets:
                 out = osp.join(runner.work_dir, 'deploy', name)
                 try:
-                    report = deploy(model, name, x_seq.float(), out,
+                    report = deploy(model, name, x_seq, out,
                                     labels=labels, precision=self.precision,
                                     verify_samples=self.verify > 0,
                                     split=split)
