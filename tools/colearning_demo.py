@@ -16,8 +16,8 @@ import os.path as osp
 import time
 
 import torch
-from mmengine.config import Config
 
+from bidl_train.cli.common import load_config
 from bidl_train.engine import build_runner
 from bidl_train.learning import PlasticLayer
 from bidl_train.registry import DATASETS
@@ -43,7 +43,7 @@ def main():
                         default='configs/demo/colearning_shift.py')
     parser.add_argument('--work-dir', default=None)
     args = parser.parse_args()
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config)
     cfg.work_dir = args.work_dir or osp.join(
         'work_dirs', osp.splitext(osp.basename(args.config))[0])
     start = time.time()

@@ -70,6 +70,7 @@ def main(argv=None):
     args = parse_args(argv)
     from mmengine.config import Config, DictAction
 
+    from bidl_train.cli.common import install_safe_yaml
     from bidl_train.errors import BidlError, ConfigError
     from bidl_train.neurosim import Network
     from bidl_train.neurosim.analysis import summarize
@@ -77,6 +78,7 @@ def main(argv=None):
     try:
         if not osp.isfile(args.config):
             raise ConfigError(f'config file {args.config} does not exist')
+        install_safe_yaml()  # YAML configs are data, never code
         cfg = Config.fromfile(args.config)
         if args.cfg_options:
             overrides = {}
