@@ -271,7 +271,7 @@ def test_fasttext_refused_by_nir(tmp_path):
                str(tmp_path / 'out'))
 
 
-# -- plastic layers ------------------------------------------------------------
+# -- plastic layers ---------------------------------------------------------
 def _plastic_classifier(plasticity, layer='PlasticFcLif'):
     torch.manual_seed(0)
     if layer == 'PlasticFcLif':

@@ -1,10 +1,15 @@
 """Lower a trained spiking classifier into a flat chain of inference nodes.
 
 The walk knows each building block of bidl-train (``SpikingSequential``,
-``TimeFold``, the ``*Lif`` layers, ``LIF``, ``Aggregation``,
-``SpikingClsHead`` and the ``ConvLifNet`` backbone) and refuses anything
-else by name, so an unknown layer is never exported as something different.
-On the way it
+``TimeFold``, the ``*Lif`` layers, the ``LIF``/``IF``/``PLIF`` neurons,
+``Aggregation``, ``SpikingClsHead``, the ``ConvLifNet`` backbone, the
+branching backbones ``ResNetLif``/``SEWResNet``/``FastTextLif`` and
+persistent plastic layers) and refuses anything else by name, so an unknown
+layer is never exported as something different. Branching backbones become
+one :class:`~.nodes.StatefulNode` that runs the backbone's own ``compute``
+with plain-op neurons (found, with their state keys, by running it once on
+an example step). A persistent plastic layer with learning off applies a
+constant local weight, folded into its global weight. On the way it
 
 * drops dropout (identity at inference);
 * folds a BatchNorm into the conv/linear before it, also across a pooling

@@ -72,7 +72,8 @@ def batch_initial_states(initial, batch):
         value = np.asarray(value)
         if value.ndim >= 1 and value.shape[0] == 1:
             value = np.repeat(value, batch, axis=0)
-        out.append(np.array(value, order="C"))  # keeps 0-d (ascontiguousarray would not)
+        # np.array keeps 0-d values (ascontiguousarray would make them 1-d)
+        out.append(np.array(value, order='C'))
     return out
 
 
