@@ -29,11 +29,12 @@ import os.path as osp
 
 import numpy as np
 import torch
-from mmengine.dataset import Compose
 from torch.utils.data import Dataset
 
 from bidl_train.errors import DataError
 from bidl_train.registry import DATASETS, TRANSFORMS
+
+from .pipeline import compose as _compose
 
 #: File names of MNIST-format sets, per split.
 IDX_FILES = {
@@ -141,13 +142,6 @@ def _find(data_root, name):
         'folder); see datasets/MNIST/README.md for where to get it',
         path=osp.join(data_root, name))
 
-
-def _compose(pipeline):
-    """Compose a pipeline, building config dicts from OUR registry."""
-    return Compose([
-        TRANSFORMS.build(t) if isinstance(t, dict) else t
-        for t in (pipeline or [])
-    ])
 
 
 @DATASETS.register_module()

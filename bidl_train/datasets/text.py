@@ -51,23 +51,13 @@ from collections import Counter
 
 import numpy as np
 import torch
-from mmengine.dataset import Compose
 from torch.utils.data import Dataset
 
 from bidl_train.errors import DataError
 from bidl_train.registry import DATASETS, TRANSFORMS
 
+from .pipeline import compose as _compose
 
-def _compose(pipeline):
-    """Compose transforms, building config dicts from OUR registry.
-
-    (mmengine's ``Compose`` builds dicts from its root registry, which only
-    finds our names when a default scope is set.)
-    """
-    return Compose([
-        TRANSFORMS.build(t) if isinstance(t, dict) else t
-        for t in (pipeline or [])
-    ])
 
 PAD_ID = 0
 VOCAB_FORMAT = 'bidl_train.vocabulary.v1'

@@ -58,7 +58,6 @@ import pickle
 import cv2
 import numpy as np
 import torch
-from mmengine.dataset import Compose
 from torch.utils.data import Dataset
 
 # Imported for its side effect: registers the video transforms, so that a
@@ -68,16 +67,11 @@ import bidl_train.datasets.transforms.video  # noqa: F401
 from bidl_train.errors import DataError
 from bidl_train.registry import DATASETS, TRANSFORMS
 
+from .pipeline import compose as _compose
+
 FRAME_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
 VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mov', '.mkv', '.webm', '.mpg', '.mpeg')
 
-
-def _compose(pipeline):
-    """Compose transforms, building config dicts from OUR registry."""
-    return Compose([
-        TRANSFORMS.build(t) if isinstance(t, dict) else t
-        for t in (pipeline or [])
-    ])
 
 
 def bell_rand(lower, upper, sigma, rng=np.random):

@@ -38,7 +38,6 @@ import re
 
 import numpy as np
 import torch
-from mmengine.dataset import Compose
 from torch.utils.data import Dataset
 
 # Imported for its side effect: registers the volume transforms, so that a
@@ -48,17 +47,8 @@ import bidl_train.datasets.transforms.volume  # noqa: F401
 from bidl_train.errors import DataError
 from bidl_train.registry import DATASETS, TRANSFORMS
 
+from .pipeline import compose as _compose
 
-def _compose(pipeline):
-    """Compose transforms, building config dicts from OUR registry.
-
-    (mmengine's ``Compose`` builds dicts from its root registry, which only
-    finds our names when a default scope is set.)
-    """
-    return Compose([
-        TRANSFORMS.build(t) if isinstance(t, dict) else t
-        for t in (pipeline or [])
-    ])
 
 #: Class names of the MedMNIST v2 3D flavours (label index order).
 MEDMNIST3D_CLASSES = {
