@@ -1,23 +1,4 @@
-# DVS128 Gesture with SEW-ResNet-18 (connect function IAND): T = 16 frames of
-# 64x64, ImageNet stem, spiking LIF.
-_base_ = ['../dvs_gesture.py']
-model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='SEWResNet',
-        depth=18,
-        in_channels=2,
-        cnf='IAND',
-        stem='imagenet',
-        neuron=dict(type='LIF')),
-    head=dict(
-        type='SpikingClsHead',
-        in_features=512,
-        num_classes=11,
-        aggregation='mean',
-        loss=dict(type='CrossEntropyLoss')))
-_representation = dict(type='EventFrames', T=16, split_by='number', size=64)
-train_dataloader = dict(dataset=dict(representation=_representation))
-val_dataloader = dict(dataset=dict(representation=_representation))
-test_dataloader = val_dataloader
-_input_shape = (16, 2, 64, 64)
+# DVS128 Gesture with SEW-ResNet-18, connect function IAND (spike AND NOT):
+# the ADD variant's settings otherwise.
+_base_ = ['dvs_gesture_sew_resnet18_add.py']
+model = dict(backbone=dict(cnf='IAND'))
