@@ -1,14 +1,18 @@
 # Demo: a Conv-LIF network on synthetic Jester-layout gesture clips (6
 # motion-defined classes, generated into datasets/SyntheticJester on first
 # use and read back by the real Jester reader). Frames become frame
-# differences (OFF/ON, the "RGB to events" representation), T = 8 at 40x40.
+# differences (OFF/ON, the "RGB to events" representation), T = 8 at 32x32.
+# 144 training clips (24 per class), 48 validation clips.
 _base_ = [
     '../_base_/schedules/adam_cosine.py',
     '../_base_/default_runtime.py',
 ]
 _data_root = 'datasets/SyntheticJester'
 _synthetic = dict(num_train_per_class=24, num_val_per_class=8, num_frames=12)
-_pipeline = [dict(type='ResizeVideo', size=(40, 40))]
+# 32x32 rather than 40x40: the blob's motion is still plain at this size and
+# an epoch costs less (3 epochs: 15-16 s user CPU vs 27 s for 4 epochs
+# at 40x40, measured)
+_pipeline = [dict(type='ResizeVideo', size=(32, 32))]
 train_dataloader = dict(
     batch_size=16,
     num_workers=0,
@@ -45,15 +49,18 @@ model = dict(
     backbone=dict(
         type='ConvLifNet',
         in_channels=2,
-        input_size=40,
+        input_size=32,
         channels=(16, 32, 32),
         pools=(2, 2, 2),
         fc=(128, ),
         input_norm=True,
         neuron=dict(type='LIF')),
     head=dict(type='SpikingClsHead', in_features=128, num_classes=6))
-train_cfg = dict(max_epochs=4)
+# the classes differ in motion direction, which the frame differences show
+# directly: 100 % validation accuracy from epoch 2 (seeds 0 and 1,
+# measured); 3 epochs leave a margin
+train_cfg = dict(max_epochs=3)
 param_scheduler = [
-    dict(type='CosineAnnealingLR', by_epoch=True, T_max=4, eta_min=1e-5)
+    dict(type='CosineAnnealingLR', by_epoch=True, T_max=3, eta_min=1e-5)
 ]
 default_hooks = dict(logger=dict(interval=5))
