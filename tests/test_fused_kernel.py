@@ -305,3 +305,12 @@ def test_failed_build_warns_and_falls_back(monkeypatch, error):
     torch.testing.assert_close(y, LIF(backend='loop').double()(x))
     with pytest.raises(ConfigError, match='did not build'):
         LIF(kernel='cpp')(x)
+
+
+def test_build_name_separates_sources_and_environments(monkeypatch):
+    first = lif_cpp.build_name('k', 'source one')
+    assert first == lif_cpp.build_name('k', 'source one')
+    assert first != lif_cpp.build_name('k', 'source two')
+    monkeypatch.setattr(lif_cpp.sys, 'prefix', '/another/venv')
+    assert first != lif_cpp.build_name('k', 'source one')
+    assert first.startswith('k_')

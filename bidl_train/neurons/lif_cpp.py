@@ -29,20 +29,23 @@ agree with the loop to rounding.
 
 Availability: CPU tensors of float32/float64 and the six built-in surrogates.
 The build needs a C++ compiler and ninja; it is cached by torch (under
-``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``), so only
-the first use on a machine compiles (about a minute). Any build failure produces one warning
+``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``) with a
+name that digests the source, flags, torch version and environment, so only
+the first use per environment compiles (about a minute). Any build failure produces one warning
 and the pure-PyTorch kernel is used instead. Set the environment variable
 ``BIDL_TRAIN_CPP_KERNEL=0`` to never build or use it.
 """
 import functools
+import hashlib
 import os
+import sys
 import warnings
 
 from .surrogate import (ATanSurrogate, ErfSurrogate, FastSigmoidSurrogate,
                         RectangleSurrogate, SigmoidSurrogate,
                         TriangleSurrogate)
 
-__all__ = ['ENV_VAR', 'BLOCK', 'build_kernel', 'cpp_enabled',
+__all__ = ['ENV_VAR', 'BLOCK', 'build_kernel', 'build_name', 'cpp_enabled',
            'load_cpp_kernel', 'surrogate_code']
 
 #: Environment variable: ``0``/``false``/``off`` disables the C++ kernel.
@@ -348,6 +351,26 @@ std::vector<torch::Tensor> lif_backward(
 '''
 
 
+_CFLAGS = ('-O3', '-ffp-contract=off', '-fno-trapping-math', '-fopenmp')
+_LDFLAGS = ('-fopenmp', )
+
+
+def build_name(prefix, source):
+    """``prefix`` plus a digest of the source, the flags, the torch version
+    and the Python environment.
+
+    torch caches builds by name in one folder per Python version, shared by
+    every virtual environment of the user: a name of its own per
+    environment and source keeps two environments (or two versions of this
+    package) from rebuilding over each other or loading a build made
+    against another torch.
+    """
+    import torch
+    key = '\n'.join((source, ' '.join(_CFLAGS + _LDFLAGS), torch.__version__,
+                     sys.prefix))
+    return f'{prefix}_{hashlib.sha1(key.encode()).hexdigest()[:12]}'
+
+
 def build_kernel(name, source):
     """Compile (or load torch's cached build of) ``source``; None on failure.
 
@@ -361,9 +384,8 @@ def build_kernel(name, source):
             name=name,
             cpp_sources=[source],
             functions=['lif_forward', 'lif_backward'],
-            extra_cflags=['-O3', '-ffp-contract=off', '-fno-trapping-math',
-                          '-fopenmp'],
-            extra_ldflags=['-fopenmp'],
+            extra_cflags=list(_CFLAGS),
+            extra_ldflags=list(_LDFLAGS),
             verbose=False)
     except Exception as err:  # any compiler/ninja/linker problem
         lines = str(err).strip().splitlines()
@@ -378,8 +400,8 @@ def build_kernel(name, source):
 @functools.lru_cache(maxsize=None)
 def _cached_build():
     """Build once per process (a failed build is not retried)."""
-    return build_kernel('bidl_train_lif_cpu',
-                        _SOURCE.replace('BLOCK_SIZE', str(BLOCK)))
+    source = _SOURCE.replace('BLOCK_SIZE', str(BLOCK))
+    return build_kernel(build_name('bidl_train_lif_cpu', source), source)
 
 
 def load_cpp_kernel():
