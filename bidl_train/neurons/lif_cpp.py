@@ -37,6 +37,7 @@ and the pure-PyTorch kernel is used instead. Set the environment variable
 """
 import functools
 import hashlib
+import logging
 import os
 import sys
 import warnings
@@ -378,6 +379,9 @@ def build_kernel(name, source):
     is reported as one ``RuntimeWarning`` and answered with None, so callers
     fall back to pure PyTorch.
     """
+    logging.getLogger(__name__).info(
+        'bidl_train: loading the C++ LIF kernel %s (the first use in an '
+        'environment compiles it, about a minute)', name)
     try:
         from torch.utils.cpp_extension import load_inline
         return load_inline(
