@@ -246,5 +246,6 @@ class LIF(BaseNeuron):
     def extra_repr(self):
         return (f'reset={self.reset!r}, detach_reset={self.detach_reset}, '
                 f'mode={self.mode!r}, memb_mode={self.memb_mode}, '
-                f'noise={self.noise}, backend={self.backend!r}, ' +
+                f'noise={self.noise}, backend={self.backend!r}, '
+                f'kernel={self.kernel!r}, ' +
                 super().extra_repr())
