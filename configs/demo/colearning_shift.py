@@ -51,6 +51,8 @@ val_dataloader = dict(
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(type='ShiftedDataset', dataset=_test_set, **_shift))
 test_dataloader = val_dataloader
+# SyntheticMotion's default sample shape (T, C, H, W), for the config test
+_input_shape = (8, 2, 16, 16)
 val_evaluator = [dict(type='Accuracy', topk=(1, )), dict(type='FiringRate')]
 test_evaluator = val_evaluator
 

@@ -9,11 +9,12 @@ _base_ = [
     '../_base_/default_runtime.py',
 ]
 
-# a higher learning rate than BIDL's 1e-3: the network leaves chance level
-# by epoch 3 and reaches 100 % by epoch 5 (seeds 0 and 1, measured)
+# A higher learning rate than BIDL's 1e-3 and 12 epochs: the network leaves
+# chance level around epoch 5 and is above 95 % from epoch 6 (measured with
+# seeds 0 and 1).
 optim_wrapper = dict(optimizer=dict(lr=3e-3))
-train_cfg = dict(max_epochs=8)
+train_cfg = dict(max_epochs=12)
 param_scheduler = [
-    dict(type='CosineAnnealingLR', by_epoch=True, T_max=8, eta_min=1e-5)
+    dict(type='CosineAnnealingLR', by_epoch=True, T_max=12, eta_min=1e-5)
 ]
 default_hooks = dict(logger=dict(interval=10))
