@@ -160,7 +160,21 @@ def verify(runtime, export, initial, model, x_seq, labels=None,
 
 
 def measure_latency(runtime, initial, x_t, repeats=20):
-    """Median wall time (ms) of one single-step call on one sample."""
+    """Median wall time (ms) of one single-step call on one sample.
+
+    PyTorch runs on one intra-op thread here: a batch-1 step is far too small
+    to split, and on a busy machine a second thread descheduled at a barrier
+    turned 0.1 ms steps into 48 ms ones.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _median_step_ms(runtime, initial, x_t, repeats)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _median_step_ms(runtime, initial, x_t, repeats):
     x_t = np.ascontiguousarray(x_t[:1])
     fdtype = x_t.dtype if x_t.dtype.kind == 'f' else np.float32
     states = [s.astype(fdtype) if s.dtype.kind == 'f' else s
