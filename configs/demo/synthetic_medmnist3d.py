@@ -22,7 +22,7 @@ _synthetic = dict(num_train=256, num_val=64, num_test=64)
 # scaled to [0, 1]; the soft "tissue" (background ~0.16 plus faint
 # structures up to ~0.4) maps to 0 and only brighter matter, such as the
 # nodule (peak ~0.8), reaches the network. Without it the no-BN net
-# learned too, but unstably (70-92 % from epoch to epoch).
+# learned too, but unstably (val 58-80 % from epoch to epoch).
 _pipeline = [dict(type='IntensityWindow', low=0.4, high=1.0)]
 
 
