@@ -114,7 +114,8 @@ def test_synthetic_mnist_generates_balanced_idx(tmp_path):
     # the files are real MNIST IDX files: magic numbers and shapes
     assert read_idx(str(root / 't10k-images-idx3-ubyte'),
                     expect_magic=2051).shape == (20, 28, 28)
-    assert len(SyntheticMNIST(str(root), split='test')) == 20
+    assert len(SyntheticMNIST(str(root), split='test', num_train=40,
+                              num_test=20)) == 20
     # digits differ by shape: the class means are not all alike
     imgs = torch.stack([ds[i]['inputs'][0] for i in range(40)])
     means = torch.stack([imgs[i::10].mean(0) for i in range(10)])

@@ -223,17 +223,15 @@ class SyntheticMNIST(MNIST):
                  num_test=500,
                  size=28,
                  seed=0):
-        from mmengine.logging import print_log
-
         from bidl_train.datasets.synthetic.digits import make_synthetic_digits
-        missing = [
-            name for names in IDX_FILES.values() for name in names.values()
-            if not osp.isfile(osp.join(data_root, name))
-        ]
-        if missing:
-            print_log(f'SyntheticMNIST: writing SYNTHETIC digits to '
-                      f'{data_root}', logger='current')
-            make_synthetic_digits(data_root, num_train, num_test, size, seed)
+        from bidl_train.datasets.synthetic.ensure import ensure_generated
+        ensure_generated(
+            data_root, 'SyntheticMNIST',
+            dict(num_train=num_train, num_test=num_test, size=size,
+                 seed=seed),
+            [name for names in IDX_FILES.values() for name in names.values()],
+            lambda: make_synthetic_digits(data_root, num_train, num_test,
+                                          size, seed))
         super().__init__(data_root, split, pipeline)
 
 

@@ -501,13 +501,14 @@ class SyntheticIMDB(IMDB):
                  seed=0,
                  **kwargs):
         # Imported here: the generator is only needed by this demo class.
-        from mmengine.logging import print_log
-
+        from bidl_train.datasets.synthetic.ensure import ensure_generated
         from bidl_train.datasets.synthetic.text import make_synthetic_reviews
-        if not osp.isdir(osp.join(data_root, 'aclImdb')):
-            os.makedirs(data_root, exist_ok=True)
-            print_log(
-                f'SyntheticIMDB: writing SYNTHETIC reviews (not the real '
-                f'IMDB) to {data_root}/aclImdb', logger='current')
-            make_synthetic_reviews(data_root, num_train, num_test, seed)
+        # the vocabulary cache depends on the reviews: regenerate it too
+        ensure_generated(
+            data_root, 'SyntheticIMDB',
+            dict(num_train=num_train, num_test=num_test, seed=seed),
+            ['aclImdb'],
+            lambda: make_synthetic_reviews(data_root, num_train, num_test,
+                                           seed),
+            derived=['.cache'])
         super().__init__(data_root, split=split, **kwargs)

@@ -511,14 +511,17 @@ class SyntheticJester(Jester):
                  num_frames=12,
                  seed=0,
                  **kwargs):
-        from mmengine.logging import print_log
-
+        from bidl_train.datasets.synthetic.ensure import ensure_generated
         from bidl_train.datasets.synthetic.video import make_synthetic_jester
-        if not osp.isdir(osp.join(data_root, '20bn-jester-v1')):
-            print_log(f'SyntheticJester: writing SYNTHETIC gesture clips '
-                      f'(not the real Jester) to {data_root}',
-                      logger='current')
-            make_synthetic_jester(data_root, num_train_per_class,
-                                  num_val_per_class, num_frames, seed=seed)
+        ensure_generated(
+            data_root, 'SyntheticJester',
+            dict(num_train_per_class=num_train_per_class,
+                 num_val_per_class=num_val_per_class, num_frames=num_frames,
+                 seed=seed),
+            ['20bn-jester-v1', 'jester-v1-labels.csv', 'jester-v1-train.csv',
+             'jester-v1-validation.csv'],
+            lambda: make_synthetic_jester(data_root, num_train_per_class,
+                                          num_val_per_class, num_frames,
+                                          seed=seed))
         kwargs.setdefault('class_order', 'file')
         super().__init__(data_root, split=split, **kwargs)

@@ -389,15 +389,16 @@ class SyntheticMedMNIST3D(MedMNIST3D):
                  size=28,
                  seed=0,
                  **kwargs):
-        from mmengine.logging import print_log
-
+        from bidl_train.datasets.synthetic.ensure import ensure_generated
         from bidl_train.datasets.synthetic.volume import (
             SYNTHETIC_CLASSES, make_synthetic_medmnist3d)
-        path = osp.join(data_root, f'{self.FLAVOR}.npz')
-        if not osp.isfile(path):
-            print_log(f'SyntheticMedMNIST3D: writing SYNTHETIC volumes to '
-                      f'{path}', logger='current')
-            make_synthetic_medmnist3d(path, num_train, num_val, num_test,
-                                      size, seed)
+        file = f'{self.FLAVOR}.npz'
+        ensure_generated(
+            data_root, 'SyntheticMedMNIST3D',
+            dict(num_train=num_train, num_val=num_val, num_test=num_test,
+                 size=size, seed=seed), [file],
+            lambda: make_synthetic_medmnist3d(
+                osp.join(data_root, file), num_train, num_val, num_test,
+                size, seed))
         super().__init__(data_root, flavor=self.FLAVOR, split=split,
                          classes=SYNTHETIC_CLASSES, **kwargs)

@@ -73,12 +73,13 @@ def make_synthetic_jester(root,
                           seed=0):
     """Write synthetic gesture clips in the Jester layout under ``root``.
 
-    Written into a temporary folder and renamed into place, so a reader
-    never sees half a dataset. Returns ``root``.
+    Written into a temporary folder inside ``root`` and moved into place
+    entry by entry, so a reader never sees half a clip folder. Returns
+    ``root``.
     """
     rng = np.random.default_rng(seed)
-    tmp = osp.join(osp.dirname(osp.abspath(root)),
-                   f'.{osp.basename(root)}.tmp{os.getpid()}')
+    os.makedirs(root, exist_ok=True)
+    tmp = osp.join(root, f'.jester.tmp{os.getpid()}')
     shutil.rmtree(tmp, ignore_errors=True)
     frames_dir = osp.join(tmp, '20bn-jester-v1')
     os.makedirs(frames_dir)
@@ -103,12 +104,9 @@ def make_synthetic_jester(root,
                 video_id += 1
         with open(osp.join(tmp, csv_name), 'w') as f:
             f.writelines(rows)
-    if osp.isdir(root) and not os.listdir(root):
-        os.rmdir(root)
-    try:
-        os.replace(tmp, root)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)  # another process won
-        if not osp.isdir(osp.join(root, '20bn-jester-v1')):
-            raise
+    # the labels and split files last: readers start from them
+    for name in ('20bn-jester-v1', 'jester-v1-labels.csv',
+                 'jester-v1-validation.csv', 'jester-v1-train.csv'):
+        os.replace(osp.join(tmp, name), osp.join(root, name))
+    os.rmdir(tmp)
     return root
