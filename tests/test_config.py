@@ -29,7 +29,7 @@ def test_python_config_inherits_bases():
     cfg = load_config(DEMO)
     assert cfg.default_scope == 'bidl_train'
     assert cfg.model.type == 'SpikingClassifier'  # from _base_/models
-    assert cfg.train_cfg.max_epochs == 8  # leaf overrides the schedule
+    assert cfg.train_cfg.max_epochs == 12  # leaf overrides the schedule
     assert cfg.train_cfg.val_interval == 1  # kept from the schedule base
     assert cfg.default_hooks.logger.interval == 10  # merged into runtime
 

@@ -37,7 +37,7 @@ train_dataloader = dict(batch_size=2, dataset=_gen)
 val_dataloader = dict(batch_size=2, dataset=_gen)
 test_dataloader = dict(batch_size=2, dataset=_gen)
 model = dict(backbone=dict(input_size=16, channels=(4, ), pools=(2, ),
-                           fc=(8, )),
+                           strides=(1, ), fc=(8, )),
              head=dict(in_features=8, num_classes=2))
 train_cfg = dict(max_epochs=2)
 param_scheduler = []
