@@ -307,3 +307,20 @@ def test_prepare_luna16_end_to_end(tmp_path):
     assert (p[:, :, :6] == 170).all()     # outside the scan
     ds = Luna16Cls(str(out), 'train')
     assert [ds[i]['label'] for i in range(2)] == [0, 1]
+
+
+def test_volume_folder_reads_nifti_with_depth_as_time(tmp_path):
+    nibabel = pytest.importorskip('nibabel')
+    # NIfTI stores (x, y, z); depth slices are z, images are (y, x)
+    xyz = np.arange(6 * 5 * 4, dtype=np.float32).reshape(6, 5, 4)
+    for cls in ('a', 'b'):
+        (tmp_path / cls).mkdir()
+        nibabel.save(nibabel.Nifti1Image(xyz, np.eye(4)),
+                     str(tmp_path / cls / 'scan.nii.gz'))
+    ds = VolumeFolder(str(tmp_path))
+    sample = ds[0]
+    assert sample['inputs'].shape == (4, 1, 5, 6)
+    for z in range(4):
+        for y in range(5):
+            for x in range(6):
+                assert float(sample['inputs'][z, 0, y, x]) == xyz[x, y, z]
