@@ -9,6 +9,7 @@ after, so an interrupted generation is redone. Generated paths found without
 any record are not ours: they are never overwritten. A lock file serialises
 processes (DDP ranks) that build the same dataset at once.
 """
+import contextlib
 import fcntl
 import json
 import os
@@ -32,6 +33,15 @@ def _write_record(root, name, options, state):
     os.replace(tmp, path)
 
 
+@contextlib.contextmanager
+def generation_lock(root, name):
+    """Hold ``<root>/.synthetic-<name>.lock`` (one generating process)."""
+    os.makedirs(root, exist_ok=True)
+    with open(osp.join(root, f'.synthetic-{name}.lock'), 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def ensure_generated(root, name, options, owned, generate, derived=()):
     """Make sure ``root`` holds ``name``'s synthetic data for ``options``.
 
@@ -46,9 +56,7 @@ def ensure_generated(root, name, options, owned, generate, derived=()):
             removed on regeneration, not required to exist.
     """
     options = json.loads(json.dumps(options))  # tuples -> lists, as stored
-    os.makedirs(root, exist_ok=True)
-    with open(osp.join(root, f'.synthetic-{name}.lock'), 'w') as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with generation_lock(root, name):
         _ensure(root, name, options, owned, generate, derived)
 
 

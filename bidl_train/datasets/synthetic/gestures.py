@@ -45,6 +45,7 @@ from bidl_train.registry import DATASETS
 
 from ..dvs import DVS128Gesture
 from ..io import make_events, write_aedat31
+from .ensure import generation_lock
 
 CONDITIONS = ('fluorescent', 'fluorescent_led', 'lab', 'led', 'natural')
 MARKER = 'synthetic.json'
@@ -196,8 +197,25 @@ def _write_text(path, text):
 
 def ensure_synthetic_gestures(root, num_classes=4, **options):
     """Generate the set under ``root`` unless it is already there with the
-    same options. Refuses to write into a folder holding other data."""
+    same options. Refuses to write into a folder holding other data. Ranks
+    of a distributed run building it at once wait for the first one."""
     root = os.fspath(root)
+    if not os.path.isdir(root) or os.listdir(root):
+        # (an empty or missing root is ours to fill; checked before the
+        # lock file itself makes the folder non-empty)
+        foreign = os.path.isdir(root) and not os.path.isfile(
+            os.path.join(root, MARKER)) and not any(
+                n.startswith('.synthetic-') for n in os.listdir(root))
+        if foreign:
+            raise DataError(
+                'folder is not empty and holds no synthetic.json: refusing '
+                'to write synthetic data into it; give SyntheticGesture an '
+                'empty or new data_root', path=root)
+    with generation_lock(root, 'SyntheticGesture'):
+        _ensure_locked(root, num_classes, **options)
+
+
+def _ensure_locked(root, num_classes, **options):
     # through JSON, as synthetic.json holds it (tuples become lists)
     want = json.loads(json.dumps(dict(
         num_classes=num_classes, classes=class_names(num_classes),
@@ -213,11 +231,6 @@ def ensure_synthetic_gestures(root, num_classes=4, **options):
             return
         print_log(f'SyntheticGesture: regenerating {root} (options changed)',
                   logger='current')
-    elif os.path.isdir(root) and os.listdir(root):
-        raise DataError(
-            'folder is not empty and holds no synthetic.json: refusing to '
-            'write synthetic data into it; give SyntheticGesture an empty '
-            'or new data_root', path=root)
     print_log(f'SyntheticGesture: generating SYNTHETIC demo gestures '
               f'({num_classes} classes, DVS128 Gesture layout) into {root}',
               logger='current')
