@@ -34,6 +34,19 @@ def neuron_layers(model):
 
 
 @contextlib.contextmanager
+def hooked_spike_sources(model, make_hook):
+    """Attach ``make_hook(name)`` as a forward hook to every spike source of
+    ``model`` for the duration of the block; removed on exit."""
+    handles = [module.register_forward_hook(make_hook(name))
+               for name, module in neuron_layers(model)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextlib.contextmanager
 def record_firing_rates(model):
     """Yield a dict filled with ``{layer name: Tensor[B]}`` per-sample rates.
 
@@ -41,7 +54,7 @@ def record_firing_rates(model):
     time and every neuron. A layer called several times in one forward keeps
     the mean of its calls.
     """
-    rates, calls, handles = {}, {}, []
+    rates, calls = {}, {}
 
     def make_hook(name):
 
@@ -54,10 +67,5 @@ def record_firing_rates(model):
 
         return hook
 
-    for name, module in neuron_layers(model):
-        handles.append(module.register_forward_hook(make_hook(name)))
-    try:
+    with hooked_spike_sources(model, make_hook):
         yield rates
-    finally:
-        for handle in handles:
-            handle.remove()

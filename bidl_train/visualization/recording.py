@@ -23,7 +23,7 @@ from typing import Optional
 
 import torch
 
-from bidl_train.models.monitor import neuron_layers
+from bidl_train.models.monitor import hooked_spike_sources
 
 from .spikes import layer_spike_stats, merge_stats
 
@@ -43,7 +43,7 @@ def observe_spike_stats(model):
 
     A layer called several times in one forward keeps the mean of its calls.
     """
-    stats, handles = {}, []
+    stats = {}
 
     def make_hook(name):
 
@@ -54,13 +54,8 @@ def observe_spike_stats(model):
 
         return hook
 
-    for name, module in neuron_layers(model):
-        handles.append(module.register_forward_hook(make_hook(name)))
-    try:
+    with hooked_spike_sources(model, make_hook):
         yield stats
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 @dataclass
@@ -83,7 +78,7 @@ def record_activity(model, samples=None, keep_inputs=False):
 
     Only the first call of a layer within the forward is kept.
     """
-    records, handles = {}, []
+    records = {}
 
     def select(tensor):
         tensor = tensor.detach()
@@ -103,13 +98,8 @@ def record_activity(model, samples=None, keep_inputs=False):
 
         return hook
 
-    for name, module in neuron_layers(model):
-        handles.append(module.register_forward_hook(make_hook(name)))
-    try:
+    with hooked_spike_sources(model, make_hook):
         yield records
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 @torch.no_grad()
