@@ -30,6 +30,17 @@ def _check_positive_int(owner, name, value):
                           f'{value!r}')
 
 
+def check_input_dims(owner, x, in_dims, time_axis):
+    """Refuse an input whose rank is not ``[T, B, <in_dims>]`` (multi-step)
+    or ``[B, <in_dims>]`` (single step), naming the layer."""
+    expected = in_dims + (1 if time_axis else 0) + 1
+    if x.dim() != expected:
+        what = '[T, B, ...]' if time_axis else '[B, ...]'
+        raise ConfigError(
+            f'{owner}: expected a {expected}-dim {what} input, got shape '
+            f'{tuple(x.shape)}')
+
+
 class _SynapseLif(nn.Module):
     """Shared forward/step: ``neuron(synapse(x))``."""
 
@@ -39,12 +50,7 @@ class _SynapseLif(nn.Module):
         raise ConfigError(f'{type(self).__name__} defines no synapse')
 
     def _check_input(self, x, time_axis):
-        expected = self._in_dims + (1 if time_axis else 0) + 1
-        if x.dim() != expected:
-            what = '[T, B, ...]' if time_axis else '[B, ...]'
-            raise ConfigError(
-                f'{type(self).__name__}: expected a {expected}-dim {what} '
-                f'input, got shape {tuple(x.shape)}')
+        check_input_dims(type(self).__name__, x, self._in_dims, time_axis)
 
     def forward(self, x_seq):
         self._check_input(x_seq, True)

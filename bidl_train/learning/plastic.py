@@ -41,6 +41,7 @@ from torch import nn
 
 from bidl_train.errors import ConfigError
 from bidl_train.layers import build_neuron, fold_time, unfold_time
+from bidl_train.layers.lif_layers import check_input_dims
 from bidl_train.registry import MODELS
 from .rules.base import build_rule, check_number
 
@@ -204,12 +205,7 @@ class PlasticLayer(nn.Module):
                     getattr(self, f'rule_{key}').copy_(state['rule'][key])
 
     def _check_input(self, x, time_axis):
-        expected = self._in_dims + (1 if time_axis else 0) + 1
-        if x.dim() != expected:
-            what = '[T, B, ...]' if time_axis else '[B, ...]'
-            raise ConfigError(
-                f'{type(self).__name__}: expected a {expected}-dim {what} '
-                f'input, got shape {tuple(x.shape)}')
+        check_input_dims(type(self).__name__, x, self._in_dims, time_axis)
 
     def extra_repr(self):
         return (f'plasticity={self.plasticity!r}, learning={self.learning}, '
