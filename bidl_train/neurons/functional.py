@@ -37,26 +37,46 @@ and the parameter gradients sum over t (then over broadcast dims):
     g_alpha += gV_t r_t,   g_beta += gV_t,   g_v0 += gR_t dr/dv0 (hard),
     g_theta += -gS_t sg_t  + gR_t dr/dtheta (soft)  - [gY_t if y = u - theta]
 
-Two implementations of the same equations:
+Three implementations of the same equations:
 
 * :class:`LIFMultiStep`: pure PyTorch; runs wherever torch does (CPU or
   CUDA) and needs no compiler;
 * :class:`LIFMultiStepCpp`: the compiled CPU kernel of
   :mod:`bidl_train.neurons.lif_cpp` (one pass over memory forward and one
-  backward; it saves only the input and recomputes ``u`` in backward), used automatically for CPU float32/float64 inputs with a
-  built-in surrogate when it builds; ``kernel='torch'`` or the environment
-  variable ``BIDL_TRAIN_CPP_KERNEL=0`` force the pure-PyTorch one.
+  backward; it saves only the input and recomputes ``u`` in backward), used
+  automatically for CPU float32/float64 inputs with a built-in surrogate
+  when it builds; ``BIDL_TRAIN_CPP_KERNEL=0`` turns it off;
+* ``LIFMultiStepTriton``: the same memory plan as Triton GPU kernels
+  (:mod:`bidl_train.neurons.lif_triton`), used automatically for CUDA
+  inputs (float16/bfloat16/float32/float64) with a built-in surrogate when
+  ``triton`` imports and passes a one-time self-test on the device;
+  ``BIDL_TRAIN_TRITON_KERNEL=0`` turns it off. Triton is imported only
+  then, so a missing or broken Triton never stops ``bidl_train`` from
+  importing: the pure-PyTorch kernel runs instead.
+
+``kernel='torch'`` forces the pure-PyTorch kernel; ``'cpp'`` and
+``'triton'`` force theirs and raise a ConfigError saying why when it cannot
+run (``'triton'`` runs CPU tensors only under Triton's interpreter,
+``TRITON_INTERPRET=1``, which the tests use).
 """
+import functools
+import os
+import warnings
+
 import torch
 
 from bidl_train.errors import ConfigError
 from .lif_cpp import load_cpp_kernel, surrogate_code
 
 __all__ = ['lif_multistep', 'LIFMultiStep', 'LIFMultiStepCpp',
-           'select_kernel']
+           'select_kernel', 'load_triton_kernel', 'triton_enabled',
+           'TRITON_ENV_VAR']
 
 _OUT_MODES = ('spike', 0, 1, 2, 3)
-_KERNELS = ('auto', 'cpp', 'torch')
+_KERNELS = ('auto', 'cpp', 'torch', 'triton')
+#: Environment variable: ``0``/``false``/``off`` disables the Triton kernel.
+TRITON_ENV_VAR = 'BIDL_TRAIN_TRITON_KERNEL'
+_TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def _reduce_to(grad, param):
@@ -307,17 +327,106 @@ def _per_neuron(param, shape, dtype):
     return param.expand(shape).contiguous().view(-1)
 
 
-def select_kernel(x_seq, derivative, kernel='auto'):
-    """``(module, surrogate code)`` of the compiled kernel, or None.
+def triton_enabled():
+    """False when ``BIDL_TRAIN_TRITON_KERNEL`` switches the kernel off."""
+    value = os.environ.get(TRITON_ENV_VAR, '1').strip().lower()
+    return value not in ('0', 'false', 'off', 'no')
 
-    ``kernel``: ``'auto'`` (the compiled kernel when it applies and builds),
-    ``'cpp'`` (the same, but refuse when it cannot run) or ``'torch'``.
+
+@functools.lru_cache(maxsize=None)
+def load_triton_kernel():
+    """``(lif_triton module, None)``, or ``(None, why it is missing)``.
+
+    Imported on first need only, once per process: Triton is optional, its
+    import takes a moment, and on some machines it fails in ways other than
+    ImportError (a driver it cannot query, a broken install). Any failure
+    means "no Triton"; only an unexpected kind is worth a warning.
     """
-    if kernel not in _KERNELS:
-        raise ConfigError(
-            f'lif_multistep: kernel must be one of {_KERNELS}, got {kernel!r}')
-    if kernel == 'torch':
-        return None
+    try:
+        from . import lif_triton
+    except ImportError as err:
+        return None, f'triton is not installed or does not import ({err})'
+    except Exception as err:  # noqa: BLE001 - anything means "no Triton"
+        warnings.warn(
+            f'bidl_train: importing triton failed ({type(err).__name__}: '
+            f'{err}); using the pure-PyTorch LIF kernel on GPUs instead. '
+            f'Set {TRITON_ENV_VAR}=0 to skip the attempt.', RuntimeWarning)
+        return None, f'importing triton failed ({type(err).__name__})'
+    return lif_triton, None
+
+
+def _prefers_triton(x_seq):
+    """Whether ``kernel='auto'`` considers Triton: for CUDA tensors only
+    (the interpreter on CPU is far slower than the C++ or PyTorch kernel).
+    A function of its own so that tests can pretend to be on a GPU."""
+    return x_seq.device.type == 'cuda'
+
+
+def _triton_choice(x_seq, derivative):
+    """``((LIFMultiStepTriton, (code, )), [])`` or ``(None, reasons)``."""
+    reasons = []
+    if not triton_enabled():
+        reasons.append(f'it is disabled by {TRITON_ENV_VAR}=0')
+    if x_seq.dtype not in _TRITON_DTYPES:
+        reasons.append(f'dtype {x_seq.dtype} is not a float16/bfloat16/'
+                       'float32/float64 one')
+    code = surrogate_code(derivative)
+    if code is None:
+        reasons.append('the surrogate is not one of the built-in ones')
+    if reasons:
+        return None, reasons
+    module, missing = load_triton_kernel()
+    if module is None:
+        return None, [missing]
+    device = x_seq.device.type
+    if not (device == 'cuda' or (device == 'cpu' and module.interpreting())):
+        return None, [f'the input is on {device}: Triton kernels run on CUDA'
+                      ' tensors (or on CPU tensors under Triton\'s '
+                      'interpreter, TRITON_INTERPRET=1)']
+    return (module.LIFMultiStepTriton, (code, )), []
+
+
+@functools.lru_cache(maxsize=None)
+def _triton_self_test(device, interpret):
+    """Run the Triton kernel once on ``device`` (forward and backward of a
+    few neurons) against the pure-PyTorch one; False, with one warning, if
+    it fails to compile or launch (an unsupported GPU, a missing
+    toolchain) or disagrees. Checked once per device (and interpreter
+    setting) before ``kernel='auto'`` relies on it."""
+    from .surrogate import RectangleSurrogate
+    derivative = RectangleSurrogate().derivative
+    x = torch.tensor([[0.7, 0.2, 0.4], [0.1, 0.6, 0.3]], device=device)
+    params = [torch.tensor(v, device=device) for v in (0.5, 0.0, 0.5, 0.0)]
+    results = []
+    try:
+        with torch.enable_grad():
+            for kernel in ('triton', 'torch'):
+                leaves = [t.clone().requires_grad_() for t in [x] + params]
+                y = lif_multistep(*leaves, derivative, kernel=kernel)
+                grads = torch.autograd.grad(y.sum(), leaves)
+                results.append([y.detach(), *grads])
+        agree = all(torch.allclose(a, b, atol=1e-5)
+                    for a, b in zip(*results))
+        problem = None if agree else 'its results differ from PyTorch\'s'
+    except Exception as err:  # noqa: BLE001 - any failure: fall back
+        problem = f'{type(err).__name__}: {err}'
+    if problem is None:
+        return True
+    warnings.warn(
+        f'bidl_train: the Triton LIF kernel does not work on {device} '
+        f'({problem}); using the pure-PyTorch kernel instead. Set '
+        f'{TRITON_ENV_VAR}=0 to skip the attempt.', RuntimeWarning)
+    return False
+
+
+def _interpreting():
+    """Whether Triton's interpreter is on (only asked once Triton loaded)."""
+    module, _ = load_triton_kernel()
+    return module is not None and module.interpreting()
+
+
+def _cpp_choice(x_seq, derivative):
+    """``((LIFMultiStepCpp, (module, code)), [])`` or ``(None, reasons)``."""
     reasons = []
     if x_seq.device.type != 'cpu':
         reasons.append(f'the input is on {x_seq.device.type}')
@@ -330,11 +439,35 @@ def select_kernel(x_seq, derivative, kernel='auto'):
     if module is None and not reasons:
         reasons.append('the C++ kernel is disabled or did not build')
     if reasons:
-        if kernel == 'cpp':
-            raise ConfigError('lif_multistep: kernel=\'cpp\' cannot run: ' +
-                              '; '.join(reasons))
+        return None, reasons
+    return (LIFMultiStepCpp, (module, code)), []
+
+
+def select_kernel(x_seq, derivative, kernel='auto'):
+    """The autograd function running :func:`lif_multistep` and its extra
+    arguments, ``(function, args)``; None for the pure-PyTorch kernel.
+
+    ``kernel``: ``'auto'`` (Triton for CUDA tensors, the compiled C++ kernel
+    for CPU tensors, each when it covers the options and works; otherwise
+    pure PyTorch), ``'cpp'`` or ``'triton'`` (that kernel, or a ConfigError
+    naming why it cannot run) or ``'torch'``.
+    """
+    if kernel not in _KERNELS:
+        raise ConfigError(
+            f'lif_multistep: kernel must be one of {_KERNELS}, got {kernel!r}')
+    if kernel == 'torch':
         return None
-    return module, code
+    if kernel == 'triton' or (kernel == 'auto' and _prefers_triton(x_seq)):
+        choice, reasons = _triton_choice(x_seq, derivative)
+        if choice is not None and kernel == 'auto' and not _triton_self_test(
+                str(x_seq.device), _interpreting()):
+            choice = None
+    else:
+        choice, reasons = _cpp_choice(x_seq, derivative)
+    if choice is None and kernel != 'auto':
+        raise ConfigError(f'lif_multistep: kernel={kernel!r} cannot run: ' +
+                          '; '.join(reasons))
+    return choice
 
 
 def lif_multistep(x_seq, alpha, beta, theta, v0, derivative, reset='hard',
@@ -345,7 +478,8 @@ def lif_multistep(x_seq, alpha, beta, theta, v0, derivative, reset='hard',
     (scalars, ``(C, 1, 1)`` or per neuron); each gets a gradient when it
     requires one. ``derivative``: the surrogate derivative as a function of
     ``u - theta`` (e.g. ``RectangleSurrogate().derivative``). ``kernel``:
-    ``'auto'``, ``'cpp'`` or ``'torch'`` (see :func:`select_kernel`).
+    ``'auto'``, ``'cpp'``, ``'triton'`` or ``'torch'`` (see
+    :func:`select_kernel`).
     """
     if out_mode not in _OUT_MODES:
         raise ConfigError(f'lif_multistep: out_mode must be one of {_OUT_MODES}, '
@@ -353,10 +487,10 @@ def lif_multistep(x_seq, alpha, beta, theta, v0, derivative, reset='hard',
     if reset not in ('hard', 'soft'):
         raise ConfigError(
             f"lif_multistep: reset must be 'hard' or 'soft', got {reset!r}")
-    compiled = select_kernel(x_seq, derivative, kernel)
-    if compiled is not None:
-        return LIFMultiStepCpp.apply(x_seq, alpha, beta, theta, v0,
-                                     derivative, reset, bool(detach_reset),
-                                     out_mode, *compiled)
+    chosen = select_kernel(x_seq, derivative, kernel)
+    if chosen is not None:
+        function, extra = chosen
+        return function.apply(x_seq, alpha, beta, theta, v0, derivative,
+                              reset, bool(detach_reset), out_mode, *extra)
     return LIFMultiStep.apply(x_seq, alpha, beta, theta, v0, derivative,
                               reset, bool(detach_reset), out_mode)

@@ -73,10 +73,11 @@ class LIF(BaseNeuron):
         learnable (tuple | bool): which of alpha, beta, theta, v0 train.
         backend (str): ``'auto'`` (fused when possible), ``'fused'``
             (refuse options the kernel does not cover) or ``'loop'``.
-        kernel (str): which fused kernel: ``'auto'`` (the compiled CPU
-            kernel when it applies, else pure PyTorch), ``'cpp'`` (refuse
-            when the compiled one cannot run) or ``'torch'``; see
-            :func:`~bidl_train.neurons.functional.lif_multistep`.
+        kernel (str): which fused kernel: ``'auto'`` (Triton on CUDA, the
+            compiled kernel on CPU, when they apply; else pure PyTorch),
+            ``'cpp'`` or ``'triton'`` (refuse when that one cannot run) or
+            ``'torch'``; see
+            :func:`~bidl_train.neurons.functional.select_kernel`.
     """
 
     state_names = ('v', )
@@ -102,9 +103,9 @@ class LIF(BaseNeuron):
                  kernel='auto'):
         super().__init__(feature_shape, param_shape, learnable, name)
         label = self._label
-        if kernel not in ('auto', 'cpp', 'torch'):
-            raise ConfigError(f"{label}: kernel must be 'auto', 'cpp' or "
-                              f"'torch', got {kernel!r}")
+        if kernel not in ('auto', 'cpp', 'triton', 'torch'):
+            raise ConfigError(f"{label}: kernel must be 'auto', 'cpp', "
+                              f"'triton' or 'torch', got {kernel!r}")
         self.kernel = kernel
         if reset not in ('hard', 'soft'):
             raise ConfigError(

@@ -1,0 +1,366 @@
+"""Optional Triton (GPU) kernel of the fused multi-step LIF.
+
+The same equations as :mod:`bidl_train.neurons.functional` and the same
+memory plan as the compiled CPU kernel of :mod:`bidl_train.neurons.lif_cpp`:
+one Triton program per block of :data:`BLOCK` neurons walks its neurons
+through all ``T`` steps, so
+
+* the forward reads ``x`` once and writes ``y`` once, and saves only ``x``
+  (plus the parameters, one value per neuron or one scalar);
+* the backward first recomputes ``u_t`` for every ``t`` into the
+  input-gradient buffer, then runs BPTT in reverse, overwriting each ``u_t``
+  by ``dL/dx_t`` and summing the parameter gradients per neuron over time
+  (summed down to each parameter's shape in PyTorch afterwards).
+
+Arithmetic is done in float32 (float64 for float64 inputs): float16 and
+bfloat16 inputs are widened on load and the results rounded once on store.
+Resets are selects (``r = v0`` or ``u`` hard, ``u - theta`` or ``u`` soft),
+as in the loop form and the C++ kernel. Unlike the C++ build, the GPU
+compiler may fuse ``alpha * r + beta`` into one multiply-add, which can move
+``v`` (and so ``u``) by one rounding; the backward's recomputation is
+compiled from the same expression, so it still reproduces the forward's
+``u`` (and spikes) exactly.
+
+Coverage: reset hard/soft, ``detach_reset``, out modes ``'spike'`` and 0-3,
+the six built-in surrogates (by the codes of
+:func:`bidl_train.neurons.lif_cpp.surrogate_code`), parameters of any
+broadcastable shape, inputs of float16, bfloat16, float32 and float64.
+
+This module imports :mod:`triton` at the top, so
+:mod:`bidl_train.neurons.functional` imports it lazily, only when a Triton
+kernel is asked for, and treats any failure as "Triton is absent". Triton
+kernels run on GPUs; with ``TRITON_INTERPRET=1`` in the environment
+Triton's interpreter runs them (slowly, with numpy) on CPU tensors too,
+which is how the tests check the numerics on machines without a GPU.
+"""
+import contextlib
+import functools
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+__all__ = ['BLOCK', 'LIFMultiStepTriton', 'interpreting', 'launch_forward',
+           'launch_backward', 'surrogate_constants']
+
+#: Neurons per Triton program.
+BLOCK = 512
+#: Warps per program (4 elements per thread at BLOCK = 512).
+NUM_WARPS = 4
+
+
+def interpreting():
+    """Whether Triton's interpreter is on (``TRITON_INTERPRET=1``).
+
+    Triton reads the variable when a kernel is decorated, so the kernels
+    are decorated once per setting (see :func:`_kernels`).
+    """
+    return bool(triton.knobs.runtime.interpret)
+
+
+def surrogate_constants(code, param):
+    """The two constants the backward kernel's surrogate ``code`` uses.
+
+    They are computed here in double precision, as the PyTorch surrogates
+    compute their Python-float factors, and rounded once to the compute
+    dtype, so the kernel's derivative is the PyTorch one's to rounding.
+    """
+    if code == 0:  # rectangle(width): 1/width inside |x| < width/2
+        return param, param / 2
+    if code == 1:  # sigmoid(alpha)
+        return param, 0.0
+    if code == 2:  # atan(alpha): (alpha/2) / (1 + (pi/2 alpha x)^2)
+        return param / 2, math.pi / 2 * param
+    if code == 3:  # triangle(width)
+        return param, 0.0
+    if code == 4:  # fast sigmoid(slope)
+        return param, 0.0
+    if code == 5:  # erf(alpha): alpha/sqrt(pi) exp(-(alpha x)^2)
+        return param / math.sqrt(math.pi), param
+    raise ValueError(f'unknown surrogate code {code!r}')
+
+
+# ---------------------------------------------------------------------------
+# Kernel bodies. They are plain functions here and decorated by _kernels(),
+# once for the GPU compiler and once for the interpreter.
+# ---------------------------------------------------------------------------
+def _forward_body(x_ptr, y_ptr, a_ptr, b_ptr, th_ptr, v0_ptr,
+                  a_step, b_step, th_step, v0_step, steps, n,
+                  HARD: tl.constexpr, MODE: tl.constexpr,
+                  BLOCK: tl.constexpr):
+    # MODE: -1 spike, 0 u, 1 u - theta, 2 r, 3 v. A parameter's *_step is 1
+    # (one value per neuron) or 0 (one scalar for all).
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    # the parameters arrive in the compute dtype; v and u follow theirs
+    a = tl.load(a_ptr + offs * a_step, mask=mask, other=0.0)
+    b = tl.load(b_ptr + offs * b_step, mask=mask, other=0.0)
+    thr = tl.load(th_ptr + offs * th_step, mask=mask, other=1.0)
+    rv = tl.load(v0_ptr + offs * v0_step, mask=mask, other=0.0)
+    v = tl.zeros_like(a)
+    x_p = x_ptr + offs
+    y_p = y_ptr + offs
+    # pointers advance by n per step: no t * n product that could overflow
+    for _ in range(steps):
+        u = tl.load(x_p, mask=mask, other=0.0).to(a.dtype) + v
+        fire = u > thr
+        if HARD:
+            r = tl.where(fire, rv, u)
+        else:
+            r = tl.where(fire, u - thr, u)
+        v = a * r + b
+        if MODE == -1:
+            y = fire.to(a.dtype)
+        elif MODE == 0:
+            y = u
+        elif MODE == 1:
+            y = u - thr
+        elif MODE == 2:
+            y = r
+        else:
+            y = v
+        tl.store(y_p, y.to(y_ptr.dtype.element_ty), mask=mask)
+        x_p += n
+        y_p += n
+
+
+def _backward_body(x_ptr, gy_ptr, gx_ptr, a_ptr, b_ptr, th_ptr, v0_ptr,
+                   a_step, b_step, th_step, v0_step, sc_ptr,
+                   ga_ptr, gb_ptr, gth_ptr, gv0_ptr, steps, n,
+                   HARD: tl.constexpr, KEEP_DS: tl.constexpr,
+                   MODE: tl.constexpr, KIND: tl.constexpr,
+                   NEED_PARAMS: tl.constexpr, BLOCK: tl.constexpr):
+    # gx (compute dtype) holds u_t after the first loop and dL/dx_t after
+    # the second. KIND: surrogate code; sc_ptr: its two constants.
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    a = tl.load(a_ptr + offs * a_step, mask=mask, other=0.0)
+    b = tl.load(b_ptr + offs * b_step, mask=mask, other=0.0)
+    thr = tl.load(th_ptr + offs * th_step, mask=mask, other=1.0)
+    rv = tl.load(v0_ptr + offs * v0_step, mask=mask, other=0.0)
+    c0 = tl.load(sc_ptr)
+    c1 = tl.load(sc_ptr + 1)
+
+    # 1. recompute u_t exactly as the forward did, into gx
+    v = tl.zeros_like(a)
+    x_p = x_ptr + offs
+    u_p = gx_ptr + offs
+    gy_p = gy_ptr + offs
+    for _ in range(steps):
+        u = tl.load(x_p, mask=mask, other=0.0).to(a.dtype) + v
+        tl.store(u_p, u, mask=mask)
+        if HARD:
+            r = tl.where(u > thr, rv, u)
+        else:
+            r = tl.where(u > thr, u - thr, u)
+        v = a * r + b
+        x_p += n
+        u_p += n
+        gy_p += n
+
+    # 2. BPTT from t = T-1 down to 0 (see functional.py for the equations);
+    # u_p and gy_p now point one step past the end
+    g_next = tl.zeros_like(a)  # dL/du_{t+1}
+    sa = tl.zeros_like(a)
+    sb = tl.zeros_like(a)
+    sth = tl.zeros_like(a)
+    sv0 = tl.zeros_like(a)
+    for _ in range(steps):
+        u_p -= n
+        gy_p -= n
+        u = tl.load(u_p, mask=mask, other=0.0)
+        gy = tl.load(gy_p, mask=mask, other=0.0).to(a.dtype)
+        fire = u > thr
+        s = fire.to(a.dtype)
+        d = u - thr
+        if KIND == 0:  # rectangle: c0 = width, c1 = width / 2
+            sg = tl.where(tl.abs(d) < c1, 1.0 / c0, 0.0)
+        elif KIND == 1:  # sigmoid: c0 = alpha
+            sig = 1.0 / (1.0 + tl.exp(-(c0 * d)))
+            sg = c0 * sig * (1.0 - sig)
+        elif KIND == 2:  # atan: c0 = alpha / 2, c1 = pi/2 alpha
+            z = c1 * d
+            sg = c0 / (1.0 + z * z)
+        elif KIND == 3:  # triangle: c0 = width
+            sg = tl.maximum(1.0 - tl.abs(d) / c0, 0.0) / c0
+        elif KIND == 4:  # fast sigmoid: c0 = slope
+            q = c0 * tl.abs(d) + 1.0
+            sg = 1.0 / (q * q)
+        else:  # erf: c0 = alpha / sqrt(pi), c1 = alpha
+            z = c1 * d
+            sg = c0 * tl.exp(-(z * z))
+
+        gv = g_next  # gradient of v_t
+        if MODE == 3:
+            gv = gv + gy
+        gr = a * gv  # gradient of r_t
+        if MODE == 2:
+            gr = gr + gy
+        gs = tl.zeros_like(a)  # gradient of s_t
+        if MODE == -1:
+            gs = gy
+        if KEEP_DS:
+            if HARD:
+                gs = gs + gr * (rv - u)
+            else:
+                gs = gs - gr * thr
+        gssg = gs * sg
+        if HARD:
+            gu = gr * (1.0 - s) + gssg
+        else:
+            gu = gr + gssg
+        if MODE == 0 or MODE == 1:
+            gu = gu + gy
+        tl.store(u_p, gu, mask=mask)
+        g_next = gu
+
+        if NEED_PARAMS:
+            if HARD:
+                r = tl.where(fire, rv, u)
+                sv0 += gr * s
+                sth -= gssg
+            else:
+                r = tl.where(fire, u - thr, u)
+                sth -= gssg + gr * s
+            if MODE == 1:
+                sth -= gy
+            sa += gv * r
+            sb += gv
+
+    if NEED_PARAMS:
+        tl.store(ga_ptr + offs, sa, mask=mask)
+        tl.store(gb_ptr + offs, sb, mask=mask)
+        tl.store(gth_ptr + offs, sth, mask=mask)
+        tl.store(gv0_ptr + offs, sv0, mask=mask)
+
+
+@functools.lru_cache(maxsize=None)
+def _kernels(interpret):
+    """``(forward, backward)`` decorated for the interpreter or the GPU.
+
+    ``triton.jit`` returns an interpreted function when ``TRITON_INTERPRET``
+    is set at decoration time; ``interpret`` (the setting now) keys the
+    cache, so switching the variable within a process (as the tests do)
+    gets kernels of the matching kind.
+    """
+    del interpret  # only the cache key: triton.jit reads the variable itself
+    return triton.jit(_forward_body), triton.jit(_backward_body)
+
+
+def _grid(n):
+    return (triton.cdiv(n, BLOCK), )
+
+
+def _on_device(x):
+    """The launch context for ``x``'s device: Triton launches on the
+    current CUDA device, which need not be the tensor's."""
+    if x.is_cuda:
+        return torch.cuda.device(x.device)
+    return contextlib.nullcontext()  # the interpreter on CPU tensors
+
+
+def launch_forward(x_flat, params, hard, mode):
+    """``y`` of the LIF over ``x_flat`` (``[T, N]``, contiguous).
+
+    ``params``: alpha, beta, theta, v0 flattened by
+    :func:`bidl_train.neurons.functional._per_neuron` to ``N`` values or one,
+    in the compute dtype. ``mode``: -1 (spike) or 0-3.
+    """
+    steps, n = x_flat.shape
+    y = torch.empty_like(x_flat)
+    if y.numel() == 0:
+        return y
+    forward, _ = _kernels(interpreting())
+    steps_of = [int(p.numel() != 1) for p in params]
+    with _on_device(x_flat):
+        forward[_grid(n)](x_flat, y, *params, *steps_of, steps, n,
+                          HARD=hard, MODE=mode, BLOCK=BLOCK,
+                          num_warps=NUM_WARPS)
+    return y
+
+
+def launch_backward(x_flat, grad_y, params, hard, keep_ds, mode, code,
+                    sparam, need_params):
+    """``(dL/dx, per-neuron dL/dalpha, dL/dbeta, dL/dtheta, dL/dv0)``.
+
+    ``dL/dx`` has ``x_flat``'s dtype; the parameter gradients (None unless
+    ``need_params``) are in the compute dtype, one value per neuron, summed
+    over time.
+    """
+    steps, n = x_flat.shape
+    dtype = params[0].dtype  # compute dtype
+    # the buffer holds u first, so it needs the compute precision
+    gx = torch.empty(x_flat.shape, dtype=dtype, device=x_flat.device)
+    grads = [torch.zeros(n, dtype=dtype, device=x_flat.device)
+             for _ in range(4)] if need_params else [gx] * 4
+    if x_flat.numel():
+        _, backward = _kernels(interpreting())
+        consts = torch.tensor(surrogate_constants(code, sparam),
+                              dtype=dtype, device=x_flat.device)
+        steps_of = [int(p.numel() != 1) for p in params]
+        with _on_device(x_flat):
+            backward[_grid(n)](
+                x_flat, grad_y, gx, *params, *steps_of, consts, *grads,
+                steps, n, HARD=hard, KEEP_DS=keep_ds, MODE=mode, KIND=code,
+                NEED_PARAMS=need_params, BLOCK=BLOCK, num_warps=NUM_WARPS)
+    else:
+        gx.zero_()
+    return (gx.to(x_flat.dtype), ) + (tuple(grads) if need_params
+                                      else (None, ) * 4)
+
+
+def compute_dtype(dtype):
+    """float64 stays float64; float32, float16 and bfloat16 compute in
+    float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+class LIFMultiStepTriton(torch.autograd.Function):
+    """The fused LIF node on the Triton kernels; use
+    :func:`bidl_train.neurons.functional.lif_multistep`.
+
+    Same arguments and semantics as
+    :class:`~bidl_train.neurons.functional.LIFMultiStepCpp`, except that the
+    trailing argument is only the surrogate's ``(code, parameter)``. Saves
+    the input and the flattened parameters, nothing else.
+    """
+
+    @staticmethod
+    def forward(ctx, x_seq, alpha, beta, theta, v0, derivative, reset,
+                detach_reset, out_mode, code):
+        from .functional import _per_neuron  # functional imports us lazily
+        steps = x_seq.shape[0]
+        dtype = compute_dtype(x_seq.dtype)
+        flat = [_per_neuron(p, x_seq.shape[1:], dtype).to(x_seq.device)
+                for p in (alpha, beta, theta, v0)]
+        hard = reset == 'hard'
+        mode = -1 if out_mode == 'spike' else out_mode
+        x_flat = x_seq.detach().contiguous().view(steps, -1)
+        y = launch_forward(x_flat, flat, hard, mode)
+        if any(ctx.needs_input_grad[:5]):
+            ctx.save_for_backward(x_flat, *flat)
+            ctx.params = [(p.shape, p.dtype, p.device)
+                          for p in (alpha, beta, theta, v0)]
+        ctx.code, ctx.hard, ctx.mode = code, hard, mode
+        ctx.keep_ds = not detach_reset
+        return y.view(x_seq.shape)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        x_flat, *flat = ctx.saved_tensors
+        need = ctx.needs_input_grad[:5]
+        grads = launch_backward(
+            x_flat, grad_y.contiguous().view(x_flat.shape), flat, ctx.hard,
+            ctx.keep_ds, ctx.mode, ctx.code[0], ctx.code[1], any(need[1:]))
+        shape = grad_y.shape[1:]
+        out = [grads[0].view(grad_y.shape) if need[0] else None]
+        for g, (pshape, pdtype, pdevice), needed in zip(
+                grads[1:], ctx.params, need[1:]):
+            if not needed:
+                out.append(None)
+            else:
+                g = g.view(shape)
+                g = g.sum() if len(pshape) == 0 else g.sum_to_size(pshape)
+                out.append(g.to(device=pdevice, dtype=pdtype))
+        return tuple(out) + (None, ) * 5
