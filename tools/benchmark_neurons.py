@@ -17,16 +17,25 @@ Workloads: a LIF layer on ``[T, B, 128, 32, 32]`` float32 (T = 16 and 64 by
 default) and a small conv-LIF network. Peers (SpikingJelly multi-step
 ``LIFNode``, snnTorch ``Leaky`` stepped over T, Norse ``LIFBoxCell``) run in
 the same process when installed and are skipped otherwise. ``bidl fused``
-is the fused kernel as the library picks it (the compiled C++ kernel when it
-builds), ``bidl fused (torch)`` the pure-PyTorch fused kernel every machine
-has, ``bidl loop`` the plain autograd loop. All neurons use
+is the fused kernel as the library picks it on CPU (the compiled C++ kernel
+when it builds), ``bidl fused (triton)`` the Triton kernel (on CUDA, when
+triton is installed), ``bidl fused (torch)`` the pure-PyTorch fused kernel
+every machine has, ``bidl loop`` the plain autograd loop. All neurons use
 the same dynamics (alpha = 1 - 1/tau = 0.5, theta = 1, hard reset to 0) and
-the sigmoid surrogate (alpha = 4).
+the sigmoid surrogate (alpha = 4). Ratios are to SpikingJelly
+(``/SJ``) and to the pure-PyTorch fused kernel (``/torch``) of the same run.
+
+Everything runs on ``--device`` (CUDA when available, else CPU); on CUDA
+each timed pass is bracketed by synchronisations. SpikingJelly 2.0 picks
+its CUDA implementation itself (native CUDA when built from source, else
+its Triton kernel, else PyTorch; ``SJ_LIF_CUDA_IMPLEMENTATION=torch``
+forces the last), read once at import: run twice to compare both.
 
 Usage::
 
     python tools/benchmark_neurons.py                 # the full default set
     python tools/benchmark_neurons.py --steps 16 --batch 8 --repeats 2
+    python tools/benchmark_neurons.py --steps 16 --net-steps 0  # no network
 """
 import argparse
 import statistics
@@ -35,8 +44,10 @@ import time
 import torch
 from torch import nn
 
+from bidl_train.errors import ConfigError
 from bidl_train.layers import Aggregation, Conv2dLif, FcLif, SpikingSequential
-from bidl_train.neurons import LIF
+from bidl_train.neurons import LIF, SigmoidSurrogate
+from bidl_train.neurons.functional import select_kernel
 
 TAU = 2.0
 ALPHA = 1.0 - 1.0 / TAU
@@ -66,47 +77,89 @@ def saved_bytes_and_output(fn, x):
     return sum(storages.values()), bool(keeps_input), y
 
 
-def run_once(fn, make_input):
+def synchronize(device):
+    """Wait for the GPU's queued work (CUDA launches return at once)."""
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def run_once(fn, make_input, device):
     """(seconds of one forward+backward, (bytes saved for backward, whether
     the input is kept))."""
     x = make_input()
+    synchronize(device)
     start = time.perf_counter()
     saved, keeps_input, y = saved_bytes_and_output(fn, x)
     y.backward(torch.ones_like(y))
+    synchronize(device)
     return time.perf_counter() - start, (saved, keeps_input)
 
 
-def measure_all(candidates, make_input, repeats, skip=()):
-    """{name: (median seconds, (saved bytes, keeps input))}, in turns."""
+def measure_all(candidates, make_input, repeats, device, skip=()):
+    """{name: (median seconds, (saved bytes, keeps input))}, in turns.
+
+    A peer that fails in the first (warm-up) round, e.g. one that does not
+    support the device, is reported and left out; the others go on.
+    """
     names = [n for n in candidates if n not in skip]
     times = {n: [] for n in names}
     saved = {}
     for i in range(repeats + 1):
-        for name in names:
-            elapsed, saved[name] = run_once(candidates[name], make_input)
-            if i:  # the first round warms up allocators and caches
-                times[name].append(elapsed)
+        for name in list(names):
+            if i == 0:  # the warm-up round: allocators, caches, compiles
+                try:
+                    _, saved[name] = run_once(candidates[name], make_input,
+                                              device)
+                except Exception as err:  # noqa: BLE001 - report, go on
+                    print(f'{name} left out: {type(err).__name__}: {err}')
+                    names.remove(name)
+                continue
+            elapsed, saved[name] = run_once(candidates[name], make_input,
+                                            device)
+            times[name].append(elapsed)
     return {n: (statistics.median(times[n]), saved[n]) for n in names}
 
 
 # ---------------------------------------------------------------------------
 # Single LIF layer
 # ---------------------------------------------------------------------------
-def lif_candidates():
+def triton_missing(device):
+    """None when the Triton kernel runs on ``device``, else why not."""
+    try:
+        select_kernel(torch.zeros(1, 1, device=device),
+                      SigmoidSurrogate().derivative, 'triton')
+    except ConfigError as err:
+        return str(err)
+    return None
+
+
+def fused_kernels(device):
+    """{row name: kernel} of the fused kernels to compare on ``device``."""
+    if device.type != 'cuda':
+        return {'bidl fused': 'auto', 'bidl fused (torch)': 'torch'}
+    kernels = {}
+    why = triton_missing(device)
+    if why is None:
+        kernels['bidl fused (triton)'] = 'triton'
+    else:
+        print(f'no Triton row: {why}')
+    kernels['bidl fused (torch)'] = 'torch'
+    return kernels
+
+
+def lif_candidates(device):
     cands = {
-        'bidl fused': LIF(alpha=ALPHA, theta=THETA, surrogate='sigmoid',
-                          backend='fused'),
-        'bidl fused (torch)': LIF(alpha=ALPHA, theta=THETA,
-                                  surrogate='sigmoid', backend='fused',
-                                  kernel='torch'),
-        'bidl loop': LIF(alpha=ALPHA, theta=THETA, surrogate='sigmoid',
-                         backend='loop'),
-    }
+        name: LIF(alpha=ALPHA, theta=THETA, surrogate='sigmoid',
+                  backend='fused', kernel=kernel).to(device)
+        for name, kernel in fused_kernels(device).items()}
+    cands['bidl loop'] = LIF(alpha=ALPHA, theta=THETA, surrogate='sigmoid',
+                             backend='loop').to(device)
     try:
         from spikingjelly.activation_based import neuron, surrogate
         sj = neuron.LIFNode(tau=TAU, decay_input=False, v_threshold=THETA,
                             v_reset=0.0, step_mode='m',
-                            surrogate_function=surrogate.Sigmoid(alpha=4.0))
+                            surrogate_function=surrogate.Sigmoid(alpha=4.0)
+                            ).to(device)
 
         def run_sj(x, node=sj):
             node.reset()
@@ -120,7 +173,8 @@ def lif_candidates():
         from snntorch import surrogate as snn_surrogate
         leaky = snntorch.Leaky(beta=ALPHA, threshold=THETA,
                                reset_mechanism='zero',
-                               spike_grad=snn_surrogate.sigmoid(slope=4))
+                               spike_grad=snn_surrogate.sigmoid(slope=4)
+                               ).to(device)
 
         def run_snntorch(x, cell=leaky):
             mem = cell.init_leaky()
@@ -136,7 +190,8 @@ def lif_candidates():
     try:
         from norse.torch import LIFBoxCell, LIFBoxParameters
         cell = LIFBoxCell(LIFBoxParameters(
-            tau_mem_inv=torch.tensor(1.0 / TAU), v_th=torch.tensor(THETA)))
+            tau_mem_inv=torch.tensor(1.0 / TAU, device=device),
+            v_th=torch.tensor(THETA, device=device))).to(device)
 
         def run_norse(x, cell=cell):
             state, out = None, []
@@ -154,9 +209,9 @@ def lif_candidates():
 # ---------------------------------------------------------------------------
 # Small conv-LIF network
 # ---------------------------------------------------------------------------
-def bidl_net(backend):
+def bidl_net(backend, kernel='auto'):
     neuron = dict(type='LIF', alpha=ALPHA, theta=THETA, surrogate='sigmoid',
-                  backend=backend)
+                  backend=backend, kernel=kernel)
     return SpikingSequential(
         Conv2dLif(2, 32, pool=2, neuron=neuron),
         Conv2dLif(32, 64, pool=2, neuron=neuron),
@@ -165,8 +220,14 @@ def bidl_net(backend):
         Aggregation('mean'))
 
 
-def net_candidates():
-    cands = {'bidl fused': bidl_net('fused'), 'bidl loop': bidl_net('loop')}
+def net_candidates(device):
+    if device.type == 'cuda':
+        kernels = fused_kernels(device)
+    else:  # on CPU the kernel the library picks, as always
+        kernels = {'bidl fused': 'auto'}
+    cands = {name: bidl_net('fused', kernel).to(device)
+             for name, kernel in kernels.items()}
+    cands['bidl loop'] = bidl_net('loop').to(device)
     try:
         from spikingjelly.activation_based import (functional, layer, neuron,
                                                    surrogate)
@@ -184,7 +245,7 @@ def net_candidates():
                                     nn.MaxPool2d(2), nn.BatchNorm2d(64)),
             node(),
             layer.SeqToANNContainer(nn.Flatten(), nn.Linear(64 * 8 * 8, 10)),
-            node())
+            node()).to(device)
 
         def run_sj(x, net=sj):
             functional.reset_net(net)
@@ -198,16 +259,24 @@ def net_candidates():
 
 # ---------------------------------------------------------------------------
 def report(title, results):
+    """One row per implementation: time, saved memory and their ratios to
+    SpikingJelly and to the pure-PyTorch fused kernel (when they ran)."""
     print(f'\n== {title}')
-    base = results.get('spikingjelly')
+    bases = [(label, results.get(name)) for label, name in
+             (('SJ', 'spikingjelly'), ('torch', 'bidl fused (torch)'))]
+    bases = [(label, base) for label, base in bases if base is not None]
+    header = ''.join(f' {"time/" + label:>10s} {"saved/" + label:>11s}'
+                     for label, _ in bases)
     print(f'{"implementation":20s} {"time (ms)":>10s} {"saved (MiB)":>12s}'
-          f' {"keeps x":>8s} {"time/SJ":>8s} {"saved/SJ":>9s}')
+          f' {"keeps x":>8s}{header}')
     for name, (sec, (saved, keeps)) in results.items():
-        ratio_t = f'{sec / base[0]:8.3f}' if base else '       -'
-        ratio_m = f'{saved / base[1][0]:9.3f}' if base and base[1][0] else \
-            '        -'
+        ratios = ''
+        for _, (base_sec, (base_saved, _)) in bases:
+            ratios += f' {sec / base_sec:10.3f}'
+            ratios += f' {saved / base_saved:11.3f}' if base_saved else \
+                f' {"-":>11s}'
         print(f'{name:20s} {sec * 1e3:10.1f} {saved / 2**20:12.1f} '
-              f'{"yes" if keeps else "no":>8s} {ratio_t} {ratio_m}')
+              f'{"yes" if keeps else "no":>8s}{ratios}')
 
 
 def main(argv=None):
@@ -216,34 +285,44 @@ def main(argv=None):
     parser.add_argument('--batch', type=int, default=32)
     parser.add_argument('--channels', type=int, default=128)
     parser.add_argument('--size', type=int, default=32)
-    parser.add_argument('--net-steps', type=int, default=16)
+    parser.add_argument('--net-steps', type=int, default=16,
+                        help='time steps of the network workload; 0 skips it')
     parser.add_argument('--net-batch', type=int, default=16)
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--skip', nargs='*', default=[],
                         help='implementation names to leave out')
+    parser.add_argument('--device', default=None,
+                        help='cpu or cuda[:i] (default: cuda when available)')
     args = parser.parse_args(argv)
+    device = torch.device(args.device or
+                          ('cuda' if torch.cuda.is_available() else 'cpu'))
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    print(f'torch {torch.__version__}, {args.threads} threads')
+    where = (torch.cuda.get_device_name(device) if device.type == 'cuda'
+             else f'CPU, {args.threads} threads')
+    print(f'torch {torch.__version__}, {where}')
 
     for steps in args.steps:
         shape = (steps, args.batch, args.channels, args.size, args.size)
 
         def make_input(shape=shape):
-            return (torch.rand(shape) * 1.5).requires_grad_()
+            return (torch.rand(shape, device=device) * 1.5).requires_grad_()
 
-        results = measure_all(lif_candidates(), make_input, args.repeats,
-                              args.skip)
+        results = measure_all(lif_candidates(device), make_input,
+                              args.repeats, device, args.skip)
         report(f'LIF layer, input {list(shape)} float32', results)
 
+    if args.net_steps <= 0:
+        return
     shape = (args.net_steps, args.net_batch, 2, 32, 32)
 
     def make_frames():
-        return (torch.rand(shape) > 0.8).float().requires_grad_()
+        return (torch.rand(shape, device=device) > 0.8).float(
+        ).requires_grad_()
 
-    results = measure_all(net_candidates(), make_frames, args.repeats,
-                          args.skip)
+    results = measure_all(net_candidates(device), make_frames, args.repeats,
+                          device, args.skip)
     report(f'conv-LIF net (2-32-64 conv, fc 10), input {list(shape)}',
            results)
 
