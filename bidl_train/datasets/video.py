@@ -499,8 +499,10 @@ class SyntheticJester(Jester):
 
     On first use writes the Jester layout under ``data_root`` with
     :func:`make_synthetic_jester` (logging that it is synthetic), then reads
-    it with :class:`Jester` (``class_order='file'``). Extra keyword
-    arguments go to :class:`Jester`.
+    it with :class:`Jester` (``class_order='file'``). ``height`` and
+    ``width`` set the size of the written frames (real Jester clips are 100
+    pixels high; the default is smaller to keep the demo cheap). Extra
+    keyword arguments go to :class:`Jester`.
     """
 
     def __init__(self,
@@ -509,6 +511,8 @@ class SyntheticJester(Jester):
                  num_train_per_class=8,
                  num_val_per_class=4,
                  num_frames=12,
+                 height=50,
+                 width=88,
                  seed=0,
                  **kwargs):
         from bidl_train.datasets.synthetic.ensure import ensure_generated
@@ -517,11 +521,11 @@ class SyntheticJester(Jester):
             data_root, 'SyntheticJester',
             dict(num_train_per_class=num_train_per_class,
                  num_val_per_class=num_val_per_class, num_frames=num_frames,
-                 seed=seed),
+                 height=height, width=width, seed=seed),
             ['20bn-jester-v1', 'jester-v1-labels.csv', 'jester-v1-train.csv',
              'jester-v1-validation.csv'],
             lambda: make_synthetic_jester(data_root, num_train_per_class,
                                           num_val_per_class, num_frames,
-                                          seed=seed))
+                                          height, width, seed))
         kwargs.setdefault('class_order', 'file')
         super().__init__(data_root, split=split, **kwargs)
