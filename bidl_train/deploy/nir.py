@@ -49,9 +49,6 @@ from .nodes import (AggregateNode, ChannelAffineNode, LIFNode, ModuleNode,
 
 __all__ = ['NirTarget', 'NirRuntime', 'DT']
 
-_nir = load_nir
-
-
 def _folds_into_next(layers, i):
     """Whether the first layer after ``i`` that is not a Flatten is a
     conv/linear (a pooling's scale is folded into its weights)."""
@@ -76,7 +73,9 @@ class NirTarget(DeployTarget):
             node, name = layer.node, layer.source
             refuse = lambda feature, hint='': (  # noqa: E731
                 UnsupportedFeature('nir', name, feature, hint))
-            if isinstance(node, LIFNode) or cuba_of(node) is not None:
+            if isinstance(node, LIFNode) or hasattr(node, 'neuron'):
+                # a neuron: LIF family and CubaLIF pass their checks, any
+                # other kind (ALIF, LIFPlus, Izhikevich ...) is refused
                 check_neuron(node, name)
             elif isinstance(node, WeightedNode):
                 if node.kind not in ('linear', 'conv2d'):
@@ -104,8 +103,6 @@ class NirTarget(DeployTarget):
             elif isinstance(node, ChannelAffineNode):
                 raise refuse('BatchNorm that could not be folded into a '
                              'conv/linear')
-            elif hasattr(node, 'neuron'):  # another neuron kind
-                check_neuron(node, name)  # refuses, naming the kind
             else:
                 raise refuse(f'{type(node).__name__} (no exact NIR mapping)')
 
@@ -233,7 +230,7 @@ class NirRuntime(Runtime):
     """
 
     def __init__(self, path, dt, neurons, aggregation='mean'):
-        nir = _nir()
+        nir = load_nir()
         self.graph = nir.read(path)
         self.dt = dt
         self.neurons = list(neurons)
@@ -242,7 +239,7 @@ class NirRuntime(Runtime):
 
     def _neuron(self, node, x, states):
         """One step of a neuron node: (spikes, new states)."""
-        nir = _nir()
+        nir = load_nir()
         p = {n: torch.from_numpy(np.asarray(getattr(node, n),
                                             dtype=np.float32))
              for n in ('tau', 'tau_syn', 'tau_mem', 'r', 'v_leak',
@@ -266,7 +263,7 @@ class NirRuntime(Runtime):
 
     @torch.no_grad()
     def step(self, x_t, states):
-        nir = _nir()
+        nir = load_nir()
         states = [torch.from_numpy(np.asarray(s, dtype=np.float32))
                   for s in states]
         slots, j = {}, 0

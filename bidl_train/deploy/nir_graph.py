@@ -92,19 +92,26 @@ def check_neuron(node, layer):
             ' IF and CubaLIF)')
 
 
+def _check_reset_and_output(n, refuse):
+    """What NIR's LIF and CubaLIF both need (``n``: a lowered LIF node or a
+    neuron module; both carry these attributes): spikes out, hard reset to
+    0, no leak towards a rest potential, no membrane BatchNorm."""
+    if n.mode != 'spike':
+        raise refuse('analog (LIAF) output', 'NIR neurons spike')
+    if n.norm is not None:
+        raise refuse('BatchNorm on the membrane (norm_state)')
+    if n.reset != 'hard':
+        raise refuse('soft reset', 'importers reset to 0')
+    if bool((n.beta != 0).any()):
+        raise refuse('beta != 0 (v_leak)')
+    if bool((n.v0 != 0).any()):
+        raise refuse('v0 != 0 (v_reset)')
+
+
 def check_lif(node, layer):
     """Refuse (by ``layer``) a lowered LIF outside NIR's exact subset."""
     refuse = _refuser(layer)
-    if node.mode != 'spike':
-        raise refuse('analog (LIAF) output', 'NIR neurons spike')
-    if node.norm is not None:
-        raise refuse('BatchNorm on the membrane (norm_state)')
-    if node.reset != 'hard':
-        raise refuse('soft reset', 'importers reset to 0')
-    if bool((node.beta != 0).any()):
-        raise refuse('beta != 0 (v_leak)')
-    if bool((node.v0 != 0).any()):
-        raise refuse('v0 != 0 (v_reset)')
+    _check_reset_and_output(node, refuse)
     if not (_uniform(node.theta) and _uniform(node.alpha)):
         raise refuse('per-channel/per-neuron thresholds or leaks',
                      'use one alpha and theta per layer')
@@ -113,21 +120,12 @@ def check_lif(node, layer):
 def check_cuba(neuron, layer):
     """Refuse (by ``layer``) a CubaLIF neuron outside the exact subset.
 
-    The importers need what the LIF needs (hard reset to 0, no ``v_leak``,
-    one threshold per layer; snnTorch also one synaptic and one membrane
-    decay per layer), and finite time constants (``alpha, alpha_syn < 1``).
+    The importers need what the LIF needs, one threshold and (snnTorch)
+    one synaptic and one membrane decay per layer, and finite time
+    constants (``alpha, alpha_syn < 1``).
     """
     refuse = _refuser(layer)
-    if neuron.mode != 'spike':
-        raise refuse('analog (LIAF) output', 'NIR neurons spike')
-    if neuron.norm is not None:
-        raise refuse('BatchNorm on the membrane (norm_state)')
-    if neuron.reset != 'hard':
-        raise refuse('soft reset', 'importers reset to 0')
-    if bool((neuron.beta != 0).any()):
-        raise refuse('beta != 0 (v_leak)')
-    if bool((neuron.v0 != 0).any()):
-        raise refuse('v0 != 0 (v_reset)')
+    _check_reset_and_output(neuron, refuse)
     alpha = neuron.leak_factor().detach()
     if not (_uniform(neuron.theta) and _uniform(alpha) and
             _uniform(neuron.alpha_syn)):
