@@ -212,12 +212,14 @@ def test_residual_backbones_round_trip(target, name, tmp_path):
             np.testing.assert_array_equal(s, spikes[layer].numpy())
 
 
-def test_residual_backbone_refused_by_nir(tmp_path):
+def test_residual_block_nir_cannot_express_refused_by_nir(tmp_path):
+    # ResNetLif and SEW ADD export to NIR (tests/test_deploy_nir_graph.py);
+    # SEW's IAND multiplies spikes, which no NIR node does
     pytest.importorskip('nir')
     from bidl_train.deploy.base import UnsupportedFeature
-    model = _resnet_classifier(RESNETS['sew10_add'])
-    with pytest.raises(UnsupportedFeature, match=r'layer backbone: SEWResNet'
-                       r' \(residual'):
+    model = _resnet_classifier(RESNETS['sew10_iand'])
+    with pytest.raises(UnsupportedFeature, match=r'layer backbone\.stages\.0'
+                       r'\.0: SEW connect function IAND'):
         deploy(model, 'nir', _events((2, 1, 2, 8, 8)),
                str(tmp_path / 'out'))
     assert not (tmp_path / 'out').exists()
