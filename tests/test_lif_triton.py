@@ -242,10 +242,21 @@ def test_parameter_only_gradients_no_grad_and_empty_input(device):
     with torch.no_grad():
         y = neuron(x)
     assert y.grad_fn is None and y.shape == x.shape
+    # no neuron (the layer), no time step (the layer refuses it; the kernel
+    # answers zero gradients)
     empty = torch.rand(4, 0, 5, device=device).requires_grad_()
     y = neuron(empty)
     y.sum().backward()
     assert y.shape == empty.shape and empty.grad.shape == empty.shape
+    params = [torch.full((5, ), 0.5, device=device, requires_grad=True)
+              for _ in range(4)]
+    no_steps = torch.rand(0, 2, 5, device=device, requires_grad=True)
+    y = lif_multistep(no_steps, *params, RectangleSurrogate().derivative,
+                      kernel='triton')
+    grads = torch.autograd.grad(y.sum(), [no_steps] + params,
+                                allow_unused=True)
+    assert y.shape == no_steps.shape and grads[0].shape == no_steps.shape
+    assert all(g is not None and (g == 0).all() for g in grads[1:])
 
 
 # ---------------------------------------------------------------------------

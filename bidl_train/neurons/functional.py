@@ -288,7 +288,8 @@ class LIFMultiStepCpp(torch.autograd.Function):
                 for p in (alpha, beta, theta, v0)]
         hard = reset == 'hard'
         mode = -1 if out_mode == 'spike' else out_mode
-        x_flat = x_seq.detach().contiguous().view(steps, -1)
+        x_flat = x_seq.detach().contiguous().view(
+            steps, x_seq.shape[1:].numel())  # not -1: T may be 0
         y = module.lif_forward(x_flat, *flat, hard, mode)
         if any(ctx.needs_input_grad[:5]):
             ctx.save_for_backward(x_flat, *flat)

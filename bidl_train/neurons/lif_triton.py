@@ -248,6 +248,15 @@ def _kernels(interpret):
     return triton.jit(_forward_body), triton.jit(_backward_body)
 
 
+@functools.lru_cache(maxsize=64)
+def _constants_tensor(code, sparam, dtype, device):
+    """The surrogate's constants as a tensor on ``device``, made once: a
+    fresh host-to-GPU copy per backward would wait for the GPU. (A tensor
+    rather than float arguments, which Triton passes as float32.)"""
+    return torch.tensor(surrogate_constants(code, sparam), dtype=dtype,
+                        device=device)
+
+
 def _grid(n):
     return (triton.cdiv(n, BLOCK), )
 
@@ -292,20 +301,22 @@ def launch_backward(x_flat, grad_y, params, hard, keep_ds, mode, code,
     dtype = params[0].dtype  # compute dtype
     # the buffer holds u first, so it needs the compute precision
     gx = torch.empty(x_flat.shape, dtype=dtype, device=x_flat.device)
-    grads = [torch.zeros(n, dtype=dtype, device=x_flat.device)
+    # every neuron's entry is written by the kernel (gx stands in for the
+    # unused pointers when no parameter needs a gradient)
+    grads = [torch.empty(n, dtype=dtype, device=x_flat.device)
              for _ in range(4)] if need_params else [gx] * 4
     if x_flat.numel():
         _, backward = _kernels(interpreting())
-        consts = torch.tensor(surrogate_constants(code, sparam),
-                              dtype=dtype, device=x_flat.device)
+        consts = _constants_tensor(code, sparam, dtype, x_flat.device)
         steps_of = [int(p.numel() != 1) for p in params]
         with _on_device(x_flat):
             backward[_grid(n)](
                 x_flat, grad_y, gx, *params, *steps_of, consts, *grads,
                 steps, n, HARD=hard, KEEP_DS=keep_ds, MODE=mode, KIND=code,
                 NEED_PARAMS=need_params, BLOCK=BLOCK, num_warps=NUM_WARPS)
-    else:
-        gx.zero_()
+    else:  # no step or no neuron: nothing to launch, every gradient is 0
+        for g in [gx] + grads:
+            g.zero_()
     return (gx.to(x_flat.dtype), ) + (tuple(grads) if need_params
                                       else (None, ) * 4)
 
@@ -336,7 +347,8 @@ class LIFMultiStepTriton(torch.autograd.Function):
                 for p in (alpha, beta, theta, v0)]
         hard = reset == 'hard'
         mode = -1 if out_mode == 'spike' else out_mode
-        x_flat = x_seq.detach().contiguous().view(steps, -1)
+        x_flat = x_seq.detach().contiguous().view(
+            steps, x_seq.shape[1:].numel())  # not -1: T may be 0
         y = launch_forward(x_flat, flat, hard, mode)
         if any(ctx.needs_input_grad[:5]):
             ctx.save_for_backward(x_flat, *flat)
