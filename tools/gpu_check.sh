@@ -23,7 +23,7 @@ print(f'torch {torch.__version__}, triton {triton.__version__}, '
 PY
 
 # the first use of each kernel variant compiles it (about a second each)
-timeout 200 python -m pytest tests/test_lif_triton.py -q -x -rs \
+timeout 180 python -m pytest tests/test_lif_triton.py -q -x -rs \
     --durations=5 -p no:cacheprovider
 
 layer='--steps 16 --batch 32 --channels 128 --size 32 --repeats 5'
