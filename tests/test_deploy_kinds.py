@@ -12,6 +12,7 @@ from mmengine.registry import init_default_scope
 
 from bidl_train.deploy import deploy, lower_model
 from bidl_train.deploy.lower import LoweringError
+from bidl_train.learning.rules import build_rule
 from bidl_train.neurons import BaseNeuron
 from bidl_train.registry import MODELS
 
@@ -124,10 +125,24 @@ def test_plif_leak_is_sigmoid_of_w():
     assert float(node.alpha) == pytest.approx(1 / (1 + np.exp(-1.5)))
 
 
-def test_other_neuron_kinds_are_refused_by_name():
-    model = _conv_classifier(dict(type='ALIF'))
-    with pytest.raises(LoweringError,
-                       match=r'backbone\.layers\.0\.neuron.*ALIF'):
+class _UnknownNeuron(BaseNeuron):
+    """A neuron kind bidl-deploy does not know (it may hide state)."""
+
+    state_names = ('v', )
+
+    def init_state(self, x_t):
+        return {'v': torch.zeros_like(x_t)}
+
+    def step(self, x_t, state=None):
+        v = (state or self.init_state(x_t))['v'] + x_t
+        return (v > 1).float(), {'v': v}
+
+
+def test_unknown_neuron_kinds_are_refused_by_name():
+    model = _conv_classifier(dict(type='LIF'))
+    model.backbone.layers[0].neuron = _UnknownNeuron()
+    with pytest.raises(LoweringError, match=r'backbone\.layers\.0\.neuron:'
+                       r' neuron kind _UnknownNeuron'):
         lower_model(model)
 
 
@@ -353,8 +368,11 @@ def test_persistent_plastic_layer_folds_local_weight(layer, target,
     assert int(seen['spikes'].sum()) > 0
 
 
-def test_learning_plastic_layer_refused_by_name():
+def test_plastic_layer_needing_labels_at_inference_refused_by_name():
     model = _plastic_classifier('fast')
-    with pytest.raises(LoweringError, match=r"backbone\.2: PlasticFcLif "
-                       r"with local learning at inference"):
+    model.backbone[2].rule = build_rule(
+        dict(type='RewardSTDP', num_classes=4, group_size=4), 'test')
+    with pytest.raises(LoweringError, match=r'backbone\.2: PlasticFcLif '
+                       r'learns at inference with rule RewardSTDP, which '
+                       r'needs a teaching signal'):
         lower_model(model)

@@ -4,8 +4,10 @@ A deployment runtime needs three things besides the graph to use the
 state-aware form: the names and order of the state inputs/outputs, their
 initial values, and which axis is the batch. ``initial_state.npz`` holds
 the initial values for one sample (batch axis of size 1; scalars such as
-the head's step count have no batch axis) and ``manifest.json`` says the
-rest, so the artefacts are usable without bidl-train installed.
+the head's step count, and states shared by the batch such as a persistent
+plastic layer's local weight, have no batch axis) and ``manifest.json``
+says the rest (``batch_axis`` per tensor), so the artefacts are usable
+without bidl-train installed.
 """
 import json
 import os.path as osp
@@ -27,10 +29,12 @@ def read_initial_state(path, names):
         return [data[name] for name in names]
 
 
-def tensor_spec(name, tensor):
+def tensor_spec(name, tensor, shared=()):
+    """``shared``: names of tensors without a batch axis."""
     shape = list(tensor.shape)
+    batched = bool(shape) and name not in shared
     return dict(name=name, shape=shape, dtype=str(tensor.dtype).replace(
-        'torch.', ''), batch_axis=0 if shape else None)
+        'torch.', ''), batch_axis=0 if batched else None)
 
 
 def write_manifest(out_dir, **content):

@@ -51,6 +51,9 @@ class Export:
     #: False where the runtime's states are not the model's own (NIR keeps
     #: membranes scaled by 1 - alpha): they are fed back but not compared
     compare_states: bool = True
+    #: states with no batch axis, one value for the whole batch (a
+    #: persistent plastic layer's local weight): not repeated per sample
+    shared_states: list = field(default_factory=list)
 
 
 class Runtime:

@@ -1,15 +1,31 @@
 """Lower a trained spiking classifier into a flat chain of inference nodes.
 
 The walk knows each building block of bidl-train (``SpikingSequential``,
-``TimeFold``, the ``*Lif`` layers, the ``LIF``/``IF``/``PLIF`` neurons,
-``Aggregation``, ``SpikingClsHead``, the ``ConvLifNet`` backbone, the
-branching backbones ``ResNetLif``/``SEWResNet``/``FastTextLif`` and
-persistent plastic layers) and refuses anything else by name, so an unknown
-layer is never exported as something different. Branching backbones become
-one :class:`~.nodes.StatefulNode` that runs the backbone's own ``compute``
-with plain-op neurons (found, with their state keys, by running it once on
-an example step). A persistent plastic layer with learning off applies a
-constant local weight, folded into its global weight. On the way it
+``TimeFold``, the ``*Lif`` layers, the neurons, ``Aggregation``, the heads
+``SpikingClsHead``/``PopulationClsHead``, the ``ConvLifNet`` backbone, the
+branching backbones ``ResNetLif``/``SEWResNet``/``FastTextLif``/
+``Spikformer`` and the plastic layers) and refuses anything else by name,
+so an unknown layer is never exported as something different.
+
+* LIF, IF and PLIF become :class:`~.nodes.LIFNode` (explicit parameters,
+  which NIR, int8 and the resource count read); ALIF, CubaLIF, LIFPlus and
+  Izhikevich become :class:`~.nodes.NeuronNode`, which runs the neuron's
+  own ``step`` with a plain Heaviside spike; every state tensor is explicit.
+* Branching backbones become one :class:`~.nodes.StatefulNode` that runs
+  the backbone's own ``compute`` with those neuron nodes (found, with their
+  state keys, by running it once on an example step).
+* A plastic layer with learning off applies a constant local weight
+  (persistent: its buffer; fast: zeros), folded into its global weight. One
+  that learns at inference becomes a :class:`~.nodes.PlasticNode`: the
+  local weight and the rule's traces are explicit state and the local
+  update runs in the graph. Rules that need a teaching signal
+  (``RewardSTDP`` with its gate on) are refused: the graph has no label
+  input, and without labels the rule would silently stop learning.
+* ``PopulationClsHead`` (a fixed group vote) becomes plain nodes: group
+  mean, the temporal mean with the head's own ``sum``/``count`` state,
+  then the scale.
+
+On the way it
 
 * drops dropout (identity at inference);
 * folds a BatchNorm into the conv/linear before it, also across a pooling
@@ -31,12 +47,16 @@ from bidl_train.layers import (Aggregation, Conv1dLif, Conv2dLif, Conv3dLif,
                                FcLif, Lif1d, Lif2d, SpikingSequential,
                                TimeFold)
 from bidl_train.learning.plastic import PlasticConv2dLif, PlasticFcLif
+from bidl_train.learning.population_head import PopulationClsHead
 from bidl_train.models.backbones import (ConvLifNet, FastTextLif, ResNetLif,
                                          SEWResNet)
+from bidl_train.models.backbones.spikformer import Spikformer
 from bidl_train.models.backbones.stateful import SingleStepContext
 from bidl_train.models.heads import SpikingClsHead
-from bidl_train.neurons import IF, LIF, PLIF, BaseNeuron
-from .nodes import (AggregateNode, ChannelAffineNode, LIFNode, ModuleNode,
+from bidl_train.neurons import (ALIF, IF, LIF, PLIF, BaseNeuron, CubaLIF,
+                                Izhikevich, LIFPlus)
+from .nodes import (AggregateNode, ChannelAffineNode, GroupMeanNode,
+                    LIFNode, ModuleNode, NeuronNode, PlasticNode,
                     StatefulNode, WeightedNode)
 
 __all__ = ['LoweredLayer', 'LoweredNet', 'lower_model']
@@ -48,8 +68,12 @@ _DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
 _AVGPOOLS = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
 #: neuron kinds lowered to :class:`LIFNode` (same equations, other leak)
 _NEURONS = (LIF, IF, PLIF)
+#: neuron kinds lowered to :class:`NeuronNode` (their own ``step``; every
+#: state of theirs is a plain tensor and their step is plain ops apart from
+#: the surrogate spike, which the node replaces)
+_OTHER_NEURONS = (ALIF, CubaLIF, LIFPlus, Izhikevich)
 #: branching backbones lowered by tracing their own ``compute``
-_STATEFUL = (ResNetLif, SEWResNet, FastTextLif)
+_STATEFUL = (ResNetLif, SEWResNet, FastTextLif, Spikformer)
 _MAXPOOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
 #: stateless torch modules kept as they are
 _KEPT = _AVGPOOLS + _MAXPOOLS + (
@@ -71,10 +95,13 @@ class LoweredLayer:
     node: nn.Module
     source: str
     state_names: list = field(default_factory=list)
+    #: the module path the node's spikes are named after, where it is not
+    #: ``source`` (a plastic layer's spikes are its neuron's)
+    spike_source: str = None
 
     @property
     def spike_name(self):
-        return f'spikes.{self.source}'
+        return f'spikes.{self.spike_source or self.source}'
 
 
 @dataclass
@@ -90,23 +117,50 @@ class LoweredNet:
         return [n for layer in self.layers for n in layer.state_names]
 
     @property
+    def shared_state_names(self):
+        """The states with no batch axis (one value for the whole batch)."""
+        return [name for layer in self.layers
+                for name, local in zip(layer.state_names,
+                                       layer.node.state_names)
+                if local in layer.node.shared_states]
+
+    @property
     def spike_names(self):
         names = []
         for layer in self.layers:
-            if isinstance(layer.node, LIFNode):
-                names.append(layer.spike_name)
-            elif isinstance(layer.node, StatefulNode):
+            if isinstance(layer.node, StatefulNode):
                 names.extend(layer.node.spike_names)
+            elif layer.node.emits_spikes:
+                names.append(layer.spike_name)
         return names
+
+
+def _neuron_node(neuron, source):
+    """The node of a neuron module: :class:`LIFNode` for LIF/IF/PLIF,
+    :class:`NeuronNode` for the other kinds bidl-train defines."""
+    if type(neuron) in _NEURONS:
+        return _lif_node(neuron, source)
+    if type(neuron) in _OTHER_NEURONS:
+        return NeuronNode(neuron)
+    raise LoweringError(
+        f'layer {source}: neuron kind {type(neuron).__name__} is not '
+        'supported for deployment (supported: LIF, IF, PLIF, ALIF, CubaLIF, '
+        'LIFPlus, Izhikevich)')
+
+
+def _folds_batchnorm(neuron):
+    """Whether a BatchNorm feeding ``neuron`` may be folded into the
+    conv/linear before it. Folding changes the current by float rounding
+    (~1e-7 relative); the LIF family, ALIF and CubaLIF contract such a
+    difference step by step, while LIFPlus (quadratic/exponential spike
+    initiation, reversal voltages) and Izhikevich (``0.04 v^2``) can grow
+    it several-fold per step, so there the BatchNorm stays the model's own
+    eval-mode op and the export is exact."""
+    return type(neuron) not in (LIFPlus, Izhikevich)
 
 
 def _lif_node(neuron, source):
     """The plain-op :class:`LIFNode` of a LIF/IF/PLIF neuron module."""
-    if type(neuron) not in _NEURONS:
-        raise LoweringError(
-            f'layer {source}: neuron kind {type(neuron).__name__} is not '
-            'supported for deployment (LIF, IF and PLIF: the kinds whose '
-            "inference equations are exactly BIDL LIF's)")
     norm = None
     if neuron.norm is not None:
         bn = neuron.norm
@@ -166,9 +220,9 @@ class _Lowering:
             x, _, _ = layer.node.step(x, layer.node.init_state(x))
         return x
 
-    def _add(self, node, source, state_path=None):
+    def _add(self, node, source, state_path=None, spike_source=None):
         names = [f'{state_path}.{n}' for n in node.state_names]
-        self.layers.append(LoweredLayer(node, source, names))
+        self.layers.append(LoweredLayer(node, source, names, spike_source))
         if isinstance(node, WeightedNode):
             self._fold_target, self._between = len(self.layers) - 1, []
         elif isinstance(node, ModuleNode) and isinstance(
@@ -190,11 +244,18 @@ class _Lowering:
                     'is not supported for deployment (zeros only)')
         self._add(node, source)
 
-    def _batchnorm(self, bn, source):
+    def _batchnorm(self, bn, source, fold=True):
         if not bn.track_running_stats or bn.running_mean is None:
             raise LoweringError(
                 f'layer {source}: BatchNorm without running statistics '
                 'cannot be deployed (track_running_stats=False)')
+        if not fold:
+            self._add(ModuleNode(copy.deepcopy(bn).eval()), source)
+            self.folded.append(
+                f'BatchNorm {source} kept as an eval-mode BatchNorm op, not '
+                'folded: the neuron after it amplifies rounding differences '
+                'along the steps (nonlinear membrane dynamics)')
+            return
         scale = (bn.running_var + bn.eps).rsqrt()
         shift = -bn.running_mean * scale
         if bn.affine:
@@ -219,15 +280,17 @@ class _Lowering:
         self.folded.append(f'BatchNorm {source} kept as a channel affine '
                            '(no conv/linear directly before it)')
 
-    def stateless(self, module, source):
+    def stateless(self, module, source, fold_bn=True):
+        """``fold_bn``: fold a BatchNorm into the conv/linear before it
+        (where exact up to rounding) or keep it as the model's own op."""
         if isinstance(module, nn.Sequential) and not isinstance(
                 module, SpikingSequential):
             for i, child in enumerate(module):
-                self.stateless(child, f'{source}.{i}')
+                self.stateless(child, f'{source}.{i}', fold_bn)
         elif isinstance(module, (nn.Linear, ) + tuple(_CONVS)):
             self._weighted(module, source)
         elif isinstance(module, _BATCHNORMS):
-            self._batchnorm(module, source)
+            self._batchnorm(module, source, fold_bn)
         elif isinstance(module, _DROPOUTS + (nn.Identity, )):
             self.folded.append(f'{type(module).__name__} {source} dropped '
                                '(identity at inference)')
@@ -241,11 +304,11 @@ class _Lowering:
                 'activations and the bidl-train spiking layers)')
 
     def neuron(self, neuron, source, state_path):
-        self._add(_lif_node(neuron, source), source, state_path)
+        self._add(_neuron_node(neuron, source), source, state_path)
 
     def stateful(self, module, source, state_path):
         """A branching backbone: one :class:`StatefulNode` running its own
-        ``compute``, each neuron lowered to a :class:`LIFNode`."""
+        ``compute``, each neuron lowered to its neuron node."""
         if self.example is None:
             raise LoweringError(
                 f'layer {source}: lowering {type(module).__name__} needs an '
@@ -254,49 +317,85 @@ class _Lowering:
             prefix=source)}
         ctx = _RecordingContext()
         module.compute(self._input_of_next(), ctx)
-        neurons = [_lif_node(n, names[id(n)]) for _, n in ctx.fired]
+        neurons = [_neuron_node(n, names[id(n)]) for _, n in ctx.fired]
         keys = [key for key, _ in ctx.fired]
-        spike_names = [f'spikes.{names[id(n)]}' for _, n in ctx.fired]
+        paths = [names[id(n)] for _, n in ctx.fired]
         copy_ = copy.deepcopy(module).eval()
-        self._add(StatefulNode(copy_, keys, neurons, spike_names), source,
+        self._add(StatefulNode(copy_, keys, neurons, paths), source,
                   state_path)
         self.folded.append(
             f'{source} ({type(module).__name__}): its own compute() traced '
-            f'with {len(keys)} neurons lowered to plain-op LIF; BatchNorms '
-            'inside it stay eval-mode BatchNorm ops (not folded)')
+            f'with {len(keys)} neurons lowered to plain-op neuron nodes; '
+            'BatchNorms inside it stay eval-mode BatchNorm ops (not folded)')
 
     def plastic(self, module, source, state_path):
-        """A plastic layer whose local weight is fixed at inference.
+        """A plastic layer: folded when its local weight is constant at
+        inference, else a :class:`PlasticNode` with the local weight and
+        the rule's traces as explicit state.
 
-        A persistent layer in eval mode (``learning`` None or False) applies
-        ``I = (W_g + L) x + b`` with the buffer ``L`` constant, so it is an
-        ordinary conv/linear with weight ``W_g + L``: folded, exactly.
-        Local learning during inference (``plasticity='fast'``, or
-        ``learning=True``) updates ``L`` every step by the rule and is
-        refused by name.
+        Learning off at inference (a persistent layer in eval mode with
+        ``learning`` None, or ``learning=False``): the layer applies
+        ``I = (W_g + L) x + b`` with ``L`` constant (the buffer, or zeros
+        for a fast layer), an ordinary conv/linear with weight ``W_g + L``:
+        folded, exactly. Learning on (``plasticity='fast'``, or
+        ``learning=True``): the local update runs in the graph.
         """
         name = type(module).__name__
-        if module.plasticity != 'persistent' or module.learning:
-            raise LoweringError(
-                f'layer {source}: {name} with local learning at inference '
-                f'(plasticity={module.plasticity!r}, '
-                f'learning={module.learning!r}): the per-step local weight '
-                'update is not exported; deploy a persistent layer with '
-                'learning off (its local weight is then folded)')
+        # eval-mode semantics of learning_active(): the deployed network
+        # infers, so a persistent layer with learning=None does not learn
+        learning = (module.plasticity == 'fast' if module.learning is None
+                    else bool(module.learning))
+        if learning:
+            self._learning_plastic(module, source, state_path)
+            return
         synapse = getattr(module, 'linear', None) or module.conv
         merged = copy.deepcopy(synapse)
-        merged.weight.data = synapse.weight.detach() + \
-            module.local_weight.detach().reshape(synapse.weight.shape)
+        merged.weight.data = synapse.weight.detach().clone()
+        if module.plasticity == 'persistent':
+            merged.weight.data += module.local_weight.detach().reshape(
+                synapse.weight.shape)
         part = 'linear' if isinstance(merged, nn.Linear) else 'conv'
         self._weighted(merged, f'{source}.{part}')
-        self.folded.append(f'{name} {source}: persistent local weight '
-                           'folded into the global weight (W_g + L)')
+        self.folded.append(
+            f'{name} {source}: learning off at inference, constant local '
+            'weight folded into the global weight (W_g + L'
+            + (')' if module.plasticity == 'persistent' else ', L = 0)'))
         for part in ('pool', 'norm'):
             sub = getattr(module, part, None)
             if sub is not None:
-                self.stateless(sub, f'{source}.{part}')
+                self.stateless(sub, f'{source}.{part}',
+                               _folds_batchnorm(module.neuron))
         self.neuron(module.neuron, f'{source}.neuron', f'{state_path}.neuron')
         self.folded_states.append(f'{state_path}.local')
+
+    def _learning_plastic(self, module, source, state_path):
+        name = type(module).__name__
+        rule = module.rule
+        if rule.needs_teacher and getattr(rule, 'gate', True):
+            raise LoweringError(
+                f'layer {source}: {name} learns at inference with rule '
+                f'{type(rule).__name__}, which needs a teaching signal '
+                '(labels) at every step; the exported graph has no label '
+                'input, so it cannot learn as the model does. Deploy with '
+                'learning=False (the learned local weight is folded) or '
+                'with the rule\'s gate off (gate=False: no reward updates)')
+        # the neuron kind must be deployable (refused by name otherwise)
+        _neuron_node(module.neuron, f'{source}.neuron')
+        out_features, in_features = module.local_shape
+        persistent = module.plasticity == 'persistent'
+        # the rule's state keys, from its own init_state (the shapes do not
+        # matter here: one sample, one position)
+        keys = list(rule.init_state(torch.zeros(1, 1, in_features),
+                                    torch.zeros(1, 1, out_features),
+                                    persistent))
+        self._add(PlasticNode(module, keys), source, state_path,
+                  spike_source=f'{source}.neuron')
+        self.folded.append(
+            f'{name} {source}: learns at inference ({type(rule).__name__}, '
+            f'plasticity={module.plasticity!r}); local weight and rule '
+            'state exported as state, the local update runs in the graph'
+            + ('; local weight shared by the batch (no batch axis)'
+               if persistent else ''))
 
     def layer(self, module, source, state_path):
         """A module of a SpikingSequential (or the backbone itself)."""
@@ -315,7 +414,8 @@ class _Lowering:
             for part in ('dropout', 'linear', 'conv', 'pool', 'norm'):
                 sub = getattr(module, part, None)
                 if sub is not None:
-                    self.stateless(sub, f'{source}.{part}')
+                    self.stateless(sub, f'{source}.{part}',
+                                   _folds_batchnorm(module.neuron))
             self.neuron(module.neuron, f'{source}.neuron', state_path)
         elif isinstance(module, (Lif1d, Lif2d)):
             self.neuron(module.neuron, f'{source}.neuron', state_path)
@@ -328,20 +428,39 @@ class _Lowering:
                 f'layer {source}: {type(module).__name__} is not a layer '
                 'bidl-deploy can export (it may keep recurrent state the '
                 'exporter cannot see); supported: SpikingSequential, '
-                'TimeFold, FcLif, Conv1d/2d/3dLif, Lif1d/2d, LIF/IF/PLIF, '
+                'TimeFold, FcLif, Conv1d/2d/3dLif, Lif1d/2d, the neurons, '
                 'Aggregation, ConvLifNet, ResNetLif, SEWResNet, FastTextLif, '
-                'persistent PlasticFcLif/PlasticConv2dLif')
+                'Spikformer, PlasticFcLif/PlasticConv2dLif')
 
     def head(self, head, source):
+        if isinstance(head, PopulationClsHead):
+            self.population_head(head, source)
+            return
         if not isinstance(head, SpikingClsHead):
             raise LoweringError(
                 f'layer {source}: head {type(head).__name__} is not '
-                'supported for deployment (SpikingClsHead only)')
+                'supported for deployment (SpikingClsHead, '
+                'PopulationClsHead)')
         self.stateless(head.dropout, f'{source}.dropout')
         self._add(ModuleNode(nn.Flatten(1)), f'{source}.flatten')
         self._weighted(head.fc, f'{source}.fc')
         self._add(AggregateNode(head.aggregation), f'{source}.aggregate',
                   source)
+
+    def population_head(self, head, source):
+        """``scale * mean_t mean_group y``: the group mean, the temporal
+        mean (whose running ``sum`` of group rates and ``count`` are the
+        head's own ``step`` state), then the scale as a channel affine. No
+        weights: a vote, not a synapse."""
+        classes, group = head.num_classes, head.group_size
+        self._add(GroupMeanNode(classes, group), f'{source}.vote')
+        self._add(AggregateNode('mean'), f'{source}.aggregate', source)
+        self._add(ChannelAffineNode(torch.full((classes, ), head.scale),
+                                    torch.zeros(classes), 2),
+                  f'{source}.scale')
+        self.folded.append(
+            f'PopulationClsHead {source}: group vote as group mean, temporal'
+            f' mean and scale ({head.scale:g}); {classes} groups of {group}')
 
 
 def lower_model(model, example=None):
@@ -349,8 +468,9 @@ def lower_model(model, example=None):
 
     Args:
         example (Tensor): one input step ``[1, ...]``; needed for branching
-            backbones (ResNetLif, SEWResNet, FastTextLif), whose neurons and
-            their state keys are found by running ``compute`` once.
+            backbones (ResNetLif, SEWResNet, FastTextLif, Spikformer), whose
+            neurons and their state keys are found by running ``compute``
+            once.
 
     Raises:
         LoweringError: a layer, neuron kind or option cannot be exported.

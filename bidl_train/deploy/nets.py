@@ -26,7 +26,11 @@ class StepNet(nn.Module):
     def __init__(self, lowered):
         super().__init__()
         self.nodes = nn.ModuleList([layer.node for layer in lowered.layers])
+        #: the model layer each node comes from (for messages)
+        self.sources = [layer.source for layer in lowered.layers]
         self.state_names = list(lowered.state_names)
+        #: states with no batch axis (a persistent plastic layer's weight)
+        self.shared_state_names = list(lowered.shared_state_names)
         self.spike_names = list(lowered.spike_names)
         self.output_names = ['y'] + self.state_names + self.spike_names
 
@@ -66,13 +70,29 @@ class StepNet(nn.Module):
 
 class _ListStep(nn.Module):
     """``(x_t, [states]) -> (y_t, [new states])``: a fixed-arity signature
-    the scripted loop can carry without unpacking a variable tuple."""
+    the scripted loop can carry without unpacking a variable tuple.
 
-    def __init__(self, step_net):
+    ``examples``: one example of each state (batch 1) and ``shared``: the
+    flags of the states with no batch axis. Inside the scripted loop the
+    carried list's elements have neither dtype nor shape, and the ONNX
+    exporter needs them for some ops (``clamp_min`` of LIFPlus's refractory
+    counter needs the dtype, ``flatten`` in Spikformer the rank, a plastic
+    conv layer's local kernel its sizes). A cast of each state to its own
+    dtype and a reshape to its own shape (batch axis free: ``-1``) give
+    them back; at run time both do nothing.
+    """
+
+    def __init__(self, step_net, examples, shared):
         super().__init__()
         self.step_net = step_net
+        self.dtypes = [t.dtype for t in examples]
+        self.shapes = [tuple(t.shape) if one_for_all or t.dim() == 0 else
+                       (-1, ) + tuple(t.shape[1:])
+                       for t, one_for_all in zip(examples, shared)]
 
     def forward(self, x, states: List[torch.Tensor]):
+        states = [s.to(d).reshape(shape) for s, d, shape in zip(
+            states, self.dtypes, self.shapes)]
         y, new_states, _ = self.step_net._run(x, states)
         return y, new_states
 
@@ -113,8 +133,10 @@ def script_unrolled(step_net, x_t):
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter('ignore', torch.jit.TracerWarning)
         states = step_net.initial_states(x_t)
-        step = torch.jit.trace(_ListStep(step_net), (x_t, states),
-                               check_trace=False)
+        shared = [n in step_net.shared_state_names
+                  for n in step_net.state_names]
+        step = torch.jit.trace(_ListStep(step_net, states, shared),
+                               (x_t, states), check_trace=False)
         fresh = torch.jit.trace(_FreshState(step_net), (x_t, ),
                                 check_trace=False)
     return torch.jit.script(_Loop(fresh, step))

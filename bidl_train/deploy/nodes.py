@@ -12,14 +12,25 @@ input step ``x``) and ``step(x, states) -> (y, new_states, spikes)``, where
 ``spikes`` is the node's spike tensor (or ``None``, or a list of spike
 tensors for a :class:`StatefulNode`), exported as extra outputs so that
 deployed spikes can be compared with PyTorch's.
+
+Neuron kinds other than BIDL's LIF (ALIF, CubaLIF, LIFPlus, Izhikevich) and
+plastic layers that learn at inference run their own ``step`` code
+(:class:`NeuronNode`, :class:`PlasticNode`) on a copy whose surrogate spike
+function is a plain Heaviside: the surrogates are custom autograd functions,
+which neither tracing nor ONNX should see, and at inference they compute
+exactly ``H(x) = x > 0``.
 """
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
     'Node', 'WeightedNode', 'ModuleNode', 'ChannelAffineNode', 'LIFNode',
-    'AggregateNode', 'StatefulNode'
+    'NeuronNode', 'PlasticNode', 'GroupMeanNode', 'AggregateNode',
+    'StatefulNode',
+    'plain_neuron'
 ]
 
 
@@ -28,6 +39,15 @@ class Node(nn.Module):
 
     #: local names of the state tensors, in order
     state_names = ()
+    #: the states with no batch axis (shared by every sample of a batch,
+    #: such as a persistent plastic layer's local weight)
+    shared_states = ()
+    #: whether ``step`` returns a spike tensor (exported as an output)
+    emits_spikes = False
+    #: whether the ONNX exporter can put ``step`` inside a ``Loop`` body,
+    #: where loop-carried states have no static sizes (the unrolled ONNX
+    #: graph then has a fixed T)
+    onnx_loop = True
 
     def init_state(self, x):
         return []
@@ -128,6 +148,8 @@ class LIFNode(Node):
     """
 
     state_names = ('v', )
+    # the spikes are exported in analog mode too (verification skips them)
+    emits_spikes = True
 
     def __init__(self, alpha, beta, theta, v0, reset='hard', mode='spike',
                  memb_mode=0, act=None, norm=None):
@@ -162,6 +184,133 @@ class LIFNode(Node):
         return y, [v], s
 
 
+class _Heaviside(nn.Module):
+    """``H(x) = 1`` where ``x > 0`` (strictly), else 0: what every surrogate
+    spike function computes in the forward pass, in plain ops."""
+
+    def forward(self, x):
+        return (x > 0).to(x.dtype)
+
+
+def plain_neuron(neuron):
+    """A deep copy of ``neuron`` for export: eval mode (no training noise,
+    BatchNorm on running statistics) and a plain Heaviside spike."""
+    neuron = copy.deepcopy(neuron).eval()
+    neuron.surrogate = _Heaviside()
+    return neuron
+
+
+def _state_list(state, names):
+    return [state[name] for name in names]
+
+
+class NeuronNode(Node):
+    """Any other neuron kind (ALIF, CubaLIF, LIFPlus, Izhikevich), run by its
+    own ``step`` on a :func:`plain_neuron` copy.
+
+    The neuron's state dict becomes the state list in the neuron's
+    ``state_names`` order (``v, a`` for ALIF, ``i, v`` for CubaLIF ...),
+    so every state tensor is an explicit graph input and output. Its output
+    is exported as spikes when the neuron spikes (``mode == 'spike'``;
+    Izhikevich always spikes).
+    """
+
+    def __init__(self, neuron):
+        super().__init__()
+        self.neuron = plain_neuron(neuron)
+        self.state_names = tuple(neuron.state_names)
+        self.emits_spikes = getattr(neuron, 'mode', 'spike') == 'spike'
+
+    def init_state(self, x):
+        return _state_list(self.neuron.init_state(x), self.state_names)
+
+    def step(self, x, states):
+        y, new = self.neuron.step(x, dict(zip(self.state_names, states)))
+        return (y, _state_list(new, self.state_names),
+                y if self.emits_spikes else None)
+
+
+class PlasticNode(Node):
+    """A plastic layer that learns at inference, run by its own ``step``.
+
+    The layer's state ``{'neuron': ..., 'local': L, 'rule': traces}``
+    becomes the flat state list ``neuron.<name>...``, ``local``,
+    ``rule.<name>...``, so the local weight and the rule's traces are
+    explicit graph inputs and outputs and the local update (the rule's
+    delta, the forgetting, the bound) runs inside the graph, as in
+    ``layer.step``. The layer is a deep copy in eval mode with a
+    :func:`plain_neuron` and no teaching signal.
+
+    A persistent layer's local weight (and a persistent rule state such as
+    BCM's threshold) is shared by the batch: no batch axis
+    (:attr:`shared_states`); its initial value is the layer's buffer. A
+    fast layer's local weight is per sample and starts at zeros.
+
+    Args:
+        layer: the ``PlasticFcLif``/``PlasticConv2dLif`` module.
+        rule_keys (list[str]): the names of the rule's state entries, in
+            the order its ``init_state`` gives them.
+    """
+
+    def __init__(self, layer, rule_keys):
+        super().__init__()
+        self.layer = copy.deepcopy(layer).eval()
+        self.layer.neuron = plain_neuron(layer.neuron)
+        self.layer.set_teacher(None)
+        self.neuron_names = tuple(layer.neuron.state_names)
+        self.rule_keys = tuple(rule_keys)
+        self.state_names = (tuple(f'neuron.{n}' for n in self.neuron_names) +
+                            ('local', ) +
+                            tuple(f'rule.{k}' for k in self.rule_keys))
+        if layer.plasticity == 'persistent':
+            self.shared_states = ('local', ) + tuple(
+                f'rule.{k}' for k in layer.rule.persistent_keys)
+            # its local current is a conv with the local weight (state) as
+            # kernel, and ONNX's Conv needs the kernel size as a constant
+            self.onnx_loop = not hasattr(layer, 'conv')
+        self.emits_spikes = getattr(layer.neuron, 'mode', 'spike') == 'spike'
+
+    def init_state(self, x):
+        """The state ``layer.step`` starts from: a fresh neuron, ``L`` from
+        the buffer (persistent) or zeros (fast), and the rule state the
+        layer creates on its first step (zero traces, persistent entries
+        from the buffers), shaped by running the synapse and neuron once."""
+        layer = self.layer
+        local = layer.init_state(x)['local']
+        current = layer.after_synapse(layer.global_current(x) +
+                                      layer.local_current(x, local))
+        neuron = layer.neuron.init_state(current)
+        y, _ = layer.neuron.step(current, neuron)
+        pre, post = layer.pre_post(x, y)
+        rule = layer._rule_state(pre, post,
+                                 layer.plasticity == 'persistent')
+        return (_state_list(neuron, self.neuron_names) + [local] +
+                _state_list(rule, self.rule_keys))
+
+    def step(self, x, states):
+        n = len(self.neuron_names)
+        state = dict(neuron=dict(zip(self.neuron_names, states[:n])),
+                     local=states[n],
+                     rule=dict(zip(self.rule_keys, states[n + 1:])))
+        y, new = self.layer.step(x, state)
+        out = (_state_list(new['neuron'], self.neuron_names) +
+               [new['local']] + _state_list(new['rule'], self.rule_keys))
+        return y, out, y if self.emits_spikes else None
+
+
+class GroupMeanNode(Node):
+    """``[B, C*G] -> [B, C]``: the mean of each of ``C`` consecutive groups
+    of ``G`` features (a population vote). The reshape target is constant
+    (``[-1, C, G]``), so the rank is known inside an ONNX ``Loop`` too."""
+
+    def __init__(self, groups, size):
+        super().__init__()
+        self.groups, self.size = groups, size
+
+    def forward(self, x):
+        return x.reshape(-1, self.groups, self.size).mean(-1)
+
+
 class AggregateNode(Node):
     """Temporal aggregation of the steps so far: ``mean``, ``sum``, ``last``.
 
@@ -194,10 +343,11 @@ class AggregateNode(Node):
 
 class _DeployContext:
     """The ``ctx`` a :class:`StatefulNode` hands to the backbone's own
-    ``compute``: each ``ctx.fire(neuron, key, x)`` runs the lowered
-    :class:`LIFNode` of that key on the state slot of that key (``fresh``:
-    zeros shaped like ``x``) and records the new state and the spikes.
-    Scopes share the records, as the model's ``SingleStepContext`` does."""
+    ``compute``: each ``ctx.fire(neuron, key, x)`` runs the lowered neuron
+    node of that key on the state slots of that key (``fresh``: the node's
+    own initial state for ``x``) and records its old and new states and
+    spikes. Scopes share the records, as the model's ``SingleStepContext``
+    does."""
 
     def __init__(self, owner, states, prefix='', record=None):
         self.owner = owner
@@ -212,39 +362,48 @@ class _DeployContext:
     def fire(self, neuron, key, x):
         index = self.owner.index[self.prefix + key]
         node = self.owner.neurons[index]
+        start, count = self.owner.slots[index]
         state = (node.init_state(x) if self.states is None else
-                 [self.states[index]])
+                 list(self.states[start:start + count]))
         y, new_state, spikes = node.step(x, state)
-        self.record[index] = (state[0], new_state[0], spikes)
+        self.record[index] = (state, new_state, spikes)
         return y
 
 
 class StatefulNode(Node):
-    """A branching backbone (residual blocks, masked text input) run by its
-    own ``compute`` with every neuron replaced by its lowered LIF node.
+    """A branching backbone (residual blocks, attention, masked text input)
+    run by its own ``compute`` with every neuron replaced by its lowered
+    node (:class:`LIFNode` or :class:`NeuronNode`).
 
     The stateless maths (convs, eval-mode BatchNorm, residual sums, SEW
-    connect functions, pooling, embedding and mask) is the model's own code,
-    so the traced graph computes exactly what ``model.step`` computes; the
-    neurons become plain-op :class:`LIFNode` s whose membranes are explicit
-    state, one per ``ctx`` key (``stem.sn``, ``stages.0.0.sn1`` ...), in the
-    order the keys were first fired.
+    connect functions, attention products, pooling, embedding and mask) is
+    the model's own code, so the traced graph computes exactly what
+    ``model.step`` computes; the neurons become plain-op nodes whose states
+    are explicit, named ``<ctx key>.<state>`` (``stem.sn.v``,
+    ``blocks.0.attn.q.v``), in the order the keys were first fired.
 
     Args:
         module: a deep copy of the backbone (a ``StatefulModule``).
         keys (list[str]): the context keys of its neurons, in firing order.
-        neurons (list[LIFNode]): the lowered neuron of each key.
-        spike_names (list[str]): ``spikes.<module path>`` of each neuron.
+        neurons (list[Node]): the lowered neuron of each key.
+        neuron_names (list[str]): the module path of each neuron.
     """
 
-    def __init__(self, module, keys, neurons, spike_names):
+    def __init__(self, module, keys, neurons, neuron_names):
         super().__init__()
         self.module = module
         self.keys = list(keys)
         self.index = {key: i for i, key in enumerate(self.keys)}
         self.neurons = nn.ModuleList(neurons)
-        self.spike_names = list(spike_names)
-        self.state_names = tuple(f'{key}.v' for key in self.keys)
+        self.neuron_names = list(neuron_names)
+        self.spike_names = [f'spikes.{name}' for name, node in zip(
+            neuron_names, neurons) if node.emits_spikes]
+        self.slots, names, start = [], [], 0
+        for key, node in zip(self.keys, neurons):
+            self.slots.append((start, len(node.state_names)))
+            names.extend(f'{key}.{n}' for n in node.state_names)
+            start += len(node.state_names)
+        self.state_names = tuple(names)
 
     def _compute(self, x, states):
         ctx = _DeployContext(self, states)
@@ -256,9 +415,9 @@ class StatefulNode(Node):
 
     def init_state(self, x):
         _, record = self._compute(x, None)
-        return [torch.zeros_like(fresh) for fresh, _, _ in record]
+        return [t for fresh, _, _ in record for t in fresh]
 
     def step(self, x, states):
         y, record = self._compute(x, states)
-        return (y, [new for _, new, _ in record],
-                [spikes for _, _, spikes in record])
+        return (y, [t for _, new, _ in record for t in new],
+                [spikes for _, _, spikes in record if spikes is not None])

@@ -40,12 +40,14 @@ def _require(module):
             'onnx onnxruntime (or pip install bidl-train[deploy])') from None
 
 
-def _export(module, args, path, input_names, output_names, axes=None):
+def _export(module, args, path, input_names, output_names, axes=None,
+            shared=()):
     """``axes``: the dynamic axes of every non-scalar input (default: the
-    batch, axis 0)."""
+    batch, axis 0) except the ``shared`` ones (no batch axis)."""
     axes = axes or {0: 'batch'}
     dynamic = {name: dict(axes)
-               for name, arg in zip(input_names, args) if arg.dim() > 0}
+               for name, arg in zip(input_names, args)
+               if arg.dim() > 0 and name not in shared}
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # the exporter's deprecation notice
         torch.onnx.export(module, args, path, dynamo=False,
@@ -95,15 +97,26 @@ class OnnxTarget(DeployTarget):
         inputs = ['x'] + step_net.state_names
         outputs = (['y'] + [f'{n}.next' for n in step_net.state_names] +
                    step_net.spike_names)
+        shared = step_net.shared_state_names
         files = dict(step=osp.join(out_dir, 'step.onnx'),
                      unrolled=osp.join(out_dir, 'unrolled.onnx'))
         steps = int(x_seq.shape[0])
         # fp16: inside a Loop body the exporter types Python scalars
         # (``1.0 - s``) as float32 against half tensors, an invalid graph;
-        # there the T-step graph is traced, T fixed (manifest, report)
-        dynamic_t = example[0].dtype != torch.float16
+        # a node whose step the exporter cannot put in a Loop body (see
+        # Node.onnx_loop): there the T-step graph is traced, T fixed
+        # (manifest, report)
+        unloopable = [source for source, node in zip(step_net.sources,
+                                                     step_net.nodes)
+                      if not node.onnx_loop]
+        dynamic_t = example[0].dtype != torch.float16 and not unloopable
+        why = ('fp16 export' if example[0].dtype == torch.float16 else
+               'a convolution whose kernel is state (a learning persistent '
+               'plastic conv layer: ' + ', '.join(unloopable) + ') has no '
+               'static kernel size inside an ONNX Loop')
         with torch.no_grad():
-            _export(step_net, example, files['step'], inputs, outputs)
+            _export(step_net, example, files['step'], inputs, outputs,
+                    shared=shared)
             if dynamic_t:
                 _export(script_unrolled(step_net, example[0]),
                         (x_seq[:, :1], ), files['unrolled'], ['x_seq'],
@@ -116,7 +129,7 @@ class OnnxTarget(DeployTarget):
         if dynamic_t:
             _fix_loop_types(files['unrolled'])
         t_note = ('T (axis 0, an ONNX Loop) and batch (axis 1) are dynamic'
-                  if dynamic_t else f'T is FIXED at {steps} (fp16 export: '
+                  if dynamic_t else f'T is FIXED at {steps} ({why}: '
                   'unrolled by tracing); batch (axis 1) is dynamic; the '
                   'step graph serves any T')
         import onnx
@@ -129,22 +142,25 @@ class OnnxTarget(DeployTarget):
             time_steps=steps, unrolled_time_steps=(
                 'dynamic' if dynamic_t else steps),
             step=dict(file='step.onnx',
-                      inputs=[tensor_spec(n, t)
+                      inputs=[tensor_spec(n, t, shared)
                               for n, t in zip(inputs, example)],
-                      outputs=[tensor_spec(n, t)
+                      outputs=[tensor_spec(n, t, [f'{s}.next'
+                                                  for s in shared])
                                for n, t in zip(outputs, results)]),
             unrolled=dict(file='unrolled.onnx', input=tensor_spec(
                 'x_seq', x_seq[:, :1]), output='logits', note=t_note),
-            initial_state='initial_state.npz',
+            initial_state='initial_state.npz', shared_states=shared,
             usage="feed state '<name>' from output '<name>.next' of the "
             'previous step; start from initial_state.npz (repeat along '
-            'axis 0 to the batch size)')
+            'axis 0 to the batch size, except shared_states: no batch '
+            'axis)')
         return Export(files, inputs, ['y'] + step_net.state_names +
                       step_net.spike_names, step_net.state_names,
                       step_net.spike_names,
                       notes=[f'ONNX opset {OPSET}, TorchScript-based '
                              'exporter (dynamo=False)',
-                             f'unrolled.onnx: {t_note}'])
+                             f'unrolled.onnx: {t_note}'],
+                      shared_states=shared)
 
     def load(self, export):
         return OnnxRuntime(export.files['step'], export.files['unrolled'],

@@ -6,8 +6,9 @@
   one scale per output channel (``scale = max|w| / 127``), dequantised in
   the graph; activations, membrane potentials and thresholds stay fp32.
   Weights inside a branching backbone (a ``StatefulNode``: ResNetLif,
-  SEWResNet, FastTextLif) run the model's own modules and stay fp32; the
-  notes say so.
+  SEWResNet, FastTextLif, Spikformer) and inside a plastic layer that
+  learns at inference (a ``PlasticNode``, whose local weight is fp32 state)
+  run the model's own modules and stay fp32; the notes say so.
 
 The conversion acts on the :class:`StepNet` built from the lowered nodes;
 the accuracy change it causes is measured by verification, not assumed.
@@ -18,7 +19,7 @@ import torch
 
 from .base import PRECISIONS
 from .nets import StepNet
-from .nodes import StatefulNode, WeightedNode
+from .nodes import PlasticNode, StatefulNode, WeightedNode
 
 __all__ = ['prepare', 'input_dtype']
 
@@ -47,8 +48,9 @@ def prepare(lowered, precision):
                      'per-output-channel scales; activations and states '
                      'fp32')
         inner = [layer.source for layer in lowered.layers
-                 if isinstance(layer.node, StatefulNode)]
+                 if isinstance(layer.node, (StatefulNode, PlasticNode))]
         if inner:
-            notes.append('weights inside ' + ', '.join(inner) + ' (residual '
-                         'or text backbone) stay fp32 under int8')
+            notes.append('weights inside ' + ', '.join(inner) + ' (branching'
+                         ' backbone or learning plastic layer) stay fp32 '
+                         'under int8')
     return net, notes

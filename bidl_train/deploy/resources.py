@@ -3,19 +3,24 @@
 Counted per sample on the lowered network by running one step and reading
 every node's input and output shapes:
 
-* neurons: the elements a LIF layer integrates (its membrane size);
+* neurons: the elements a neuron layer integrates (its membrane size);
 * synapses: connections of each conv/linear, ``fan_in * outputs``, where
   ``fan_in`` is what one output reads (``in_channels / groups * kernel``
-  for a conv, ``in_features`` for a linear);
+  for a conv, ``in_features`` for a linear); a plastic layer's global and
+  local weights act on the same synapses and count once;
 * state bytes: all state tensors of one sample at the deployed precision
-  (membranes plus the head's running sum and step count).
+  (every neuron state: membranes, adaptation, synaptic currents ...; a
+  plastic layer's local weight and rule traces; the head's running sum and
+  step count). Counted on a batch of one, so a state shared by the batch
+  (a persistent local weight) counts once.
 """
 import torch
 
 from .nets import StepNet
 from torch import nn
 
-from .nodes import LIFNode, StatefulNode, WeightedNode
+from .nodes import (LIFNode, NeuronNode, PlasticNode, StatefulNode,
+                    WeightedNode)
 
 __all__ = ['resource_summary']
 
@@ -23,8 +28,8 @@ _BYTES = {'fp32': 4, 'fp16': 2, 'int8': 4}  # int8: weights only
 
 
 def _inside(node, source, x, fresh):
-    """Entries for the convs/linears and neurons inside a StatefulNode, read
-    from their input and output shapes during one step."""
+    """Entries for the convs/linears and neurons inside a StatefulNode or a
+    PlasticNode, read from their input and output shapes during one step."""
     entries, handles = [], []
 
     def weighted(name):
@@ -38,16 +43,26 @@ def _inside(node, source, x, fresh):
                 output_shape=list(out.shape[1:])))
         return hook
 
-    for name, module in node.module.named_modules(prefix=source):
-        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
-            handles.append(module.register_forward_hook(weighted(name)))
+    module = node.module if isinstance(node, StatefulNode) else node.layer
+    for name, sub in module.named_modules(prefix=source):
+        if isinstance(sub, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
+            handles.append(sub.register_forward_hook(weighted(name)))
     try:
         y, _, _ = node.step(x, fresh)
     finally:
         for handle in handles:
             handle.remove()
-    for name, state in zip(node.spike_names, fresh):
-        entries.append(dict(layer=name[len('spikes.'):], kind='LIFNode',
+    if isinstance(node, StatefulNode):
+        # every state of a neuron is shaped like its membrane
+        for name, inner, (start, _) in zip(node.neuron_names, node.neurons,
+                                           node.slots):
+            state = fresh[start]
+            entries.append(dict(layer=name, kind=type(inner).__name__,
+                                neurons=int(state[:1].numel()),
+                                shape=list(state.shape[1:])))
+    else:  # a plastic layer: its neuron's first state is the membrane
+        state = fresh[0]
+        entries.append(dict(layer=f'{source}.neuron', kind='PlasticNode',
                             neurons=int(state[:1].numel()),
                             shape=list(state.shape[1:])))
     return y, entries
@@ -58,10 +73,10 @@ def resource_summary(lowered, x_t, precision='fp32'):
     net = StepNet(lowered).eval()
     x = x_t[:1] if not x_t.is_floating_point() else x_t[:1].float()
     layers, neurons, synapses, weights, state_elems = [], 0, 0, 0, 0
-    inner_weights = 0  # inside StatefulNodes: int8 leaves them fp32
+    inner_weights = 0  # inside Stateful/PlasticNodes: int8 keeps fp32
     for layer, node in zip(lowered.layers, net.nodes):
         fresh = node.init_state(x)
-        if isinstance(node, StatefulNode):
+        if isinstance(node, (StatefulNode, PlasticNode)):
             y, entries = _inside(node, layer.source, x, fresh)
             for entry in entries:
                 synapses += entry.get('synapses', 0)
@@ -85,7 +100,7 @@ def resource_summary(lowered, x_t, precision='fp32'):
             synapses += entry['synapses']
             weights += entry['weights']
             layers.append(entry)
-        elif isinstance(node, LIFNode):
+        elif isinstance(node, (LIFNode, NeuronNode)):
             entry.update(neurons=int(x.numel()), shape=list(x.shape[1:]))
             neurons += entry['neurons']
             layers.append(entry)

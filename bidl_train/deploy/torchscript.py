@@ -49,27 +49,30 @@ class TorchScriptTarget(DeployTarget):
         files['initial_state'] = write_initial_state(
             out_dir, step_net.state_names, states)
         inputs = ['x'] + step_net.state_names
+        shared = step_net.shared_state_names
         with torch.no_grad():
             outputs = step_net(*example)
         files['manifest'] = write_manifest(
             out_dir, format='torchscript', time_steps=int(x_seq.shape[0]),
             unrolled_time_steps='dynamic',
             step=dict(file='step.pt',
-                      inputs=[tensor_spec(n, t)
+                      inputs=[tensor_spec(n, t, shared)
                               for n, t in zip(inputs, example)],
-                      outputs=[tensor_spec(n, t) for n, t in zip(
+                      outputs=[tensor_spec(n, t, shared) for n, t in zip(
                           step_net.output_names, outputs)]),
             unrolled=dict(file='unrolled.pt', input=tensor_spec(
                 'x_seq', x_seq[:, :1]), output='logits',
                 note='T (axis 0) and batch (axis 1) are free: a scripted '
                 'loop over x_seq.size(0)'),
-            initial_state='initial_state.npz',
+            initial_state='initial_state.npz', shared_states=shared,
             usage='y, *rest = step(x_t, *states); new states are '
-            'rest[:len(states)], then one spike tensor per LIF layer')
+            'rest[:len(states)], then one spike tensor per spiking layer; '
+            'repeat the initial states along axis 0 to the batch size, '
+            'except shared_states (no batch axis)')
         return Export(files, inputs, step_net.output_names,
                       step_net.state_names, step_net.spike_names,
                       notes=['unrolled.pt: T and batch dynamic (scripted '
-                             'time loop)'])
+                             'time loop)'], shared_states=shared)
 
     def load(self, export):
         return TorchScriptRuntime(export.files['step'],

@@ -6,15 +6,23 @@ hooks on every spiking neuron) and its single-step outputs and states
 (``model.step``). The deployed artefact runs in its own runtime in a closed
 loop, feeding its own new states back, exactly as a deployment would.
 
-Reported per output name: the largest absolute difference over all steps;
+Reported per output name: the largest absolute difference over all steps
+(and the largest absolute value PyTorch gave, its scale);
 for spikes also the fraction of equal spikes; and the top-1 class of both
 (and their accuracy when labels are known).
+
+Plastic layers with a persistent local weight that learn at inference
+write their buffers at the end of a multi-step call; the reference run
+restores them, so the model's step form (and the caller's model) start
+from the same local weight as the export.
 """
+import contextlib
 import time
 
 import numpy as np
 import torch
 
+from bidl_train.learning.plastic import PlasticLayer
 from bidl_train.neurons import BaseNeuron
 from bidl_train.utils.progress import track
 
@@ -37,6 +45,21 @@ def flatten_state(state, prefix=''):
     return flat
 
 
+@contextlib.contextmanager
+def _kept_local_weights(model):
+    """Restore every persistent plastic buffer on exit (a multi-step call
+    of a learning layer commits its new local weight into them)."""
+    saved = [(layer, {name: value.clone() for name, value in
+                      layer.local_state_dict().items()})
+             for layer in model.modules() if isinstance(layer, PlasticLayer)]
+    try:
+        yield
+    finally:
+        for layer, values in saved:
+            for name, value in values.items():
+                getattr(layer, name).copy_(value)
+
+
 @torch.no_grad()
 def reference_run(model, x_seq):
     """PyTorch's logits, spikes per neuron and per-step outputs/states."""
@@ -54,7 +77,8 @@ def reference_run(model, x_seq):
                 lambda m, i, out, name=f'{name}.neuron': spikes.__setitem__(
                     name, out)))
     try:
-        logits = model(x_seq, mode='tensor')
+        with _kept_local_weights(model):
+            logits = model(x_seq, mode='tensor')
     finally:
         for handle in handles:
             handle.remove()
@@ -65,12 +89,17 @@ def reference_run(model, x_seq):
     return dict(logits=logits, spikes=spikes, steps=steps)
 
 
-def batch_initial_states(initial, batch):
-    """Initial values saved for one sample (leading dim 1) -> ``batch``."""
+def batch_initial_states(initial, batch, shared=None):
+    """Initial values saved for one sample (leading dim 1) -> ``batch``.
+
+    ``shared``: one flag per state, True where the state has no batch axis
+    (kept as it is even when its leading dim happens to be 1).
+    """
     out = []
-    for value in initial:
+    shared = shared or [False] * len(initial)
+    for value, one_for_all in zip(initial, shared):
         value = np.asarray(value)
-        if value.ndim >= 1 and value.shape[0] == 1:
+        if not one_for_all and value.ndim >= 1 and value.shape[0] == 1:
             value = np.repeat(value, batch, axis=0)
         # np.array keeps 0-d values (ascontiguousarray would make them 1-d)
         out.append(np.array(value, order='C'))
@@ -104,12 +133,17 @@ def verify(runtime, export, initial, model, x_seq, labels=None,
     x_np = x_seq.numpy()
     if x_np.dtype.kind == 'f':  # token ids stay integers
         x_np = x_np.astype(dtype)
+    shared = [n in export.shared_states for n in export.state_names]
     states = [s.astype(dtype) if s.dtype.kind == 'f' else s
-              for s in batch_initial_states(initial, x_np.shape[1])]
+              for s in batch_initial_states(initial, x_np.shape[1], shared)]
     names = export.output_names
     n_states = len(export.state_names)
     diffs = {name: 0.0 for name in names if not name.startswith('spikes.')
              and (export.compare_states or name == 'y')}
+    # the largest |value| PyTorch gives each compared output: float32
+    # rounding is relative, and some states are far from 1 (Izhikevich's
+    # membrane in mV)
+    scales = {name: 0.0 for name in diffs}
     spike_stats = {}
     y = None
     for t, x_t in enumerate(
@@ -117,8 +151,10 @@ def verify(runtime, export, initial, model, x_seq, labels=None,
         outs = dict(zip(names, runtime.step(x_t, states)))
         y = outs['y']
         for name in diffs:
-            diffs[name] = max(diffs[name], _maxdiff(
-                outs[name], ref['steps'][t][name], name))
+            want = ref['steps'][t][name]
+            diffs[name] = max(diffs[name], _maxdiff(outs[name], want, name))
+            scales[name] = max(scales[name], float(
+                want.abs().max()) if want.numel() else 0.0)
         for name in export.spike_names:
             source = name[len('spikes.'):]
             if source not in ref['spikes']:
@@ -131,7 +167,7 @@ def verify(runtime, export, initial, model, x_seq, labels=None,
         states = [outs[n] for n in names[1:1 + n_states]]
     ref_logits = ref['logits'].numpy()
     result = dict(samples=int(x_np.shape[1]), steps=int(x_np.shape[0]),
-                  max_abs_diff=diffs)
+                  max_abs_diff=diffs, reference_max_abs=scales)
     result['max_abs_diff']['logits_after_T_steps'] = _maxdiff(
         y, ref_logits, 'logits')
     unrolled = runtime.unrolled(x_np)
@@ -159,8 +195,9 @@ def verify(runtime, export, initial, model, x_seq, labels=None,
     return result
 
 
-def measure_latency(runtime, initial, x_t, repeats=20):
-    """Median wall time (ms) of one single-step call on one sample.
+def measure_latency(runtime, initial, x_t, repeats=20, shared=None):
+    """Median wall time (ms) of one single-step call on one sample
+    (``shared``: one flag per state, True where it has no batch axis).
 
     PyTorch runs on one intra-op thread here: a batch-1 step is far too small
     to split, and on a busy machine a second thread descheduled at a barrier
@@ -169,16 +206,16 @@ def measure_latency(runtime, initial, x_t, repeats=20):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _median_step_ms(runtime, initial, x_t, repeats)
+        return _median_step_ms(runtime, initial, x_t, repeats, shared)
     finally:
         torch.set_num_threads(threads)
 
 
-def _median_step_ms(runtime, initial, x_t, repeats):
+def _median_step_ms(runtime, initial, x_t, repeats, shared):
     x_t = np.ascontiguousarray(x_t[:1])
     fdtype = x_t.dtype if x_t.dtype.kind == 'f' else np.float32
     states = [s.astype(fdtype) if s.dtype.kind == 'f' else s
-              for s in batch_initial_states(initial, 1)]
+              for s in batch_initial_states(initial, 1, shared)]
     runtime.step(x_t, states)  # warm-up
     times = []
     for _ in range(repeats):

@@ -329,7 +329,12 @@ class PlasticConv2dLif(PlasticLayer):
     def local_current(self, x_t, local):
         height, width = self._conv_size(x_t)
         if local.dim() == 2:
-            kernel = local.reshape(self.conv.weight.shape)
+            # the shape from the layer's sizes, not weight.shape: tracing
+            # records weight.shape as a run-time value, and ONNX export
+            # needs the kernel size as a constant (deployment)
+            kernel = local.reshape(self.conv.out_channels,
+                                   self.conv.in_channels,
+                                   *self.conv.kernel_size)
             return F.conv2d(x_t, kernel, stride=self.conv.stride,
                             padding=self.conv.padding)
         out = torch.einsum('boi,bil->bol', local, self._patches(x_t))

@@ -1,0 +1,112 @@
+"""Run written deployment artefacts by themselves, for the deploy tests.
+
+Everything comes from the files: the state names, their batch axes and the
+output order from ``manifest.json``, the initial values from
+``initial_state.npz``; the graph runs in its own runtime (``torch.jit.load``
+or ONNX Runtime) in a closed loop, feeding its new states back.
+"""
+import json
+
+import numpy as np
+import torch
+
+from bidl_train.deploy.verify import flatten_state
+from bidl_train.neurons import BaseNeuron
+
+
+def run_step_files(out_dir, target, x):
+    """Every output of every step of ``step.pt``/``step.onnx`` on ``x``
+    (``[T, B, ...]``): a list of ``{name: array}`` with ``'y'``, the states
+    by their names (ONNX's ``<name>.next`` without the suffix) and the
+    spikes (``spikes.<layer>``)."""
+    manifest = json.load(open(out_dir / 'manifest.json'))
+    inputs = manifest['step']['inputs']
+    names = [spec['name'] for spec in inputs[1:]]
+    outputs = [spec['name'][:-len('.next')] if spec['name'].endswith(
+        '.next') else spec['name'] for spec in manifest['step']['outputs']]
+    init = np.load(out_dir / 'initial_state.npz')
+    batch = x.shape[1]
+    states = [np.repeat(init[spec['name']], batch, 0)
+              if spec['batch_axis'] == 0 else init[spec['name']]
+              for spec in inputs[1:]]
+    if target == 'torchscript':
+        module = torch.jit.load(str(out_dir / 'step.pt'))
+
+        def run(x_t, states):
+            with torch.no_grad():
+                outs = module(torch.from_numpy(x_t),
+                              *[torch.from_numpy(s) for s in states])
+            return [o.numpy() for o in outs]
+    else:
+        import onnxruntime as ort
+        session = ort.InferenceSession(str(out_dir / 'step.onnx'),
+                                       providers=['CPUExecutionProvider'])
+
+        def run(x_t, states):
+            return session.run(None, dict(zip(['x'] + names,
+                                              [x_t] + list(states))))
+    steps = []
+    for x_t in x.numpy():
+        outs = dict(zip(outputs, run(x_t, states)))
+        states = [outs[n] for n in names]
+        steps.append(outs)
+    return steps
+
+
+def pytorch_reference(model, x):
+    """The model's own logits, spikes (forward hooks on every spiking neuron
+    and plastic layer) and ``model.step`` outputs and states per step."""
+    spikes, handles = {}, []
+    for name, module in model.named_modules():
+        if isinstance(module, BaseNeuron) and getattr(
+                module, 'mode', 'spike') == 'spike':
+            key = name
+        elif hasattr(module, 'local_shape'):  # a plastic layer: its spikes
+            key = f'{name}.neuron'
+        else:
+            continue
+        handles.append(module.register_forward_hook(
+            lambda m, i, out, key=key: spikes.__setitem__(key, out)))
+    # a learning persistent plastic layer commits its local weight at the
+    # end of a multi-step call: put it back for the step form
+    kept = [(m, {k: v.clone() for k, v in m.local_state_dict().items()})
+            for m in model.modules() if hasattr(m, 'local_state_dict')]
+    with torch.no_grad():
+        logits = model(x, mode='tensor')
+        for handle in handles:
+            handle.remove()
+        for module, buffers in kept:
+            for key, value in buffers.items():
+                getattr(module, key).copy_(value)
+        steps, state = [], None
+        for x_t in x:
+            y, state = model.step(x_t, state)
+            steps.append(dict(flatten_state(state), y=y))
+    return logits, spikes, steps
+
+
+def assert_matches_model(got, logits, spikes, steps, state_tol=1e-5,
+                         folded=()):
+    """Deployed per-step outputs ``got`` equal the model's: ``y`` within
+    1e-5 and every state within ``state_tol`` times its largest magnitude
+    (at least 1) over the steps, the last ``y`` equal to the logits within
+    1e-5, every spike exactly; every state of ``model.step`` is exported
+    but the ``folded`` ones (constants folded into weights)."""
+    steps = [{k: v for k, v in step.items() if k not in folded}
+             for step in steps]
+    assert set(got[0]) - {'y'} - {n for n in got[0]
+                                  if n.startswith('spikes.')} == \
+        set(steps[0]) - {'y'}
+    scale = {name: max(1.0, max(float(step[name].abs().max())
+                                for step in steps)) for name in steps[0]}
+    for t, (mine, ref) in enumerate(zip(got, steps)):
+        for name, want in ref.items():
+            tol = 1e-5 if name == 'y' else state_tol * scale[name]
+            np.testing.assert_allclose(mine[name], want.numpy(), atol=tol,
+                                       rtol=0, err_msg=f'{name} t={t}')
+    np.testing.assert_allclose(got[-1]['y'], logits.numpy(), atol=1e-5)
+    exported = {n[len('spikes.'):] for n in got[0] if n.startswith('spikes.')}
+    assert exported == set(spikes)
+    for layer, want in spikes.items():
+        deployed = np.stack([step[f'spikes.{layer}'] for step in got])
+        np.testing.assert_array_equal(deployed, want.numpy(), err_msg=layer)
