@@ -24,6 +24,12 @@ from bidl_train.neurons.surrogate import (RectangleSurrogate,
                                           SigmoidSurrogate, build_surrogate)
 
 HAS_TRITON = importlib.util.find_spec('triton') is not None
+if HAS_TRITON:
+    # Imported now, before any test sets TRITON_INTERPRET, as other
+    # libraries (SpikingJelly) import it: triton.language's own jit helpers
+    # are then compiled-mode functions, and the kernels must not need them
+    # under the interpreter.
+    import triton  # noqa: F401
 needs_triton = pytest.mark.skipif(
     not HAS_TRITON,
     reason='triton is not installed (pip install --no-deps triton==3.9.0)')

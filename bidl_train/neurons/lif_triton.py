@@ -83,7 +83,11 @@ def surrogate_constants(code, param):
 
 # ---------------------------------------------------------------------------
 # Kernel bodies. They are plain functions here and decorated by _kernels(),
-# once for the GPU compiler and once for the interpreter.
+# once for the GPU compiler and once for the interpreter. They call only
+# triton.language builtins (tl.full, not tl.zeros_like): the library's own
+# jit helpers are decorated when triton is first imported, and when that
+# happened without TRITON_INTERPRET (SpikingJelly imports triton), the
+# interpreter cannot call them.
 # ---------------------------------------------------------------------------
 def _forward_body(x_ptr, y_ptr, a_ptr, b_ptr, th_ptr, v0_ptr,
                   a_step, b_step, th_step, v0_step, steps, n,
@@ -98,7 +102,7 @@ def _forward_body(x_ptr, y_ptr, a_ptr, b_ptr, th_ptr, v0_ptr,
     b = tl.load(b_ptr + offs * b_step, mask=mask, other=0.0)
     thr = tl.load(th_ptr + offs * th_step, mask=mask, other=1.0)
     rv = tl.load(v0_ptr + offs * v0_step, mask=mask, other=0.0)
-    v = tl.zeros_like(a)
+    v = tl.full((BLOCK, ), 0.0, a.dtype)
     x_p = x_ptr + offs
     y_p = y_ptr + offs
     # pointers advance by n per step: no t * n product that could overflow
@@ -143,7 +147,7 @@ def _backward_body(x_ptr, gy_ptr, gx_ptr, a_ptr, b_ptr, th_ptr, v0_ptr,
     c1 = tl.load(sc_ptr + 1)
 
     # 1. recompute u_t exactly as the forward did, into gx
-    v = tl.zeros_like(a)
+    v = tl.full((BLOCK, ), 0.0, a.dtype)
     x_p = x_ptr + offs
     u_p = gx_ptr + offs
     gy_p = gy_ptr + offs
@@ -161,11 +165,11 @@ def _backward_body(x_ptr, gy_ptr, gx_ptr, a_ptr, b_ptr, th_ptr, v0_ptr,
 
     # 2. BPTT from t = T-1 down to 0 (see functional.py for the equations);
     # u_p and gy_p now point one step past the end
-    g_next = tl.zeros_like(a)  # dL/du_{t+1}
-    sa = tl.zeros_like(a)
-    sb = tl.zeros_like(a)
-    sth = tl.zeros_like(a)
-    sv0 = tl.zeros_like(a)
+    g_next = tl.full((BLOCK, ), 0.0, a.dtype)  # dL/du_{t+1}
+    sa = tl.full((BLOCK, ), 0.0, a.dtype)
+    sb = tl.full((BLOCK, ), 0.0, a.dtype)
+    sth = tl.full((BLOCK, ), 0.0, a.dtype)
+    sv0 = tl.full((BLOCK, ), 0.0, a.dtype)
     for _ in range(steps):
         u_p -= n
         gy_p -= n
@@ -197,7 +201,7 @@ def _backward_body(x_ptr, gy_ptr, gx_ptr, a_ptr, b_ptr, th_ptr, v0_ptr,
         gr = a * gv  # gradient of r_t
         if MODE == 2:
             gr = gr + gy
-        gs = tl.zeros_like(a)  # gradient of s_t
+        gs = tl.full((BLOCK, ), 0.0, a.dtype)  # gradient of s_t
         if MODE == -1:
             gs = gy
         if KEEP_DS:
