@@ -1,4 +1,4 @@
-"""NIR graphs with branches: ResNetLif and SEW-ResNet (ADD).
+"""NIR graphs with branches (ResNetLif, SEW-ResNet ADD) and CubaLIF neurons.
 
 Each exported file is read back with ``nir.read`` and run in two
 independent importers, snnTorch 1.0 (``import_from_nir``) and Norse 1.1
@@ -9,8 +9,8 @@ order: a node whose sources lie on two different branches (a projection
 shortcut) runs before one of them and reads its previous-step output
 (docs/nir.md). Residual graphs therefore run Norse's modules under
 nirtorch's current interpreter (``nir_to_torch``), which orders the nodes
-topologically; identity-shortcut graphs also pass through ``from_nir``
-itself.
+topologically; chains and identity-shortcut graphs also pass through
+``from_nir`` itself.
 """
 import contextlib
 import io
@@ -30,6 +30,7 @@ nir = pytest.importorskip('nir')
 init_default_scope('bidl_train')
 
 WIDTH, SIZE, T, B = 4, 16, 6, 2
+CUBA = dict(type='CubaLIF', alpha=0.6, alpha_syn=0.4, theta=0.5)
 
 
 def _frames(seed=5):
@@ -60,6 +61,13 @@ def _residual(kind, x=None, **kwargs):
     backbone = dict(dict(type=kind, depth=10, in_channels=2, stem='cifar',
                          width=WIDTH), **kwargs)
     return _calibrated(backbone, _frames() if x is None else x, 8 * WIDTH)
+
+
+def _cuba_net(x=None, neuron=CUBA):
+    backbone = dict(type='ConvLifNet', in_channels=2, input_size=SIZE,
+                    channels=[4, 8], pools=[None, None], strides=[1, 2],
+                    fc=[16], neuron=neuron)
+    return _calibrated(backbone, _frames() if x is None else x, 16)
 
 
 def _pytorch_spikes(model, x):
@@ -154,7 +162,9 @@ def _assert_importer_reproduces(importer, graph, neurons, model, x):
 
 MODELS_UNDER_TEST = dict(
     resnet=lambda x: _residual('ResNetLif', x),
-    sew_add=lambda x: _residual('SEWResNet', x, cnf='ADD'))
+    sew_add=lambda x: _residual('SEWResNet', x, cnf='ADD'),
+    resnet_cuba=lambda x: _residual('ResNetLif', x, neuron=CUBA),
+    cuba=lambda x: _cuba_net(x))
 
 
 @pytest.fixture(scope='module')
@@ -234,7 +244,7 @@ def test_sew_add_graph_sums_spike_edges(exported):
 
 
 @pytest.mark.parametrize('importer', ['snntorch', 'norse'])
-@pytest.mark.parametrize('name', ['resnet', 'sew_add'])
+@pytest.mark.parametrize('name', ['resnet', 'sew_add', 'resnet_cuba'])
 def test_residual_nir_import_reproduces_spikes(exported, name, importer):
     model, x, graph, neurons = exported(name)
     _assert_importer_reproduces(importer, graph, neurons, model, x)
@@ -249,6 +259,36 @@ def test_identity_shortcuts_run_in_norse_from_nir(tmp_path):
     model.head.fc = torch.nn.Linear(WIDTH, 3)
     graph, neurons = _export(model, x, tmp_path)
     _assert_importer_reproduces('norse_from_nir', graph, neurons, model, x)
+
+
+def test_cuba_lif_in_resnet_keeps_the_graph(exported):
+    graph, neurons = exported('resnet')[2:]
+    cuba = exported('resnet_cuba')[2]
+    assert sorted(cuba.edges) == sorted(graph.edges)
+    assert {type(cuba.nodes[k]).__name__ for k in neurons.values()} == {
+        'CubaLIF'}
+
+
+def test_cuba_lif_maps_to_nir_cuba_lif(exported):
+    model, _, graph, neurons = exported('cuba')
+    assert len(neurons) == 3  # two conv layers and one FC layer
+    node = graph.nodes[neurons['backbone.layers.0.neuron']]
+    assert isinstance(node, nir.CubaLIF)
+    dt, alpha, alpha_syn = 1e-4, CUBA['alpha'], CUBA['alpha_syn']
+    for field, want in (('tau_syn', dt / (1 - alpha_syn)),
+                        ('tau_mem', dt / (1 - alpha)),
+                        ('w_in', 1 / (1 - alpha_syn)), ('r', 1 / (1 - alpha)),
+                        ('v_threshold', CUBA['theta']), ('v_leak', 0.0),
+                        ('v_reset', 0.0)):
+        values = torch.from_numpy(getattr(node, field)).double()
+        torch.testing.assert_close(values, torch.full_like(values, want),
+                                   rtol=1e-6, atol=0, msg=field)
+
+
+@pytest.mark.parametrize('importer', ['snntorch', 'norse_from_nir'])
+def test_cuba_lif_nir_import_reproduces_spikes(exported, importer):
+    model, x, graph, neurons = exported('cuba')
+    _assert_importer_reproduces(importer, graph, neurons, model, x)
 
 
 def _soft_block_neuron(model):
@@ -269,6 +309,10 @@ def _soft_block_neuron(model):
                               stem='cifar', width=WIDTH, lite=True),
                          _frames(), 8 * WIDTH),
      'backbone.stages.0.1.sn1', 'ReLU'),
+    (lambda: _cuba_net(neuron=dict(CUBA, reset='soft')),
+     'backbone.layers.0.neuron', 'soft reset'),
+    (lambda: _cuba_net(neuron=dict(type='ALIF')),
+     'backbone.layers.0.neuron', 'ALIF'),
 ])
 def test_nir_graph_refusals_name_the_layer(build, layer, feature, tmp_path):
     model = build()
