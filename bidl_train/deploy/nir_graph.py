@@ -256,8 +256,8 @@ def check_residual(node, source):
     name = type(module).__name__
     if type(module) not in (ResNetLif, SEWResNet):
         raise UnsupportedFeature(
-            'nir', source, f'{name} (embedding input or another branching '
-            'backbone: no exact NIR mapping is exported)',
+            'nir', source, f'{name} (only the branching backbones ResNetLif '
+            'and SEWResNet have an NIR mapping)',
             'use the onnx or torchscript target')
     if module.stem.pool is not None:
         raise UnsupportedFeature(
