@@ -5,6 +5,7 @@ Each command runs in a subprocess exactly as a user would run it.
 import json
 import os
 import os.path as osp
+import socket
 import subprocess
 import sys
 
@@ -117,6 +118,14 @@ def test_train_resume_test(tmp_path):
 
 
 @pytest.mark.slow
+def _free_port():
+    """A port nobody listens on now: a fixed one collided when two test
+    runs shared the machine (the second rendezvous failed)."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
 def test_two_process_cpu_training_and_evaluation(tmp_path):
     cfg = tiny_config(tmp_path)
     # 3 classes: 3 test samples over 2 ranks, so the distributed sampler
@@ -132,7 +141,7 @@ def test_two_process_cpu_training_and_evaluation(tmp_path):
                 "test_evaluator = val_evaluator\n")
     work = tmp_path / 'ddp'
     torchrun = ['-m', 'torch.distributed.run', '--nproc_per_node=2',
-                '--master_port=29533']
+                f'--master_port={_free_port()}']
     proc = run(torchrun + [
         tool('train'), cfg, '--launcher', 'pytorch', '--work-dir',
         str(work)
