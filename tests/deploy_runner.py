@@ -14,13 +14,19 @@ from bidl_train.deploy.verify import flatten_state
 from bidl_train.neurons import BaseNeuron
 
 
-def run_step_files(out_dir, target, x):
+def run_step_files(out_dir, target, x, teacher=None):
     """Every output of every step of ``step.pt``/``step.onnx`` on ``x``
     (``[T, B, ...]``): a list of ``{name: array}`` with ``'y'``, the states
     by their names (ONNX's ``<name>.next`` without the suffix) and the
-    spikes (``spikes.<layer>``)."""
+    spikes (``spikes.<layer>``). ``teacher``: the labels ``[B]`` for the
+    ``teacher`` input, given exactly when the manifest declares one."""
     manifest = json.load(open(out_dir / 'manifest.json'))
-    inputs = manifest['step']['inputs']
+    if (manifest.get('teacher') is None) != (teacher is None):
+        raise ValueError('give labels exactly when the graph has a teacher '
+                         f"input (manifest: {manifest.get('teacher')})")
+    lead = [] if teacher is None else [np.asarray(teacher, np.int64)]
+    inputs = [spec for spec in manifest['step']['inputs']
+              if spec['name'] != 'teacher']
     names = [spec['name'] for spec in inputs[1:]]
     outputs = [spec['name'][:-len('.next')] if spec['name'].endswith(
         '.next') else spec['name'] for spec in manifest['step']['outputs']]
@@ -34,8 +40,8 @@ def run_step_files(out_dir, target, x):
 
         def run(x_t, states):
             with torch.no_grad():
-                outs = module(torch.from_numpy(x_t),
-                              *[torch.from_numpy(s) for s in states])
+                outs = module(*[torch.from_numpy(a) for a in
+                                [x_t] + lead + list(states)])
             return [o.numpy() for o in outs]
     else:
         import onnxruntime as ort
@@ -43,8 +49,9 @@ def run_step_files(out_dir, target, x):
                                        providers=['CPUExecutionProvider'])
 
         def run(x_t, states):
-            return session.run(None, dict(zip(['x'] + names,
-                                              [x_t] + list(states))))
+            given = ['x'] + (['teacher'] if lead else []) + names
+            return session.run(None, dict(zip(given, [x_t] + lead +
+                                              list(states))))
     steps = []
     for x_t in x.numpy():
         outs = dict(zip(outputs, run(x_t, states)))
@@ -53,9 +60,24 @@ def run_step_files(out_dir, target, x):
     return steps
 
 
-def pytorch_reference(model, x):
+def pytorch_reference(model, x, teacher=None):
     """The model's own logits, spikes (forward hooks on every spiking neuron
-    and plastic layer) and ``model.step`` outputs and states per step."""
+    and plastic layer) and ``model.step`` outputs and states per step.
+    ``teacher``: labels ``[B]`` handed by ``set_teacher`` to every plastic
+    layer whose rule needs them, for both runs."""
+    learners = [m for m in model.modules() if hasattr(m, 'set_teacher')
+                and m.rule.needs_teacher]
+    for module in learners:
+        module.set_teacher(None if teacher is None else
+                           torch.as_tensor(teacher).long())
+    try:
+        return _reference(model, x)
+    finally:
+        for module in learners:
+            module.set_teacher(None)
+
+
+def _reference(model, x):
     spikes, handles = {}, []
     for name, module in model.named_modules():
         if isinstance(module, BaseNeuron) and getattr(

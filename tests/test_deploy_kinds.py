@@ -12,7 +12,7 @@ from mmengine.registry import init_default_scope
 
 from bidl_train.deploy import deploy, lower_model
 from bidl_train.deploy.lower import LoweringError
-from bidl_train.learning.rules import build_rule
+from bidl_train.learning.rules import STDP, build_rule
 from bidl_train.neurons import BaseNeuron
 from bidl_train.registry import MODELS
 
@@ -368,11 +368,20 @@ def test_persistent_plastic_layer_folds_local_weight(layer, target,
     assert int(seen['spikes'].sum()) > 0
 
 
-def test_plastic_layer_needing_labels_at_inference_refused_by_name():
+def test_plastic_layer_needing_labels_at_inference_gets_a_teacher():
+    """RewardSTDP reads labels through the graph's teacher input (see
+    test_deploy_plastic); a rule of one's own that needs labels is refused
+    by layer and rule name."""
     model = _plastic_classifier('fast')
     model.backbone[2].rule = build_rule(
         dict(type='RewardSTDP', num_classes=4, group_size=4), 'test')
+    assert lower_model(model).teacher_layers == ['backbone.2']
+
+    class LabelledSTDP(STDP):
+        needs_teacher = True
+
+    model.backbone[2].rule = LabelledSTDP()
     with pytest.raises(LoweringError, match=r'backbone\.2: PlasticFcLif '
-                       r'learns at inference with rule RewardSTDP, which '
-                       r'needs a teaching signal'):
+                       r'learns at inference with rule LabelledSTDP, which '
+                       r'needs a teaching signal; .* for RewardSTDP only'):
         lower_model(model)

@@ -51,12 +51,18 @@ def _status(precision, ver):
         return 'exported (not verified)'
     if precision != 'fp32':
         return 'exported; reduced-precision change measured'
-    scale = ver.get('reference_max_abs', {})
-    close = all(diff <= FP32_LOGIT_ATOL * max(1.0, scale.get(name, 1.0))
-                for name, diff in ver['max_abs_diff'].items())
-    ok = (close
-          and ver['spike_agreement_overall'] >= FP32_SPIKE_AGREEMENT)
+    # an export with a teacher input was run with and without labels
+    runs = [ver] + ([ver['without_labels']] if 'without_labels' in ver
+                    else [])
+    ok = all(_close(run) for run in runs)
     return 'verified' if ok else 'MISMATCH'
+
+
+def _close(run):
+    scale = run.get('reference_max_abs', {})
+    close = all(diff <= FP32_LOGIT_ATOL * max(1.0, scale.get(name, 1.0))
+                for name, diff in run['max_abs_diff'].items())
+    return close and run['spike_agreement_overall'] >= FP32_SPIKE_AGREEMENT
 
 
 def _accuracy(ver, split):
@@ -74,6 +80,15 @@ def _accuracy(ver, split):
                 prediction_agreement=top1['agreement'])
 
 
+def _input_shapes(export, x_dep, initial):
+    """Name and shape (batch 1) of each step input, in graph order."""
+    lead = [x_dep[0, :1]]
+    if export.teacher is not None:
+        lead.append(np.zeros(1, np.int64))
+    return [dict(name=n, shape=list(v.shape)) for n, v in zip(
+        export.input_names, lead + initial)]
+
+
 def deploy(model, target, x_seq, out_dir, labels=None, precision='fp32',
            verify_samples=True, split=None):
     """Export ``model`` for ``target`` and verify it on ``x_seq``.
@@ -85,7 +100,10 @@ def deploy(model, target, x_seq, out_dir, labels=None, precision='fp32',
             the first sample is also the tracing example. Integer inputs
             (token ids ``[T, B]`` of FastTextLif) are kept as integers.
         out_dir (str): where the artefacts and ``report.json`` go.
-        labels: optional ``B`` labels, for accuracy in the report.
+        labels: optional ``B`` labels, for accuracy in the report. A model
+            with a layer learning from a reward at inference (the export
+            gets a ``teacher`` input) needs them to be verified: they are
+            the teacher of the verification run with rewards.
         precision (str): ``fp32``, ``fp16`` or ``int8``.
         verify_samples (bool): run the verification (else export only).
         split (str): where ``x_seq``/``labels`` come from (``'val'``), named
@@ -106,6 +124,12 @@ def deploy(model, target, x_seq, out_dir, labels=None, precision='fp32',
              x_ref.to(input_dtype(precision)))
     lowered = lower_model(model, x_ref[0, :1])
     tgt.check(lowered)
+    if lowered.teacher_layers and verify_samples and labels is None:
+        raise ConfigError(
+            'layers ' + ', '.join(lowered.teacher_layers) + ' learn from a '
+            'reward at inference (the export gets a teacher input): give '
+            'labels= for the verification samples (their teacher), or '
+            'verify_samples=False')
     step_net, notes = prepare(lowered, precision)
     os.makedirs(out_dir, exist_ok=True)
     export = tgt.export(step_net, x_dep, out_dir)
@@ -120,7 +144,8 @@ def deploy(model, target, x_seq, out_dir, labels=None, precision='fp32',
                      np_dtype, folded_states=lowered.folded_states)
         latency = measure_latency(
             runtime, initial, x_dep[0].numpy(), shared=[
-                n in export.shared_states for n in export.state_names])
+                n in export.shared_states for n in export.state_names],
+            teacher=export.teacher is not None)
         if 'deployed_accuracy' in ver['top1']:
             ver['accuracy_change'] = (ver['top1']['deployed_accuracy'] -
                                       ver['top1']['pytorch_accuracy'])
@@ -133,8 +158,7 @@ def deploy(model, target, x_seq, out_dir, labels=None, precision='fp32',
         status=_status(precision, ver),
         files={role: osp.relpath(path, out_dir)
                for role, path in export.files.items()},
-        inputs=[dict(name=n, shape=list(v.shape)) for n, v in zip(
-            export.input_names, [x_dep[0, :1]] + initial)],
+        inputs=_input_shapes(export, x_dep, initial), teacher=export.teacher,
         state_names=export.state_names, spike_names=export.spike_names,
         time_steps=int(x_seq.shape[0]), folded=lowered.folded, notes=notes,
         verification=ver, accuracy=accuracy, latency_ms_per_step=latency,

@@ -14,7 +14,8 @@ import os.path as osp
 
 import numpy as np
 
-__all__ = ['write_initial_state', 'read_initial_state', 'write_manifest']
+__all__ = ['write_initial_state', 'read_initial_state', 'write_manifest',
+           'teacher_spec']
 
 
 def write_initial_state(out_dir, names, tensors):
@@ -35,6 +36,27 @@ def tensor_spec(name, tensor, shared=()):
     batched = bool(shape) and name not in shared
     return dict(name=name, shape=shape, dtype=str(tensor.dtype).replace(
         'torch.', ''), batch_axis=0 if batched else None)
+
+
+def teacher_spec(step_net):
+    """The manifest/report entry of the ``teacher`` input of ``step_net``
+    (None where no layer learns from labels): name, dtype, shape, where it
+    goes, what it means, and the layers (with their rule) that read it."""
+    if not step_net.needs_teacher:
+        return None
+    rules = {source: type(node.layer.rule).__name__
+             for source, node in zip(step_net.sources, step_net.nodes)
+             if node.needs_teacher}
+    return dict(
+        name='teacher', dtype='int64', shape=['batch'], batch_axis=0,
+        position="step graph: right after 'x'; unrolled graph: right after "
+        "'x_seq' (the same labels for every step)",
+        meaning='the class label of each sample, the teaching signal of '
+        'the layers that learn at inference from a reward; -1: no label, '
+        'no reward update from that sample (its traces and spike counts '
+        'still advance, and a layer with forgetting still forgets). Labels '
+        'must be below num_classes (not checked in the graph)',
+        layers=rules)
 
 
 def write_manifest(out_dir, **content):

@@ -16,7 +16,10 @@ with
 A :class:`Runtime` runs the deployed artefact on numpy arrays: ``step`` gives
 every output of the state-aware graph (``y``, new states, spikes, in
 ``Export.output_names`` order) and ``unrolled`` the T-step graph's logits
-(``None`` where the target has no unrolled form).
+(``None`` where the target has no unrolled form). Where the export has a
+``teacher`` input (:attr:`Export.teacher`), both take it as the keyword
+``teacher`` (int64 labels ``[B]``, ``-1``: no label); it is given to no
+other runtime.
 """
 from dataclasses import dataclass, field
 
@@ -54,16 +57,20 @@ class Export:
     #: states with no batch axis, one value for the whole batch (a
     #: persistent plastic layer's local weight): not repeated per sample
     shared_states: list = field(default_factory=list)
+    #: the ``teacher`` input's description (name, dtype, shape, meaning,
+    #: layers) where a layer learns from labels at inference, else None
+    teacher: dict = None
 
 
 class Runtime:
     """Runs deployed artefacts; subclasses implement both methods."""
 
-    def step(self, x_t, states):
-        """``x_t``, ``states``: numpy arrays -> list of numpy outputs."""
+    def step(self, x_t, states, teacher=None):
+        """``x_t``, ``states`` (and the labels ``teacher`` of an export
+        with a teacher input): numpy arrays -> list of numpy outputs."""
         raise ConfigError(f'{type(self).__name__} has no single-step form')
 
-    def unrolled(self, x_seq):
+    def unrolled(self, x_seq, teacher=None):
         return None
 
 

@@ -18,9 +18,12 @@ so an unknown layer is never exported as something different.
   (persistent: its buffer; fast: zeros), folded into its global weight. One
   that learns at inference becomes a :class:`~.nodes.PlasticNode`: the
   local weight and the rule's traces are explicit state and the local
-  update runs in the graph. Rules that need a teaching signal
-  (``RewardSTDP`` with its gate on) are refused: the graph has no label
-  input, and without labels the rule would silently stop learning.
+  update runs in the graph. A rule that needs a teaching signal
+  (``RewardSTDP`` with its gate on) makes the node take labels: the
+  exported graphs then get a ``teacher`` input (int64 ``[B]``, ``-1``: no
+  label, no reward), see :attr:`LoweredNet.teacher_layers`. Other rules
+  that need a teacher are refused by name (their use of the labels is not
+  known to be plain tensor ops).
 * ``PopulationClsHead`` (a fixed group vote) becomes plain nodes: group
   mean, the temporal mean with the head's own ``sum``/``count`` state,
   then the scale.
@@ -48,6 +51,7 @@ from bidl_train.layers import (Aggregation, Conv1dLif, Conv2dLif, Conv3dLif,
                                TimeFold)
 from bidl_train.learning.plastic import PlasticConv2dLif, PlasticFcLif
 from bidl_train.learning.population_head import PopulationClsHead
+from bidl_train.learning.rules.stdp import RewardSTDP
 from bidl_train.models.backbones import (ConvLifNet, FastTextLif, ResNetLif,
                                          SEWResNet)
 from bidl_train.models.backbones.spikformer import Spikformer
@@ -123,6 +127,13 @@ class LoweredNet:
                 for name, local in zip(layer.state_names,
                                        layer.node.state_names)
                 if local in layer.node.shared_states]
+
+    @property
+    def teacher_layers(self):
+        """The layers whose local rule reads labels at every step (the
+        exported graphs get a ``teacher`` input when there is one)."""
+        return [layer.source for layer in self.layers
+                if layer.node.needs_teacher]
 
     @property
     def spike_names(self):
@@ -371,14 +382,16 @@ class _Lowering:
     def _learning_plastic(self, module, source, state_path):
         name = type(module).__name__
         rule = module.rule
-        if rule.needs_teacher and getattr(rule, 'gate', True):
+        if rule.needs_teacher and not isinstance(rule, RewardSTDP):
+            # RewardSTDP's reward is plain tensor ops on the labels (a
+            # one-hot by comparison, -1 matching no class); another rule
+            # may branch on them in Python, which a trace would freeze
             raise LoweringError(
                 f'layer {source}: {name} learns at inference with rule '
-                f'{type(rule).__name__}, which needs a teaching signal '
-                '(labels) at every step; the exported graph has no label '
-                'input, so it cannot learn as the model does. Deploy with '
-                'learning=False (the learned local weight is folded) or '
-                'with the rule\'s gate off (gate=False: no reward updates)')
+                f'{type(rule).__name__}, which needs a teaching signal; '
+                'bidl-deploy gives the exported graph a teacher input for '
+                'RewardSTDP only. Deploy with learning=False (the learned '
+                'local weight is folded) or use RewardSTDP')
         # the neuron kind must be deployable (refused by name otherwise)
         _neuron_node(module.neuron, f'{source}.neuron')
         out_features, in_features = module.local_shape
@@ -388,14 +401,16 @@ class _Lowering:
         keys = list(rule.init_state(torch.zeros(1, 1, in_features),
                                     torch.zeros(1, 1, out_features),
                                     persistent))
-        self._add(PlasticNode(module, keys), source, state_path,
-                  spike_source=f'{source}.neuron')
+        node = PlasticNode(module, keys)
+        self._add(node, source, state_path, spike_source=f'{source}.neuron')
         self.folded.append(
             f'{name} {source}: learns at inference ({type(rule).__name__}, '
             f'plasticity={module.plasticity!r}); local weight and rule '
             'state exported as state, the local update runs in the graph'
             + ('; local weight shared by the batch (no batch axis)'
-               if persistent else ''))
+               if persistent else '')
+            + ('; reward from the graph input teacher (labels [B], -1: no '
+               'reward)' if node.needs_teacher else ''))
 
     def layer(self, module, source, state_path):
         """A module of a SpikingSequential (or the backbone itself)."""

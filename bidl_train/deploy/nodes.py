@@ -48,6 +48,9 @@ class Node(nn.Module):
     #: where loop-carried states have no static sizes (the unrolled ONNX
     #: graph then has a fixed T)
     onnx_loop = True
+    #: whether ``step`` takes a third argument, the teaching signal (int64
+    #: labels ``[B]``, ``-1``: none), fed by the graph's ``teacher`` input
+    needs_teacher = False
 
     def init_state(self, x):
         return []
@@ -239,7 +242,13 @@ class PlasticNode(Node):
     explicit graph inputs and outputs and the local update (the rule's
     delta, the forgetting, the bound) runs inside the graph, as in
     ``layer.step``. The layer is a deep copy in eval mode with a
-    :func:`plain_neuron` and no teaching signal.
+    :func:`plain_neuron`.
+
+    A rule that needs a teaching signal (``RewardSTDP`` with its gate on)
+    makes the node :attr:`needs_teacher`: ``step`` takes the labels
+    ``[B]`` (int64, ``-1``: no label, no reward for that sample) and hands
+    them to the layer with ``set_teacher`` for that step only, which is
+    what the co-learning hook does for the model.
 
     A persistent layer's local weight (and a persistent rule state such as
     BCM's threshold) is shared by the batch: no batch axis
@@ -257,6 +266,9 @@ class PlasticNode(Node):
         self.layer = copy.deepcopy(layer).eval()
         self.layer.neuron = plain_neuron(layer.neuron)
         self.layer.set_teacher(None)
+        rule = layer.rule
+        self.needs_teacher = bool(rule.needs_teacher and getattr(
+            rule, 'gate', True))
         self.neuron_names = tuple(layer.neuron.state_names)
         self.rule_keys = tuple(rule_keys)
         self.state_names = (tuple(f'neuron.{n}' for n in self.neuron_names) +
@@ -287,12 +299,18 @@ class PlasticNode(Node):
         return (_state_list(neuron, self.neuron_names) + [local] +
                 _state_list(rule, self.rule_keys))
 
-    def step(self, x, states):
+    def step(self, x, states, teacher=None):
+        """``teacher``: the labels of a node that :attr:`needs_teacher`
+        (None while the fresh state is shaped: nothing is learned then)."""
         n = len(self.neuron_names)
         state = dict(neuron=dict(zip(self.neuron_names, states[:n])),
                      local=states[n],
                      rule=dict(zip(self.rule_keys, states[n + 1:])))
-        y, new = self.layer.step(x, state)
+        self.layer.set_teacher(teacher)
+        try:
+            y, new = self.layer.step(x, state)
+        finally:  # hold no (traced) labels between calls
+            self.layer.set_teacher(None)
         out = (_state_list(new['neuron'], self.neuron_names) +
                [new['local']] + _state_list(new['rule'], self.rule_keys))
         return y, out, y if self.emits_spikes else None

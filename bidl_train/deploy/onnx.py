@@ -9,8 +9,13 @@ states (``<name>.next``) and the spikes (``spikes.<layer>``). The batch axis
 of every non-scalar input and output is dynamic. ``unrolled.onnx`` is the
 scripted time loop of :func:`~.nets.script_unrolled`, exported as an ONNX
 ``Loop`` whose trip count is ``x_seq``'s axis 0, so ``T`` is dynamic too
-(except at fp16, where the exporter cannot type the loop body: there the
-T-step graph is traced and ``T`` is fixed, as the manifest and report say).
+(except at fp16, where the exporter cannot type the loop body, and with a
+learning persistent plastic conv layer, whose kernel is state with no
+static size inside a loop body: there the T-step graph is traced and ``T``
+is fixed, as the manifest and report say). Where a layer learns from
+labels at inference (reward-modulated STDP) both graphs take them as the
+input ``teacher`` (int64 ``[batch]``, ``-1``: no label), right after ``x``
+(step) or ``x_seq`` (unrolled: the same labels for every step).
 Verified in ONNX Runtime.
 """
 import os.path as osp
@@ -21,10 +26,11 @@ import torch
 
 from bidl_train.errors import ConfigError
 from bidl_train.registry import DEPLOY_TARGETS
-from .artefacts import tensor_spec, write_initial_state, write_manifest
+from .artefacts import (teacher_spec, tensor_spec, write_initial_state,
+                        write_manifest)
 from .base import DeployTarget, Export, Runtime
-from .nets import UnrolledNet, script_unrolled
-from .torchscript import trace_examples
+from .nets import UnrolledNet, example_teacher, script_unrolled
+from .torchscript import example_states, trace_examples
 
 __all__ = ['OnnxTarget', 'OnnxRuntime', 'OPSET']
 
@@ -43,9 +49,10 @@ def _require(module):
 def _export(module, args, path, input_names, output_names, axes=None,
             shared=()):
     """``axes``: the dynamic axes of every non-scalar input (default: the
-    batch, axis 0) except the ``shared`` ones (no batch axis)."""
+    batch, axis 0) except the ``shared`` ones (no batch axis). The
+    ``teacher`` labels ``[batch]`` always have the batch on axis 0."""
     axes = axes or {0: 'batch'}
-    dynamic = {name: dict(axes)
+    dynamic = {name: ({0: 'batch'} if name == 'teacher' else dict(axes))
                for name, arg in zip(input_names, args)
                if arg.dim() > 0 and name not in shared}
     with warnings.catch_warnings():
@@ -94,7 +101,13 @@ class OnnxTarget(DeployTarget):
     def export(self, step_net, x_seq, out_dir):
         _require('onnx')
         example = trace_examples(step_net, x_seq)
-        inputs = ['x'] + step_net.state_names
+        inputs = step_net.input_names
+        teacher = teacher_spec(step_net)
+        # the unrolled graph's inputs: x_seq, then the labels of all steps
+        loop_names, loop_args = ['x_seq'], (x_seq[:, :1], )
+        if teacher:
+            loop_names.append('teacher')
+            loop_args += (example_teacher(), )
         outputs = (['y'] + [f'{n}.next' for n in step_net.state_names] +
                    step_net.spike_names)
         shared = step_net.shared_state_names
@@ -118,12 +131,12 @@ class OnnxTarget(DeployTarget):
             _export(step_net, example, files['step'], inputs, outputs,
                     shared=shared)
             if dynamic_t:
-                _export(script_unrolled(step_net, example[0]),
-                        (x_seq[:, :1], ), files['unrolled'], ['x_seq'],
-                        ['logits'], axes={0: 'T', 1: 'batch'})
+                _export(script_unrolled(step_net, example[0]), loop_args,
+                        files['unrolled'], loop_names, ['logits'],
+                        axes={0: 'T', 1: 'batch'})
             else:
-                _export(UnrolledNet(step_net).eval(), (x_seq[:, :1], ),
-                        files['unrolled'], ['x_seq'], ['logits'],
+                _export(UnrolledNet(step_net).eval(), loop_args,
+                        files['unrolled'], loop_names, ['logits'],
                         axes={1: 'batch'})
             results = step_net(*example)
         if dynamic_t:
@@ -136,7 +149,11 @@ class OnnxTarget(DeployTarget):
         for path in (files['step'], files['unrolled']):
             onnx.checker.check_model(onnx.load(path))
         files['initial_state'] = write_initial_state(
-            out_dir, step_net.state_names, list(example[1:]))
+            out_dir, step_net.state_names, example_states(step_net, example))
+        unrolled = dict(file='unrolled.onnx', input=tensor_spec(
+            'x_seq', x_seq[:, :1]), output='logits', note=t_note)
+        if teacher:
+            unrolled['inputs'] = loop_names
         files['manifest'] = write_manifest(
             out_dir, format='onnx', opset=OPSET,
             time_steps=steps, unrolled_time_steps=(
@@ -147,8 +164,7 @@ class OnnxTarget(DeployTarget):
                       outputs=[tensor_spec(n, t, [f'{s}.next'
                                                   for s in shared])
                                for n, t in zip(outputs, results)]),
-            unrolled=dict(file='unrolled.onnx', input=tensor_spec(
-                'x_seq', x_seq[:, :1]), output='logits', note=t_note),
+            unrolled=unrolled, teacher=teacher,
             initial_state='initial_state.npz', shared_states=shared,
             usage="feed state '<name>' from output '<name>.next' of the "
             'previous step; start from initial_state.npz (repeat along '
@@ -160,7 +176,7 @@ class OnnxTarget(DeployTarget):
                       notes=[f'ONNX opset {OPSET}, TorchScript-based '
                              'exporter (dynamo=False)',
                              f'unrolled.onnx: {t_note}'],
-                      shared_states=shared)
+                      shared_states=shared, teacher=teacher)
 
     def load(self, export):
         return OnnxRuntime(export.files['step'], export.files['unrolled'],
@@ -180,10 +196,15 @@ class OnnxRuntime(Runtime):
             unrolled_path, options, providers=providers)
         self.input_names = input_names
 
-    def step(self, x_t, states):
-        feed = dict(zip(self.input_names, [x_t] + list(states)))
+    def step(self, x_t, states, teacher=None):
+        lead = [x_t]
+        if teacher is not None:
+            lead.append(np.asarray(teacher, np.int64))
+        feed = dict(zip(self.input_names, lead + list(states)))
         return self.step_session.run(None, feed)
 
-    def unrolled(self, x_seq):
-        return self.unrolled_session.run(
-            None, {'x_seq': np.ascontiguousarray(x_seq)})[0]
+    def unrolled(self, x_seq, teacher=None):
+        feed = {'x_seq': np.ascontiguousarray(x_seq)}
+        if teacher is not None:
+            feed['teacher'] = np.asarray(teacher, np.int64)
+        return self.unrolled_session.run(None, feed)[0]

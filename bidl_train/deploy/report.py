@@ -22,6 +22,31 @@ def _fmt(value):
     return f'{value:.3g}' if isinstance(value, float) else str(value)
 
 
+def _learning_lines(ver):
+    """The local weight change of learning layers, and the run without
+    labels of an export with a teacher input."""
+    lines = []
+    change = ver.get('local_weight_change')
+    if change:
+        label = (' (teacher: labels)' if 'teacher' in ver else '')
+        for name, value in change['deployed'].items():
+            lines.append(f'    local weight change{label} {name}: '
+                         f"max |L_T - L_0| deployed {_fmt(value)}, pytorch "
+                         f"{_fmt(change['pytorch'][name])}")
+    plain = ver.get('without_labels')
+    if plain:
+        worst = max(plain['max_abs_diff'].values(), default=0.0)
+        lines.append('    without labels (teacher -1): max |deployed - '
+                     f'pytorch| {_fmt(worst)}, spike agreement '
+                     f"{plain['spike_agreement_overall']:.6f}")
+        change = plain['local_weight_change']
+        for name, value in change['deployed'].items():
+            lines.append(f'    local weight change (teacher -1) {name}: '
+                         f'deployed {_fmt(value)}, pytorch '
+                         f"{_fmt(change['pytorch'][name])}")
+    return lines
+
+
 def format_summary(report):
     """A readable multi-line summary of ``report``."""
     lines = [f"bidl-deploy: target {report['target']} "
@@ -30,6 +55,13 @@ def format_summary(report):
     lines += [f'    {role}: {path}' for role, path in report['files'].items()]
     lines.append('  step inputs: ' + ', '.join(
         f"{s['name']}{s['shape']}" for s in report['inputs']))
+    teacher = report.get('teacher')
+    if teacher:
+        lines.append(
+            f"  teacher input: {teacher['name']} ({teacher['dtype']}, "
+            "[batch]; -1 = no label, no reward) after x / x_seq, read by "
+            + ', '.join(f'{layer} ({rule})' for layer, rule in
+                        teacher['layers'].items()))
     for note in report['folded']:
         lines.append(f'  folded: {note}')
     for note in report['notes']:
@@ -49,6 +81,7 @@ def format_summary(report):
             line += (f"; accuracy deployed {top1['deployed_accuracy']:.3f} "
                      f"vs pytorch {top1['pytorch_accuracy']:.3f}")
         lines.append(line)
+        lines += _learning_lines(ver)
     acc = report.get('accuracy')
     if acc:
         lines.append(f"  top-1 on {acc['samples']} {acc['split']} samples: "

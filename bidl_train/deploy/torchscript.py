@@ -2,7 +2,10 @@
 
 ``step.pt`` is the state-aware graph ``forward(x_t, *states) -> (y_t,
 *new_states, *spikes)``; ``unrolled.pt`` runs all steps of ``x_seq [T, B,
-...]`` from a fresh state and returns the aggregated logits. ``torch.jit.load``
+...]`` from a fresh state and returns the aggregated logits. Where a layer
+learns from labels at inference both take them right after the input:
+``step(x_t, teacher, *states)``, ``unrolled(x_seq, teacher)`` (int64
+``[B]``, ``-1``: no label, no reward). ``torch.jit.load``
 opens both without bidl-train. ``step.pt`` is traced (batch free);
 ``unrolled.pt`` is a scripted loop around the traced step, so ``T`` is free
 too (see :func:`~.nets.script_unrolled`).
@@ -14,19 +17,29 @@ import numpy as np
 import torch
 
 from bidl_train.registry import DEPLOY_TARGETS
-from .artefacts import tensor_spec, write_initial_state, write_manifest
+from .artefacts import (teacher_spec, tensor_spec, write_initial_state,
+                        write_manifest)
 from .base import DeployTarget, Export, Runtime
-from .nets import script_unrolled
+from .nets import example_teacher, script_unrolled
 
-__all__ = ['TorchScriptTarget', 'TorchScriptRuntime', 'trace_examples']
+__all__ = ['TorchScriptTarget', 'TorchScriptRuntime', 'trace_examples',
+           'example_states']
 
 
 def trace_examples(step_net, x_seq):
-    """The step example ``(x_0, *initial_states)`` for one sample."""
+    """The step example for one sample, in the order of
+    ``step_net.input_names``: ``(x_0, *initial_states)``, with the labels
+    ``teacher = [-1]`` after ``x_0`` where the net needs a teacher."""
     x_t = x_seq[0, :1]
     with torch.no_grad():
         states = step_net.initial_states(x_t)
-    return (x_t, *states)
+    teacher = [example_teacher()] if step_net.needs_teacher else []
+    return (x_t, *teacher, *states)
+
+
+def example_states(step_net, example):
+    """The initial states in a :func:`trace_examples` tuple."""
+    return list(example[len(example) - len(step_net.state_names):])
 
 
 @DEPLOY_TARGETS.register_module(name='torchscript')
@@ -45,13 +58,21 @@ class TorchScriptTarget(DeployTarget):
                      unrolled=osp.join(out_dir, 'unrolled.pt'))
         step.save(files['step'])
         full.save(files['unrolled'])
-        states = list(example[1:])
         files['initial_state'] = write_initial_state(
-            out_dir, step_net.state_names, states)
-        inputs = ['x'] + step_net.state_names
+            out_dir, step_net.state_names, example_states(step_net, example))
+        inputs = step_net.input_names
         shared = step_net.shared_state_names
+        teacher = teacher_spec(step_net)
         with torch.no_grad():
             outputs = step_net(*example)
+        unrolled = dict(file='unrolled.pt', input=tensor_spec(
+            'x_seq', x_seq[:, :1]), output='logits',
+            note='T (axis 0) and batch (axis 1) are free: a scripted '
+            'loop over x_seq.size(0)')
+        call = 'step(x_t, *states)'
+        if teacher:
+            unrolled['inputs'] = ['x_seq', 'teacher']
+            call = 'step(x_t, teacher, *states)'
         files['manifest'] = write_manifest(
             out_dir, format='torchscript', time_steps=int(x_seq.shape[0]),
             unrolled_time_steps='dynamic',
@@ -60,19 +81,17 @@ class TorchScriptTarget(DeployTarget):
                               for n, t in zip(inputs, example)],
                       outputs=[tensor_spec(n, t, shared) for n, t in zip(
                           step_net.output_names, outputs)]),
-            unrolled=dict(file='unrolled.pt', input=tensor_spec(
-                'x_seq', x_seq[:, :1]), output='logits',
-                note='T (axis 0) and batch (axis 1) are free: a scripted '
-                'loop over x_seq.size(0)'),
+            unrolled=unrolled, teacher=teacher,
             initial_state='initial_state.npz', shared_states=shared,
-            usage='y, *rest = step(x_t, *states); new states are '
+            usage=f'y, *rest = {call}; new states are '
             'rest[:len(states)], then one spike tensor per spiking layer; '
             'repeat the initial states along axis 0 to the batch size, '
             'except shared_states (no batch axis)')
         return Export(files, inputs, step_net.output_names,
                       step_net.state_names, step_net.spike_names,
                       notes=['unrolled.pt: T and batch dynamic (scripted '
-                             'time loop)'], shared_states=shared)
+                             'time loop)'], shared_states=shared,
+                      teacher=teacher)
 
     def load(self, export):
         return TorchScriptRuntime(export.files['step'],
@@ -86,11 +105,17 @@ class TorchScriptRuntime(Runtime):
         self.unrolled_module = torch.jit.load(unrolled_path)
 
     @torch.no_grad()
-    def step(self, x_t, states):
-        outs = self.step_module(torch.from_numpy(x_t),
+    def step(self, x_t, states, teacher=None):
+        lead = [torch.from_numpy(x_t)]
+        if teacher is not None:
+            lead.append(torch.from_numpy(np.asarray(teacher, np.int64)))
+        outs = self.step_module(*lead,
                                 *[torch.from_numpy(s) for s in states])
         return [o.numpy() for o in outs]
 
     @torch.no_grad()
-    def unrolled(self, x_seq):
-        return self.unrolled_module(torch.from_numpy(x_seq)).numpy()
+    def unrolled(self, x_seq, teacher=None):
+        args = [torch.from_numpy(x_seq)]
+        if teacher is not None:
+            args.append(torch.from_numpy(np.asarray(teacher, np.int64)))
+        return self.unrolled_module(*args).numpy()

@@ -14,7 +14,14 @@ for spikes also the fraction of equal spikes; and the top-1 class of both
 Plastic layers with a persistent local weight that learn at inference
 write their buffers at the end of a multi-step call; the reference run
 restores them, so the model's step form (and the caller's model) start
-from the same local weight as the export.
+from the same local weight as the export. How far each learning layer's
+local weight moved over the steps is reported (``local_weight_change``).
+
+An export with a ``teacher`` input (a layer learning from a reward) is
+verified twice, with learning really exercised: once with the samples'
+labels as teacher (the model gets the same labels by ``set_teacher``, as
+the co-learning hook gives them) and once with ``-1`` for every sample (no
+label: no reward update), both over all steps.
 """
 import contextlib
 import time
@@ -22,6 +29,7 @@ import time
 import numpy as np
 import torch
 
+from bidl_train.errors import ConfigError
 from bidl_train.learning.plastic import PlasticLayer
 from bidl_train.neurons import BaseNeuron
 from bidl_train.utils.progress import track
@@ -60,9 +68,26 @@ def _kept_local_weights(model):
                 getattr(layer, name).copy_(value)
 
 
+@contextlib.contextmanager
+def _teaching(model, teacher):
+    """Hand ``teacher`` (labels ``[B]``) to every plastic layer whose rule
+    needs one, as the co-learning hook does; cleared on exit."""
+    layers = [layer for layer in model.modules()
+              if isinstance(layer, PlasticLayer) and layer.rule.needs_teacher]
+    labels = None if teacher is None else torch.as_tensor(teacher).long()
+    for layer in layers:
+        layer.set_teacher(labels)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.set_teacher(None)
+
+
 @torch.no_grad()
-def reference_run(model, x_seq):
-    """PyTorch's logits, spikes per neuron and per-step outputs/states."""
+def reference_run(model, x_seq, teacher=None):
+    """PyTorch's logits, spikes per neuron and per-step outputs/states
+    (``teacher``: labels ``[B]`` for the layers that learn from them)."""
     spikes, handles = {}, []
     for name, module in model.named_modules():
         if isinstance(module, BaseNeuron) and getattr(module, 'mode',
@@ -77,15 +102,16 @@ def reference_run(model, x_seq):
                 lambda m, i, out, name=f'{name}.neuron': spikes.__setitem__(
                     name, out)))
     try:
-        with _kept_local_weights(model):
+        with _kept_local_weights(model), _teaching(model, teacher):
             logits = model(x_seq, mode='tensor')
     finally:
         for handle in handles:
             handle.remove()
     steps, state = [], None
-    for x_t in x_seq:
-        y, state = model.step(x_t, state)
-        steps.append(dict(flatten_state(state), y=y))
+    with _teaching(model, teacher):
+        for x_t in x_seq:
+            y, state = model.step(x_t, state)
+            steps.append(dict(flatten_state(state), y=y))
     return dict(logits=logits, spikes=spikes, steps=steps)
 
 
@@ -121,10 +147,46 @@ def verify(runtime, export, initial, model, x_seq, labels=None,
 
     ``initial``: the saved initial state values (one sample each).
     ``folded_states``: ``model.step`` states the lowering folded into
-    weights (not exported, so not compared).
+    weights (not exported, so not compared). ``labels``: the samples'
+    labels; an export with a teacher input needs them (its run with
+    rewards); its run without (all ``-1``) is ``without_labels``.
     Returns the verification dict written into the report.
     """
-    ref = reference_run(model, x_seq)
+    if export.teacher is None:
+        return _compare(runtime, export, initial, model, x_seq, labels,
+                        dtype, folded_states)
+    if labels is None:
+        raise ConfigError(
+            'the export has a teacher input (layers '
+            + ', '.join(export.teacher['layers']) + ' learn from a reward '
+            'at inference): verification needs the samples\' labels')
+    batch = x_seq.shape[1]
+    result = _compare(runtime, export, initial, model, x_seq, labels, dtype,
+                      folded_states, teacher=np.asarray(labels, np.int64))
+    result['teacher'] = 'the labels of the samples'
+    unlabelled = _compare(runtime, export, initial, model, x_seq, None,
+                          dtype, folded_states,
+                          teacher=np.full(batch, -1, np.int64))
+    result['without_labels'] = dict(
+        teacher=-1, **{key: unlabelled[key] for key in (
+            'max_abs_diff', 'reference_max_abs', 'spike_agreement',
+            'spike_agreement_overall', 'local_weight_change')})
+    return result
+
+
+def _local_change(first, last, names):
+    """``max |L_T - L_0|`` of each local weight state in ``names``."""
+    return {name: float(np.abs(np.asarray(last[name], np.float64) -
+                               np.asarray(first[name], np.float64)).max())
+            for name in names}
+
+
+def _compare(runtime, export, initial, model, x_seq, labels, dtype,
+             folded_states, teacher=None):
+    """One closed-loop run of ``runtime`` and of ``model`` on ``x_seq``
+    (``teacher``: the labels fed to both, or None without teacher input)."""
+    ref = reference_run(model, x_seq, teacher)
+    given = {} if teacher is None else dict(teacher=teacher)
     expected = set(ref['steps'][0]) - {'y'} - set(folded_states)
     if export.compare_states and expected != set(export.state_names):
         raise RuntimeError(
@@ -146,9 +208,12 @@ def verify(runtime, export, initial, model, x_seq, labels=None,
     scales = {name: 0.0 for name in diffs}
     spike_stats = {}
     y = None
+    state_names = names[1:1 + n_states]
+    local_names = [n for n in state_names if n.endswith('.local')]
+    first_states = dict(zip(state_names, states))
     for t, x_t in enumerate(
             track(x_np, 'verifying deployed model', total=len(x_np))):
-        outs = dict(zip(names, runtime.step(x_t, states)))
+        outs = dict(zip(names, runtime.step(x_t, states, **given)))
         y = outs['y']
         for name in diffs:
             want = ref['steps'][t][name]
@@ -164,13 +229,21 @@ def verify(runtime, export, initial, model, x_seq, labels=None,
             equal, total, count = spike_stats.get(name, (0, 0, 0))
             spike_stats[name] = (equal + int((got == want).sum()),
                                  total + got.size, count + int(want.sum()))
-        states = [outs[n] for n in names[1:1 + n_states]]
+        states = [outs[n] for n in state_names]
     ref_logits = ref['logits'].numpy()
     result = dict(samples=int(x_np.shape[1]), steps=int(x_np.shape[0]),
                   max_abs_diff=diffs, reference_max_abs=scales)
+    # how far learning moved each local weight over the steps (0: learning
+    # did nothing on these samples, whatever the other numbers say)
+    if local_names:
+        result['local_weight_change'] = dict(
+            deployed=_local_change(first_states, outs, local_names),
+            pytorch=_local_change(first_states, {
+                n: ref['steps'][-1][n].numpy() for n in local_names},
+                local_names))
     result['max_abs_diff']['logits_after_T_steps'] = _maxdiff(
         y, ref_logits, 'logits')
-    unrolled = runtime.unrolled(x_np)
+    unrolled = runtime.unrolled(x_np, **given)
     if unrolled is not None:
         result['max_abs_diff']['unrolled_logits'] = _maxdiff(
             unrolled, ref_logits, 'unrolled logits')
@@ -195,9 +268,12 @@ def verify(runtime, export, initial, model, x_seq, labels=None,
     return result
 
 
-def measure_latency(runtime, initial, x_t, repeats=20, shared=None):
+def measure_latency(runtime, initial, x_t, repeats=20, shared=None,
+                    teacher=False):
     """Median wall time (ms) of one single-step call on one sample
-    (``shared``: one flag per state, True where it has no batch axis).
+    (``shared``: one flag per state, True where it has no batch axis;
+    ``teacher``: the graph has a teacher input, fed a label of 0 so the
+    reward update runs).
 
     PyTorch runs on one intra-op thread here: a batch-1 step is far too small
     to split, and on a busy machine a second thread descheduled at a barrier
@@ -206,20 +282,22 @@ def measure_latency(runtime, initial, x_t, repeats=20, shared=None):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _median_step_ms(runtime, initial, x_t, repeats, shared)
+        return _median_step_ms(runtime, initial, x_t, repeats, shared,
+                               teacher)
     finally:
         torch.set_num_threads(threads)
 
 
-def _median_step_ms(runtime, initial, x_t, repeats, shared):
+def _median_step_ms(runtime, initial, x_t, repeats, shared, teacher):
     x_t = np.ascontiguousarray(x_t[:1])
     fdtype = x_t.dtype if x_t.dtype.kind == 'f' else np.float32
     states = [s.astype(fdtype) if s.dtype.kind == 'f' else s
               for s in batch_initial_states(initial, 1, shared)]
-    runtime.step(x_t, states)  # warm-up
+    given = dict(teacher=np.zeros(1, np.int64)) if teacher else {}
+    runtime.step(x_t, states, **given)  # warm-up
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        runtime.step(x_t, states)
+        runtime.step(x_t, states, **given)
         times.append(time.perf_counter() - start)
     return float(np.median(times) * 1e3)

@@ -178,14 +178,19 @@ class RewardSTDP(STDP):
                 raise ConfigError(
                     f'RewardSTDP: expected one label per sample ({batch}), '
                     f'got a teacher of shape {tuple(labels.shape)}')
-            if (labels >= self.num_classes).any():
+            # a value check has no place in a traced (deployed) graph: it
+            # would be evaluated once, on the tracing example
+            if not torch.jit.is_tracing() and (
+                    labels >= self.num_classes).any():
                 raise ConfigError(
                     f'RewardSTDP: label {int(labels.max())} is out of range '
                     f'for num_classes={self.num_classes}')
             gate = (labels >= 0).to(post.dtype)
-            target = torch.zeros_like(rate)
-            known = labels >= 0
-            target[known, labels[known]] = 1.0
+            # one-hot by comparison, not by masked assignment: plain ops a
+            # TorchScript trace and ONNX record exactly (bidl-deploy's
+            # teacher input); a label -1 matches no class, so its row is 0
+            classes = torch.arange(self.num_classes, device=post.device)
+            target = (labels.unsqueeze(1) == classes).to(rate.dtype)
         group_reward = (target - rate) * gate.unsqueeze(1)  # [N, C]
         reward = group_reward.repeat_interleave(self.group_size, dim=1)
         return reward, gate, count, steps
