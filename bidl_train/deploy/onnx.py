@@ -169,7 +169,8 @@ class OnnxTarget(DeployTarget):
             usage="feed state '<name>' from output '<name>.next' of the "
             'previous step; start from initial_state.npz (repeat along '
             'axis 0 to the batch size, except shared_states: no batch '
-            'axis)')
+            'axis)' + ("; feed 'teacher' the labels of the batch (-1: "
+                       'none) at every step' if teacher else ''))
         return Export(files, inputs, ['y'] + step_net.state_names +
                       step_net.spike_names, step_net.state_names,
                       step_net.spike_names,
