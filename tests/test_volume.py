@@ -151,7 +151,9 @@ def test_flip_rot_crop_keep_volume_consistent():
     for _ in range(10):
         r = RandomFlip3D(prob=0.5)(dict(inputs=vol.copy()))
         expected = vol
-        for a in r['flip_axes']:
+        for a, flip in zip((0, 1, 2), r['flips']):
+            if not flip:
+                continue
             expected = expected[::-1] if a == 0 else (
                 expected[:, ::-1] if a == 1 else expected[:, :, ::-1])
         np.testing.assert_array_equal(r['inputs'], expected)

@@ -279,7 +279,8 @@ class ColorJitterVideo:
 class CutoutVideo:
     """With ``prob``, fill one square of ``area`` of the frame in all frames.
 
-    ``fill=None`` uses the clip mean per channel.
+    ``fill=None`` uses the clip mean per channel. Records ``cutout_box``
+    ``(y, x, h, w)``, ``(0, 0, 0, 0)`` when no hole was cut.
     """
 
     def __init__(self, area=0.2, prob=0.5, fill=0):
@@ -289,7 +290,9 @@ class CutoutVideo:
 
     def __call__(self, results):
         clip = _clip(results, 'CutoutVideo')
-        results['cutout_box'] = None
+        # an empty box when no hole is cut: never None, which the batch
+        # collate cannot stack with the boxes of other samples
+        results['cutout_box'] = (0, 0, 0, 0)
         if np.random.rand() >= self.prob:
             return results
         H, W = clip.shape[1:3]

@@ -60,7 +60,10 @@ class IntensityWindow:
 
 @TRANSFORMS.register_module()
 class RandomFlip3D:
-    """Flip each axis in ``axes`` (0 = depth, 1 = H, 2 = W) with ``prob``."""
+    """Flip each axis in ``axes`` (0 = depth, 1 = H, 2 = W) with ``prob``.
+
+    Records ``flips``: one bool per entry of ``axes``.
+    """
 
     def __init__(self, axes=(0, 1, 2), prob=0.5):
         if not set(axes) <= {0, 1, 2}:
@@ -70,11 +73,14 @@ class RandomFlip3D:
 
     def __call__(self, results):
         vol = _volume(results, 'RandomFlip3D')
-        flipped = tuple(a for a in self.axes if np.random.rand() < self.prob)
+        flips = tuple(bool(np.random.rand() < self.prob) for _ in self.axes)
+        flipped = tuple(a for a, f in zip(self.axes, flips) if f)
         if flipped:
             vol = np.flip(vol, axis=flipped)
         results['inputs'] = np.ascontiguousarray(vol)
-        results['flip_axes'] = flipped
+        # one flag per configured axis, not the list of flipped axes: the
+        # batch collate needs the same length in every sample
+        results['flips'] = flips
         return results
 
 
