@@ -345,6 +345,8 @@ def test_unrolled_graph_takes_any_T_and_batch(target, tmp_path):
     manifest = json.load(open(tmp_path / 'manifest.json'))
     assert 'dynamic' in manifest['unrolled']['note'] or \
         'free' in manifest['unrolled']['note']
+    # x_seq is [T, B, ...]: the batch is its axis 1
+    assert manifest['unrolled']['input']['batch_axis'] == 1
     for T, B in ((2, 3), (9, 5)):
         x = _inputs(T=T, B=B, seed=T)
         with torch.no_grad():

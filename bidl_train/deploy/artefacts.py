@@ -30,12 +30,13 @@ def read_initial_state(path, names):
         return [data[name] for name in names]
 
 
-def tensor_spec(name, tensor, shared=()):
-    """``shared``: names of tensors without a batch axis."""
+def tensor_spec(name, tensor, shared=(), batch_axis=0):
+    """``shared``: names of tensors without a batch axis; ``batch_axis``:
+    where the batch is otherwise (1 for a ``[T, B, ...]`` sequence)."""
     shape = list(tensor.shape)
     batched = bool(shape) and name not in shared
     return dict(name=name, shape=shape, dtype=str(tensor.dtype).replace(
-        'torch.', ''), batch_axis=0 if batched else None)
+        'torch.', ''), batch_axis=batch_axis if batched else None)
 
 
 def teacher_spec(step_net):

@@ -151,7 +151,7 @@ class OnnxTarget(DeployTarget):
         files['initial_state'] = write_initial_state(
             out_dir, step_net.state_names, example_states(step_net, example))
         unrolled = dict(file='unrolled.onnx', input=tensor_spec(
-            'x_seq', x_seq[:, :1]), output='logits', note=t_note)
+            'x_seq', x_seq[:, :1], batch_axis=1), output='logits', note=t_note)
         if teacher:
             unrolled['inputs'] = loop_names
         files['manifest'] = write_manifest(

@@ -66,7 +66,7 @@ class TorchScriptTarget(DeployTarget):
         with torch.no_grad():
             outputs = step_net(*example)
         unrolled = dict(file='unrolled.pt', input=tensor_spec(
-            'x_seq', x_seq[:, :1]), output='logits',
+            'x_seq', x_seq[:, :1], batch_axis=1), output='logits',
             note='T (axis 0) and batch (axis 1) are free: a scripted '
             'loop over x_seq.size(0)')
         call = 'step(x_t, *states)'
