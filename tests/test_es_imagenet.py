@@ -4,19 +4,7 @@ import pytest
 
 from bidl_train.datasets.es_imagenet import ESImageNet
 from bidl_train.errors import DataError
-
-
-def _write_release(root, entries):
-    """entries: (relpath, label, a, b, pos, neg) for the train split."""
-    (root / 'train').mkdir(parents=True, exist_ok=True)
-    lines = []
-    for rel, label, a, b, pos, neg in entries:
-        path = root / 'train' / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(path, pos=np.asarray(pos, np.uint8).reshape(-1, 3),
-                            neg=np.asarray(neg, np.uint8).reshape(-1, 3))
-        lines.append(f'{rel} {label} {a} {b}')
-    (root / 'trainlabel.txt').write_text('\n'.join(lines) + '\n')
+from layout_writers import write_es_imagenet
 
 
 def test_events_land_where_the_authors_loader_puts_them(tmp_path):
@@ -25,7 +13,7 @@ def test_events_land_where_the_authors_loader_puts_them(tmp_path):
     # [16:240] -> (36, 84), channel 1 (ON);
     # neg (x=100, y=30, t=8) -> canvas (t7, 132, 30) -> (116, 14), channel 0;
     # pos (x=5, y=5, t=3) -> canvas (37, 5): column 5 < 16 is cropped away.
-    _write_release(tmp_path, [
+    write_es_imagenet(tmp_path, [
         ('class7/class7_1.npz', 7, 190, 254,
          [[20, 100, 1], [5, 5, 3]], [[100, 30, 8]]),
     ])
@@ -44,7 +32,7 @@ def test_events_land_where_the_authors_loader_puts_them(tmp_path):
 def test_centring_uses_width_offset(tmp_path):
     # a = 254, b = 170: dx = 0, dy = (254 - 170) // 2 = 42
     # neg (x=50, y=10, t=2) -> canvas (t1, 50, 52) -> crop (34, 36)
-    _write_release(tmp_path, [('class0/class0_1.npz', 0, 254, 170, [],
+    write_es_imagenet(tmp_path, [('class0/class0_1.npz', 0, 254, 170, [],
                                [[50, 10, 2]])])
     x = ESImageNet(str(tmp_path))[0]['inputs']
     assert x[1, 0, 34, 36] == 1 and x.sum() == 1
@@ -64,7 +52,7 @@ def test_jpeg_names_and_val_split(tmp_path):
 def test_errors_name_the_file(tmp_path):
     with pytest.raises(DataError, match='trainlabel.txt'):
         ESImageNet(str(tmp_path))
-    _write_release(tmp_path, [('class1/class1_1.npz', 1, 254, 254,
+    write_es_imagenet(tmp_path, [('class1/class1_1.npz', 1, 254, 254,
                                [[10, 10, 9]], [])])
     with pytest.raises(DataError, match='class1_1.npz.*1..8'):
         ESImageNet(str(tmp_path))[0]

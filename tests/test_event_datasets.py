@@ -12,26 +12,10 @@ from bidl_train.datasets.io import make_events, read_events, write_aedat31
 from bidl_train.datasets.synthetic.gestures import make_synthetic_gestures
 from bidl_train.errors import DataError
 from bidl_train.registry import DATASETS
+from layout_writers import (aedat2_dvs128, nmnist_bytes, write_recording,
+                            write_shd)
 
 REP = dict(type='EventFrames', T=2, split_by='number')
-
-
-def write_recording(root, name, windows, extra=()):
-    """One recording; ``windows`` = [(class, start, end, n_events)].
-
-    Events are spread inside each window, one exactly at ``start`` (in) and
-    one exactly at ``end`` (out, counted by nobody unless another window
-    covers it)."""
-    t, labels = list(extra), []
-    for cls, start, end, n in windows:
-        t += [start] + list(np.linspace(start + 1, end - 1, n - 1).astype(int))
-        t.append(end)  # outside this window
-        labels.append(f'{cls},{start},{end}\n')
-    t = np.sort(np.array(t))
-    ev = make_events(t, t % 128, (t // 7) % 128, t % 2)
-    write_aedat31(os.path.join(root, name + '.aedat'), ev)
-    with open(os.path.join(root, name + '_labels.csv'), 'w') as f:
-        f.write('class,startTime_usec,endTime_usec\n' + ''.join(labels))
 
 
 @pytest.fixture
@@ -226,11 +210,6 @@ def test_synthetic_dataset_from_registry(tmp_path):
         SyntheticGesture(tmp_path / 'real')
 
 
-def nmnist_bytes(rows):
-    return b''.join(bytes([x, y, (p << 7) | (t >> 16), (t >> 8) & 0xFF,
-                           t & 0xFF]) for t, x, y, p in rows)
-
-
 def test_nmnist_layout(tmp_path):
     for split, n in (('Train', 2), ('Test', 1)):
         for d in range(10):
@@ -346,13 +325,6 @@ def test_ncaltech101_fixed_split(tmp_path, monkeypatch):
         NCaltech101(tmp_path / 'none')
 
 
-def aedat2_dvs128(rows):
-    """AEDAT 2.0 bytes of raw DVS128 events (raw_x, y, raw_p, t)."""
-    body = b''.join(struct.pack('>II', (y << 8) | (x << 1) | p, t)
-                    for x, y, p, t in rows)
-    return b'#!AER-DAT2.0\r\n# HardwareInterface: DVS128\r\n' + body
-
-
 def test_dvs_mnist_layout_scales_split_and_orientation(tmp_path, monkeypatch):
     from bidl_train.datasets import DVSMNIST
     with open(DVSMNIST.SPLIT_FILE) as f:
@@ -396,23 +368,6 @@ def test_dvs_mnist_layout_scales_split_and_orientation(tmp_path, monkeypatch):
         DVSMNIST(tmp_path, scale=5)
     with pytest.raises(DataError, match='grabbed_data'):
         DVSMNIST(tmp_path / 'none')
-
-
-def write_shd(path, samples, labels, keys=None):
-    """SHD layout written with h5py directly: vlen float times (s), vlen
-    uint16 units, labels."""
-    import h5py
-    with h5py.File(path, 'w') as f:
-        times = f.create_dataset('spikes/times', (len(samples), ),
-                                 dtype=h5py.vlen_dtype(np.float64))
-        units = f.create_dataset('spikes/units', (len(samples), ),
-                                 dtype=h5py.vlen_dtype(np.uint16))
-        for i, (ts, us) in enumerate(samples):
-            times[i] = np.asarray(ts, np.float64)
-            units[i] = np.asarray(us, np.uint16)
-        f['labels'] = np.asarray(labels, np.uint16)
-        if keys is not None:
-            f['extra/keys'] = np.array([k.encode() for k in keys])
 
 
 def test_shd_frames_bins_cache_and_config_shapes(tmp_path):
