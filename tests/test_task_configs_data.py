@@ -1,0 +1,386 @@
+"""Every task config trains one step on its own data pipeline.
+
+tests/test_all_configs.py feeds each model random tensors; this file runs
+what a user runs: for every top-level task config (configs/*.py) it writes a
+tiny dataset in that dataset's official on-disk layout (shared/FORMATS.md),
+points the config's loaders at it the way ``--cfg-options
+train_dataloader.dataset.data_root=...`` does, builds the train / val /
+test datasets from the registry, collates samples with the loader's own
+``collate_fn`` and runs the model exactly as mmengine's loops do:
+``train_step`` (data preprocessor, loss, backward, optimizer step) on a
+training batch, then ``val_step`` ('predict') in eval mode on a val batch,
+whose predictions go through the config's own ``val_evaluator``.
+
+It catches what random tensors cannot: key names between a dataset and its
+transforms, representation shapes that do not fit the model, dtypes, batches
+the collate cannot stack, a val pipeline producing another shape than the
+training one, a dataset refusing its own layout.
+
+Every config runs with its own values (T, sizes, pipelines); the only
+override (OVERRIDES) keeps a cache from filling the disk.
+"""
+import glob
+import gzip
+import json
+import os
+import os.path as osp
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from mmengine.evaluator import Evaluator
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import FUNCTIONS
+
+import bidl_train.datasets  # noqa: F401  (registers the datasets)
+import bidl_train.datasets.text  # noqa: F401
+import bidl_train.datasets.video  # noqa: F401
+import bidl_train.datasets.volume  # noqa: F401
+import bidl_train.models  # noqa: F401
+from bidl_train.cli.common import load_config
+from bidl_train.datasets.dvs import CIFAR10_CLASSES
+from bidl_train.datasets.synthetic.digits import make_synthetic_digits
+from bidl_train.datasets.synthetic.text import make_synthetic_reviews
+from bidl_train.datasets.synthetic.video import make_synthetic_jester
+from bidl_train.datasets.synthetic.volume import make_synthetic_medmnist3d
+from bidl_train.registry import DATASETS, METRICS, MODELS
+from layout_writers import (aedat2_dvs128, nmnist_bytes, write_es_imagenet,
+                            write_recording, write_shd)
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+BATCH = 2
+
+
+# -- tiny datasets in the official layouts -----------------------------------
+# Each writer fills ``root`` and returns the folder a user would give as
+# data_root. Samples carry enough events for every frame of the config.
+
+def _rng(name):
+    return np.random.default_rng(sum(map(ord, name)))
+
+
+def write_n_mnist(root):
+    """``Train/<digit>/<id>.bin`` and ``Test/<digit>/<id>.bin``, 34x34."""
+    rng = _rng('n_mnist')
+    for split in ('Train', 'Test'):
+        for digit in range(10):
+            folder = root / split / str(digit)
+            folder.mkdir(parents=True)
+            t = np.sort(rng.integers(0, 300_000, 200))  # three saccades
+            rows = zip(t, rng.integers(0, 34, 200), rng.integers(0, 34, 200),
+                       rng.integers(0, 2, 200))
+            (folder / '00004.bin').write_bytes(
+                nmnist_bytes([tuple(int(v) for v in r) for r in rows]))
+    return root
+
+
+def _dvs128_recording(rng, n=200):
+    t = np.sort(rng.integers(0, 1_000_000, n))
+    return aedat2_dvs128([(int(x), int(y), int(p), int(tt)) for x, y, p, tt
+                          in zip(rng.integers(0, 128, n),
+                                 rng.integers(0, 128, n),
+                                 rng.integers(0, 2, n), t)])
+
+
+def write_cifar10_dvs(root):
+    """``<class>/cifar10_<class>_<i>.aedat``: every recording the shipped
+    split names as test (900..999 of each class; the reader refuses an
+    incomplete download) and two training recordings per class."""
+    rng = _rng('cifar10_dvs')
+    small = _dvs128_recording(rng, 40)  # the 1000 test files stay tiny
+    for cls in CIFAR10_CLASSES:
+        (root / cls).mkdir(parents=True)
+        for i in range(900, 1000):
+            (root / cls / f'cifar10_{cls}_{i}.aedat').write_bytes(small)
+        for i in (0, 1):
+            (root / cls / f'cifar10_{cls}_{i}.aedat').write_bytes(
+                _dvs128_recording(rng))
+    return root
+
+
+def write_dvs_mnist(root):
+    """``grabbed_data<d>/scale16/mnist_<d>_scale16_<nnnn>.aedat``; the
+    shipped split makes recordings up to 800 training data."""
+    rng = _rng('dvs_mnist')
+    for digit in range(10):
+        folder = root / f'grabbed_data{digit}' / 'scale16'
+        folder.mkdir(parents=True)
+        for i in (1, 801):
+            (folder / f'mnist_{digit}_scale16_{i:04d}.aedat').write_bytes(
+                _dvs128_recording(rng))
+    return root
+
+
+def write_dvs_gesture(root):
+    """IBM's ``DvsGesture/`` folder (the data root may be its parent):
+    AEDAT 3.1 recordings, label windows, the two trial lists."""
+    folder = root / 'DvsGesture'
+    folder.mkdir(parents=True)
+    write_recording(folder, 'user01_fluorescent',
+                    [(1, 1000, 200_000, 300), (4, 300_000, 500_000, 300)])
+    write_recording(folder, 'user24_lab',
+                    [(11, 1000, 200_000, 300), (7, 300_000, 500_000, 300)])
+    (folder / 'trials_to_train.txt').write_text('user01_fluorescent.aedat\n')
+    (folder / 'trials_to_test.txt').write_text('user24_lab.aedat\n')
+    return root
+
+
+def write_shd_files(root):
+    """``shd_train.h5`` / ``shd_test.h5``: spike times (s) on 700 units."""
+    rng = _rng('shd')
+    root.mkdir(parents=True)
+    for split in ('train', 'test'):
+        samples = [(np.sort(rng.uniform(0, 0.9, 150)),
+                    rng.integers(0, 700, 150)) for _ in range(3)]
+        write_shd(root / f'shd_{split}.h5', samples, [0, 19, 7])
+    return root
+
+
+def write_es_imagenet_release(root):
+    """``trainlabel.txt`` / ``vallabel.txt`` + ``.npz`` event files."""
+    rng = _rng('es_imagenet')
+
+    def events(n):
+        # (row, column, step 1..8) inside every image size a, b below
+        return np.stack([rng.integers(100, 150, n), rng.integers(100, 150, n),
+                         rng.integers(1, 9, n)], 1)
+
+    write_es_imagenet(root, [
+        (f'class{k}/class{k}_{i}.npz', k, 254, 190, events(300), events(300))
+        for k, i in ((0, 1), (999, 4))])
+    write_es_imagenet(root, [
+        (f'ILSVRC2012_val_{i:08d}.npz', k, 200, 254, events(300),
+         events(300)) for k, i in ((65, 1), (3, 2))], split='val')
+    return root
+
+
+JESTER_CLASSES = (
+    'Swiping Left', 'Swiping Right', 'Swiping Down', 'Swiping Up',
+    'Pushing Hand Away', 'Pulling Hand In', 'Sliding Two Fingers Left',
+    'Sliding Two Fingers Right', 'Sliding Two Fingers Down',
+    'Sliding Two Fingers Up', 'Pushing Two Fingers Away',
+    'Pulling Two Fingers In', 'Rolling Hand Forward', 'Rolling Hand Backward',
+    'Turning Hand Clockwise', 'Turning Hand Counterclockwise',
+    'Zooming In With Full Hand', 'Zooming Out With Full Hand',
+    'Zooming In With Two Fingers', 'Zooming Out With Two Fingers',
+    'Thumb Up', 'Thumb Down', 'Shaking Hand', 'Stop Sign',
+    'Drumming Fingers', 'No gesture', 'Doing other things')
+
+
+def write_jester(root):
+    """``20bn-jester-v1/<id>/00001.jpg ...`` (176x100 frames like Jester's)
+    and the three ``;``-separated CSVs; the labels file lists all 27
+    classes, as the release's does (the clips show 6 of them)."""
+    make_synthetic_jester(str(root), num_train_per_class=1,
+                          num_val_per_class=1, num_frames=20, height=100,
+                          width=176)
+    (root / 'jester-v1-labels.csv').write_text(
+        ''.join(f'{name}\n' for name in JESTER_CLASSES))
+    return root
+
+
+def write_rgb_gesture(root):
+    """BIDL's ``train.pkl`` / ``val.pkl``: a pickled ``[data uint8 [N, 60,
+    2, H, W], label [N]]`` pair of frame differences."""
+    rng = _rng('rgb_gesture')
+    root.mkdir(parents=True)
+    for name in ('train.pkl', 'val.pkl'):
+        data = rng.integers(0, 256, (3, 60, 2, 48, 64), dtype=np.uint8)
+        with open(root / name, 'wb') as f:
+            pickle.dump([data, np.array([0, 10, 4])], f)
+    return root
+
+
+def write_luna16(root):
+    """BIDL's prepared patches: ``<split>/<label>_<seriesuid>_<i>.npy``,
+    uint8 ``[8, 32, 32]``."""
+    rng = _rng('luna16')
+    for split in ('train', 'test'):
+        (root / split).mkdir(parents=True)
+        for label in (0, 1):
+            np.save(root / split / f'{label}_1.3.6.1.4.1.14519_{label}.npy',
+                    rng.integers(0, 256, (8, 32, 32), dtype=np.uint8))
+    return root
+
+
+def write_medmnist3d(root):
+    """``nodulemnist3d.npz`` with ``{train,val,test}_{images,labels}``."""
+    make_synthetic_medmnist3d(str(root / 'nodulemnist3d.npz'), num_train=4,
+                              num_val=2, num_test=2)
+    return root
+
+
+def write_mnist(root):
+    """The four IDX files gzipped, as the official download ships them
+    (``train-images-idx3-ubyte.gz`` ...)."""
+    for path in make_synthetic_digits(str(root), num_train=4,
+                                      num_test=4).values():
+        with open(path, 'rb') as raw, gzip.open(path + '.gz', 'wb') as gz:
+            gz.write(raw.read())
+        os.remove(path)
+    return root
+
+
+def write_imdb(root):
+    """``aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt`` beside the
+    release's other files (unlabelled reviews, bag-of-words features, URL
+    lists, the vocabulary), which the reader must leave alone."""
+    acl = make_synthetic_reviews(str(root), num_train=6, num_test=4)
+    extras = ['imdb.vocab', 'imdbEr.txt', 'README', 'train/unsup/0_0.txt',
+              'train/unsupBow.feat', 'train/urls_unsup.txt'] + [
+                  f'{split}/{name}' for split in ('train', 'test')
+                  for name in ('labeledBow.feat', 'urls_pos.txt',
+                               'urls_neg.txt')]
+    for rel in extras:
+        os.makedirs(osp.dirname(osp.join(acl, rel)), exist_ok=True)
+        with open(osp.join(acl, rel), 'w') as f:
+            f.write('not a labelled review\n')
+    return root
+
+
+# -- per task: writer, overrides, expected sample shape ----------------------
+
+TASKS = {
+    'cifar10_dvs': (write_cifar10_dvs, (10, 2, 128, 128)),
+    'dvs_gesture': (write_dvs_gesture, (60, 2, 40, 40)),
+    'dvs_mnist': (write_dvs_mnist, (20, 2, 40, 40)),
+    'es_imagenet': (write_es_imagenet_release, (8, 2, 224, 224)),
+    'imdb': (write_imdb, (500, )),
+    'jester': (write_jester, (16, 3, 112, 112)),
+    'luna16_cls': (write_luna16, (8, 1, 32, 32)),
+    'medmnist3d': (write_medmnist3d, (28, 1, 28, 28)),
+    'mnist_latency': (write_mnist, (1, 28, 28)),
+    'mnist_population': (write_mnist, (1, 28, 28)),
+    'mnist_rate': (write_mnist, (1, 28, 28)),
+    'n_mnist': (write_n_mnist, (10, 2, 34, 34)),
+    'rgb_gesture': (write_rgb_gesture, (60, 2, 40, 40)),
+    'shd': (write_shd_files, (100, 2, 1, 700)),
+}
+
+OVERRIDES = {
+    # The 1000 test recordings of the shipped split would cache 1.3 GB of
+    # 128x128 frames; read them uncached (the training split is cached).
+    'cifar10_dvs': {'val_dataloader.dataset.cache': False,
+                    'test_dataloader.dataset.cache': False},
+}
+
+
+def task_configs():
+    """The top-level configs (configs/demo, zoo, neurosim are not tasks)."""
+    return sorted(osp.splitext(osp.basename(p))[0]
+                  for p in glob.glob(osp.join(ROOT, 'configs', '*.py')))
+
+
+def test_every_task_config_has_a_dataset_here():
+    assert task_configs() == sorted(TASKS)
+
+
+def _load(name, data_root):
+    options = {f'{loader}.dataset.data_root': str(data_root)
+               for loader in LOADERS}
+    options.update(OVERRIDES.get(name, {}))
+    return load_config(osp.join(ROOT, 'configs', f'{name}.py'), options)
+
+
+def _batch(cfg, loader, dataset, n=BATCH):
+    """``n`` samples collated by the loader's ``collate_fn``; a small
+    dataset is read again (random transforms draw anew each time)."""
+    collate = FUNCTIONS.get(cfg[loader].collate_fn.type)
+    return collate([dataset[i % len(dataset)] for i in range(n)])
+
+
+def _check_inputs(batch, shape, name):
+    inputs = batch['inputs']
+    assert tuple(inputs.shape[1:]) == shape, name
+    if name == 'imdb':  # token ids
+        assert inputs.dtype == torch.int64
+    else:
+        assert inputs.dtype == torch.float32
+        assert torch.isfinite(inputs).all()
+    assert batch['label'].dtype == torch.int64
+    assert batch['label'].shape == inputs.shape[:1]
+
+
+@pytest.mark.parametrize('name', sorted(TASKS))
+def test_task_config_trains_on_its_data_layout(name, tmp_path):
+    writer, shape = TASKS[name]
+    data_root = writer(tmp_path / 'data')
+    cfg = _load(name, data_root)
+    np.random.seed(0)  # random clip sampling and augmentation
+    datasets = {loader: DATASETS.build(cfg[loader].dataset)
+                for loader in LOADERS}
+    for loader, dataset in datasets.items():
+        assert len(dataset) >= BATCH, loader
+    # several draws of the random training transforms stack into one
+    # batch, and val and test give what the model was trained on
+    for loader in LOADERS:
+        _check_inputs(_batch(cfg, loader, datasets[loader], n=6), shape,
+                      name)
+    train = _batch(cfg, 'train_dataloader', datasets['train_dataloader'])
+
+    # one optimizer step as mmengine's train loop runs it
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.train()
+    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    # the step clears the gradients: catch the input layer's on the way
+    first = next(model.backbone.parameters())
+    grads = []
+    first.register_hook(grads.append)
+    log_vars = model.train_step(train, optim_wrapper)
+    assert torch.isfinite(log_vars['loss']), log_vars
+    assert len(grads) == 1 and torch.isfinite(grads[0]).all()
+    assert grads[0].abs().sum() > 0, 'no gradient reached the input layer'
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+    # one validation step as mmengine's val loop runs it
+    val = _batch(cfg, 'val_dataloader', datasets['val_dataloader'])
+    model.eval()
+    with torch.no_grad():
+        results = model.val_step(val)
+    num_classes = cfg.model.head.num_classes
+    assert len(results) == BATCH
+    for result, label in zip(results, val['label'].tolist()):
+        assert result['pred_score'].shape == (max(num_classes, 2), )
+        assert torch.isfinite(result['pred_score']).all()
+        assert result['gt_label'] == label
+
+    # the config's metrics on those predictions, as the val loop reduces them
+    evaluator = Evaluator([METRICS.build(m) for m in cfg.val_evaluator])
+    evaluator.dataset_meta = datasets['val_dataloader'].metainfo
+    evaluator.process(data_samples=results, data_batch=val)
+    metrics = evaluator.evaluate(BATCH)
+    assert 0 <= metrics['accuracy/top1'] <= 100
+
+
+def test_n_mnist_config_trains_and_tests_through_the_cli(tmp_path):
+    """The whole path a user takes: bidl-train on configs/n_mnist.py as
+    shipped, only data_root and the epoch count overridden, then bidl-test
+    on the checkpoint it wrote."""
+    data_root = write_n_mnist(tmp_path / 'data')
+    work = tmp_path / 'work'
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1')
+
+    def run(*args):
+        proc = subprocess.run([sys.executable, *args], cwd=tmp_path,
+                              env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    roots = [f'{loader}.dataset.data_root={data_root}' for loader in LOADERS]
+    run(osp.join(ROOT, 'tools', 'train.py'),
+        osp.join(ROOT, 'configs', 'n_mnist.py'), '--work-dir', str(work),
+        '--cfg-options', 'train_cfg.max_epochs=1', *roots)
+    assert (work / 'epoch_1.pth').is_file()
+    out = tmp_path / 'metrics.json'
+    run(osp.join(ROOT, 'tools', 'test.py'),
+        osp.join(ROOT, 'configs', 'n_mnist.py'), str(work / 'epoch_1.pth'),
+        '--work-dir', str(work), '--out', str(out), '--cfg-options', *roots)
+    metrics = json.loads(out.read_text())['metrics']
+    # every one of the 10 test recordings counted once
+    assert sum(map(sum, metrics['confusion_matrix'])) == 10
+    assert 0 <= metrics['accuracy/top1'] <= 100
