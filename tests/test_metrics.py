@@ -50,9 +50,29 @@ def test_num_classes_from_dataset_meta():
 
 def test_label_outside_classes_is_refused():
     metric = Accuracy(topk=1, num_classes=2)
-    metric.process({}, _samples([[0.9, 0.1]], [5]))
+    metric.process({}, _samples([[0.5, 0.1, 0.1, 0.3]], [3]))
     with pytest.raises(ConfigError, match='outside'):
         metric.compute_metrics(metric.results)
+
+
+def test_head_narrower_than_the_labels_names_the_config_key():
+    metric = Accuracy(topk=1)
+    metric.process({}, _samples([[0.9, 0.1]], [5]))
+    with pytest.raises(ConfigError, match='model.head.num_classes'):
+        metric.compute_metrics(metric.results)
+
+
+def test_head_wider_than_the_dataset_classes():
+    """A 4-class head on a dataset naming 2 classes (a task config run on
+    a subset): predictions of classes 2-3 are counted, not a crash."""
+    metric = Accuracy(topk=1)
+    metric.dataset_meta = dict(classes=['a', 'b'])
+    metric.process({}, _samples([[0.1, 0.2, 0.6, 0.1], [0.7, 0.1, 0.1, 0.1]],
+                                [1, 0]))
+    out = metric.compute_metrics(metric.results)
+    assert out['accuracy/top1'] == pytest.approx(50.0)
+    assert out['confusion_matrix'] == [[1, 0, 0, 0], [0, 0, 1, 0],
+                                       [0, 0, 0, 0], [0, 0, 0, 0]]
 
 
 def test_firing_rate_means_over_samples_then_layers():

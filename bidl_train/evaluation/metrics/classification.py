@@ -24,8 +24,8 @@ class Accuracy(BaseMetric):
     Args:
         topk (int | tuple[int]): the k values. k larger than the number of
             classes is reported as 100 %.
-        num_classes (int, optional): defaults to the length of the dataset's
-            ``classes`` or the score size.
+        num_classes (int, optional): defaults to the larger of the number of
+            the dataset's ``classes`` and the score size.
     """
     default_prefix = ''
 
@@ -50,7 +50,13 @@ class Accuracy(BaseMetric):
     def compute_metrics(self, results):
         scores = np.stack([r['score'] for r in results])
         labels = np.array([r['label'] for r in results])
-        num_classes = self._num_classes(scores.shape[1])
+        score_size = scores.shape[1]
+        if labels.max() >= score_size:
+            raise ConfigError(
+                f'Accuracy: the model scores {score_size} classes but the '
+                f'data holds label {labels.max()}; set model.head.num_classes '
+                'to the number of classes of the dataset')
+        num_classes = self._num_classes(score_size)
         if labels.max() >= num_classes or labels.min() < 0:
             raise ConfigError(
                 f'Accuracy: label {labels.max()} outside 0..{num_classes - 1}')
@@ -76,8 +82,11 @@ class Accuracy(BaseMetric):
     def _num_classes(self, score_size):
         if self.num_classes is not None:
             return self.num_classes
-        classes = (self.dataset_meta or {}).get('classes')
-        return len(classes) if classes else score_size
+        # a head wider than the dataset's class list (a task config on a
+        # subset of its classes) predicts classes the data never names:
+        # the confusion matrix covers every score
+        classes = (self.dataset_meta or {}).get('classes') or ()
+        return max(len(classes), score_size)
 
 
 @METRICS.register_module()
