@@ -385,3 +385,21 @@ def test_plastic_layer_needing_labels_at_inference_gets_a_teacher():
                        r'learns at inference with rule LabelledSTDP, which '
                        r'needs a teaching signal; .* for RewardSTDP only'):
         lower_model(model)
+
+
+def test_lowering_a_model_in_training_mode_leaves_it_untouched():
+    """lower_model runs a branching backbone once to find its neurons: on
+    an eval-mode copy, so a model still in training mode keeps its
+    BatchNorm running statistics (the export uses them as they are) and
+    the run needs no batch of several samples."""
+    model = _resnet_classifier(RESNETS['resnet10_cifar']).train()
+    bn = model.backbone.stem.bn
+    bn.running_mean.uniform_(-0.5, 0.5)
+    stats = {k: v.clone() for k, v in model.state_dict().items()}
+    lowered = lower_model(model, _events((1, 1, 2, 8, 8))[0])
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, stats[key]), key
+    assert model.training
+    node = lowered.layers[0].node
+    assert torch.equal(node.module.stem.bn.running_mean, stats[
+        'backbone.stem.bn.running_mean'])

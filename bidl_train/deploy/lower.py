@@ -324,14 +324,17 @@ class _Lowering:
             raise LoweringError(
                 f'layer {source}: lowering {type(module).__name__} needs an '
                 'example input step (lower_model(model, example))')
-        names = {id(m): name for name, m in module.named_modules(
+        # recorded on an eval-mode copy: a model still in training mode
+        # would update its BatchNorm running statistics (and need a batch
+        # of several samples) on the example run
+        copy_ = copy.deepcopy(module).eval()
+        names = {id(m): name for name, m in copy_.named_modules(
             prefix=source)}
         ctx = _RecordingContext()
-        module.compute(self._input_of_next(), ctx)
+        copy_.compute(self._input_of_next(), ctx)
         neurons = [_neuron_node(n, names[id(n)]) for _, n in ctx.fired]
         keys = [key for key, _ in ctx.fired]
         paths = [names[id(n)] for _, n in ctx.fired]
-        copy_ = copy.deepcopy(module).eval()
         self._add(StatefulNode(copy_, keys, neurons, paths), source,
                   state_path)
         self.folded.append(
