@@ -28,6 +28,7 @@ from bidl_train.utils.progress import track
 
 from .cache import SampleCache
 from .io import read_events
+from .seeding import TransformRNG
 
 CACHE_VERSION = 1
 
@@ -694,7 +695,7 @@ class EventMixDataset(Dataset):
         self.num_classes = int(num_classes)
         self.alpha, self.prob = alpha, prob
         self.mode, self.weight = mode, weight
-        self.rng = np.random.default_rng(seed)
+        self.rng = TransformRNG(seed)
 
     @property
     def metainfo(self):

@@ -44,6 +44,7 @@ from bidl_train.errors import DataError
 from bidl_train.registry import TRANSFORMS
 
 from .io.events import EVENT_DTYPE, empty_events
+from .seeding import TransformRNG
 
 #: tolerance, in thresholds, when counting crossings (floating-point error)
 _CROSS_TOL = 1e-9
@@ -235,7 +236,7 @@ class DVSEmulator:
                            shot_noise_rate=shot_noise_rate)
         self.fps, self.key = fps, key
         self.saccades = saccades
-        self.rng = np.random.default_rng(seed)
+        self.rng = TransformRNG(seed)
 
     def __call__(self, results):
         if self.key not in results:

@@ -12,6 +12,7 @@ import tempfile
 from mmengine.config import Config
 from mmengine.runner import Runner
 
+from bidl_train.datasets import seeding  # noqa: F401 (registers seed_worker)
 from bidl_train.errors import ConfigError
 
 from .checkpoint import install_atomic_backend, install_safe_loader
@@ -53,6 +54,7 @@ def build_runner(cfg: Config) -> Runner:
     check_top_level_keys(cfg)
     _add_deploy_hook(cfg)
     _add_colearning_hook(cfg)
+    _seed_workers(cfg)
     install_safe_loader()
     install_atomic_backend()
     launcher = cfg.get('launcher', 'none')
@@ -74,6 +76,16 @@ def _add_deploy_hook(cfg):
     if not any(h.get('type') == 'DeployHook' for h in hooks):
         hooks.append(dict(type='DeployHook', **deploy))
     cfg.custom_hooks = hooks
+
+
+def _seed_workers(cfg):
+    """Every DataLoader seeds its workers with :func:`seed_worker` (per
+    worker, rank and epoch) unless the config names its own function;
+    mmengine's default gives a worker the same seed in every epoch."""
+    for split in ('train', 'val', 'test'):
+        loader = cfg.get(f'{split}_dataloader')
+        if isinstance(loader, dict) and 'worker_init_fn' not in loader:
+            loader['worker_init_fn'] = dict(type='bidl_train.seed_worker')
 
 
 def _add_colearning_hook(cfg):

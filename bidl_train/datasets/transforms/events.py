@@ -1,13 +1,14 @@
 """Event-level augmentations on ``results['events']`` (before integration).
 
 Each takes ``prob`` (chance of being applied to a sample) and ``seed``
-(None = fresh OS entropy per process; an int makes a run repeatable). The
-random generator belongs to the transform instance, so nothing global
-changes. Coordinates stay inside ``results['sensor_size']``: events pushed
+(None: draws follow the run's seed, different per worker and epoch; an int:
+a private generator, the same stream on every run; see
+:mod:`bidl_train.datasets.seeding`). Coordinates stay inside ``results['sensor_size']``: events pushed
 outside are removed, as a real sensor would not see them.
 """
 import numpy as np
 
+from bidl_train.datasets.seeding import TransformRNG
 from bidl_train.errors import DataError
 from bidl_train.registry import TRANSFORMS
 
@@ -19,7 +20,7 @@ class _EventTransform:
             raise DataError(f'{type(self).__name__}: prob must be in [0, 1], '
                             f'got {prob}')
         self.prob = prob
-        self.rng = np.random.default_rng(seed)
+        self.rng = TransformRNG(seed)
 
     def __call__(self, results):
         if 'events' not in results:

@@ -7,6 +7,7 @@ that moved between frames would invent motion). ``seed`` as in
 import cv2
 import numpy as np
 
+from bidl_train.datasets.seeding import TransformRNG
 from bidl_train.errors import DataError
 from bidl_train.registry import TRANSFORMS
 
@@ -29,7 +30,7 @@ class RandomCropPad:
 
     def __init__(self, padding=4, seed=None):
         self.padding = padding
-        self.rng = np.random.default_rng(seed)
+        self.rng = TransformRNG(seed)
 
     def __call__(self, results):
         x = _inputs(results, 'RandomCropPad')
@@ -46,7 +47,7 @@ class RandomFlipFrames:
 
     def __init__(self, prob=0.5, seed=None):
         self.prob = prob
-        self.rng = np.random.default_rng(seed)
+        self.rng = TransformRNG(seed)
 
     def __call__(self, results):
         x = _inputs(results, 'RandomFlipFrames')
@@ -128,7 +129,7 @@ class RandomRotateFrames:
         self.range = (float(lo), float(hi))
         self.prob = prob
         self.interpolation = interpolation
-        self.rng = np.random.default_rng(seed)
+        self.rng = TransformRNG(seed)
 
     def __call__(self, results):
         x = _inputs(results, 'RandomRotateFrames')
