@@ -1,6 +1,7 @@
 # DVS128 Gesture (IBM): AEDAT 3.1 recordings + label windows, 1176 / 288
 # samples, 11 classes. BIDL: T = 60 frames of 40x40 (events integrated by
-# number), batch 16.
+# number), batch 16; training frames zero-padded by 4 and randomly cropped
+# back to 40x40 (BIDL's RandomCropVideo(size=40, padding=4)).
 _data_root = 'datasets/DVS128Gesture'
 _representation = dict(type='EventFrames', T=60, split_by='number', size=40)
 
@@ -13,7 +14,8 @@ train_dataloader = dict(
         type='DVS128Gesture',
         data_root=_data_root,
         split='train',
-        representation=_representation))
+        representation=_representation,
+        pipeline=[dict(type='RandomCropPad', padding=4)]))
 val_dataloader = dict(
     batch_size=16,
     num_workers=2,
