@@ -406,3 +406,30 @@ def test_cli_deploys_a_model_learning_from_rewards(tmp_path, capsys):
     lowered = lower_model(MODELS.build(load_config(str(cfg)).model).eval())
     assert lowered.teacher_layers == []
     assert 'backbone.2.local' in lowered.folded_states
+
+
+def test_spikes_of_a_learning_layer_with_an_izhikevich_neuron_are_verified(
+        tmp_path):
+    """Izhikevich has no ``mode`` (it always spikes): the verification
+    compares the plastic layer's exported spikes with the model's, as for
+    every other spiking neuron, instead of skipping them as analog."""
+    torch.manual_seed(0)
+    model = MODELS.build(dict(
+        type='SpikingClassifier',
+        backbone=dict(type='SpikingSequential', layers=[
+            dict(type='Flatten'),
+            dict(type='PlasticFcLif', in_features=128, out_features=6,
+                 plasticity='fast', rule=dict(type='Hebbian', lr=0.5),
+                 neuron=dict(type='Izhikevich'))]),
+        head=dict(type='SpikingClsHead', in_features=6,
+                  num_classes=3))).eval()
+    model.backbone[1].linear.weight.data *= 200  # the neurons fire
+    x = _events((5, 3, 2, 8, 8))
+    _, spikes, _ = pytorch_reference(model, x)
+    fired = int(spikes['backbone.1.neuron'].sum())
+    assert fired > 0
+    report = deploy(model, 'torchscript', x, str(tmp_path))
+    assert report['status'] == 'verified'
+    agreement = report['verification']['spike_agreement']
+    assert set(agreement) == {'spikes.backbone.1.neuron'}
+    assert agreement['spikes.backbone.1.neuron']['spikes'] == fired

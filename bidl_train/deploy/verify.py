@@ -94,8 +94,9 @@ def reference_run(model, x_seq, teacher=None):
                                                       'spike') == 'spike':
             handles.append(module.register_forward_hook(
                 lambda m, i, out, name=name: spikes.__setitem__(name, out)))
-        elif getattr(module, 'emits_spikes', False) and getattr(
-                getattr(module, 'neuron', None), 'mode', None) == 'spike':
+        elif getattr(module, 'emits_spikes', False) and isinstance(
+                getattr(module, 'neuron', None), BaseNeuron) and getattr(
+                    module.neuron, 'mode', 'spike') == 'spike':
             # plastic layers step their neuron inside forward (no hook on
             # it fires): the layer's own output is the neuron's spikes
             handles.append(module.register_forward_hook(
