@@ -141,3 +141,37 @@ def test_norse_import_reproduces_logits(tmp_path):
                 outs.append(out.reshape(-1))
         torch.testing.assert_close(torch.stack(outs).mean(0), logits[b],
                                    atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize('pool, feature', [
+    (dict(kernel_size=2, ceil_mode=True), 'ceil_mode'),
+    (dict(kernel_size=2, divisor_override=1), 'divisor_override'),
+    (dict(kernel_size=3, stride=2, padding=1, count_include_pad=False),
+     'count_include_pad'),
+])
+def test_nir_refuses_average_pooling_that_is_no_scaled_sum_pool(
+        pool, feature, tmp_path):
+    """NIR's SumPool2d with 1/k^2 folded into the next layer is the average
+    only for full windows that count the padding: the other AvgPool2d
+    options are refused by layer name (not exported as something else or
+    failing later on a shape)."""
+    torch.manual_seed(0)
+    size = 5 if pool.get('ceil_mode') else 4
+    model = MODELS.build(dict(
+        type='SpikingClassifier',
+        backbone=dict(type='SpikingSequential', layers=[
+            dict(type='Conv2dLif', in_channels=2, out_channels=4,
+                 norm=False),
+            dict(type='TimeFold', module=dict(type='AvgPool2d', **pool)),
+            dict(type='Flatten'),
+            dict(type='FcLif', in_features=4 * size * size,
+                 out_features=6)]),
+        head=dict(type='SpikingClsHead', in_features=6,
+                  num_classes=3))).eval()
+    side = 9 if pool.get('ceil_mode') else 8
+    x = (torch.rand(3, 2, 2, side, side) > 0.5).float()
+    with pytest.raises(UnsupportedFeature) as err:
+        deploy(model, 'nir', x, str(tmp_path / 'out'))
+    assert 'backbone.1.module' in str(err.value)
+    assert feature in str(err.value)
+    assert not (tmp_path / 'out').exists()

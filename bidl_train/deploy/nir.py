@@ -86,6 +86,18 @@ class NirTarget(DeployTarget):
             elif isinstance(node, ModuleNode):
                 module = node.module
                 if isinstance(module, nn.AvgPool2d):
+                    # SumPool2d * 1/k^2 is the average only over full
+                    # windows that count the (zero) padding
+                    if module.ceil_mode:
+                        raise refuse('average pooling with ceil_mode=True '
+                                     '(partial windows)')
+                    if module.divisor_override is not None:
+                        raise refuse('average pooling with divisor_override'
+                                     f'={module.divisor_override}')
+                    if not module.count_include_pad and any(
+                            p > 0 for p in _pair(module.padding)):
+                        raise refuse('average pooling with padding and '
+                                     'count_include_pad=False')
                     if not _folds_into_next(layers, i):
                         raise refuse('average pooling not followed by a '
                                      'conv/linear to fold its 1/k^2 into')
