@@ -181,3 +181,39 @@ def test_soft_labels_from_mixing_drive_the_loss():
         inputs=torch.zeros(2, 4, 1), label=torch.tensor([0, 2]),
         soft_label=soft))
     assert torch.equal(batch['data_samples']['soft_label'], soft)
+
+
+def test_conv_lif_net_pools_the_synaptic_current_or_the_output():
+    """pool_position='synapse' pools inside Conv2dLif (the neurons see the
+    pooled current); 'output' pools the layer's output after the neurons,
+    which run at full resolution (BIDL's clif3fc3 / clif5fc2cd)."""
+    from bidl_train.layers import Conv2dLif, TimeFold
+    from bidl_train.models.backbones import ConvLifNet
+    torch.manual_seed(0)
+    kw = dict(in_channels=2, input_size=8, channels=(4, ), pools=(2, ),
+              fc=(), norm=False, neuron=dict(type='LIF', mode='analog'))
+    inner = ConvLifNet(pool_position='synapse', **kw)
+    outer = ConvLifNet(pool_position='output', **kw)
+    outer.load_state_dict(inner.state_dict())
+    conv = inner.layers[0]
+    assert isinstance(conv, Conv2dLif) and conv.pool is not None
+    assert outer.layers[0].pool is None
+    assert isinstance(outer.layers[1], TimeFold)
+    x = torch.rand(3, 2, 2, 8, 8) * 2
+    # by hand: neuron on the unpooled current, then a 2x2 max-pool
+    current = conv.conv(x.flatten(0, 1)).unflatten(0, (3, 2))
+    by_hand = torch.nn.functional.max_pool2d(
+        conv.neuron(current).flatten(0, 1), 2).flatten(1).unflatten(0, (3, 2))
+    assert torch.allclose(outer(x), by_hand, atol=1e-6)
+    pooled_first = conv.neuron(torch.nn.functional.max_pool2d(
+        current.flatten(0, 1), 2).unflatten(0, (3, 2))).flatten(2)
+    assert torch.allclose(inner(x), pooled_first, atol=1e-6)
+    # same shapes either way; the single-step form agrees with the sequence
+    assert outer(x).shape == inner(x).shape == (3, 2, 4 * 4 * 4)
+    state, steps = None, []
+    for t in range(3):
+        y, state = outer.step(x[t], state)
+        steps.append(y)
+    assert torch.allclose(torch.stack(steps), outer(x), atol=1e-6)
+    with pytest.raises(ConfigError, match='pool_position'):
+        ConvLifNet(pool_position='after', **kw)

@@ -17,6 +17,12 @@ FC blocks are ``FcLif`` (``fc_type='lif'``) or, as in BIDL's CIFAR10-DVS,
 DVS-MNIST and Luna16 nets, plain ``Linear -> ReLU`` applied per step
 (``fc_type='relu'``). ``global_pool=True`` averages the last feature map
 over space instead of flattening it (VGG-style nets).
+
+Pooling sits where BIDL puts it: inside ``Conv2dLif`` on the synaptic
+current (``pool_position='synapse'``, BIDL's ``Conv2dLif(mp=True)``:
+clif7fc1) or after the layer on its output (``pool_position='output'``, the
+separate ``nn.MaxPool2d`` after each ``Conv2dLif`` of BIDL's clif3fc3dm/lc
+and clif5fc2cd), where the neurons run at the unpooled resolution.
 """
 from copy import deepcopy
 
@@ -27,6 +33,7 @@ from bidl_train.layers import Conv2dLif, FcLif, SpikingSequential, TimeFold
 from bidl_train.registry import MODELS
 
 FC_TYPES = ('lif', 'relu')
+POOL_POSITIONS = ('synapse', 'output')
 
 
 def _per_layer(value, count, name):
@@ -60,6 +67,9 @@ class ConvLifNet(nn.Module):
             DVS-gesture net).
         fc_type (str): ``'lif'`` (FcLif) or ``'relu'`` (Linear + ReLU).
         global_pool (bool): average over space instead of flattening.
+        pool_position (str): ``'synapse'`` (max-pool the conv output before
+            BatchNorm and neuron) or ``'output'`` (max-pool the layer's
+            output, after the neuron).
     """
 
     def __init__(self,
@@ -75,7 +85,8 @@ class ConvLifNet(nn.Module):
                  strides=1,
                  input_norm=False,
                  fc_type='lif',
-                 global_pool=False):
+                 global_pool=False,
+                 pool_position='synapse'):
         super().__init__()
         if len(pools) != len(channels):
             raise ConfigError(
@@ -84,6 +95,10 @@ class ConvLifNet(nn.Module):
         if fc_type not in FC_TYPES:
             raise ConfigError(f'ConvLifNet: fc_type must be one of '
                               f'{FC_TYPES}, got {fc_type!r}')
+        if pool_position not in POOL_POSITIONS:
+            raise ConfigError(f'ConvLifNet: pool_position must be one of '
+                              f'{POOL_POSITIONS}, got {pool_position!r}')
+        pool_output = pool_position == 'output'
         kernels = _per_layer(kernel_size, len(channels), 'kernel_size')
         strides = _per_layer(strides, len(channels), 'strides')
         height, width = ((input_size, input_size) if isinstance(
@@ -101,8 +116,10 @@ class ConvLifNet(nn.Module):
                     stride=s,
                     padding=k // 2,
                     norm=norm,
-                    pool=pool,
+                    pool=None if pool_output else pool,
                     neuron=deepcopy(neuron)))
+            if pool and pool_output:
+                blocks.append(TimeFold(nn.MaxPool2d(pool)))
             height = (height + 2 * (k // 2) - k) // s + 1
             width = (width + 2 * (k // 2) - k) // s + 1
             if pool:
