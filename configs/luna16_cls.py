@@ -1,5 +1,9 @@
-# Luna16Cls with BIDL's clif3fc3lc network: 8 slices of 32x32 as time,
-# SGD 0.03 (Nesterov) with warm-up, lr steps at 10 / 16, 20 epochs.
+# Luna16Cls with BIDL's clif3fc3lc network (applications/classification/
+# three_D/luna16cls/clif3fc3lc/clif3fc3lc_itout-b16x1-luna16cls.py): 8
+# slices of 32x32 as time, analog LIF (noise 0) with membrane BatchNorm, max
+# pool after each layer, cross-entropy, no augmentation (BIDL's crop and
+# rotation are commented out), SGD 0.03 (Nesterov, weight decay 1e-4) with
+# warm-up, lr steps at 10 / 16, 20 epochs, batch 16.
 _base_ = [
     '_base_/models/clif3fc3.py',
     '_base_/datasets/luna16_cls.py',

@@ -1,5 +1,6 @@
-# NoduleMNIST3D: 28 slices of 28x28 as time through the clif3fc3 network
-# (28 -> 3 after three pools), Adam 1e-3 with cosine decay, 30 epochs.
+# NoduleMNIST3D (not a BIDL task): 28 slices of 28x28 as time through
+# BIDL's clif3fc3 network as in Luna16Cls (28 -> 3 after three pools), Adam
+# 1e-3 with cosine decay, 30 epochs.
 _base_ = [
     '_base_/models/clif3fc3.py',
     '_base_/datasets/medmnist3d.py',

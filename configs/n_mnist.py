@@ -27,6 +27,8 @@ model = dict(
         strides=(2, 2, 2),
         fc=(512, 128),
         fc_type='lif',
+        # BatchNorm on the current (foldable), not BIDL's membrane BatchNorm
+        norm=True,
         neuron=dict(_delete_=True, type='LIF', mode='spike')),
     head=dict(num_classes=10,
               loss=dict(type='CrossEntropyLoss', label_smoothing=0.1)))

@@ -10,6 +10,7 @@ model = dict(
         input_size=128,
         neuron=dict(type='PLIF')),
     head=dict(
+        _delete_=True,
         type='SpikingClsHead',
         in_features=512,
         num_classes=10,

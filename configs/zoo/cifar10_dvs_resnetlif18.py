@@ -1,6 +1,10 @@
-# CIFAR10-DVS with ResNetLif-18:
-# T = 10 frames of 128x128, ImageNet stem, analog LIF (BIDL's resnetlif
-# CIFAR10-DVS settings), the CIFAR10-DVS task schedule.
+# CIFAR10-DVS with ResNetLif-18 and the settings of BIDL's
+# applications/classification/dvs/cifar10dvs/resnetlif18_cifar10dvs/
+# resnetlif18-itout-b8x1-cifar10dvs.py: T = 10 frames of 128x128, ImageNet
+# stem, spiking LIF (cmode='spike', noise 0), cross-entropy, no
+# augmentation, batch 8, SGD 0.01 (momentum 0.9, weight decay 1e-4),
+# CosineAnnealingLR(T_max=40, eta_min=0) stepped every epoch (continuing
+# past T_max as BIDL's does), 100 epochs, no warm-up.
 _base_ = ['../cifar10_dvs.py']
 model = dict(
     backbone=dict(
@@ -10,15 +14,25 @@ model = dict(
         in_channels=2,
         stem='imagenet',
         lite=False,
-        neuron=dict(type='LIF', mode='analog')),
+        neuron=dict(type='LIF', mode='spike')),
     head=dict(
+        _delete_=True,
         type='SpikingClsHead',
         in_features=512,
         num_classes=10,
         aggregation='mean',
-        loss=dict(type='CrossEntropyLoss', label_smoothing=0.1)))
+        loss=dict(type='CrossEntropyLoss')))
+optim_wrapper = dict(
+    optimizer=dict(
+        _delete_=True, type='SGD', lr=0.01, momentum=0.9, weight_decay=1e-4))
+param_scheduler = [
+    dict(type='CosineAnnealingLR', by_epoch=True, T_max=40, eta_min=0.0)
+]
 _representation = dict(type='EventFrames', T=10, split_by='number')
-train_dataloader = dict(dataset=dict(representation=_representation))
-val_dataloader = dict(dataset=dict(representation=_representation))
+train_dataloader = dict(
+    batch_size=8,
+    dataset=dict(representation=_representation, pipeline=[]))
+val_dataloader = dict(
+    batch_size=8, dataset=dict(representation=_representation))
 test_dataloader = val_dataloader
 _input_shape = (10, 2, 128, 128)

@@ -10,12 +10,21 @@ model = dict(
         input_size=48,
         neuron=dict(type='LIF')),
     head=dict(
+        _delete_=True,
         type='SpikingClsHead',
         in_features=512,
         num_classes=10,
         aggregation='mean',
         loss=dict(type='CrossEntropyLoss', label_smoothing=0.1)))
 _representation = dict(type='EventFrames', T=10, split_by='number', size=48)
-train_dataloader = dict(dataset=dict(representation=_representation))
+# the task's augmentation (BIDL's crop with padding 16 at 128x128, flips),
+# the padding scaled to 48x48
+train_dataloader = dict(
+    dataset=dict(
+        representation=_representation,
+        pipeline=[
+            dict(type='RandomCropPad', padding=6),
+            dict(type='RandomFlipFrames', prob=0.5),
+        ]))
 val_dataloader = dict(dataset=dict(representation=_representation))
 test_dataloader = val_dataloader

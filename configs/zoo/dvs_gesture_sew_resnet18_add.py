@@ -11,6 +11,7 @@ model = dict(
         stem='imagenet',
         neuron=dict(type='LIF')),
     head=dict(
+        _delete_=True,
         type='SpikingClsHead',
         in_features=512,
         num_classes=11,

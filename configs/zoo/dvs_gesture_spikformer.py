@@ -13,6 +13,7 @@ model = dict(
         pool_stages=4,
         neuron=dict(type='LIF')),
     head=dict(
+        _delete_=True,
         type='SpikingClsHead',
         in_features=256,
         num_classes=11,

@@ -1,5 +1,8 @@
-# MNIST-DVS (AEDAT 2.0 recordings of moving digits). BIDL: T = 20 frames
-# resized to 40x40, batch 16.
+# MNIST-DVS (AEDAT 2.0 recordings of moving digits). BIDL (applications/
+# classification/dvs/dvs_mnist/clif3fc3dm/clif3fc3dm_itout-b16x1-
+# dvsmnist.py; tools/train.py reads T = 20 frames split by number): T = 20
+# frames resized to 40x40, batch 16; training frames zero-padded by 4 and
+# randomly cropped back to 40x40 (RandomCropVideo(size=40, padding=4)).
 _data_root = 'datasets/DVSMNIST'
 _representation = dict(type='EventFrames', T=20, split_by='number', size=40)
 
@@ -12,7 +15,8 @@ train_dataloader = dict(
         type='DVSMNIST',
         data_root=_data_root,
         split='train',
-        representation=_representation))
+        representation=_representation,
+        pipeline=[dict(type='RandomCropPad', padding=4)]))
 val_dataloader = dict(
     batch_size=16,
     num_workers=2,

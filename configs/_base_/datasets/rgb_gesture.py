@@ -1,5 +1,9 @@
 # BIDL's RGB-camera gesture set stored as frame differences ({train,val}.pkl,
-# uint8 [N, 60, 2, H, W]), resized to 40x40 as BIDL does, batch 16.
+# uint8 [N, 60, 2, H, W]), resized to 40x40 as BIDL does, batch 16; training
+# clips zero-padded by 4 and randomly cropped back to 40x40, one box per
+# clip (BIDL's RandomCropVideoDict(size=40, padding=4), applications/
+# classification/videodiff/rgbgesture/clif3flif2rg/
+# clif3flif2rg_itout-b16x1-rgbgesture.py).
 _data_root = 'datasets/RGBGesture'
 train_dataloader = dict(
     batch_size=16,
@@ -10,7 +14,8 @@ train_dataloader = dict(
         type='RGBGesture',
         data_root=_data_root,
         ann_file='train.pkl',
-        shape=(40, 40)))
+        shape=(40, 40),
+        pipeline=[dict(type='RandomCropVideo', size=40, padding=4)]))
 val_dataloader = dict(
     batch_size=16,
     num_workers=1,

@@ -1,6 +1,14 @@
-# BIDL's SeqClif3Flif2Dg: input BatchNorm, three Conv2dLif 64/128/256 with
-# stride 2 (40 -> 5), FcLif 256, then the head's per-step linear readout
-# (BIDL's last FcLif to 11) and the mean over time.
+# BIDL's SeqClif3Flif2DgItout (applications/classification/dvs/dvs_gesture/
+# backbone.py): input BatchNorm, three Conv2dLif 64/128/256, 3x3 stride 2
+# (40 -> 5), FcLif 256, FcLif to the 11 classes; the logits are the last
+# layer's spikes averaged over time (BIDL adds x6 / t every step).
+# BIDL's Conv2dLif and FcLif default to norm_state=True (layers/lif.py): the
+# BatchNorm acts on the membrane (u = BN(x_t + v)), not on the synaptic
+# current, so the convs here carry no BatchNorm of their own (norm=False) and
+# the neurons have norm_state=True. LIF defaults are BIDL's SOMA_PARAMS
+# (alpha 0.3, beta 0, theta 0.5, v0 0, one value per layer = soma_params
+# 'all_share'); spiking convs and FCs (cmode = fmode = 'spike').
+_num_classes = 11
 model = dict(
     type='SpikingClassifier',
     backbone=dict(
@@ -11,11 +19,15 @@ model = dict(
         pools=(None, None, None),
         strides=2,
         input_norm=True,
-        fc=(256, ),
-        neuron=dict(type='LIF')),
+        norm=False,
+        fc=(256, _num_classes),
+        neuron=dict(type='LIF', mode='spike', norm_state=True)),
+    # BIDL's output stage: no trained readout, the mean spike count of the
+    # class neurons is the logit (PopulationClsHead with one neuron per
+    # class, scale 1)
     head=dict(
-        type='SpikingClsHead',
-        in_features=256,
-        num_classes=11,
-        aggregation='mean',
+        type='PopulationClsHead',
+        num_classes=_num_classes,
+        group_size=1,
+        scale=1.0,
         loss=dict(type='CrossEntropyLoss')))

@@ -1,5 +1,13 @@
-# BIDL's ResNetLif-18 for video (Jester): ImageNet stem, analog LIF with
-# noise 1e-3, global average pooling, linear readout; label smoothing 0.1.
+# BIDL's ResNetLifItout depth 18 (applications/classification/video/jester/
+# resnetlif18_t16/backbone.py) with the Jester / ES-ImageNet options
+# (resnetlif18-itout-b20x4-16-jester.py, resnetlif18-itout-b64x4-
+# esimagenet.py): ImageNet stem (7x7/2 conv, BN, LIF, 3x3/2 max pool),
+# analog LIF (cmode='analog') with noise 1e-3, no membrane BatchNorm (BIDL's
+# Lif2d defaults to norm_state=False), global average pooling, linear
+# readout of the time-averaged features.
+# Loss: BIDL's LabelSmoothLoss(label_smooth_val=0.1) in its default
+# 'classy_vision' mode (losses/label_smooth_loss.py) smooths by
+# 0.1 / (1 + 0.1) in torch's convention.
 model = dict(
     type='SpikingClassifier',
     backbone=dict(
@@ -13,4 +21,4 @@ model = dict(
         in_features=512,
         num_classes=27,
         aggregation='mean',
-        loss=dict(type='CrossEntropyLoss', label_smoothing=0.1)))
+        loss=dict(type='CrossEntropyLoss', label_smoothing=0.1 / 1.1)))
