@@ -108,3 +108,12 @@ def test_training_memory_scales_with_batch_and_counts_state():
                                                  4 * 8 / 2)
     assert small['activations'] == pytest.approx(large['activations'])
     assert small['total'] == small['activations'] + 4 * params
+    # one sample sliced from a larger batch: a view of its whole storage,
+    # which must not be counted (it was, times batch_size: 4x too much on
+    # the gesture demo)
+    batch = torch.rand(2, 16, 4)
+    sliced, copied = (
+        measure_training_memory(model, x, 8, loss_fn=lambda m, x: m(x).sum())
+        for x in (batch[:, :1], batch[:, :1].clone()))
+    assert sliced['activations'] == pytest.approx(copied['activations'])
+    assert sliced['activations'] == pytest.approx(small['activations'])

@@ -29,11 +29,16 @@ def parse_args(argv=None):
                         help='test batches to measure SynOps on')
     parser.add_argument('--random', action='store_true',
                         help='random inputs of the config shape (no data)')
-    parser.add_argument('--memory-batch', type=int, default=1,
-                        help='batch at which activations are measured')
+    parser.add_argument('--memory-batch', type=int, default=2,
+                        help='batch at which activations are measured '
+                        '(>= 2: BatchNorm cannot train on one sample)')
     parser.add_argument('--json', default=None, help='write the report here')
     add_cfg_options(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.memory_batch < 2:
+        parser.error('--memory-batch must be at least 2: a BatchNorm layer '
+                     'in training mode cannot normalise one sample')
+    return args
 
 
 def _real_batches(cfg, model, count):
@@ -72,7 +77,7 @@ def _random_batches(cfg, count, batch):
         yield (torch.rand(steps, batch, *shape) < 0.1).float()
 
 
-def analyze(cfg, checkpoint=None, batches=4, random=False, memory_batch=1):
+def analyze(cfg, checkpoint=None, batches=4, random=False, memory_batch=2):
     model = MODELS.build(cfg.model)
     if checkpoint:
         from bidl_train.engine.checkpoint import safe_load

@@ -198,6 +198,9 @@ def measure_training_memory(model, inputs, batch_size, loss_fn=None,
     measured at ``b`` and scaled by ``batch_size / b``.
     """
     measured_batch = inputs.shape[1]
+    # a copy: a slice of a larger batch shares its whole storage, which the
+    # count would include (and scale) as soon as a layer saves its input
+    inputs = inputs.clone()
     loss_fn = loss_fn or (lambda m, x: m(x).float().sum())
     was_training = model.training
     model.train()
