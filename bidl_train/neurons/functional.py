@@ -269,6 +269,28 @@ def _reset_seq(u_seq, theta, v0, hard):
     return torch.addcmul(u_seq, fired, theta, value=-1)
 
 
+def compiled_grads(grads, grad_y, params, need):
+    """The autograd outputs of a compiled kernel's backward.
+
+    ``grads``: the input gradient, then one per-neuron gradient per
+    parameter (alpha, beta, theta, v0); each is summed down to its
+    parameter's shape and cast back to its dtype and device, as autograd
+    expects. ``params``: ``(shape, dtype, device)`` per parameter;
+    ``need``: ``ctx.needs_input_grad`` of x and the four parameters.
+    """
+    shape = grad_y.shape[1:]
+    out = [grads[0].view(grad_y.shape) if need[0] else None]
+    for g, (pshape, pdtype, pdevice), needed in zip(grads[1:], params,
+                                                     need[1:]):
+        if not needed:
+            out.append(None)
+            continue
+        g = g.view(shape)
+        g = g.sum() if len(pshape) == 0 else g.sum_to_size(pshape)
+        out.append(g.to(device=pdevice, dtype=pdtype))
+    return tuple(out)
+
+
 class LIFMultiStepCpp(torch.autograd.Function):
     """The same node on the compiled CPU kernel; use :func:`lif_multistep`.
 
@@ -307,17 +329,7 @@ class LIFMultiStepCpp(torch.autograd.Function):
             x_flat, grad_y.contiguous().view(x_flat.shape).to(x_flat.dtype),
             a, b, th, rv, ctx.hard, ctx.keep_ds, ctx.mode, ctx.code[0],
             ctx.code[1], any(need[1:]))
-        shape = grad_y.shape[1:]
-        out = [grads[0].view(grad_y.shape) if need[0] else None]
-        for g, (pshape, pdtype, pdevice), needed in zip(
-                grads[1:], ctx.params, need[1:]):
-            if not needed:
-                out.append(None)
-            else:
-                g = g.view(shape)
-                g = g.sum() if len(pshape) == 0 else g.sum_to_size(pshape)
-                out.append(g.to(device=pdevice, dtype=pdtype))
-        return tuple(out) + (None, ) * 6
+        return compiled_grads(grads, grad_y, ctx.params, need) + (None, ) * 6
 
 
 def _per_neuron(param, shape, dtype):

@@ -41,6 +41,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .functional import compiled_grads
+
 __all__ = ['BLOCK', 'LIFMultiStepTriton', 'interpreting', 'launch_forward',
            'launch_backward', 'surrogate_constants']
 
@@ -369,14 +371,4 @@ class LIFMultiStepTriton(torch.autograd.Function):
         grads = launch_backward(
             x_flat, grad_y.contiguous().view(x_flat.shape), flat, ctx.hard,
             ctx.keep_ds, ctx.mode, ctx.code[0], ctx.code[1], any(need[1:]))
-        shape = grad_y.shape[1:]
-        out = [grads[0].view(grad_y.shape) if need[0] else None]
-        for g, (pshape, pdtype, pdevice), needed in zip(
-                grads[1:], ctx.params, need[1:]):
-            if not needed:
-                out.append(None)
-            else:
-                g = g.view(shape)
-                g = g.sum() if len(pshape) == 0 else g.sum_to_size(pshape)
-                out.append(g.to(device=pdevice, dtype=pdtype))
-        return tuple(out) + (None, ) * 5
+        return compiled_grads(grads, grad_y, ctx.params, need) + (None, ) * 5
