@@ -60,6 +60,23 @@ def run_step_files(out_dir, target, x, teacher=None):
     return steps
 
 
+def logits_and_spikes(model, x):
+    """The model's own logits on ``x`` and the output of every neuron
+    module (by module name), recorded with forward hooks."""
+    spikes, handles = {}, []
+    for name, module in model.named_modules():
+        if isinstance(module, BaseNeuron):
+            handles.append(module.register_forward_hook(
+                lambda m, i, out, name=name: spikes.__setitem__(name, out)))
+    try:
+        with torch.no_grad():
+            logits = model(x, mode='tensor')
+    finally:
+        for handle in handles:
+            handle.remove()
+    return logits, spikes
+
+
 def pytorch_reference(model, x, teacher=None):
     """The model's own logits, spikes (forward hooks on every spiking neuron
     and plastic layer) and ``model.step`` outputs and states per step.

@@ -8,6 +8,7 @@ neurons), never with the exporter's output.
 import numpy as np
 import pytest
 import torch
+from deploy_runner import logits_and_spikes
 from mmengine.registry import init_default_scope
 
 from bidl_train.deploy import deploy, lower_model
@@ -17,20 +18,6 @@ from bidl_train.neurons import BaseNeuron
 from bidl_train.registry import MODELS
 
 init_default_scope('bidl_train')
-
-
-def _pytorch(model, x):
-    """Logits and per-neuron spikes of the PyTorch model itself."""
-    spikes, handles = {}, []
-    for name, module in model.named_modules():
-        if isinstance(module, BaseNeuron):
-            handles.append(module.register_forward_hook(
-                lambda m, i, out, name=name: spikes.__setitem__(name, out)))
-    with torch.no_grad():
-        logits = model(x, mode='tensor')
-    for handle in handles:
-        handle.remove()
-    return logits, spikes
 
 
 def _conv_classifier(neuron):
@@ -78,7 +65,7 @@ def test_if_and_plif_round_trip(neuron, target, tmp_path):
             if hasattr(module, 'w'):
                 module.w.data.fill_(0.4)
     x = _events((8, 3, 2, 8, 8))
-    logits, spikes = _pytorch(model, x)
+    logits, spikes = logits_and_spikes(model, x)
     assert all(int(s.sum()) > 0 for s in spikes.values())
     report = deploy(model, target, x, str(tmp_path))
     ver = report['verification']
@@ -98,7 +85,7 @@ def test_if_maps_to_nir_if_and_norse_reproduces_it(tmp_path):
     norse_torch = pytest.importorskip('norse.torch')
     model = _conv_classifier(dict(type='IF', theta=1.0))
     x = _events((8, 2, 2, 8, 8))
-    logits, spikes = _pytorch(model, x)
+    logits, spikes = logits_and_spikes(model, x)
     deploy(model, 'nir', x, str(tmp_path), verify_samples=False)
     graph = nir.read(str(tmp_path / 'model.nir'))
     ifs = [n for n in graph.nodes.values() if isinstance(n, nir.IF)]
@@ -198,7 +185,7 @@ def test_residual_backbones_round_trip(target, name, tmp_path):
         pytest.importorskip('onnxruntime')
     model = _resnet_classifier(RESNETS[name])
     x = _events((3, 2, 2, 8, 8))
-    logits, spikes = _pytorch(model, x)
+    logits, spikes = logits_and_spikes(model, x)
     assert sum(int(s.sum()) for s in spikes.values()) > 0
     report = deploy(model, target, x, str(tmp_path))
     assert report['status'] == 'verified'
@@ -260,7 +247,7 @@ def test_fasttext_round_trip_with_padding(target, tmp_path):
     gen = torch.Generator().manual_seed(0)
     tokens = torch.randint(1, 50, (7, 3), generator=gen)
     tokens[:3, 0] = 0  # leading padding: no input current
-    logits, spikes = _pytorch(model, tokens)
+    logits, spikes = logits_and_spikes(model, tokens)
     assert int(spikes['backbone.neuron'].sum()) > 0
     report = deploy(model, target, tokens, str(tmp_path), labels=[0, 1, 1])
     assert report['status'] == 'verified'

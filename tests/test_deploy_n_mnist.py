@@ -11,6 +11,7 @@ import os.path as osp
 
 import pytest
 import torch
+from deploy_runner import logits_and_spikes
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
@@ -83,19 +84,6 @@ def _calibrated_model(x):
     return model
 
 
-def _pytorch_spikes(model, x):
-    spikes, handles = {}, []
-    for name, module in model.named_modules():
-        if type(module).__name__ == 'LIF':
-            handles.append(module.register_forward_hook(
-                lambda m, i, out, name=name: spikes.__setitem__(name, out)))
-    with torch.no_grad():
-        logits = model(x, mode='tensor')
-    for handle in handles:
-        handle.remove()
-    return logits, spikes
-
-
 def _lif_keys(graph):
     """NIR LIF node keys in the order the chain visits them."""
     succ, keys, key = dict(graph.edges), [], None
@@ -157,7 +145,7 @@ def _norse():
 def exported(tmp_path_factory):
     x = _nmnist_frames()
     model = _calibrated_model(x)
-    logits, spikes = _pytorch_spikes(model, x)
+    logits, spikes = logits_and_spikes(model, x)
     out = tmp_path_factory.mktemp('n_mnist_nir')
     report = deploy(model, 'nir', x, str(out))
     return x, logits, spikes, report, nir.read(str(out / 'model.nir'))

@@ -19,11 +19,11 @@ from functools import partial
 
 import pytest
 import torch
+from deploy_runner import logits_and_spikes
 from mmengine.registry import init_default_scope
 
 from bidl_train.deploy import deploy
 from bidl_train.deploy.base import UnsupportedFeature
-from bidl_train.neurons import BaseNeuron
 from bidl_train.registry import MODELS
 
 nir = pytest.importorskip('nir')
@@ -68,19 +68,6 @@ def _cuba_net(x=None, neuron=CUBA):
                     channels=[4, 8], pools=[None, None], strides=[1, 2],
                     fc=[16], neuron=neuron)
     return _calibrated(backbone, _frames() if x is None else x, 16)
-
-
-def _pytorch_spikes(model, x):
-    spikes, handles = {}, []
-    for name, module in model.named_modules():
-        if isinstance(module, BaseNeuron):
-            handles.append(module.register_forward_hook(
-                lambda m, i, out, name=name: spikes.__setitem__(name, out)))
-    with torch.no_grad():
-        logits = model(x, mode='tensor')
-    for handle in handles:
-        handle.remove()
-    return logits, spikes
 
 
 def _export(model, x, out):
@@ -133,7 +120,7 @@ IMPORTERS = dict(snntorch=_snntorch, norse=_norse_modules,
 
 def _assert_importer_reproduces(importer, graph, neurons, model, x):
     """Every spike of every layer, and the logits, equal PyTorch's."""
-    logits, spikes = _pytorch_spikes(model, x)
+    logits, spikes = logits_and_spikes(model, x)
     assert sorted(neurons) == sorted(spikes)
     for b in range(x.shape[1]):  # a Flatten after a conv: unbatched samples
         net, run = IMPORTERS[importer](graph)
