@@ -31,6 +31,8 @@ init_default_scope('bidl_train')
 
 WIDTH, SIZE, T, B = 4, 16, 6, 2
 CUBA = dict(type='CubaLIF', alpha=0.6, alpha_syn=0.4, theta=0.5)
+#: BIDL's ResNetLif: average-pool projection shortcut, biased convs
+BIDL_RESNET = dict(shortcut='avgpool_conv', conv_bias=True)
 
 
 def _frames(seed=5):
@@ -151,6 +153,7 @@ MODELS_UNDER_TEST = dict(
     resnet=lambda x: _residual('ResNetLif', x),
     sew_add=lambda x: _residual('SEWResNet', x, cnf='ADD'),
     resnet_cuba=lambda x: _residual('ResNetLif', x, neuron=CUBA),
+    resnet_bidl=lambda x: _residual('ResNetLif', x, **BIDL_RESNET),
     cuba=lambda x: _cuba_net(x))
 
 
@@ -214,6 +217,53 @@ def test_resnet_batchnorm_folded_and_pool_scale_in_the_head(exported):
                                model.head.fc.weight.detach() / 4)
 
 
+def test_bidl_shortcut_is_a_sum_pool_into_the_scaled_conv(exported):
+    model, _, graph, _ = exported('resnet_bidl')
+    # as 'resnet', plus one SumPool2d node (and edge) per projection
+    assert len(graph.nodes) == 26 + 3 and len(graph.edges) == 29 + 3
+    pool = graph.nodes['n0_stages_1_0_shortcut_0']
+    assert isinstance(pool, nir.SumPool2d)
+    assert pool.kernel_size.tolist() == pool.stride.tolist() == [2, 2]
+    assert pool.padding.tolist() == [0, 0]
+    assert _sources(graph, 'n0_stages_1_0_shortcut_0') == [
+        'n0_stages_0_0_sn2']
+    assert _sources(graph, 'n0_stages_1_0_shortcut_1') == [
+        'n0_stages_1_0_shortcut_0']
+    assert _sources(graph, 'n0_stages_1_0_sn2') == [
+        'n0_stages_1_0_conv2', 'n0_stages_1_0_shortcut_1']
+    # BatchNorm folded with the conv's bias; the average's 1/4 in the
+    # weight only
+    def folded(conv, bn):
+        scale = (bn.weight / (bn.running_var + bn.eps).sqrt()).detach()
+        return (conv.weight.detach() * scale.reshape(-1, 1, 1, 1),
+                ((conv.bias - bn.running_mean) * scale + bn.bias).detach())
+
+    _, conv, bn = model.backbone.stages[1][0].shortcut
+    assert bool((conv.bias != 0).all())  # the bias term is not vacuous
+    weight, bias = folded(conv, bn)
+    node = graph.nodes['n0_stages_1_0_shortcut_1']
+    assert tuple(node.stride) == (1, 1)
+    torch.testing.assert_close(torch.from_numpy(node.weight), weight / 4)
+    torch.testing.assert_close(torch.from_numpy(node.bias), bias)
+    stem = model.backbone.stem
+    torch.testing.assert_close(
+        torch.from_numpy(graph.nodes['n0_stem_conv'].bias),
+        folded(stem.conv, stem.bn)[1])
+
+
+def test_bidl_shortcut_on_an_odd_map_refused(tmp_path):
+    """18x18 frames: stage 2's shortcut pools a 9x9 map, whose last
+    (partial) window ``ceil_mode`` averages over fewer pixels."""
+    gen = torch.Generator().manual_seed(5)
+    x = (torch.rand(T, B, 2, 18, 18, generator=gen) > 0.6).float()
+    model = _residual('ResNetLif', x, **BIDL_RESNET)
+    with pytest.raises(UnsupportedFeature) as err:
+        deploy(model, 'nir', x, str(tmp_path / 'out'))
+    assert err.value.layer == 'backbone.stages.2.0.shortcut.0'
+    assert 'a 9x9 map in 2x2 windows' in str(err.value)
+    assert not (tmp_path / 'out' / 'model.nir').exists()
+
+
 def test_sew_add_graph_sums_spike_edges(exported):
     _, _, graph, _ = exported('sew_add')
     # stem 2; identity block 4; three downsampling blocks (conv, LIF, conv,
@@ -231,7 +281,8 @@ def test_sew_add_graph_sums_spike_edges(exported):
 
 
 @pytest.mark.parametrize('importer', ['snntorch', 'norse'])
-@pytest.mark.parametrize('name', ['resnet', 'sew_add', 'resnet_cuba'])
+@pytest.mark.parametrize('name', ['resnet', 'sew_add', 'resnet_cuba',
+                                  'resnet_bidl'])
 def test_residual_nir_import_reproduces_spikes(exported, name, importer):
     model, x, graph, neurons = exported(name)
     _assert_importer_reproduces(importer, graph, neurons, model, x)

@@ -10,7 +10,13 @@ residual backbones join their branches, so they export without any
   shortcut joins the membrane *input* of SN2, so SN2 gets two edges: one
   from conv2 (BN2 folded in) and one from the shortcut, which is the spike
   node that produced ``x`` (identity) or a 1x1 conv with its BatchNorm
-  folded in. Bottleneck blocks likewise, with three convs.
+  folded in. Bottleneck blocks likewise, with three convs. BIDL's shortcut
+  (``shortcut='avgpool_conv'``: ``AvgPool2d(s) -> conv1x1 -> BN``) is a
+  ``SumPool2d`` of s x s windows into that 1x1 conv, with the average's
+  ``1/s^2`` folded into the conv's weight (not its bias). That is exact
+  when s divides the map; on an odd map ``ceil_mode`` adds a partial last
+  window, averaged over fewer pixels, which no scaled sum gives: refused,
+  naming the pool, when the export sees such a map.
 * ``SEWResNet`` block with the ``ADD`` connect function: the block output
   ``A + S`` is a sum of spike tensors that is never materialised; every
   consumer (the next block's conv1, its downsample conv, its identity
@@ -24,7 +30,8 @@ Every neuron follows the mapping of :mod:`.nir` (``shared/NIR.md``): the
 membrane is scaled by ``1 - alpha``, which commutes with summing the input
 currents. BatchNorm (eval mode, running statistics) is folded into the conv
 before it: ``w' = w * g / sqrt(var + eps)``, ``b' = (b - mean) * g /
-sqrt(var + eps) + beta``.
+sqrt(var + eps) + beta``. A conv bias ``b`` (``conv_bias=True``) enters that
+fold; without one ``b = 0``.
 
 ``CubaLIF`` neurons map to NIR's ``CubaLIF`` with the parameters of
 :meth:`~bidl_train.neurons.CubaLIF.nir_parameters` at the export ``dt``.
@@ -304,6 +311,9 @@ def add_residual(g, node, prefix, sources, x):
     module = node.module
     nir = g.nir
     fired = {}
+    # the backbone's layer name, for a refusal: the module path of its
+    # first neuron (the stem's) less the neuron's context key
+    layer = node.neuron_names[0][:-len(node.keys[0]) - 1]
     start = len(g.neurons)
 
     def key_of(path):
@@ -312,6 +322,23 @@ def add_residual(g, node, prefix, sources, x):
     def conv_bn(path, conv, bn, srcs, x):
         w, b = fold_batchnorm(conv, bn)
         return g.conv(key_of(path), w, b, conv, srcs, x)
+
+    def avgpool_conv(scope, shortcut, srcs, x):
+        pool, conv, bn = shortcut
+        w, b = fold_batchnorm(conv, bn)
+        if isinstance(pool, nn.AvgPool2d):  # kernel = stride, no padding
+            k, (h, w_in) = pool.kernel_size, x.shape[2:]
+            if h % k or w_in % k:
+                raise UnsupportedFeature(
+                    'nir', f'{layer}.{scope}.shortcut.0', f'average pooling '
+                    f'of a {h}x{w_in} map in {k}x{k} windows (ceil_mode: a '
+                    'partial last window, averaged over fewer pixels, is '
+                    'no scaled SumPool2d)', 'use an input size whose '
+                    'downsampled maps all divide by the stride')
+            srcs, x = g.sum_pool(key_of(f'{scope}.shortcut.0'), (k, k),
+                                 (k, k), (0, 0), srcs, x)
+            w = w / (k * k)  # the average = the sum / k^2
+        return g.conv(key_of(f'{scope}.shortcut.1'), w, b, conv, srcs, x)
 
     def fire(ctx_key, srcs, x):
         lif = node.neurons[node.index[ctx_key]]
@@ -348,9 +375,11 @@ def add_residual(g, node, prefix, sources, x):
                     out, y = fire(f'{scope}.sn{k}', out, y)
             if block.shortcut is None:
                 short = srcs
-            else:
+            elif len(block.shortcut) == 2:  # 'conv': strided 1x1 conv, BN
                 conv, bn = block.shortcut
                 short, _ = conv_bn(f'{scope}.shortcut.0', conv, bn, srcs, x)
+            else:  # 'avgpool_conv': pool (or identity), 1x1 conv, BN
+                short, _ = avgpool_conv(scope, block.shortcut, srcs, x)
             # the shortcut joins the last neuron's input current
             srcs, x = fire(f'{scope}.sn{len(convs)}', out + short, y)
         kernel = tuple(x.shape[2:])
