@@ -4,7 +4,9 @@
 # stem, spiking LIF (cmode='spike', noise 0), cross-entropy, no
 # augmentation, batch 8, SGD 0.01 (momentum 0.9, weight decay 1e-4),
 # CosineAnnealingLR(T_max=40, eta_min=0) stepped every epoch (continuing
-# past T_max as BIDL's does), 100 epochs, no warm-up.
+# past T_max as BIDL's does), 100 epochs, no warm-up. BIDL's backbone.py
+# there: average-pool projection shortcut and biased convs (also for the
+# depth 10/34/50 and lite configs, which inherit this one).
 _base_ = ['../cifar10_dvs.py']
 model = dict(
     backbone=dict(
@@ -14,6 +16,8 @@ model = dict(
         in_channels=2,
         stem='imagenet',
         lite=False,
+        shortcut='avgpool_conv',
+        conv_bias=True,
         neuron=dict(type='LIF', mode='spike')),
     head=dict(
         _delete_=True,

@@ -4,7 +4,9 @@
 # esimagenet.py): ImageNet stem (7x7/2 conv, BN, LIF, 3x3/2 max pool),
 # analog LIF (cmode='analog') with noise 1e-3, no membrane BatchNorm (BIDL's
 # Lif2d defaults to norm_state=False), global average pooling, linear
-# readout of the time-averaged features.
+# readout of the time-averaged features. BIDL's projection shortcut
+# (_make_layer: AvgPool2d(stride, ceil_mode=True), stride-1 1x1 conv, BN) and
+# its biased convs (every nn.Conv2d keeps bias=True before its BN).
 # Loss: BIDL's LabelSmoothLoss(label_smooth_val=0.1) in its default
 # 'classy_vision' mode (losses/label_smooth_loss.py) smooths by
 # 0.1 / (1 + 0.1) in torch's convention.
@@ -15,6 +17,8 @@ model = dict(
         depth=18,
         in_channels=3,
         stem='imagenet',
+        shortcut='avgpool_conv',
+        conv_bias=True,
         neuron=dict(type='LIF', mode='analog', noise=1e-3)),
     head=dict(
         type='SpikingClsHead',
