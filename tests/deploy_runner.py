@@ -60,6 +60,20 @@ def run_step_files(out_dir, target, x, teacher=None):
     return steps
 
 
+class UnknownNeuron(BaseNeuron):
+    """A neuron kind bidl-deploy does not know (it may hide state): the
+    lowering must refuse it by layer name."""
+
+    state_names = ('v', )
+
+    def init_state(self, x_t):
+        return {'v': torch.zeros_like(x_t)}
+
+    def step(self, x_t, state=None):
+        v = (state or self.init_state(x_t))['v'] + x_t
+        return (v > 1).float(), {'v': v}
+
+
 def logits_and_spikes(model, x):
     """The model's own logits on ``x`` and the output of every neuron
     module (by module name), recorded with forward hooks."""

@@ -8,13 +8,12 @@ neurons), never with the exporter's output.
 import numpy as np
 import pytest
 import torch
-from deploy_runner import logits_and_spikes
+from deploy_runner import UnknownNeuron, logits_and_spikes
 from mmengine.registry import init_default_scope
 
 from bidl_train.deploy import deploy, lower_model
 from bidl_train.deploy.lower import LoweringError
 from bidl_train.learning.rules import STDP, build_rule
-from bidl_train.neurons import BaseNeuron
 from bidl_train.registry import MODELS
 
 init_default_scope('bidl_train')
@@ -112,24 +111,11 @@ def test_plif_leak_is_sigmoid_of_w():
     assert float(node.alpha) == pytest.approx(1 / (1 + np.exp(-1.5)))
 
 
-class _UnknownNeuron(BaseNeuron):
-    """A neuron kind bidl-deploy does not know (it may hide state)."""
-
-    state_names = ('v', )
-
-    def init_state(self, x_t):
-        return {'v': torch.zeros_like(x_t)}
-
-    def step(self, x_t, state=None):
-        v = (state or self.init_state(x_t))['v'] + x_t
-        return (v > 1).float(), {'v': v}
-
-
 def test_unknown_neuron_kinds_are_refused_by_name():
     model = _conv_classifier(dict(type='LIF'))
-    model.backbone.layers[0].neuron = _UnknownNeuron()
+    model.backbone.layers[0].neuron = UnknownNeuron()
     with pytest.raises(LoweringError, match=r'backbone\.layers\.0\.neuron:'
-                       r' neuron kind _UnknownNeuron'):
+                       r' neuron kind UnknownNeuron'):
         lower_model(model)
 
 

@@ -8,15 +8,14 @@ name) and its spikes (forward hooks), never with the exporter's output.
 import numpy as np
 import pytest
 import torch
-from deploy_runner import (assert_matches_model, pytorch_reference,
-                           run_step_files)
+from deploy_runner import (UnknownNeuron, assert_matches_model,
+                           pytorch_reference, run_step_files)
 from mmengine.registry import init_default_scope
 
 from bidl_train.deploy import deploy, lower_model
 from bidl_train.deploy.base import UnsupportedFeature
 from bidl_train.deploy.lower import LoweringError
 from bidl_train.deploy.verify import flatten_state
-from bidl_train.neurons import BaseNeuron
 from bidl_train.registry import MODELS
 
 init_default_scope('bidl_train')
@@ -133,19 +132,6 @@ def test_int8_keeps_the_neuron_states_fp32(tmp_path):
     assert states['backbone.0.i'] == onnx.TensorProto.FLOAT
 
 
-def _unknown_neuron():
-    class Unknown(BaseNeuron):
-        state_names = ('v', )
-
-        def init_state(self, x_t):
-            return {'v': torch.zeros_like(x_t)}
-
-        def step(self, x_t, state=None):
-            v = (state or self.init_state(x_t))['v'] + x_t
-            return (v > 1).float(), {'v': v}
-    return Unknown()
-
-
 # -- branching backbones with these neurons; Spikformer --------------------
 def _branching_classifier(backbone, features=16):
     torch.manual_seed(0)
@@ -203,9 +189,9 @@ def test_branching_backbone_round_trip(target, name, tmp_path):
 
 def test_unknown_neuron_inside_a_branching_backbone_is_refused_by_name():
     model = _branching_classifier(BRANCHING['spikformer_lif'][0], 8)
-    model.backbone.blocks[0].attn.q.sn = _unknown_neuron()
+    model.backbone.blocks[0].attn.q.sn = UnknownNeuron()
     with pytest.raises(LoweringError, match=r'layer backbone\.blocks\.0\.'
-                       r'attn\.q\.sn: neuron kind Unknown'):
+                       r'attn\.q\.sn: neuron kind UnknownNeuron'):
         lower_model(model, _events((1, 1, 2, 8, 8))[0])
 
 
