@@ -86,45 +86,56 @@ def _nan_to_none(value):
 
 def main(argv=None):
     args = parse_args(argv)
-    with user_errors('bidl-test'):
-        from bidl_train.engine import build_runner
-        from bidl_train.evaluation import to_serialisable
-        cfg = load_config(args.config, args.cfg_options)
-        if not osp.isfile(args.checkpoint):
-            raise ConfigError(f'checkpoint {args.checkpoint} does not exist')
-        if cfg.get('test_dataloader') is None or cfg.get(
-                'test_evaluator') is None:
-            raise ConfigError(
-                f'{args.config} has no test_dataloader/test_evaluator; add '
-                'them (most configs reuse the validation settings)')
-        cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
-            'work_dirs',
-            osp.splitext(osp.basename(args.config))[0])
-        cfg.load_from = args.checkpoint
-        cfg.resume = False
-        cfg.launcher = args.launcher
-        _add_firing_rate_metric(cfg)
-        if args.show_dir:
-            _add_raster_hook(cfg, args.show_dir, args.show_max)
-        runner = build_runner(cfg)
-        metrics = to_serialisable(runner.test())
-        if runner.rank != 0:
-            return
-        classes = (getattr(runner.test_dataloader.dataset, 'metainfo', None)
-                   or {}).get('classes')
-        print(format_metrics(metrics, classes))
-        out = args.out or osp.join(cfg.work_dir, 'test_metrics.json')
-        os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
-        with open(out, 'w') as f:
-            json.dump(
-                dict(config=args.config, checkpoint=args.checkpoint,
-                     metrics=_nan_to_none(metrics)), f, indent=2)
-        print(f'metrics written to {out}')
-        from bidl_train.visualization.reports import write_test_report
-        report_dir = args.report_dir or osp.join(cfg.work_dir, 'test_report')
-        written = write_test_report(metrics, report_dir, classes)
-        if written:
-            print(f'report ({len(written)} files) written to {report_dir}')
+    try:
+        with user_errors('bidl-test'):
+            _test(args)
+    finally:
+        # every rank, on success or error (see close_distributed); after
+        # _test returned, so its runner is freed
+        from bidl_train.engine.dist import close_distributed
+        close_distributed()
+
+
+def _test(args):
+    """Evaluate the checkpoint; rank 0 prints and writes the reports."""
+    from bidl_train.engine import build_runner
+    from bidl_train.evaluation import to_serialisable
+    cfg = load_config(args.config, args.cfg_options)
+    if not osp.isfile(args.checkpoint):
+        raise ConfigError(f'checkpoint {args.checkpoint} does not exist')
+    if cfg.get('test_dataloader') is None or cfg.get(
+            'test_evaluator') is None:
+        raise ConfigError(
+            f'{args.config} has no test_dataloader/test_evaluator; add '
+            'them (most configs reuse the validation settings)')
+    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
+        'work_dirs',
+        osp.splitext(osp.basename(args.config))[0])
+    cfg.load_from = args.checkpoint
+    cfg.resume = False
+    cfg.launcher = args.launcher
+    _add_firing_rate_metric(cfg)
+    if args.show_dir:
+        _add_raster_hook(cfg, args.show_dir, args.show_max)
+    runner = build_runner(cfg)
+    metrics = to_serialisable(runner.test())
+    if runner.rank != 0:
+        return
+    classes = (getattr(runner.test_dataloader.dataset, 'metainfo', None)
+               or {}).get('classes')
+    print(format_metrics(metrics, classes))
+    out = args.out or osp.join(cfg.work_dir, 'test_metrics.json')
+    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+    with open(out, 'w') as f:
+        json.dump(
+            dict(config=args.config, checkpoint=args.checkpoint,
+                 metrics=_nan_to_none(metrics)), f, indent=2)
+    print(f'metrics written to {out}')
+    from bidl_train.visualization.reports import write_test_report
+    report_dir = args.report_dir or osp.join(cfg.work_dir, 'test_report')
+    written = write_test_report(metrics, report_dir, classes)
+    if written:
+        print(f'report ({len(written)} files) written to {report_dir}')
 
 
 def _add_firing_rate_metric(cfg):

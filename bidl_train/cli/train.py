@@ -88,13 +88,17 @@ def merge_args(cfg, args):
 
 def main(argv=None):
     args = parse_args(argv)
-    with user_errors('bidl-train'):
-        from bidl_train.engine import build_runner
-        from bidl_train.engine.runner import check_work_dir
-        cfg = merge_args(load_config(args.config, args.cfg_options), args)
-        check_work_dir(cfg.work_dir)
-        runner = build_runner(cfg)
-        runner.train()
+    try:
+        with user_errors('bidl-train'):
+            from bidl_train.engine import build_runner
+            from bidl_train.engine.runner import check_work_dir
+            cfg = merge_args(load_config(args.config, args.cfg_options), args)
+            check_work_dir(cfg.work_dir)
+            build_runner(cfg).train()  # no name: freed before closing
+    finally:
+        # every rank, on success or error (see close_distributed)
+        from bidl_train.engine.dist import close_distributed
+        close_distributed()
 
 
 if __name__ == '__main__':

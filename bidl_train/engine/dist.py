@@ -6,6 +6,7 @@ a GPU. On CPU we initialise a gloo process group ourselves (mmengine then sees
 an initialised group and skips its own set-up) and ask for DDP with
 ``device_ids=None``. With GPUs everything is left to mmengine (nccl).
 """
+import gc
 import os
 
 import torch
@@ -67,3 +68,17 @@ def setup_cpu_distributed(launcher, timeout_s=1800):
         type='MMDistributedDataParallel',
         device_ids=None,
         broadcast_buffers=False)
+
+
+def close_distributed():
+    """Destroy the process group, if any, before the interpreter exits.
+
+    Left to interpreter shutdown, gloo's communication threads were
+    sometimes destroyed while still joinable, and a rank died with
+    "terminate called without an active exception" (SIGABRT) after a
+    finished run (about 1 run in 8 of the two-process test)."""
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        # the DDP wrapper and its reducer keep the group alive: free them
+        # first, or destroying it here only drops one reference
+        gc.collect()
+        torch_dist.destroy_process_group()
