@@ -84,25 +84,9 @@ class ALIF(LIF):
         """One step; ``state = {'v': v_{t-1}, 'a': a_{t-1}}``."""
         if state is None:
             state = self.init_state(x_t)
-        u = x_t + state['v']
-        if self.norm is not None:
-            u = self.norm(u)
-        u = self._noisy(u)
         threshold = self.theta + self.beta_a * state['a']
-        s = self.surrogate(u - threshold)
-        s_reset = s.detach() if self.detach_reset else s
-        if self.reset == 'hard':
-            r = s_reset * self.v0 + (1.0 - s_reset) * u
-        else:
-            r = u - s_reset * threshold
-        v = self.leak_factor() * r + self.beta
+        y, s, v = self._advance(x_t, state['v'], threshold)
         a = self.rho * state['a'] + (1.0 - self.rho) * s
-        if self.mode == 'spike':
-            y = s
-        else:
-            y = (u, u - threshold, r, v)[self.memb_mode]
-            if self.act is not None:
-                y = self.act(y)
         return y, {'v': v, 'a': a}
 
     def forward(self, x_seq):

@@ -200,24 +200,30 @@ class LIF(BaseNeuron):
         """One step of the equations; ``state = {'v': v_{t-1}}``."""
         if state is None:
             state = self.init_state(x_t)
-        u = x_t + state['v']
+        y, _, v = self._advance(x_t, state['v'], self.theta)
+        return y, {'v': v}
+
+    def _advance(self, x_t, v_prev, threshold):
+        """Steps 1-5 of the equations against ``threshold`` (``theta``
+        here, a moving one in ALIF): ``(y_t, s_t, v_t)``."""
+        u = x_t + v_prev
         if self.norm is not None:
             u = self.norm(u)
         u = self._noisy(u)
-        s = self.surrogate(u - self.theta)
+        s = self.surrogate(u - threshold)
         s_reset = s.detach() if self.detach_reset else s
         if self.reset == 'hard':
             r = s_reset * self.v0 + (1.0 - s_reset) * u
         else:
-            r = u - s_reset * self.theta
+            r = u - s_reset * threshold
         v = self.leak_factor() * r + self.beta
         if self.mode == 'spike':
             y = s
         else:
-            y = (u, u - self.theta, r, v)[self.memb_mode]
+            y = (u, u - threshold, r, v)[self.memb_mode]
             if self.act is not None:
                 y = self.act(y)
-        return y, {'v': v}
+        return y, s, v
 
     # ------------------------------------------------------------------
     def uses_fused(self):
