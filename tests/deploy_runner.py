@@ -12,6 +12,7 @@ import torch
 
 from bidl_train.deploy.verify import flatten_state
 from bidl_train.neurons import BaseNeuron
+from bidl_train.registry import MODELS
 
 
 def run_step_files(out_dir, target, x, teacher=None):
@@ -72,6 +73,34 @@ class UnknownNeuron(BaseNeuron):
     def step(self, x_t, state=None):
         v = (state or self.init_state(x_t))['v'] + x_t
         return (v > 1).float(), {'v': v}
+
+
+def plastic_classifier(layer, plasticity, rule, learning=None, units=6,
+                       channels=3):
+    """A small classifier (eval mode) on ``[T, B, 2, 8, 8]`` whose plastic
+    layer is a ``PlasticFcLif`` of ``units`` after a Conv2dLif, or a
+    ``PlasticConv2dLif`` of ``channels``."""
+    torch.manual_seed(0)
+    if layer == 'PlasticFcLif':
+        layers = [dict(type='Conv2dLif', in_channels=2, out_channels=4,
+                       pool=2),
+                  dict(type='Flatten'),
+                  dict(type='PlasticFcLif', in_features=64,
+                       out_features=units, plasticity=plasticity, rule=rule,
+                       learning=learning)]
+        features = units
+    else:
+        layers = [dict(type='PlasticConv2dLif', in_channels=2,
+                       out_channels=channels, pool=2, plasticity=plasticity,
+                       rule=rule, learning=learning),
+                  dict(type='Flatten')]
+        features = channels * 16
+    model = MODELS.build(dict(
+        type='SpikingClassifier',
+        backbone=dict(type='SpikingSequential', layers=layers),
+        head=dict(type='SpikingClsHead', in_features=features,
+                  num_classes=3)))
+    return model.eval()
 
 
 def logits_and_spikes(model, x):

@@ -8,7 +8,8 @@ neurons), never with the exporter's output.
 import numpy as np
 import pytest
 import torch
-from deploy_runner import UnknownNeuron, logits_and_spikes
+from deploy_runner import (UnknownNeuron, logits_and_spikes,
+                           plastic_classifier)
 from mmengine.registry import init_default_scope
 
 from bidl_train.deploy import deploy, lower_model
@@ -262,27 +263,7 @@ def test_fasttext_refused_by_nir(tmp_path):
 
 
 # -- plastic layers ---------------------------------------------------------
-def _plastic_classifier(plasticity, layer='PlasticFcLif'):
-    torch.manual_seed(0)
-    if layer == 'PlasticFcLif':
-        layers = [dict(type='Conv2dLif', in_channels=2, out_channels=4,
-                       pool=2),
-                  dict(type='Flatten'),
-                  dict(type='PlasticFcLif', in_features=64, out_features=16,
-                       plasticity=plasticity, rule=dict(type='Hebbian'))]
-        features = 16
-    else:
-        layers = [dict(type='PlasticConv2dLif', in_channels=2,
-                       out_channels=4, pool=2, plasticity=plasticity,
-                       rule=dict(type='Hebbian')),
-                  dict(type='Flatten')]
-        features = 64
-    model = MODELS.build(dict(
-        type='SpikingClassifier',
-        backbone=dict(type='SpikingSequential', layers=layers),
-        head=dict(type='SpikingClsHead', in_features=features,
-                  num_classes=3)))
-    return model.eval()
+_HEBBIAN = dict(type='Hebbian')
 
 
 @pytest.mark.parametrize('layer', ['PlasticFcLif', 'PlasticConv2dLif'])
@@ -291,7 +272,8 @@ def test_persistent_plastic_layer_folds_local_weight(layer, target,
                                                      tmp_path):
     if target == 'onnx':
         pytest.importorskip('onnxruntime')
-    model = _plastic_classifier('persistent', layer)
+    model = plastic_classifier(layer, 'persistent', _HEBBIAN, units=16,
+                               channels=4)
     index = 2 if layer == 'PlasticFcLif' else 0
     plastic = model.backbone[index]
     gen = torch.Generator().manual_seed(1)
@@ -345,7 +327,7 @@ def test_plastic_layer_needing_labels_at_inference_gets_a_teacher():
     """RewardSTDP reads labels through the graph's teacher input (see
     test_deploy_plastic); a rule of one's own that needs labels is refused
     by layer and rule name."""
-    model = _plastic_classifier('fast')
+    model = plastic_classifier('PlasticFcLif', 'fast', _HEBBIAN, units=16)
     model.backbone[2].rule = build_rule(
         dict(type='RewardSTDP', num_classes=4, group_size=4), 'test')
     assert lower_model(model).teacher_layers == ['backbone.2']

@@ -11,8 +11,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from deploy_runner import (assert_matches_model, pytorch_reference,
-                           run_step_files)
+from deploy_runner import (assert_matches_model, plastic_classifier,
+                           pytorch_reference, run_step_files)
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
@@ -20,29 +20,6 @@ from bidl_train.deploy import deploy, lower_model
 from bidl_train.registry import DATASETS, MODELS
 
 init_default_scope('bidl_train')
-
-
-def _plastic_classifier(layer, plasticity, rule, learning=None):
-    torch.manual_seed(0)
-    if layer == 'PlasticFcLif':
-        layers = [dict(type='Conv2dLif', in_channels=2, out_channels=4,
-                       pool=2),
-                  dict(type='Flatten'),
-                  dict(type='PlasticFcLif', in_features=64, out_features=6,
-                       plasticity=plasticity, rule=rule, learning=learning)]
-        features = 6
-    else:
-        layers = [dict(type='PlasticConv2dLif', in_channels=2,
-                       out_channels=3, pool=2, plasticity=plasticity,
-                       rule=rule, learning=learning),
-                  dict(type='Flatten')]
-        features = 48
-    model = MODELS.build(dict(
-        type='SpikingClassifier',
-        backbone=dict(type='SpikingSequential', layers=layers),
-        head=dict(type='SpikingClsHead', in_features=features,
-                  num_classes=3)))
-    return model.eval()
 
 
 def _events(shape, seed=1):
@@ -73,7 +50,7 @@ def test_learning_plastic_layer_round_trip(target, case, tmp_path):
     if target == 'onnx':
         pytest.importorskip('onnxruntime')
     layer, plasticity, rule, learning = CASES[case]
-    model = _plastic_classifier(layer, plasticity, rule, learning)
+    model = plastic_classifier(layer, plasticity, rule, learning)
     index = 2 if layer == 'PlasticFcLif' else 0
     plastic = model.backbone[index]
     if plasticity == 'persistent':  # a local weight learned before
@@ -132,9 +109,9 @@ def test_unrolled_onnx_of_a_persistent_plastic_conv_has_fixed_T(rule,
                                                                 tmp_path):
     ort = pytest.importorskip('onnxruntime')
     if rule == 'BCM':
-        model = _plastic_classifier(*CASES['persistent_conv_bcm'])
+        model = plastic_classifier(*CASES['persistent_conv_bcm'])
     else:
-        model = _plastic_classifier('PlasticConv2dLif', 'persistent', dict(
+        model = plastic_classifier('PlasticConv2dLif', 'persistent', dict(
             _REWARD, group_size=1), learning=True)
     report = deploy(model, 'onnx', _events((4, 1, 2, 8, 8)), str(tmp_path),
                     verify_samples=False)
@@ -154,7 +131,7 @@ def test_unrolled_onnx_of_a_persistent_plastic_conv_has_fixed_T(rule,
 
 
 def test_fast_layer_with_learning_off_folds_a_zero_local_weight(tmp_path):
-    model = _plastic_classifier('PlasticFcLif', 'fast',
+    model = plastic_classifier('PlasticFcLif', 'fast',
                                 dict(type='Hebbian'), learning=False)
     lowered = lower_model(model)
     assert 'backbone.2.local' in lowered.folded_states
@@ -167,7 +144,7 @@ def test_fast_layer_with_learning_off_folds_a_zero_local_weight(tmp_path):
 def test_reward_stdp_with_its_gate_off_is_exported(tmp_path):
     """No gate, no labels needed: the traces still run in the graph, which
     keeps the signature of a net without teacher (no unused input)."""
-    model = _plastic_classifier('PlasticFcLif', 'fast', dict(
+    model = plastic_classifier('PlasticFcLif', 'fast', dict(
         type='RewardSTDP', num_classes=3, group_size=2, gate=False))
     x = _events((3, 2, 2, 8, 8))
     report = deploy(model, 'torchscript', x, str(tmp_path))
@@ -214,7 +191,7 @@ def test_reward_stdp_learning_at_inference_round_trip(target, tmp_path):
     and in the model's own step with set_teacher alike."""
     if target == 'onnx':
         pytest.importorskip('onnxruntime')
-    model = _plastic_classifier('PlasticFcLif', 'persistent', _REWARD,
+    model = plastic_classifier('PlasticFcLif', 'persistent', _REWARD,
                                 learning=True)
     plastic = model.backbone[2]
     gen = torch.Generator().manual_seed(2)
@@ -282,7 +259,7 @@ def test_unlabelled_samples_leave_their_fast_local_weight_alone(tmp_path):
     and unlabelled samples only the labelled ones learn (ONNX graph and
     model alike), and the unrolled graph takes the same labels."""
     ort = pytest.importorskip('onnxruntime')
-    model = _plastic_classifier('PlasticFcLif', 'fast', _REWARD)
+    model = plastic_classifier('PlasticFcLif', 'fast', _REWARD)
     x = _events((4, 3, 2, 8, 8), seed=3)
     labels = [1, -1, 0]
     report = deploy(model, 'onnx', x, str(tmp_path), labels=labels)
