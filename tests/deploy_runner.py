@@ -103,6 +103,22 @@ def plastic_classifier(layer, plasticity, rule, learning=None, units=6,
     return model.eval()
 
 
+def assert_norse_reproduces_logits(graph, x, logits):
+    """Norse's ``from_nir`` import of ``graph``, run one unbatched sample
+    at a time (a Flatten after a conv counts unbatched dims) at the
+    export's dt, averages over time to ``logits``."""
+    import norse.torch as norse_torch
+    for b in range(x.shape[1]):
+        net = norse_torch.from_nir(graph, dt=1e-4)  # Norse's default: 1e-3
+        state, outs = None, []
+        with torch.no_grad():
+            for t in range(x.shape[0]):
+                out, state = net(x[t, b], state)
+                outs.append(out.reshape(-1))
+        torch.testing.assert_close(torch.stack(outs).mean(0), logits[b],
+                                   atol=1e-5, rtol=0)
+
+
 def logits_and_spikes(model, x):
     """The model's own logits on ``x`` and the output of every neuron
     module (by module name), recorded with forward hooks."""

@@ -8,8 +8,8 @@ neurons), never with the exporter's output.
 import numpy as np
 import pytest
 import torch
-from deploy_runner import (UnknownNeuron, logits_and_spikes,
-                           plastic_classifier)
+from deploy_runner import (UnknownNeuron, assert_norse_reproduces_logits,
+                           logits_and_spikes, plastic_classifier)
 from mmengine.registry import init_default_scope
 
 from bidl_train.deploy import deploy, lower_model
@@ -82,7 +82,7 @@ def test_if_and_plif_round_trip(neuron, target, tmp_path):
 
 def test_if_maps_to_nir_if_and_norse_reproduces_it(tmp_path):
     nir = pytest.importorskip('nir')
-    norse_torch = pytest.importorskip('norse.torch')
+    pytest.importorskip('norse.torch')
     model = _conv_classifier(dict(type='IF', theta=1.0))
     x = _events((8, 2, 2, 8, 8))
     logits, spikes = logits_and_spikes(model, x)
@@ -93,15 +93,7 @@ def test_if_maps_to_nir_if_and_norse_reproduces_it(tmp_path):
     # forward Euler at dt = 1e-4: v += dt * r * I must add I itself
     np.testing.assert_allclose(ifs[0].r * 1e-4, 1.0, rtol=1e-6)
     np.testing.assert_array_equal(ifs[0].v_threshold, 1.0)
-    for b in range(x.shape[1]):
-        net = norse_torch.from_nir(graph, dt=1e-4)
-        state, outs = None, []
-        with torch.no_grad():
-            for t in range(x.shape[0]):
-                out, state = net(x[t, b], state)
-                outs.append(out.reshape(-1))
-        torch.testing.assert_close(torch.stack(outs).mean(0), logits[b],
-                                   atol=1e-5, rtol=0)
+    assert_norse_reproduces_logits(graph, x, logits)
 
 
 def test_plif_leak_is_sigmoid_of_w():

@@ -3,6 +3,7 @@ importer (optional; skipped when snnTorch is not installed)."""
 import numpy as np
 import pytest
 import torch
+from deploy_runner import assert_norse_reproduces_logits, logits_and_spikes
 from mmengine.registry import init_default_scope
 
 from bidl_train.deploy import deploy
@@ -27,19 +28,6 @@ def _model(pool=None, neuron=None, alpha=0.3, theta=0.5):
 def _inputs(T=8, B=3):
     gen = torch.Generator().manual_seed(5)
     return (torch.rand(T, B, 2, 8, 8, generator=gen) > 0.5).float()
-
-
-def _hook_spikes(model, x):
-    spikes, handles = {}, []
-    for name, module in model.named_modules():
-        if type(module).__name__ == 'LIF':
-            handles.append(module.register_forward_hook(
-                lambda m, i, o, name=name: spikes.__setitem__(name, o)))
-    with torch.no_grad():
-        logits = model(x, mode='tensor')
-    for h in handles:
-        h.remove()
-    return logits, spikes
 
 
 def test_nir_graph_follows_the_mapping(tmp_path):
@@ -108,7 +96,7 @@ def test_snntorch_import_reproduces_spikes(tmp_path):
     model = _model()
     x = _inputs(T=8, B=2)
     deploy(model, 'nir', x, str(tmp_path), verify_samples=False)
-    logits, spikes = _hook_spikes(model, x)
+    logits, spikes = logits_and_spikes(model, x)
     net = import_nir.import_from_nir(nir.read(str(tmp_path / 'model.nir')))
     head = model.head.fc
     for b in range(x.shape[1]):  # Flatten after a conv: unbatched samples
@@ -126,21 +114,13 @@ def test_snntorch_import_reproduces_spikes(tmp_path):
 
 
 def test_norse_import_reproduces_logits(tmp_path):
-    norse_torch = pytest.importorskip('norse.torch')
+    pytest.importorskip('norse.torch')
     model = _model()
     x = _inputs(T=8, B=2)
     deploy(model, 'nir', x, str(tmp_path), verify_samples=False)
-    logits, _ = _hook_spikes(model, x)
+    logits, _ = logits_and_spikes(model, x)
     graph = nir.read(str(tmp_path / 'model.nir'))
-    for b in range(x.shape[1]):
-        net = norse_torch.from_nir(graph, dt=1e-4)  # Norse's default is 1e-3
-        state, outs = None, []
-        with torch.no_grad():
-            for t in range(x.shape[0]):
-                out, state = net(x[t, b], state)
-                outs.append(out.reshape(-1))
-        torch.testing.assert_close(torch.stack(outs).mean(0), logits[b],
-                                   atol=1e-5, rtol=0)
+    assert_norse_reproduces_logits(graph, x, logits)
 
 
 @pytest.mark.parametrize('pool, feature', [
