@@ -11,6 +11,7 @@ Exit status: 0 verified (or exported at reduced precision), 1 when the
 deployed artefact disagrees with PyTorch, 2 for user errors.
 """
 import argparse
+import os
 import os.path as osp
 import sys
 
@@ -64,6 +65,26 @@ def _load_weights(model, path):
             'trained with this config?')
 
 
+def _read_checkpoint(model, path, config):
+    """Load ``path`` into ``model`` and return the report's ``source`` (its
+    sha256 is of the very bytes loaded: a file that changes meanwhile, say
+    a training run still saving it, is refused)."""
+    from bidl_train.deploy.report import checkpoint_source
+
+    def identity():
+        st = os.stat(path)
+        return st.st_ino, st.st_size, st.st_mtime_ns
+    before = identity()
+    source = checkpoint_source(path, config)
+    _load_weights(model, path)
+    if identity() != before:
+        raise CheckpointError(
+            f'checkpoint {path} changed while bidl-deploy read it (is a '
+            'training run still saving it?); run bidl-deploy again once it '
+            'is complete')
+    return source
+
+
 def main(argv=None):
     args = parse_args(argv)
     with user_errors('bidl-deploy'):
@@ -91,7 +112,7 @@ def main(argv=None):
             raise CheckpointError(
                 f'checkpoint {args.checkpoint} does not exist')
         model = MODELS.build(cfg.model)
-        _load_weights(model, args.checkpoint)
+        source = _read_checkpoint(model, args.checkpoint, args.config)
         model.eval()
         x_seq, labels, split = verification_batch(cfg, model, args.verify)
         out = args.out or osp.join(
@@ -99,7 +120,8 @@ def main(argv=None):
             'deploy', args.target)
         report = deploy(model, args.target, x_seq, out,
                         labels=labels, precision=args.precision,
-                        verify_samples=args.verify > 0, split=split)
+                        verify_samples=args.verify > 0, split=split,
+                        source=source)
         print(format_summary(report))
         print(f'report written to {osp.join(out, "report.json")}')
         if report['status'] == 'MISMATCH':

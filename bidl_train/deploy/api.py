@@ -6,7 +6,6 @@ written, and every written artefact is re-opened in the target's own
 runtime and compared with the PyTorch model before the report says
 "verified".
 """
-import os
 import os.path as osp
 
 import numpy as np
@@ -17,7 +16,8 @@ from bidl_train.registry import DEPLOY_TARGETS
 from .artefacts import read_initial_state
 from .lower import lower_model
 from .precision import input_dtype, prepare
-from .report import write_report
+from .outdir import staged_output
+from .report import provenance, write_report
 from .resources import resource_summary
 from .verify import measure_latency, verify
 
@@ -90,7 +90,7 @@ def _input_shapes(export, x_dep, initial):
 
 
 def deploy(model, target, x_seq, out_dir, labels=None, precision='fp32',
-           verify_samples=True, split=None):
+           verify_samples=True, split=None, source=None):
     """Export ``model`` for ``target`` and verify it on ``x_seq``.
 
     Args:
@@ -108,9 +108,21 @@ def deploy(model, target, x_seq, out_dir, labels=None, precision='fp32',
         verify_samples (bool): run the verification (else export only).
         split (str): where ``x_seq``/``labels`` come from (``'val'``), named
             in the report's accuracy section.
+        source (dict): where the weights come from, for the report's
+            ``source`` section: :func:`~bidl_train.deploy.report.
+            checkpoint_source` or :func:`~bidl_train.deploy.report.
+            memory_source` (default: in-memory weights of no named file).
 
     Returns:
         dict: the report (also written to ``out_dir/report.json``).
+
+    ``out_dir`` is replaced as a whole, never updated file by file: the
+    artefacts and report are written to a temporary sibling folder that is
+    renamed onto ``out_dir`` only once the report is written (see
+    :mod:`~bidl_train.deploy.outdir`). An exception leaves a previous
+    ``out_dir`` untouched. A verification that finds a MISMATCH is a
+    finished deploy: its artefacts go in place with a report that says
+    ``MISMATCH``, so the disagreement can be inspected.
     """
     tgt = get_target(target)
     tgt.check_precision(precision)
@@ -131,9 +143,26 @@ def deploy(model, target, x_seq, out_dir, labels=None, precision='fp32',
             'labels= for the verification samples (their teacher), or '
             'verify_samples=False')
     step_net, notes = prepare(lowered, precision)
-    os.makedirs(out_dir, exist_ok=True)
+    with staged_output(out_dir) as (staging, recovered):
+        report = _export_and_verify(
+            tgt, model, lowered, step_net, x_ref, x_dep, labels, precision,
+            verify_samples, split, staging)
+        # what, from which weights, when and by what go first
+        head = {key: report.pop(key)
+                for key in ('target', 'precision', 'status')}
+        report = dict(head, **provenance(source), **report,
+                      recovered=recovered)
+        report['notes'] = notes + report['notes']
+        write_report(report, staging)
+    return report
+
+
+def _export_and_verify(tgt, model, lowered, step_net, x_ref, x_dep, labels,
+                       precision, verify_samples, split, out_dir):
+    """Export into ``out_dir`` (the staging folder), verify, and build the
+    report (not written yet)."""
     export = tgt.export(step_net, x_dep, out_dir)
-    notes = notes + list(export.notes)
+    notes = list(export.notes)
     initial = read_initial_state(export.files['initial_state'],
                                  export.state_names)
     ver = latency = None
@@ -160,9 +189,8 @@ def deploy(model, target, x_seq, out_dir, labels=None, precision='fp32',
                for role, path in export.files.items()},
         inputs=_input_shapes(export, x_dep, initial), teacher=export.teacher,
         state_names=export.state_names, spike_names=export.spike_names,
-        time_steps=int(x_seq.shape[0]), folded=lowered.folded, notes=notes,
+        time_steps=int(x_ref.shape[0]), folded=lowered.folded, notes=notes,
         verification=ver, accuracy=accuracy, latency_ms_per_step=latency,
         resources=resources)
     report['files']['report'] = 'report.json'
-    write_report(report, out_dir)
     return report

@@ -1,14 +1,67 @@
 """The deploy report: ``report.json`` and its console summary.
 
 One dict holds everything a reviewer needs to trust an artefact: which
+weights (the checkpoint's absolute path, sha256 and size, or which in-memory
+weights), which config, when and by which bidl-train and torch versions, which
 files, which inputs and states (names and shapes), how far each output is
 from PyTorch, spike agreement, top-1 of both, latency per step, what was
 folded or quantised, and the chip resources.
 """
+import datetime
+import hashlib
 import json
+import os
 import os.path as osp
 
-__all__ = ['write_report', 'format_summary']
+__all__ = ['write_report', 'format_summary', 'checkpoint_source',
+           'memory_source', 'provenance', 'file_sha256']
+
+
+def file_sha256(path, chunk=1 << 20):
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(chunk), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _abspath(path):
+    return None if path is None else osp.abspath(osp.expanduser(str(path)))
+
+
+def checkpoint_source(checkpoint, config=None, note=None):
+    """The report's ``source`` for weights read from the file ``checkpoint``:
+    its absolute path, sha256 and size, and the config's absolute path."""
+    path = _abspath(checkpoint)
+    source = dict(weights='checkpoint', checkpoint=dict(
+        path=path, sha256=file_sha256(path), size_bytes=os.path.getsize(path)),
+        config=_abspath(config))
+    if note:
+        source['note'] = note
+    return source
+
+
+def memory_source(description, config=None):
+    """The report's ``source`` for weights that no checkpoint file holds,
+    ``description`` saying which (``'in-memory weights at epoch 3'``)."""
+    return dict(weights='in-memory', checkpoint=None, config=_abspath(config),
+                note=description)
+
+
+def provenance(source=None):
+    """The report's ``source``, ``created`` (UTC, ISO 8601) and
+    ``versions`` entries."""
+    import torch
+
+    import bidl_train
+    if source is None:
+        source = memory_source('in-memory model handed to deploy(); the '
+                               'caller named no checkpoint')
+    created = datetime.datetime.now(datetime.timezone.utc)
+    return dict(source=source,
+                created=created.isoformat(timespec='seconds'),
+                versions=dict(bidl_train=bidl_train.__version__,
+                              torch=torch.__version__))
 
 
 def write_report(report, out_dir):
@@ -47,10 +100,29 @@ def _learning_lines(ver):
     return lines
 
 
+def _source_lines(report):
+    """Which weights and config the artefacts come from, and what a killed
+    earlier deploy left that this one cleaned up."""
+    lines = []
+    source = report.get('source')
+    if source:
+        ckpt = source.get('checkpoint')
+        if ckpt:
+            lines.append(f"  checkpoint: {ckpt['path']} (sha256 "
+                         f"{ckpt['sha256']}, {ckpt['size_bytes']} bytes)")
+        if source.get('note'):
+            lines.append(f"  weights: {source['note']}")
+        if source.get('config'):
+            lines.append(f"  config: {source['config']}")
+    lines += [f'  cleaned up: {line}' for line in report.get('recovered', [])]
+    return lines
+
+
 def format_summary(report):
     """A readable multi-line summary of ``report``."""
     lines = [f"bidl-deploy: target {report['target']} "
              f"({report['precision']}), {report['status']}"]
+    lines += _source_lines(report)
     lines.append('  files:')
     lines += [f'    {role}: {path}' for role, path in report['files'].items()]
     lines.append('  step inputs: ' + ', '.join(

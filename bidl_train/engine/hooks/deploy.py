@@ -12,8 +12,15 @@ checkpoint.
 A target that refuses the model (a feature it cannot express) is reported
 as an error in the log; the other targets still run and the trained
 checkpoints are untouched.
+
+Each report names the weights it was made from: the checkpoint that
+``<work_dir>/last_checkpoint`` names when it holds exactly the in-memory
+weights (path, sha256, size), else "in-memory weights at the end of
+training (epoch N, iteration M)".
 """
 import os.path as osp
+
+import torch
 
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
@@ -65,13 +72,14 @@ class DeployHook(Hook):
         try:
             x_seq, labels, split = verification_batch(runner.cfg, model,
                                                       self.verify)
+            source = weights_source(runner, model)
             for name in self.targets:
                 out = osp.join(runner.work_dir, 'deploy', name)
                 try:
                     report = deploy(model, name, x_seq, out,
                                     labels=labels, precision=self.precision,
                                     verify_samples=self.verify > 0,
-                                    split=split)
+                                    split=split, source=source)
                 except BidlError as err:
                     runner.logger.error(f'deploy to {name} refused: {err}')
                     self.reports[name] = dict(status='refused',
@@ -82,3 +90,48 @@ class DeployHook(Hook):
                                    format_summary(report))
         finally:
             model.train(was_training)
+
+
+def _last_checkpoint(work_dir):
+    marker = osp.join(work_dir, 'last_checkpoint')
+    if not osp.isfile(marker):
+        return None
+    with open(marker) as f:
+        path = f.read().strip()
+    return path if path and osp.isfile(path) else None
+
+
+def _holds(path, model):
+    """Whether the checkpoint ``path`` holds exactly ``model``'s weights."""
+    from bidl_train.engine.checkpoint import safe_load
+    try:
+        ckpt = safe_load(path)
+    except BidlError:
+        return False
+    state = ckpt.get('state_dict') if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        return False
+    state = {k[len('module.'):] if k.startswith('module.') else k: v
+             for k, v in state.items()}
+    mine = model.state_dict()
+    return state.keys() == mine.keys() and all(
+        torch.is_tensor(state[k]) and state[k].shape == v.shape
+        and torch.equal(state[k].cpu(), v.detach().cpu())
+        for k, v in mine.items())
+
+
+def weights_source(runner, model):
+    """The report's ``source`` for a deploy of ``model`` at the end of
+    training: the last saved checkpoint if it holds exactly these weights
+    (compared tensor by tensor), else the in-memory weights by epoch."""
+    from bidl_train.deploy.report import checkpoint_source, memory_source
+    config = getattr(runner.cfg, 'filename', None)
+    when = f'epoch {runner.epoch}, iteration {runner.iter}'
+    path = _last_checkpoint(runner.work_dir)
+    if path is not None and _holds(path, model):
+        return checkpoint_source(
+            path, config, note=f'in-memory weights at the end of training '
+            f'({when}), equal to this checkpoint')
+    return memory_source(
+        f'in-memory weights at the end of training ({when}); no saved '
+        'checkpoint holds exactly these weights', config)
