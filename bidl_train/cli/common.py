@@ -3,7 +3,7 @@ import difflib
 import os.path as osp
 import re
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import yaml
 from mmengine.config import Config, DictAction
@@ -14,6 +14,9 @@ from bidl_train.engine.runner import KNOWN_TOP_LEVEL_KEYS
 from bidl_train.errors import BidlError, ConfigError
 from bidl_train.registry import (DATASETS, DEPLOY_TARGETS, HOOKS,
                                  LEARNING_RULES, METRICS, MODELS, TRANSFORMS)
+
+from .config_safety import (check_data_config, data_bases_only,
+                            is_data_config, restrict_registry_imports)
 
 _REGISTRIES = (MODELS, DATASETS, TRANSFORMS, METRICS, HOOKS, LEARNING_RULES,
                DEPLOY_TARGETS)
@@ -50,21 +53,32 @@ def install_safe_yaml():
 def load_config(path, cfg_options=None):
     """Read a Python or YAML config, apply ``--cfg-options``.
 
-    Python configs are code and run as such; YAML configs are parsed as
-    plain data (see :class:`_SafeYamlHandler`).
+    Python configs are code and run as such. YAML (and JSON) configs are
+    data: parsed with the safe loader (see :class:`_SafeYamlHandler`), their
+    bases must be data too, and the merged config may name only registered
+    types, before and after the overrides (see :mod:`.config_safety`).
     """
     if not osp.isfile(path):
         raise ConfigError(f'config file {path} does not exist')
     install_safe_yaml()
+    data = is_data_config(path)
+    restrict_registry_imports(data)
     try:
-        cfg = Config.fromfile(path)
+        with data_bases_only(path) if data else nullcontext():
+            # custom_imports would import modules during loading: a data
+            # config is refused for it below, before anything is imported
+            cfg = Config.fromfile(path, import_custom_modules=not data)
     except BidlError:
         raise
     except Exception as err:
         raise ConfigError(f'cannot read config {path}: {err}') from None
+    if data:
+        check_data_config(cfg, path)
     if cfg_options:
         _check_override_paths(cfg, cfg_options)
         cfg.merge_from_dict(cfg_options)
+        if data:  # overrides may add types too; the same rule holds
+            check_data_config(cfg, f'{path} with --cfg-options')
     cfg.setdefault('default_scope', 'bidl_train')
     return cfg
 
