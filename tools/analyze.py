@@ -80,8 +80,10 @@ def _random_batches(cfg, count, batch):
 def analyze(cfg, checkpoint=None, batches=4, random=False, memory_batch=2):
     model = MODELS.build(cfg.model)
     if checkpoint:
-        from bidl_train.engine.checkpoint import safe_load
-        state = safe_load(checkpoint)
+        from bidl_train.engine.checkpoint import (install_safe_loader,
+                                                  load_checkpoint_file)
+        install_safe_loader()
+        state = load_checkpoint_file(checkpoint)  # a path or an http(s) URL
         model.load_state_dict(state.get('state_dict', state))
     model.eval()
     source = (_random_batches(cfg, batches, cfg.test_dataloader.batch_size)
@@ -124,8 +126,9 @@ def main(argv=None):
         report = analyze(cfg, args.checkpoint, args.batches, args.random,
                          args.memory_batch)
     except BidlError as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 1
+        # exit 2 for a user mistake, as bidl-train/test/deploy
+        print(f'analyze: error: {err}', file=sys.stderr)
+        return 2
     _print(report)
     if args.json:
         with open(args.json, 'w') as f:

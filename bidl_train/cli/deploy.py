@@ -50,8 +50,12 @@ def _target_list():
 
 
 def _load_weights(model, path):
-    from bidl_train.engine.checkpoint import safe_load
-    ckpt = safe_load(path)
+    """Load ``path`` (local file or http(s) URL) into ``model``, safely."""
+    from bidl_train.engine.checkpoint import (install_safe_loader,
+                                              load_checkpoint_file)
+    # the same allow-listed loader for anything mmengine might load too
+    install_safe_loader()
+    ckpt = load_checkpoint_file(path)
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
         raise CheckpointError(f'{path}: no state_dict in the checkpoint')
@@ -108,11 +112,15 @@ def main(argv=None):
                 'accuracy change on')
         cfg = load_config(args.config, args.cfg_options)
         init_default_scope(cfg.get('default_scope', 'bidl_train'))
-        if not osp.isfile(args.checkpoint):
-            raise CheckpointError(
-                f'checkpoint {args.checkpoint} does not exist')
+        from bidl_train.engine.checkpoint import (check_checkpoint_source,
+                                                  is_url, local_checkpoint)
+        check_checkpoint_source(args.checkpoint)  # before building anything
         model = MODELS.build(cfg.model)
-        source = _read_checkpoint(model, args.checkpoint, args.config)
+        # an http(s) URL is read from a downloaded copy; the report names it
+        with local_checkpoint(args.checkpoint) as local_path:
+            source = _read_checkpoint(model, local_path, args.config)
+        if is_url(args.checkpoint):
+            source['checkpoint']['path'] = args.checkpoint
         model.eval()
         x_seq, labels, split = verification_batch(cfg, model, args.verify)
         out = args.out or osp.join(

@@ -99,10 +99,12 @@ def main(argv=None):
 def _test(args):
     """Evaluate the checkpoint; rank 0 prints and writes the reports."""
     from bidl_train.engine import build_runner
+    from bidl_train.engine.checkpoint import check_checkpoint_source
     from bidl_train.evaluation import to_serialisable
     cfg = load_config(args.config, args.cfg_options)
-    if not osp.isfile(args.checkpoint):
-        raise ConfigError(f'checkpoint {args.checkpoint} does not exist')
+    # a local path or an http(s) URL, loaded by the runner through
+    # bidl_train.engine.checkpoint.load_checkpoint_file (see build_runner)
+    check_checkpoint_source(args.checkpoint)
     if cfg.get('test_dataloader') is None or cfg.get(
             'test_evaluator') is None:
         raise ConfigError(

@@ -61,6 +61,11 @@ def merge_args(cfg, args):
             print(f'bidl-train: nothing to resume in {cfg.work_dir}; '
                   'starting from scratch')
     elif args.resume:
+        # a path or an http(s) URL; other schemes are refused now rather
+        # than after the runner is built (a missing file is reported by
+        # the loader, which also sees load_from)
+        from bidl_train.engine.checkpoint import check_checkpoint_source
+        check_checkpoint_source(args.resume, local_must_exist=False)
         cfg.resume = True
         cfg.load_from = args.resume
     if args.amp:

@@ -28,6 +28,7 @@ from bidl_train.utils.progress import track
 
 from .cache import SampleCache
 from .io import read_events
+from .paths import resolve_inside, scan_inside
 from .seeding import TransformRNG
 
 CACHE_VERSION = 1
@@ -244,14 +245,19 @@ class DVS128Gesture(EventDataset):
             raise DataError(f'split list missing. {DVS_GESTURE_HELP}',
                             path=trials)
         with open(trials, encoding='utf-8') as f:
-            names = [line.strip() for line in f if line.strip()]
+            names = [(lineno, line.strip()) for lineno, line in
+                     enumerate(f, start=1) if line.strip()]
         records = []
-        for name in names:
-            path = os.path.join(root, name)
+        for lineno, name in names:
+            # the trial list comes with the download: its names may not
+            # lead out of the data root (nor may links inside it)
+            path = resolve_inside(root, name, source=trials, line=lineno)
             if not os.path.isfile(path):
                 raise DataError(f'recording listed in {trials} is missing; '
                                 'the download is incomplete', path=path)
-            labels = os.path.splitext(path)[0] + '_labels.csv'
+            labels = resolve_inside(
+                root, os.path.splitext(name)[0] + '_labels.csv',
+                source=trials, line=lineno)
             for label, start, end in self._read_labels(labels):
                 records.append(dict(path=path, label=label,
                                     window=(start, end)))
@@ -286,8 +292,12 @@ class DVS128Gesture(EventDataset):
         return rows
 
 
-def _scan_class_folders(root, classes, extensions, name, help_text):
-    """Records of ``root/<class>/<file>`` for each class, sorted by name."""
+def _scan_class_folders(root, classes, extensions, name, help_text,
+                        data_root=None):
+    """Records of ``root/<class>/<file>`` for each class, sorted by name.
+
+    Symbolic links leading out of ``data_root`` (default ``root``) are
+    refused (see :mod:`.paths`)."""
     if not os.path.isdir(root):
         raise DataError(f'{name} not found. {help_text}', path=root)
     records = []
@@ -296,10 +306,9 @@ def _scan_class_folders(root, classes, extensions, name, help_text):
         if not os.path.isdir(folder):
             raise DataError(f'{name}: class folder "{cls}" missing. '
                             f'{help_text}', path=folder)
-        files = sorted(f for f in os.listdir(folder)
-                       if f.lower().endswith(tuple(extensions)))
-        records += [dict(path=os.path.join(folder, f), label=label)
-                    for f in files]
+        records += [dict(path=path, label=label) for f, path in
+                    scan_inside(data_root or root, folder)
+                    if f.lower().endswith(tuple(extensions))]
     return records
 
 
@@ -342,7 +351,7 @@ class EventFolder(EventDataset):
         root = os.path.join(self.data_root, self.split)
         records = _scan_class_folders(
             root, self.classes, self.extensions, 'EventFolder',
-            'Expected <data_root>/<split>/<class>/<files>.')
+            'Expected <data_root>/<split>/<class>/<files>.', self.data_root)
         print_log(f'EventFolder ({self.split}): {len(records)} files in '
                   f'{len(self.classes)} classes under {root}',
                   logger='current')
@@ -365,7 +374,7 @@ class NMNIST(EventDataset):
         root = os.path.join(self.data_root,
                             'Train' if self.split == 'train' else 'Test')
         records = _scan_class_folders(root, self.classes, ('.bin', ), 'NMNIST',
-                                      self.HELP)
+                                      self.HELP, self.data_root)
         print_log(f'NMNIST ({self.split}): {len(records)} samples under '
                   f'{root}', logger='current')
         return records
@@ -512,7 +521,7 @@ class NCaltech101(EventDataset):
     def _scan(self):
         root = self._root()
         found = _scan_class_folders(root, self.classes, ('.bin', ),
-                                    'NCaltech101', self.HELP)
+                                    'NCaltech101', self.HELP, self.data_root)
         rules = _read_split_rules(self.SPLIT_FILE, 2)
         records, counts = [], {}
         for rec in found:
@@ -612,17 +621,16 @@ class DVSMNIST(EventDataset):
                     raise DataError(f'DVSMNIST: folder of digit {digit} at '
                                     f'scale {s} missing. {self.HELP}',
                                     path=folder)
-                for name in sorted(os.listdir(folder)):
+                for name, path in scan_inside(self.data_root, folder):
                     if not name.lower().endswith('.aedat'):
                         continue
                     num = _number(name)
                     if num is None:
                         raise DataError('expected mnist_<d>_scale<ss>_'
                                         '<number>.aedat file names',
-                                        path=os.path.join(folder, name))
+                                        path=path)
                     if (num > last_train) == (self.split == 'test'):
-                        records.append(dict(path=os.path.join(folder, name),
-                                            label=label))
+                        records.append(dict(path=path, label=label))
         print_log(f'DVSMNIST ({self.split}, scale {self.scales}): '
                   f'{len(records)} samples under {root}', logger='current')
         return records

@@ -43,6 +43,8 @@ from torch.utils.data import Dataset
 from bidl_train.errors import DataError
 from bidl_train.registry import DATASETS, TRANSFORMS
 
+from .paths import check_relative, resolve_inside
+
 #: Label list and sample folder of each split.
 SPLITS = {
     'train': ('trainlabel.txt', 'train'),
@@ -57,6 +59,12 @@ CROP = (16, 240)
 
 def read_label_list(path):
     """Parse a label list into ``[(relpath, label, a, b)]``."""
+    return [item for _, item in _read_label_lines(path)]
+
+
+def _read_label_lines(path):
+    """``[(line number, (relpath, label, a, b))]`` of a label list; a path
+    leaving the split folder is refused (see :mod:`.paths`)."""
     if not osp.isfile(path):
         raise DataError(
             'ES-ImageNet label list not found; see '
@@ -79,9 +87,10 @@ def read_label_list(path):
                 raise DataError(
                     f'line {lineno}: label, a and b must be integers, got '
                     f'{line.strip()!r}', path=path) from None
+            check_relative(name, source=path, line=lineno)
             if not name.endswith('.npz'):
                 name = osp.splitext(name)[0] + '.npz'
-            items.append((name, label, a, b))
+            items.append((lineno, (name, label, a, b)))
     if not items:
         raise DataError('the label list is empty', path=path)
     return items
@@ -176,7 +185,9 @@ class ESImageNet(Dataset):
         if not 0 <= self.crop[0] < self.crop[1] <= CANVAS:
             raise DataError(f'crop must satisfy 0 <= lo < hi <= {CANVAS}, '
                             f'got {crop}', path=data_root)
-        self._items = read_label_list(self.label_file)
+        self._lines = _read_label_lines(self.label_file)
+        self._items = [item for _, item in self._lines]
+        self._split_folder = folder
         for name, label, _, _ in self._items:
             if not 0 <= label < len(self._classes):
                 raise DataError(
@@ -196,8 +207,12 @@ class ESImageNet(Dataset):
 
     def __getitem__(self, idx):
         idx = range(len(self))[idx]
-        name, label, a, b = self._items[idx]
-        path = osp.join(self.folder, name)
+        lineno, (name, label, a, b) = self._lines[idx]
+        # checked here rather than for all 1.26M lines up front: resolving
+        # symbolic links costs a few system calls per file
+        path = resolve_inside(self.data_root,
+                              osp.join(self._split_folder, name),
+                              source=self.label_file, line=lineno)
         pos, neg = load_events(path)
         frames = events_to_frames(pos, neg, a, b, crop=self.crop, path=path)
         results = dict(inputs=torch.from_numpy(frames), label=label,

@@ -28,6 +28,7 @@ from bidl_train.registry import DATASETS
 
 from .dvs import EventDataset, _fingerprint
 from .io import read_spike_h5, read_spike_h5_keys
+from .paths import check_file_inside
 
 SHD_CLASSES = tuple(
     [f'{d} (English)' for d in ('zero', 'one', 'two', 'three', 'four', 'five',
@@ -93,6 +94,7 @@ class SHD(EventDataset):
                     if os.path.isfile(path + '.gz') else '')
             raise DataError(f'{type(self).__name__} {self.split} file '
                             f'missing{hint}. {self.HELP}', path=path)
+        check_file_inside(self.data_root, path)  # no link out of the root
         samples, labels = read_spike_h5(path)
         if labels.size and (labels.min() < 0
                             or labels.max() >= len(self.classes)):

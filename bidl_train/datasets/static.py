@@ -34,6 +34,7 @@ from torch.utils.data import Dataset
 from bidl_train.errors import DataError
 from bidl_train.registry import DATASETS, TRANSFORMS
 
+from .paths import resolve_inside
 from .pipeline import compose as _compose
 
 #: File names of MNIST-format sets, per split.
@@ -135,8 +136,9 @@ def _find(data_root, name):
     for folder in (data_root, osp.join(data_root, 'raw')):
         for candidate in (name, name + '.gz'):
             path = osp.join(folder, candidate)
-            if osp.isfile(path):
-                return path
+            if osp.isfile(path):  # and no link out of the data root
+                return resolve_inside(data_root,
+                                      osp.relpath(path, data_root))
     raise DataError(
         f'{name}[.gz] not found (looked in {data_root} and its raw/ '
         'folder); see datasets/MNIST/README.md for where to get it',

@@ -56,6 +56,7 @@ from torch.utils.data import Dataset
 from bidl_train.errors import DataError
 from bidl_train.registry import DATASETS, TRANSFORMS
 
+from .paths import scan_inside
 from .pipeline import compose as _compose
 
 
@@ -295,8 +296,7 @@ def _read_imdb_split(root, split):
             raise DataError(f'missing folder {split}/{cls} of the aclImdb '
                             'layout', path=folder)
         entries = []
-        for name in os.listdir(folder):
-            path = osp.join(folder, name)
+        for name, path in scan_inside(root, folder):
             if not osp.isfile(path):
                 continue
             m = _IMDB_NAME_RE.match(name)

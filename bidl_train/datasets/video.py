@@ -67,6 +67,8 @@ import bidl_train.datasets.transforms.video  # noqa: F401
 from bidl_train.errors import DataError
 from bidl_train.registry import DATASETS, TRANSFORMS
 
+from .paths import check_file_inside, check_relative, resolve_inside, \
+    scan_inside
 from .pipeline import compose as _compose
 
 FRAME_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
@@ -174,10 +176,14 @@ def list_frames(folder):
 class _ClipDataset(Dataset):
     """Clip sampling, pipeline and output layout shared by video sets.
 
-    Subclasses set ``self._items`` = [(source, label)] and may override
-    ``_num_frames(source)`` / ``_read(source, indices)``. ``source`` is a
-    frame folder or a video file.
+    Subclasses set ``self._items`` = [(source, label)] and ``self._root``
+    (the data root no frame may lead out of through a symbolic link), and
+    may override ``_source(idx)`` (checks of a listed source) /
+    ``_read(source, indices)``. ``source`` is a frame folder or a video
+    file.
     """
+
+    _root = None
 
     def __init__(self, classes, T, stride, test_mode, pipeline,
                  representation, diff_threshold, frame_dropout):
@@ -207,7 +213,8 @@ class _ClipDataset(Dataset):
         if osp.isdir(source):
             names = list_frames(source)
             idx = sample_clip_indices(len(names), n, self.stride, random)
-            frames = [read_frame(osp.join(source, names[i])) for i in idx]
+            frames = [read_frame(self._frame_path(source, names[i]))
+                      for i in idx]
             shapes = {f.shape for f in frames}
             if len(shapes) != 1:
                 raise DataError(f'frames differ in size: {sorted(shapes)}',
@@ -217,9 +224,18 @@ class _ClipDataset(Dataset):
         idx = sample_clip_indices(len(video), n, self.stride, random)
         return video[idx]
 
+    def _frame_path(self, folder, name):
+        """``folder/name``, refused when it is a link out of the root."""
+        path = osp.join(folder, name)
+        return path if self._root is None else check_file_inside(
+            self._root, path, source=folder)
+
+    def _source(self, idx):
+        return self._items[idx][0]
+
     def __getitem__(self, idx):
         idx = range(len(self))[idx]
-        source, label = self._items[idx]
+        source, label = self._source(idx), self._items[idx][1]
         n = self.T + 1 if self.representation == 'diff' else self.T
         clip = self._read(source, n)
         if self.frame_dropout > 0 and not self.test_mode:
@@ -313,7 +329,7 @@ class Jester(_ClipDataset):
                 'README.md for where to get and how to lay out Jester',
                 path=frames_root)
         index = {name: i for i, name in enumerate(classes)}
-        items = []
+        items, lines = [], []
         try:
             with open(ann, encoding='utf-8', newline='') as f:
                 for line_no, row in enumerate(csv.reader(f, delimiter=';'),
@@ -325,13 +341,24 @@ class Jester(_ClipDataset):
                             f'line {line_no}: expected "id;label" with a '
                             f'label from jester-v1-labels.csv, got {row}',
                             path=ann)
-                    items.append((osp.join(frames_root, row[0].strip()),
+                    clip = row[0].strip()
+                    check_relative(clip, source=ann, line=line_no)
+                    items.append((osp.join(frames_root, clip),
                                   index[row[1]]))
+                    lines.append((line_no, clip))
         except FileNotFoundError:
             raise DataError('Jester split file not found', path=ann) from None
         if not items:
             raise DataError('no clips listed', path=ann)
         self._items = items
+        self._lines, self._ann = lines, ann
+        self._root = self._frames_root = frames_root
+
+    def _source(self, idx):
+        # links are resolved per clip read, not for all 148k rows up front
+        line_no, clip = self._lines[idx]
+        return resolve_inside(self._frames_root, clip, source=self._ann,
+                              line=line_no)
 
 
 @DATASETS.register_module()
@@ -373,8 +400,7 @@ class VideoFolder(_ClipDataset):
             folder = osp.join(data_root, cls)
             if not osp.isdir(folder):
                 continue
-            for name in sorted(os.listdir(folder)):
-                path = osp.join(folder, name)
+            for name, path in scan_inside(data_root, folder):
                 if not (osp.isdir(path)
                         or name.lower().endswith(VIDEO_EXTENSIONS)):
                     raise DataError(
@@ -384,6 +410,7 @@ class VideoFolder(_ClipDataset):
         if not items:
             raise DataError('no videos found', path=data_root)
         self._items = items
+        self._root = data_root
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):

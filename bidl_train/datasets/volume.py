@@ -47,6 +47,7 @@ import bidl_train.datasets.transforms.volume  # noqa: F401
 from bidl_train.errors import DataError
 from bidl_train.registry import DATASETS, TRANSFORMS
 
+from .paths import resolve_inside, scan_inside
 from .pipeline import compose as _compose
 
 
@@ -178,6 +179,8 @@ class MedMNIST3D(_VolumeDataset):
             classes = MEDMNIST3D_CLASSES[base]
         super().__init__(classes, as_time, slice_stride, num_slices,
                          pipeline)
+        if path != data_root:  # no link out of the data root
+            path = resolve_inside(data_root, f'{flavor}.npz')
         self.path = path
         if not osp.isfile(path):
             raise DataError(
@@ -291,8 +294,7 @@ class Luna16Cls(_FileVolumeDataset):
                 'tools/prepare_luna16.py or point data_root at BIDL\'s '
                 'prepared patches', path=folder)
         items = []
-        for name in sorted(os.listdir(folder)):
-            path = osp.join(folder, name)
+        for name, path in scan_inside(data_root, folder):
             if not name.endswith('.npy'):
                 raise DataError('not a .npy patch; move it out of the split '
                                 'folder', path=path)
@@ -356,8 +358,7 @@ class VolumeFolder(_FileVolumeDataset):
             folder = osp.join(data_root, cls)
             if not osp.isdir(folder):
                 continue  # a class may legitimately have no samples here
-            for name in sorted(os.listdir(folder)):
-                path = osp.join(folder, name)
+            for name, path in scan_inside(data_root, folder):
                 if not name.endswith(tuple(extensions)):
                     raise DataError(
                         f'unsupported file (accepted: {list(extensions)})',

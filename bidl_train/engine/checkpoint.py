@@ -16,10 +16,21 @@ methods, pickled ``getattr(HistoryBuffer, 'mean')`` calls. torch's
 Anything else in the pickle (an ``os.system`` payload, an arbitrary class) is
 refused before it runs, with a :class:`~bidl_train.errors.CheckpointError`.
 Never ``weights_only=False``.
+
+Every checkpoint enters through :func:`load_checkpoint_file`: a local path, or
+an http(s) URL downloaded to a temporary file first; both then go through the
+same allow-listed ``torch.load``. Other remote schemes (s3://, pavi://,
+open-mmlab://, torchvision://, ...) are refused with advice to download the
+file. :func:`install_safe_loader` points all of mmengine's loaders at it.
 """
+import contextlib
+import http.client
 import os
 import os.path as osp
 import re
+import tempfile
+import urllib.error
+import urllib.request
 import zipfile
 
 import numpy as np
@@ -95,18 +106,153 @@ def safe_load(filename, map_location='cpu'):
             'trusted environment if you trust this file.') from None
 
 
-def install_safe_loader():
-    """Route mmengine's local-file checkpoint loading through :func:`safe_load`.
+# ---------------------------------------------------------------------------
+# Every checkpoint source: local paths, http(s) URLs, nothing else
+# ---------------------------------------------------------------------------
+#: Downloads larger than this are refused (a checkpoint of this framework's
+#: models is megabytes; the cap stops a hostile server from filling the disk).
+MAX_DOWNLOAD_BYTES = 4 * 2**30
+#: Seconds a download may wait on the server for any single read.
+DOWNLOAD_TIMEOUT_S = 60
+_DOWNLOAD_CHUNK = 1 << 20
 
-    mmengine looks up its loader by path prefix; '' is the local-file scheme.
-    Re-registering it is idempotent.
+# 'https://x', 's3://x', 'open-mmlab:s3://x': a scheme, then '://'
+_SCHEME = re.compile(
+    r'^([A-Za-z][A-Za-z0-9+.\-]*(?::[A-Za-z][A-Za-z0-9+.\-]*)?)://')
+
+
+def _scheme_of(source):
+    """The URL scheme of ``source`` ('https', 'open-mmlab:s3'), or None."""
+    match = _SCHEME.match(source)
+    return match.group(1).lower() if match else None
+
+
+def check_checkpoint_source(source, local_must_exist=True):
+    """Refuse a checkpoint source :func:`load_checkpoint_file` cannot load.
+
+    Cheap (no download), so commands call it before building anything.
+
+    Raises:
+        CheckpointError: ``source`` uses a scheme other than http(s), or
+            (with ``local_must_exist``) names a local file that is missing.
     """
-    CheckpointLoader.register_scheme(prefixes='', force=True)(
-        _load_from_local)
+    source = os.fspath(source)
+    scheme = _scheme_of(source)
+    if scheme in ('http', 'https'):
+        return
+    if scheme is not None:
+        raise CheckpointError(
+            f'checkpoint {source}: bidl-train does not load checkpoints from '
+            f'{scheme}:// sources (only local files and http:// or '
+            'https:// URLs, both with the weights-only allow-list); fetch '
+            'the file yourself and pass its local path')
+    path = osp.expanduser(source)
+    if local_must_exist and not osp.isfile(path):
+        raise CheckpointError(f'checkpoint {path} does not exist')
 
 
-def _load_from_local(filename, map_location):
-    return safe_load(filename, map_location)
+def is_url(source):
+    """Whether ``source`` is an http(s) URL (else a local path)."""
+    return _scheme_of(os.fspath(source)) in ('http', 'https')
+
+
+@contextlib.contextmanager
+def local_checkpoint(source):
+    """A local file holding the checkpoint ``source`` names.
+
+    A local path is yielded as it is. An http(s) URL is downloaded to a
+    temporary file first (streamed, at most :data:`MAX_DOWNLOAD_BYTES`,
+    :data:`DOWNLOAD_TIMEOUT_S` per read) that is removed on exit; a
+    CheckpointError raised inside names the URL rather than that copy.
+    Nothing is unpickled here: read the file with :func:`safe_load`.
+    """
+    source = os.fspath(source)
+    check_checkpoint_source(source)
+    if not is_url(source):
+        yield osp.expanduser(source)
+        return
+    with tempfile.TemporaryDirectory(prefix='bidl_ckpt_') as tmp_dir:
+        local = osp.join(tmp_dir, 'checkpoint.pth')
+        _download(source, local)
+        try:
+            yield local
+        except CheckpointError as err:
+            raise CheckpointError(str(err).replace(local, source)) from None
+
+
+def load_checkpoint_file(source, map_location='cpu'):
+    """Load a checkpoint from a local path or an http(s) URL, safely.
+
+    The single entry point for every checkpoint bidl-train reads (mmengine's
+    Runner through :func:`install_safe_loader`, bidl-test, bidl-deploy,
+    tools/analyze.py): the file, or a URL's downloaded copy (see
+    :func:`local_checkpoint`), is unpickled by :func:`safe_load`, with
+    ``weights_only=True`` and the allow-list. Other schemes are refused.
+
+    Raises:
+        CheckpointError: unsupported scheme, missing file, failed download,
+            or a checkpoint that needs a global outside the allow-list.
+    """
+    with local_checkpoint(source) as path:
+        return safe_load(path, map_location)
+
+
+def _download(url, dest):
+    """Stream ``url`` into ``dest``; CheckpointError on any failure."""
+    limit = MAX_DOWNLOAD_BYTES
+    too_big = (f'checkpoint {url} is larger than the {limit} byte download '
+               'limit; download it yourself and pass the local path')
+    try:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as \
+                resp, open(dest, 'wb') as out:
+            declared = resp.headers.get('Content-Length')
+            if declared and declared.isdigit() and int(declared) > limit:
+                raise CheckpointError(too_big)
+            written = 0
+            while True:
+                chunk = resp.read(_DOWNLOAD_CHUNK)
+                if not chunk:
+                    break
+                written += len(chunk)
+                if written > limit:  # the server may lie or omit the size
+                    raise CheckpointError(too_big)
+                out.write(chunk)
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, http.client.HTTPException) as err:
+        # URLError/HTTPError/timeouts are OSErrors; a malformed URL is a
+        # ValueError; a truncated response an HTTPException
+        reason = err if isinstance(err, urllib.error.HTTPError) else (
+            getattr(err, 'reason', None) or err)
+        raise CheckpointError(
+            f'cannot download checkpoint {url}: {reason}; check the URL or '
+            'download the file yourself and pass its local path') from None
+
+
+def install_safe_loader():
+    """Route every mmengine checkpoint load through our safe loader.
+
+    mmengine picks a loader by path prefix (``CheckpointLoader._schemes``:
+    '' for local files, http(s)://, pavi://, s3://, open-mmlab://, ...), and
+    its own loaders call ``torch.load`` without ``weights_only`` or
+    ``torch.hub``, which unpickle anything. Every registered prefix is
+    re-pointed at ours, and the lookup itself is replaced so that a prefix
+    registered later still cannot reach another loader. Idempotent.
+    """
+    schemes = list(CheckpointLoader._schemes)
+    CheckpointLoader.register_scheme(prefixes=schemes, force=True)(
+        load_from_bidl_safe)
+    CheckpointLoader._get_checkpoint_loader = classmethod(
+        _always_bidl_safe)
+
+
+def _always_bidl_safe(cls, path):
+    return load_from_bidl_safe
+
+
+def load_from_bidl_safe(filename, map_location=None):
+    """mmengine's loader signature; mmengine logs it as 'bidl_safe'."""
+    return load_checkpoint_file(filename, map_location)
 
 
 # ---------------------------------------------------------------------------
