@@ -11,6 +11,7 @@ import json
 import math
 import os
 import os.path as osp
+import sys
 
 from bidl_train.errors import ConfigError
 
@@ -126,6 +127,11 @@ def _test(args):
     classes = (getattr(runner.test_dataloader.dataset, 'metainfo', None)
                or {}).get('classes')
     print(format_metrics(metrics, classes))
+    if metrics.get('nonfinite_scores'):
+        # a poisoned checkpoint (NaN/Inf weights) scores NaN: say so loudly
+        print(f'bidl-test: warning: {metrics["nonfinite_scores"]} samples '
+              'got non-finite (NaN/Inf) scores and count as misclassified; '
+              f'check {args.checkpoint} for NaN/Inf weights', file=sys.stderr)
     out = args.out or osp.join(cfg.work_dir, 'test_metrics.json')
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
     with open(out, 'w') as f:

@@ -21,9 +21,18 @@ class Accuracy(BaseMetric):
     entries ``per_class_accuracy`` (percent per class, NaN for classes with
     no sample) and ``confusion_matrix`` (rows: true class, columns: predicted).
 
+    A sample is a top-k hit when its scores are all finite and fewer than
+    k other classes score at least as high as the true class: a tie with
+    the true class at the boundary is a miss (a model scoring every class
+    alike is at 0 %, not 100 %), and a sample with any NaN/Inf score is a
+    miss for every k. Only samples with finite scores and a unique maximum
+    have a prediction: the others are counted in ``nonfinite_scores`` and
+    ``tied_top_scores`` and left out of the confusion matrix, so its rows
+    may sum to fewer samples than ``per_class_accuracy`` counted.
+
     Args:
         topk (int | tuple[int]): the k values. k larger than the number of
-            classes is reported as 100 %.
+            classes is reported as 100 % of the samples with finite scores.
         num_classes (int, optional): defaults to the larger of the number of
             the dataset's ``classes`` and the score size.
     """
@@ -60,23 +69,27 @@ class Accuracy(BaseMetric):
         if labels.max() >= num_classes or labels.min() < 0:
             raise ConfigError(
                 f'Accuracy: label {labels.max()} outside 0..{num_classes - 1}')
+        finite = np.isfinite(scores).all(1)
         metrics = {}
-        # rank of the true class: number of classes scored strictly higher
-        true_scores = scores[np.arange(len(labels)), labels]
-        rank = (scores > true_scores[:, None]).sum(1)
+        at_least = _classes_at_least_true(scores, labels, finite)
         for k in self.topk:
-            metrics[f'accuracy/top{k}'] = float((rank < k).mean() * 100)
+            metrics[f'accuracy/top{k}'] = float((at_least <= k).mean() * 100)
+        # a prediction exists only for finite scores with a unique maximum;
+        # argmax would pick the first NaN or the first of tied classes
+        top = np.where(finite, scores.max(1), np.nan)
+        decided = finite & ((scores == top[:, None]).sum(1) == 1)
         preds = scores.argmax(1)
         confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
-        np.add.at(confusion, (labels, preds), 1)
-        per_class = confusion.sum(1)
-        with np.errstate(invalid='ignore', divide='ignore'):
-            class_acc = np.diag(confusion) / per_class * 100
+        np.add.at(confusion, (labels[decided], preds[decided]), 1)
+        samples = np.bincount(labels, minlength=num_classes)
+        hits = np.bincount(labels[at_least <= 1], minlength=num_classes)
         metrics['per_class_accuracy'] = [
-            float(a) if n else float('nan')
-            for a, n in zip(class_acc, per_class)
+            float(100.0 * h / n) if n else float('nan')
+            for h, n in zip(hits, samples)
         ]
         metrics['confusion_matrix'] = confusion.tolist()
+        metrics['nonfinite_scores'] = int((~finite).sum())
+        metrics['tied_top_scores'] = int((finite & ~decided).sum())
         return metrics
 
     def _num_classes(self, score_size):
@@ -115,6 +128,21 @@ class FiringRate(BaseMetric):
             metrics['firing_rate/mean'] = float(
                 np.mean([np.mean(v) for v in layers.values()]))
         return metrics
+
+
+def _classes_at_least_true(scores, labels, finite):
+    """Per sample: how many classes score at least as high as the true one.
+
+    The true class counts itself, so a sample is a top-k hit exactly when
+    this is <= k: the true class is strictly inside the top k, and a tie at
+    the boundary (the true class level with the k-th) is a miss. Samples
+    with any NaN/Inf score get the largest integer: a hit for no k, not even
+    a k beyond the number of classes.
+    """
+    true_scores = scores[np.arange(len(labels)), labels]
+    at_least = (scores >= true_scores[:, None]).sum(1).astype(np.int64)
+    at_least[~finite] = np.iinfo(np.int64).max
+    return at_least
 
 
 def to_serialisable(metrics):
