@@ -14,6 +14,7 @@ contain a representation transform (so event-level augmentations can run
 before integration).
 """
 import csv
+import logging
 import os
 
 import numpy as np
@@ -31,7 +32,7 @@ from .io import read_events
 from .paths import resolve_inside, scan_inside
 from .seeding import TransformRNG
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: source fingerprints hold ctime and inode
 
 
 def _build_transform(cfg):
@@ -47,8 +48,20 @@ def _build_transform(cfg):
 
 
 def _fingerprint(path):
+    """What identifies a source file's content for the sample cache.
+
+    Size and mtime alone miss a file rewritten in place with both restored
+    (``os.utime`` sets mtime back). The inode change time cannot be set
+    back by any user call: every write, truncation or replacement moves it
+    (so do chmod, chown and copying, which only cost a rebuild). Hashing
+    the content instead would read every recording at every start (38 ms
+    for a 10 MB AEDAT file, minutes for CIFAR10-DVS); even hashing the
+    first and last 64 KiB costs 0.5 ms a file, 35 s for N-MNIST's 70k
+    files, against 8 us for this ``stat``.
+    """
     st = os.stat(path)
-    return [os.path.basename(path), st.st_size, st.st_mtime_ns]
+    return [os.path.basename(path), st.st_size, st.st_mtime_ns,
+            st.st_ctime_ns, st.st_ino]
 
 
 class EventDataset(Dataset):
@@ -156,6 +169,10 @@ class EventDataset(Dataset):
             print_log(f'{name} ({self.split}): using cached samples in '
                       f'{self._cache.dir}', logger='current')
             return
+        if self._cache.rebuild_reason:
+            print_log(f'{name} ({self.split}): rebuilding the sample cache: '
+                      f'{self._cache.rebuild_reason}', logger='current',
+                      level=logging.WARNING)
         print_log(f'{name} ({self.split}): preprocessing {len(self)} samples '
                   f'into {self._cache.dir} (done once)', logger='current')
         for i, _, events in track(self._records_by_file(),

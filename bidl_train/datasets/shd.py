@@ -123,7 +123,7 @@ class SHD(EventDataset):
         # one file per split: its fingerprint and the labels identify the
         # samples (record basenames would all be equal)
         return dict(
-            version=1, dataset=type(self).__name__, split=self.split,
+            version=2, dataset=type(self).__name__, split=self.split,
             sensor_size=list(self.sensor_size),
             representation=self.representation_cfg
             if not callable(self.representation_cfg) else
