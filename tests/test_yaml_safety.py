@@ -52,8 +52,13 @@ ALL = ('train', 'test', 'deploy')
 
 ATTACKS = {
     # any importable callable as a type, built with the config's arguments
-    'os_system': (ON_DEMO + 'model: {{type: os.system, command: '
-                  '"touch {marker}"}}\n', "model.type='os.system'", ALL),
+    # (_delete_ drops the demo's model keys, so the call gets only ours)
+    'os_system': (ON_DEMO + 'model: {{_delete_: true, type: os.system, '
+                  'command: "touch {marker}"}}\n', "model.type='os.system'",
+                  ALL),
+    'builtins_open': (ON_DEMO + 'model: {{_delete_: true, type: '
+                      'builtins.open, file: "{marker}", mode: w}}\n',
+                      "model.type='builtins.open'", ALL),
     # nested in a list inside a dict
     'subprocess_in_list': (
         ON_DEMO + 'custom_hooks:\n  - {{type: NanGuardHook}}\n'
@@ -323,12 +328,17 @@ def test_shipped_configs_load_as_yaml_bases_and_yaml_demo_runs(tmp_path):
             str(wrapper), str(tmp_path / 'missing.pth')]))
     demo = _plain_yaml_demo(tmp_path)
     work = tmp_path / 'work'
+    # test and deploy read the copy the run wrote into its work dir (with
+    # the tuple the override made)
+    copy = str(work / 'demo_plain.yaml')
     spec += [
-        dict(case='train', cmd='train', argv=[demo, '--work-dir', str(work)]),
+        dict(case='train', cmd='train', argv=[
+            demo, '--work-dir', str(work), '--cfg-options',
+            'model.backbone.channels=(4,4,4)']),
         dict(case='test', cmd='test', argv=[
-            demo, str(work / 'epoch_1.pth'), '--work-dir', str(work)]),
+            copy, str(work / 'epoch_1.pth'), '--work-dir', str(work)]),
         dict(case='deploy', cmd='deploy', argv=[
-            demo, str(work / 'epoch_1.pth'), '--target', 'torchscript',
+            copy, str(work / 'epoch_1.pth'), '--target', 'torchscript',
             '--verify', '2', '--out', str(tmp_path / 'ts')]),
     ]
     results = _drive(tmp_path, spec)
@@ -340,6 +350,26 @@ def test_shipped_configs_load_as_yaml_bases_and_yaml_demo_runs(tmp_path):
     assert (work / 'epoch_1.pth').is_file()
     report = json.loads((tmp_path / 'ts' / 'report.json').read_text())
     assert report['status'] == 'verified'
+
+
+def test_yaml_config_written_by_a_run_reads_back(tmp_path):
+    """The Runner copies the config into the work dir with mmengine's
+    dump; tuples there must not become ``!!python/tuple`` tags."""
+    from mmengine.config import DictAction
+    (tmp_path / 'x.yaml').write_text(ON_DEMO)
+    action = DictAction(option_strings=[], dest='o')
+
+    class NS:
+        pass
+
+    action(None, NS, ['model.backbone.channels=(4,4,4)'])
+    cfg = load_config(str(tmp_path / 'x.yaml'), NS.o)
+    assert cfg.model.backbone.channels == (4, 4, 4)
+    cfg.dump(str(tmp_path / 'copy.yaml'))
+    assert '!!python' not in (tmp_path / 'copy.yaml').read_text()
+    again = load_config(str(tmp_path / 'copy.yaml'))
+    assert _plain(again.to_dict()) == _plain(cfg.to_dict())
+    assert again.model.backbone.channels == [4, 4, 4]
 
 
 def _plain_yaml_demo(tmp_path):

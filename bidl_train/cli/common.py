@@ -44,6 +44,30 @@ class _SafeYamlHandler(YamlHandler):
         kwargs['Loader'] = getattr(yaml, 'CSafeLoader', yaml.SafeLoader)
         return yaml.load(file, **kwargs)
 
+    # Dumping must match: the Runner copies a YAML config into the work dir,
+    # and mmengine's dumper tags tuples ``!!python/tuple``, which the safe
+    # loader cannot read back (``bidl-test work_dir/x.yaml`` would fail).
+    def dump_to_str(self, obj, **kwargs):
+        kwargs.setdefault('Dumper', _DataDumper)
+        try:
+            return yaml.dump(obj, **kwargs)
+        except yaml.representer.RepresenterError:
+            # objects that are not data (a Python config written as YAML):
+            # keep mmengine's tagged output rather than fail the run
+            kwargs['Dumper'] = yaml.Dumper
+            return yaml.dump(obj, **kwargs)
+
+    def dump_to_fileobj(self, obj, file, **kwargs):
+        file.write(self.dump_to_str(obj, **kwargs))
+
+
+class _DataDumper(getattr(yaml, 'CSafeDumper', yaml.SafeDumper)):
+    """PyYAML's safe dumper, writing tuples as plain lists."""
+
+
+_DataDumper.add_representer(tuple,
+                            lambda dumper, data: dumper.represent_list(data))
+
 
 def install_safe_yaml():
     """Make every YAML load through mmengine (bases included) safe."""
