@@ -256,6 +256,21 @@ def test_out_with_other_content_is_refused_untouched(tmp_path, extra):
     only_entry(tmp_path, 'mine')
 
 
+def test_out_that_is_the_working_directory_or_a_file_is_refused(
+        previous, monkeypatch):
+    """Replacing the current directory would pull the folder out from
+    under the user's shell; a file is not an output folder."""
+    out, before = previous
+    monkeypatch.chdir(out)
+    with pytest.raises(ConfigError, match='current directory'):
+        deploy(tiny_model(2), 'torchscript', tiny_inputs(), '.')
+    assert snapshot(out) == before
+    only_entry(out.parent)
+    with pytest.raises(ConfigError, match='not a folder'):
+        deploy(tiny_model(2), 'torchscript', tiny_inputs(), 'report.json')
+    assert snapshot(out) == before
+
+
 def test_report_names_its_provenance(tmp_path):
     ckpt = save_checkpoint(tiny_model(1), tmp_path / 'one.pth')
     cfg = tmp_path / 'cfg.py'
