@@ -1,43 +1,38 @@
 """Lower a trained spiking classifier into a flat chain of inference nodes.
 
-The walk knows each building block of bidl-train (``SpikingSequential``,
-``TimeFold``, the ``*Lif`` layers, the neurons, ``Aggregation``, the heads
-``SpikingClsHead``/``PopulationClsHead``, the ``ConvLifNet`` backbone, the
-branching backbones ``ResNetLif``/``SEWResNet``/``FastTextLif``/
-``Spikformer`` and the plastic layers) and refuses anything else by name,
-so an unknown layer is never exported as something different.
+How a module lowers is looked up by its class in a registry of lowerings
+(:class:`Lowerings`), not in a list of known classes here:
 
-* LIF, IF and PLIF become :class:`~.nodes.LIFNode` (explicit parameters,
-  which NIR, int8 and the resource count read); ALIF, CubaLIF, LIFPlus and
-  Izhikevich become :class:`~.nodes.NeuronNode`, which runs the neuron's
-  own ``step`` with a plain Heaviside spike; every state tensor is explicit.
-* Branching backbones become one :class:`~.nodes.StatefulNode` that runs
-  the backbone's own ``compute`` with those neuron nodes (found, with their
-  state keys, by running it once on an example step).
-* A plastic layer with learning off applies a constant local weight
-  (persistent: its buffer; fast: zeros), folded into its global weight. One
-  that learns at inference becomes a :class:`~.nodes.PlasticNode`: the
-  local weight and the rule's traces are explicit state and the local
-  update runs in the graph. A rule that needs a teaching signal
-  (``RewardSTDP`` with its gate on) makes the node take labels: the
-  exported graphs then get a ``teacher`` input (int64 ``[B]``, ``-1``: no
-  label, no reward), see :attr:`LoweredNet.teacher_layers`. Other rules
-  that need a teacher are refused by name (their use of the labels is not
-  known to be plain tensor ops).
-* ``PopulationClsHead`` (a fixed group vote) becomes plain nodes: group
-  mean, the temporal mean with the head's own ``sum``/``count`` state,
-  then the scale.
+* :data:`LAYER_LOWERINGS`: the spiking layers, backbones and heads
+  (modules with state, run step by step);
+* :data:`OP_LOWERINGS`: the stateless torch modules inside them (conv,
+  linear, BatchNorm, pooling, dropout, activations);
+* :data:`NEURON_LOWERINGS`: the neuron kinds, each to its node.
 
-On the way it
+bidl-train's own lowerings live with their family in
+:mod:`bidl_train.deploy.lowerings` (one module per family), and a layer
+from any other package registers its own the same way, in its own code::
 
-* drops dropout (identity at inference);
-* folds a BatchNorm into the conv/linear before it, also across a pooling
-  layer when that is exact (average pooling always; max pooling when every
-  BatchNorm scale is positive, since ``max(a x + b) = a max(x) + b`` for
-  ``a > 0``); otherwise keeps it as a per-channel affine node;
-* records, per stateful node, the names its state has in the model's own
-  ``step`` state tree (``backbone.0.v``, ``head.sum``), so the exported
-  graph's inputs and outputs match ``model.step``'s state one to one.
+    from bidl_train.deploy import LAYER_LOWERINGS
+
+    @LAYER_LOWERINGS.register(MyLayer)
+    def lower_my_layer(lowerer, module, source, state_path):
+        lowerer.stateless(module.fc, f'{source}.fc')
+        lowerer.neuron(module.neuron, f'{source}.neuron', state_path)
+
+A module whose class has no lowering is refused, naming its path and type
+and how to register one, so an unknown layer is never exported as
+something different.
+
+:class:`Lowerer` holds what the lowerings share: the nodes so far, the
+BatchNorm folding (into the conv/linear before it, also across a pooling
+layer when that is exact: average pooling always, max pooling when every
+BatchNorm scale is positive, since ``max(a x + b) = a max(x) + b`` for ``a
+> 0``; otherwise a per-channel affine node), the tracing of a branching
+backbone's own ``compute`` into one :class:`~.nodes.StatefulNode`, and,
+per stateful node, the names its state has in the model's own ``step``
+state tree (``backbone.0.v``, ``head.sum``), so the exported graph's inputs
+and outputs match ``model.step``'s state one to one.
 """
 import copy
 from dataclasses import dataclass, field
@@ -46,49 +41,131 @@ import torch
 from torch import nn
 
 from bidl_train.errors import ConfigError
-from bidl_train.layers import (Aggregation, Conv1dLif, Conv2dLif, Conv3dLif,
-                               FcLif, Lif1d, Lif2d, SpikingSequential,
-                               TimeFold)
-from bidl_train.learning.plastic import PlasticConv2dLif, PlasticFcLif
-from bidl_train.learning.population_head import PopulationClsHead
-from bidl_train.learning.rules.stdp import RewardSTDP
-from bidl_train.models.backbones import (ConvLifNet, FastTextLif, ResNetLif,
-                                         SEWResNet)
-from bidl_train.models.backbones.spikformer import Spikformer
 from bidl_train.models.backbones.stateful import SingleStepContext
-from bidl_train.models.heads import SpikingClsHead
-from bidl_train.neurons import (ALIF, IF, LIF, PLIF, BaseNeuron, CubaLIF,
-                                Izhikevich, LIFPlus)
-from .nodes import (AggregateNode, ChannelAffineNode, GroupMeanNode,
-                    LIFNode, ModuleNode, NeuronNode, PlasticNode,
-                    StatefulNode, WeightedNode)
+from .nodes import (ChannelAffineNode, ModuleNode, StatefulNode,
+                    WeightedNode)
 
-__all__ = ['LoweredLayer', 'LoweredNet', 'lower_model']
+__all__ = [
+    'LoweredLayer', 'LoweredNet', 'LoweringError', 'Lowerings', 'Lowerer',
+    'LAYER_LOWERINGS', 'OP_LOWERINGS', 'NEURON_LOWERINGS', 'batchnorm_affine',
+    'lower_model'
+]
 
 _CONVS = {nn.Conv1d: 'conv1d', nn.Conv2d: 'conv2d', nn.Conv3d: 'conv3d'}
-_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-_DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
-             nn.AlphaDropout)
 _AVGPOOLS = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
-#: neuron kinds lowered to :class:`LIFNode` (same equations, other leak)
-_NEURONS = (LIF, IF, PLIF)
-#: neuron kinds lowered to :class:`NeuronNode` (their own ``step``; every
-#: state of theirs is a plain tensor and their step is plain ops apart from
-#: the surrogate spike, which the node replaces)
-_OTHER_NEURONS = (ALIF, CubaLIF, LIFPlus, Izhikevich)
-#: branching backbones lowered by tracing their own ``compute``
-_STATEFUL = (ResNetLif, SEWResNet, FastTextLif, Spikformer)
 _MAXPOOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
-#: stateless torch modules kept as they are
-_KEPT = _AVGPOOLS + _MAXPOOLS + (
-    nn.Flatten, nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.GELU,
-    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)
 
 
 class LoweringError(ConfigError):
     """The model holds a layer or option the deployment cannot express."""
 
 
+# -- the registry ----------------------------------------------------------
+@dataclass
+class _Entry:
+    lowering: object  # what was registered: a function, or a class
+    exact: bool
+    options: dict
+
+
+class Lowerings:
+    """Lowerings keyed by module class, looked up along the class's MRO.
+
+    As with ``functools.singledispatch``, a subclass of a registered class
+    lowers as its parent (``VGGLif`` as ``ConvLifNet``) unless it registers
+    its own. An entry registered with ``exact=True`` covers that very class
+    only: a subclass of a neuron kind may change its equations, so it is
+    refused until it declares its own lowering. The lookup stops at the
+    first registered class of the MRO, so an exact entry is never skipped
+    for a more general one.
+
+    Args:
+        name (str): the registry's importable name (for messages).
+        noun (str): what its classes are, before the class name in a
+            refusal (``'neuron kind '``; ``''`` for layers).
+        signature (str): the signature a lowering has (for messages).
+        exact (bool): the default of :meth:`register`'s ``exact``.
+    """
+
+    def __init__(self, name, noun, signature, exact=False):
+        self.name, self.noun, self.signature = name, noun, signature
+        self.exact = exact
+        self._entries = {}
+
+    def register(self, *classes, exact=None, **options):
+        """Decorator: ``@registry.register(Cls, ...)`` on a lowering.
+
+        ``options`` are kept with the entry for the code that reads them
+        (:meth:`options`). Registering a class again replaces its entry.
+        """
+        if not classes or not all(isinstance(c, type) for c in classes):
+            raise TypeError(f'{self.name}.register takes classes, got '
+                            f'{classes!r}')
+        exact = self.exact if exact is None else exact
+
+        def decorate(lowering):
+            for cls in classes:
+                self._entries[cls] = _Entry(lowering, exact, options)
+            return lowering
+
+        return decorate
+
+    def _entry(self, module):
+        cls = type(module)
+        for base in cls.__mro__:
+            entry = self._entries.get(base)
+            if entry is not None:
+                return None if entry.exact and base is not cls else entry
+        return None
+
+    def get(self, module):
+        """The lowering registered for ``module``'s class, or None."""
+        entry = self._entry(module)
+        return None if entry is None else entry.lowering
+
+    def options(self, module):
+        """The options registered with ``module``'s lowering ({} if none)."""
+        entry = self._entry(module)
+        return {} if entry is None else entry.options
+
+    def names(self):
+        return sorted({cls.__name__ for cls in self._entries})
+
+    def missing(self, module):
+        """Why ``module`` has no lowering and how to give it one (one
+        line, for a refusal)."""
+        cls = type(module)
+        parent = next((b for b in cls.__mro__[1:] if b in self._entries),
+                      None)
+        why = ''
+        if parent is not None:  # only an exact entry stops at a parent
+            why = (f' (its parent {parent.__name__} lowers as that class '
+                   'only: a subclass may change the equations)')
+        return (f'{self.noun}{cls.__name__} ({cls.__module__}.'
+                f'{cls.__qualname__}) has no lowering in {self.name}{why}; '
+                f'registered: {", ".join(self.names())}. To export it, '
+                f'register one: @{self.name}.register({cls.__name__}) on '
+                f'{self.signature} (see bidl_train.deploy.lowerings)')
+
+
+#: spiking layers, backbones and heads: ``fn(lowerer, module, source,
+#: state_path)`` adds the module's nodes with :meth:`Lowerer.add`
+LAYER_LOWERINGS = Lowerings(
+    'LAYER_LOWERINGS', '', 'a function f(lowerer, module, source, '
+    'state_path) that adds its nodes')
+#: stateless torch modules: ``fn(lowerer, module, source, fold_bn)``
+OP_LOWERINGS = Lowerings(
+    'OP_LOWERINGS', '', 'a function f(lowerer, module, source, fold_bn) '
+    'that adds its nodes')
+#: neuron kinds, exact: ``fn(neuron, source) -> node``; option
+#: ``fold_batchnorm`` (default True): a BatchNorm feeding the neuron may be
+#: folded into the conv/linear before it
+NEURON_LOWERINGS = Lowerings(
+    'NEURON_LOWERINGS', 'neuron kind ', 'a function f(neuron, source) '
+    'returning its node', exact=True)
+
+
+# -- the result ------------------------------------------------------------
 @dataclass
 class LoweredLayer:
     """One node plus where it came from.
@@ -146,52 +223,7 @@ class LoweredNet:
         return names
 
 
-def _neuron_node(neuron, source):
-    """The node of a neuron module: :class:`LIFNode` for LIF/IF/PLIF,
-    :class:`NeuronNode` for the other kinds bidl-train defines."""
-    if type(neuron) in _NEURONS:
-        return _lif_node(neuron, source)
-    if type(neuron) in _OTHER_NEURONS:
-        return NeuronNode(neuron)
-    raise LoweringError(
-        f'layer {source}: neuron kind {type(neuron).__name__} is not '
-        'supported for deployment (supported: LIF, IF, PLIF, ALIF, CubaLIF, '
-        'LIFPlus, Izhikevich)')
-
-
-def _folds_batchnorm(neuron):
-    """Whether a BatchNorm feeding ``neuron`` may be folded into the
-    conv/linear before it. Folding changes the current by float rounding
-    (~1e-7 relative); the LIF family, ALIF and CubaLIF contract such a
-    difference step by step, while LIFPlus (quadratic/exponential spike
-    initiation, reversal voltages) and Izhikevich (``0.04 v^2``) can grow
-    it several-fold per step, so there the BatchNorm stays the model's own
-    eval-mode op and the export is exact."""
-    return type(neuron) not in (LIFPlus, Izhikevich)
-
-
-def _lif_node(neuron, source):
-    """The plain-op :class:`LIFNode` of a LIF/IF/PLIF neuron module."""
-    norm = None
-    if neuron.norm is not None:
-        bn = neuron.norm
-        scale = (bn.running_var + bn.eps).rsqrt()
-        shift = -bn.running_mean * scale
-        if bn.affine:
-            scale, shift = scale * bn.weight, shift * bn.weight + bn.bias
-        ndim = len(neuron.feature_shape) + 1
-        norm = ChannelAffineNode(scale, shift, max(ndim, 2))
-    act = copy.deepcopy(neuron.act) if neuron.mode == 'analog' else None
-    # IF fixes alpha = 1, PLIF computes alpha = sigmoid(w): both are the
-    # LIF equations with the leak factor the neuron itself would use
-    node = LIFNode(neuron.leak_factor(), neuron.beta, neuron.theta,
-                   neuron.v0, neuron.reset, neuron.mode, neuron.memb_mode,
-                   act, norm)
-    node.feature_shape = neuron.feature_shape
-    node.param_shape = neuron.param_shape
-    return node
-
-
+# -- the walk --------------------------------------------------------------
 class _RecordingContext(SingleStepContext):
     """Runs ``compute`` once with the real neurons and records, in firing
     order, each neuron's full context key and module."""
@@ -208,7 +240,23 @@ class _RecordingContext(SingleStepContext):
         return neuron.step(x)[0]
 
 
-class _Lowering:
+def batchnorm_affine(bn):
+    """``(scale, shift)`` of an eval-mode BatchNorm as ``scale x + shift``."""
+    scale = (bn.running_var + bn.eps).rsqrt()
+    shift = -bn.running_mean * scale
+    if bn.affine:
+        scale, shift = scale * bn.weight, shift * bn.weight + bn.bias
+    return scale.detach(), shift.detach()
+
+
+class Lowerer:
+    """The state of one lowering and what the registered lowerings call.
+
+    ``example``: one input step ``[1, ...]``, for tracing branching
+    backbones (None: refused there). ``layers``, ``folded`` (notes of what
+    was folded or dropped) and ``folded_states`` make the
+    :class:`LoweredNet`.
+    """
 
     def __init__(self, example=None):
         self.example = example
@@ -217,13 +265,54 @@ class _Lowering:
         #: state names of ``model.step`` that the export folds away
         self.folded_states = []
         # index of the last weighted layer a following BatchNorm may fold
-        # into, and whether everything after it commutes with a channel
-        # affine map (None: no such layer)
+        # into, and the pooling layers since (None: no such layer)
         self._fold_target = None
         self._between = []
 
-    # -- helpers ---------------------------------------------------------
-    def _input_of_next(self):
+    # -- dispatch ----------------------------------------------------------
+    def layer(self, module, source, state_path):
+        """Lower a spiking layer, backbone or head by its registered
+        lowering; a class with none is refused by name."""
+        lowering = LAYER_LOWERINGS.get(module)
+        if lowering is None:
+            raise LoweringError(f'layer {source}: '
+                                f'{LAYER_LOWERINGS.missing(module)}')
+        lowering(self, module, source, state_path)
+
+    def stateless(self, module, source, fold_bn=True):
+        """Lower a stateless torch module. ``fold_bn``: fold a BatchNorm
+        into the conv/linear before it (where exact up to rounding) or
+        keep it as the model's own op."""
+        lowering = OP_LOWERINGS.get(module)
+        if lowering is None:
+            raise LoweringError(f'layer {source}: '
+                                f'{OP_LOWERINGS.missing(module)}')
+        lowering(self, module, source, fold_bn)
+
+    def neuron_node(self, neuron, source):
+        """The node of a neuron module (refused by name if its kind has no
+        lowering)."""
+        lowering = NEURON_LOWERINGS.get(neuron)
+        if lowering is None:
+            raise LoweringError(f'layer {source}: '
+                                f'{NEURON_LOWERINGS.missing(neuron)}')
+        return lowering(neuron, source)
+
+    def neuron(self, neuron, source, state_path):
+        self.add(self.neuron_node(neuron, source), source, state_path)
+
+    @staticmethod
+    def folds_batchnorm(neuron):
+        """Whether a BatchNorm feeding ``neuron`` may be folded into the
+        conv/linear before it (the neuron kind's ``fold_batchnorm``)."""
+        return NEURON_LOWERINGS.options(neuron).get('fold_batchnorm', True)
+
+    # -- building blocks ---------------------------------------------------
+    def note(self, text):
+        """Record what was folded or dropped (shown in the report)."""
+        self.folded.append(text)
+
+    def input_of_next(self):
         """What the next layer receives for the example step: the example
         run through the nodes lowered so far, from a fresh state."""
         x = self.example
@@ -231,7 +320,8 @@ class _Lowering:
             x, _, _ = layer.node.step(x, layer.node.init_state(x))
         return x
 
-    def _add(self, node, source, state_path=None, spike_source=None):
+    def add(self, node, source, state_path=None, spike_source=None):
+        """Append ``node``; its states are named ``<state_path>.<name>``."""
         names = [f'{state_path}.{n}' for n in node.state_names]
         self.layers.append(LoweredLayer(node, source, names, spike_source))
         if isinstance(node, WeightedNode):
@@ -242,36 +332,38 @@ class _Lowering:
         else:
             self._fold_target, self._between = None, []
 
-    def _weighted(self, module, source):
+    def weighted(self, module, source):
+        """A ``nn.Linear`` or ``nn.Conv1d/2d/3d`` as a :class:`WeightedNode`
+        (a following BatchNorm may fold into it)."""
         if isinstance(module, nn.Linear):
             node = WeightedNode('linear', module.weight, module.bias)
         else:
-            node = WeightedNode(_CONVS[type(module)], module.weight,
-                                module.bias, module.stride, module.padding,
+            kind = next(k for cls, k in _CONVS.items()
+                        if isinstance(module, cls))
+            node = WeightedNode(kind, module.weight, module.bias,
+                                module.stride, module.padding,
                                 module.dilation, module.groups)
             if module.padding_mode != 'zeros':
                 raise LoweringError(
                     f'layer {source}: padding_mode={module.padding_mode!r} '
                     'is not supported for deployment (zeros only)')
-        self._add(node, source)
+        self.add(node, source)
 
-    def _batchnorm(self, bn, source, fold=True):
+    def batchnorm(self, bn, source, fold=True):
+        """Fold ``bn`` into the conv/linear before it where exact, else keep
+        it as a channel affine (``fold`` False: as the eval-mode op)."""
         if not bn.track_running_stats or bn.running_mean is None:
             raise LoweringError(
                 f'layer {source}: BatchNorm without running statistics '
                 'cannot be deployed (track_running_stats=False)')
         if not fold:
-            self._add(ModuleNode(copy.deepcopy(bn).eval()), source)
-            self.folded.append(
+            self.add(ModuleNode(copy.deepcopy(bn).eval()), source)
+            self.note(
                 f'BatchNorm {source} kept as an eval-mode BatchNorm op, not '
                 'folded: the neuron after it amplifies rounding differences '
                 'along the steps (nonlinear membrane dynamics)')
             return
-        scale = (bn.running_var + bn.eps).rsqrt()
-        shift = -bn.running_mean * scale
-        if bn.affine:
-            scale, shift = scale * bn.weight, shift * bn.weight + bn.bias
-        scale, shift = scale.detach(), shift.detach()
+        scale, shift = batchnorm_affine(bn)
         exact = self._fold_target is not None and all(
             isinstance(m, _AVGPOOLS) or bool((scale > 0).all())
             for m in self._between)
@@ -282,44 +374,19 @@ class _Lowering:
             node.weight = node.weight * scale.reshape(shape)
             node.bias = node.bias * scale + shift
             via = ' across pooling' if self._between else ''
-            self.folded.append(
-                f'BatchNorm {source} folded into {target.source}{via}')
+            self.note(f'BatchNorm {source} folded into {target.source}{via}')
             return
         ndim = {nn.BatchNorm1d: 2, nn.BatchNorm2d: 4,
                 nn.BatchNorm3d: 5}[type(bn)]
-        self._add(ChannelAffineNode(scale, shift, ndim), source)
-        self.folded.append(f'BatchNorm {source} kept as a channel affine '
-                           '(no conv/linear directly before it)')
-
-    def stateless(self, module, source, fold_bn=True):
-        """``fold_bn``: fold a BatchNorm into the conv/linear before it
-        (where exact up to rounding) or keep it as the model's own op."""
-        if isinstance(module, nn.Sequential) and not isinstance(
-                module, SpikingSequential):
-            for i, child in enumerate(module):
-                self.stateless(child, f'{source}.{i}', fold_bn)
-        elif isinstance(module, (nn.Linear, ) + tuple(_CONVS)):
-            self._weighted(module, source)
-        elif isinstance(module, _BATCHNORMS):
-            self._batchnorm(module, source, fold_bn)
-        elif isinstance(module, _DROPOUTS + (nn.Identity, )):
-            self.folded.append(f'{type(module).__name__} {source} dropped '
-                               '(identity at inference)')
-        elif isinstance(module, _KEPT):
-            self._add(ModuleNode(copy.deepcopy(module)), source)
-        else:
-            raise LoweringError(
-                f'layer {source}: {type(module).__name__} is not a layer '
-                'bidl-deploy can export (supported: conv, linear, '
-                'BatchNorm, pooling, flatten, dropout, ReLU-type '
-                'activations and the bidl-train spiking layers)')
-
-    def neuron(self, neuron, source, state_path):
-        self._add(_neuron_node(neuron, source), source, state_path)
+        self.add(ChannelAffineNode(scale, shift, ndim), source)
+        self.note(f'BatchNorm {source} kept as a channel affine (no '
+                  'conv/linear directly before it)')
 
     def stateful(self, module, source, state_path):
-        """A branching backbone: one :class:`StatefulNode` running its own
-        ``compute``, each neuron lowered to its neuron node."""
+        """A branching backbone (a ``StatefulModule``): one
+        :class:`StatefulNode` running its own ``compute``, each neuron
+        lowered to its neuron node (found, with its state key, by running
+        ``compute`` once on the example step)."""
         if self.example is None:
             raise LoweringError(
                 f'layer {source}: lowering {type(module).__name__} needs an '
@@ -331,154 +398,16 @@ class _Lowering:
         names = {id(m): name for name, m in copy_.named_modules(
             prefix=source)}
         ctx = _RecordingContext()
-        copy_.compute(self._input_of_next(), ctx)
-        neurons = [_neuron_node(n, names[id(n)]) for _, n in ctx.fired]
+        copy_.compute(self.input_of_next(), ctx)
+        neurons = [self.neuron_node(n, names[id(n)]) for _, n in ctx.fired]
         keys = [key for key, _ in ctx.fired]
         paths = [names[id(n)] for _, n in ctx.fired]
-        self._add(StatefulNode(copy_, keys, neurons, paths), source,
-                  state_path)
-        self.folded.append(
+        self.add(StatefulNode(copy_, keys, neurons, paths), source,
+                 state_path)
+        self.note(
             f'{source} ({type(module).__name__}): its own compute() traced '
             f'with {len(keys)} neurons lowered to plain-op neuron nodes; '
             'BatchNorms inside it stay eval-mode BatchNorm ops (not folded)')
-
-    def plastic(self, module, source, state_path):
-        """A plastic layer: folded when its local weight is constant at
-        inference, else a :class:`PlasticNode` with the local weight and
-        the rule's traces as explicit state.
-
-        Learning off at inference (a persistent layer in eval mode with
-        ``learning`` None, or ``learning=False``): the layer applies
-        ``I = (W_g + L) x + b`` with ``L`` constant (the buffer, or zeros
-        for a fast layer), an ordinary conv/linear with weight ``W_g + L``:
-        folded, exactly. Learning on (``plasticity='fast'``, or
-        ``learning=True``): the local update runs in the graph.
-        """
-        name = type(module).__name__
-        # eval-mode semantics of learning_active(): the deployed network
-        # infers, so a persistent layer with learning=None does not learn
-        learning = (module.plasticity == 'fast' if module.learning is None
-                    else bool(module.learning))
-        if learning:
-            self._learning_plastic(module, source, state_path)
-            return
-        synapse = getattr(module, 'linear', None) or module.conv
-        merged = copy.deepcopy(synapse)
-        merged.weight.data = synapse.weight.detach().clone()
-        if module.plasticity == 'persistent':
-            merged.weight.data += module.local_weight.detach().reshape(
-                synapse.weight.shape)
-        part = 'linear' if isinstance(merged, nn.Linear) else 'conv'
-        self._weighted(merged, f'{source}.{part}')
-        self.folded.append(
-            f'{name} {source}: learning off at inference, constant local '
-            'weight folded into the global weight (W_g + L'
-            + (')' if module.plasticity == 'persistent' else ', L = 0)'))
-        for part in ('pool', 'norm'):
-            sub = getattr(module, part, None)
-            if sub is not None:
-                self.stateless(sub, f'{source}.{part}',
-                               _folds_batchnorm(module.neuron))
-        self.neuron(module.neuron, f'{source}.neuron', f'{state_path}.neuron')
-        self.folded_states.append(f'{state_path}.local')
-
-    def _learning_plastic(self, module, source, state_path):
-        name = type(module).__name__
-        rule = module.rule
-        if rule.needs_teacher and not isinstance(rule, RewardSTDP):
-            # RewardSTDP's reward is plain tensor ops on the labels (a
-            # one-hot by comparison, -1 matching no class); another rule
-            # may branch on them in Python, which a trace would freeze
-            raise LoweringError(
-                f'layer {source}: {name} learns at inference with rule '
-                f'{type(rule).__name__}, which needs a teaching signal; '
-                'bidl-deploy gives the exported graph a teacher input for '
-                'RewardSTDP only. Deploy with learning=False (the learned '
-                'local weight is folded) or use RewardSTDP')
-        # the neuron kind must be deployable (refused by name otherwise)
-        _neuron_node(module.neuron, f'{source}.neuron')
-        out_features, in_features = module.local_shape
-        persistent = module.plasticity == 'persistent'
-        # the rule's state keys, from its own init_state (the shapes do not
-        # matter here: one sample, one position)
-        keys = list(rule.init_state(torch.zeros(1, 1, in_features),
-                                    torch.zeros(1, 1, out_features),
-                                    persistent))
-        node = PlasticNode(module, keys)
-        self._add(node, source, state_path, spike_source=f'{source}.neuron')
-        self.folded.append(
-            f'{name} {source}: learns at inference ({type(rule).__name__}, '
-            f'plasticity={module.plasticity!r}); local weight and rule '
-            'state exported as state, the local update runs in the graph'
-            + ('; local weight shared by the batch (no batch axis)'
-               if persistent else '')
-            + ('; reward from the graph input teacher (labels [B], -1: no '
-               'reward)' if node.needs_teacher else ''))
-
-    def layer(self, module, source, state_path):
-        """A module of a SpikingSequential (or the backbone itself)."""
-        if isinstance(module, SpikingSequential):
-            for i, child in enumerate(module):
-                self.layer(child, f'{source}.{i}', f'{state_path}.{i}')
-        elif isinstance(module, ConvLifNet):
-            self.layer(module.layers, f'{source}.layers', state_path)
-        elif isinstance(module, _STATEFUL):
-            self.stateful(module, source, state_path)
-        elif isinstance(module, (PlasticFcLif, PlasticConv2dLif)):
-            self.plastic(module, source, state_path)
-        elif isinstance(module, TimeFold):
-            self.stateless(module.module, f'{source}.module')
-        elif isinstance(module, (FcLif, Conv1dLif, Conv2dLif, Conv3dLif)):
-            for part in ('dropout', 'linear', 'conv', 'pool', 'norm'):
-                sub = getattr(module, part, None)
-                if sub is not None:
-                    self.stateless(sub, f'{source}.{part}',
-                                   _folds_batchnorm(module.neuron))
-            self.neuron(module.neuron, f'{source}.neuron', state_path)
-        elif isinstance(module, (Lif1d, Lif2d)):
-            self.neuron(module.neuron, f'{source}.neuron', state_path)
-        elif isinstance(module, BaseNeuron):
-            self.neuron(module, source, state_path)
-        elif isinstance(module, Aggregation):
-            self._add(AggregateNode(module.mode), source, state_path)
-        else:
-            raise LoweringError(
-                f'layer {source}: {type(module).__name__} is not a layer '
-                'bidl-deploy can export (it may keep recurrent state the '
-                'exporter cannot see); supported: SpikingSequential, '
-                'TimeFold, FcLif, Conv1d/2d/3dLif, Lif1d/2d, the neurons, '
-                'Aggregation, ConvLifNet, ResNetLif, SEWResNet, FastTextLif, '
-                'Spikformer, PlasticFcLif/PlasticConv2dLif')
-
-    def head(self, head, source):
-        if isinstance(head, PopulationClsHead):
-            self.population_head(head, source)
-            return
-        if not isinstance(head, SpikingClsHead):
-            raise LoweringError(
-                f'layer {source}: head {type(head).__name__} is not '
-                'supported for deployment (SpikingClsHead, '
-                'PopulationClsHead)')
-        self.stateless(head.dropout, f'{source}.dropout')
-        self._add(ModuleNode(nn.Flatten(1)), f'{source}.flatten')
-        self._weighted(head.fc, f'{source}.fc')
-        self._add(AggregateNode(head.aggregation), f'{source}.aggregate',
-                  source)
-
-    def population_head(self, head, source):
-        """``scale * mean_t mean_group y``: the group mean, the temporal
-        mean (whose running ``sum`` of group rates and ``count`` are the
-        head's own ``step`` state), then the scale as a channel affine. No
-        weights: a vote, not a synapse."""
-        classes, group = head.num_classes, head.group_size
-        self._add(GroupMeanNode(classes, group), f'{source}.vote')
-        self._add(AggregateNode('mean'), f'{source}.aggregate', source)
-        self._add(ChannelAffineNode(torch.full((classes, ), head.scale),
-                                    torch.zeros(classes), 2),
-                  f'{source}.scale')
-        self.folded.append(
-            f'PopulationClsHead {source}: group vote as group mean, temporal'
-            f' mean and scale ({head.scale:g}); {classes} groups of {group}')
 
 
 def lower_model(model, example=None):
@@ -498,9 +427,8 @@ def lower_model(model, example=None):
             raise LoweringError(
                 f'{type(model).__name__} has no {attr}; bidl-deploy exports '
                 'SpikingClassifier models (backbone + head)')
-    lowering = _Lowering(example)
+    lowerer = Lowerer(example)
     with torch.no_grad():
-        lowering.layer(model.backbone, 'backbone', 'backbone')
-        lowering.head(model.head, 'head')
-    return LoweredNet(lowering.layers, lowering.folded,
-                      lowering.folded_states)
+        lowerer.layer(model.backbone, 'backbone', 'backbone')
+        lowerer.layer(model.head, 'head', 'head')
+    return LoweredNet(lowerer.layers, lowerer.folded, lowerer.folded_states)

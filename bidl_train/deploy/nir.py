@@ -18,17 +18,20 @@ BatchNorm is already folded into the conv/linear by the lowering; average
 pooling becomes ``SumPool2d`` with ``1/k^2`` folded into the next weighted
 layer; ``Flatten.start_dim`` counts dims of the unbatched shape. The
 residual backbones ResNetLif and SEWResNet (ADD) become graphs whose
-branches join by several edges into one node, which receives their sum
-(:mod:`.nir_graph`). The head's temporal aggregation is not part of the
-graph: the graph outputs the per-step logits and the caller aggregates them
-over time.
+branches join by several edges into one node, which receives their sum:
+each branching backbone and its blocks have an entry in
+:data:`~.nir_graph.NIR_LOWERINGS` (:mod:`.lowerings.resnet`,
+:mod:`.lowerings.sew_resnet`); one with none is refused by name. The
+head's temporal aggregation is not part of the graph: the graph outputs
+the per-step logits and the caller aggregates them over time.
 
 Everything NIR cannot express exactly is refused by layer name: other
 neuron kinds (ALIF, LIFPlus, Izhikevich ...; any node kind not listed is
 refused, never passed through), soft reset, BatchNorm on the membrane,
 analog output, beta or v0 != 0, per-channel/per-neuron parameters, grouped
 or non-2D convs, max pooling, activations, SEW's AND/IAND connect
-functions, lite ResNets (ReLU blocks), other branching backbones.
+functions, lite ResNets (ReLU blocks), branching backbones with no NIR
+lowering.
 """
 import json
 import os.path as osp
@@ -42,8 +45,8 @@ from bidl_train.errors import ConfigError
 from bidl_train.registry import DEPLOY_TARGETS
 from .artefacts import write_initial_state, write_manifest
 from .base import DeployTarget, Export, Runtime, UnsupportedFeature
-from .nir_graph import (DT, GraphBuilder, add_residual, check_neuron,
-                        check_residual, cuba_of, load_nir)
+from .nir_graph import (DT, GraphBuilder, add_stateful, check_neuron,
+                        check_stateful, cuba_of, load_nir)
 from .nodes import (AggregateNode, ChannelAffineNode, LIFNode, ModuleNode,
                     StatefulNode, WeightedNode)
 
@@ -105,7 +108,7 @@ class NirTarget(DeployTarget):
                     raise refuse(f'{type(module).__name__} (no exact NIR '
                                  'node; NIR has no max pooling)')
             elif isinstance(node, StatefulNode):
-                check_residual(node, name)
+                check_stateful(node, name)
                 if not _folds_into_next(layers, i):
                     raise refuse('global average pooling not followed by a '
                                  'conv/linear to fold its 1/(H W) into')
@@ -139,8 +142,8 @@ class NirTarget(DeployTarget):
                 elif isinstance(node, LIFNode) or cuba_of(node) is not None:
                     sources, x = g.neuron(key, node, sources, x)
                 elif isinstance(node, StatefulNode):
-                    sources, x, pending_scale = add_residual(
-                        g, node, key, sources, x)
+                    sources, x, pending_scale = add_stateful(
+                        g, node, key, step_net.sources[i], sources, x)
                 elif isinstance(node, ModuleNode) and isinstance(
                         node.module, nn.AvgPool2d):
                     pool = node.module

@@ -1,30 +1,15 @@
-"""Building NIR graphs: neurons, folded conv+BatchNorm, residual backbones.
+"""Building NIR graphs: neurons, folded conv+BatchNorm, branching backbones.
 
 NIR is a graph, not a chain: a node with several incoming edges receives
 the *sum* of their outputs (the NIR spec; nirtorch 2.6's interpreter adds
-them with ``torch.add`` before calling the node). That is exactly how the
-residual backbones join their branches, so they export without any
-"add" node:
-
-* ``ResNetLif`` block: ``SN2(BN2(conv2(SN1(BN1(conv1(x))))) + sc(x))``. The
-  shortcut joins the membrane *input* of SN2, so SN2 gets two edges: one
-  from conv2 (BN2 folded in) and one from the shortcut, which is the spike
-  node that produced ``x`` (identity) or a 1x1 conv with its BatchNorm
-  folded in. Bottleneck blocks likewise, with three convs. BIDL's shortcut
-  (``shortcut='avgpool_conv'``: ``AvgPool2d(s) -> conv1x1 -> BN``) is a
-  ``SumPool2d`` of s x s windows into that 1x1 conv, with the average's
-  ``1/s^2`` folded into the conv's weight (not its bias). That is exact
-  when s divides the map; on an odd map ``ceil_mode`` adds a partial last
-  window, averaged over fewer pixels, which no scaled sum gives: refused,
-  naming the pool, when the export sees such a map.
-* ``SEWResNet`` block with the ``ADD`` connect function: the block output
-  ``A + S`` is a sum of spike tensors that is never materialised; every
-  consumer (the next block's conv1, its downsample conv, its identity
-  shortcut, the final pooling) gets one edge per spike node in the sum.
-  ``AND``/``IAND`` multiply spikes and have no NIR form (refused).
-* The backbone's global average pooling is a ``SumPool2d`` over the whole
-  map with ``1/(H W)`` folded into the next weighted layer (the head's
-  linear readout).
+them with ``torch.add`` before calling the node). That is how branching
+backbones join their branches, with no "add" node. A branching backbone
+and each module inside it (stem, blocks) has an entry in
+:data:`NIR_LOWERINGS` with its ``check`` (what NIR cannot express, refused
+by layer name) and ``build`` (its nodes and edges, through a
+:class:`StatefulGraph`); ResNetLif's and SEWResNet's live in
+:mod:`.lowerings.resnet` and :mod:`.lowerings.sew_resnet`, and a backbone
+with no entry is refused by name.
 
 Every neuron follows the mapping of :mod:`.nir` (``shared/NIR.md``): the
 membrane is scaled by ``1 - alpha``, which commutes with summing the input
@@ -42,16 +27,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from bidl_train.errors import ConfigError
-from bidl_train.models.backbones import ResNetLif, SEWResNet
-from bidl_train.models.backbones.resnet_lif import (BasicBlockLif,
-                                                    BottleneckLif)
-from bidl_train.models.backbones.sew_resnet import SEWBlock
 from bidl_train.neurons import CubaLIF
 from .base import UnsupportedFeature
+from .lower import Lowerings, batchnorm_affine
 from .nodes import LIFNode
 
 __all__ = ['DT', 'load_nir', 'GraphBuilder', 'cuba_of', 'check_neuron',
-           'check_residual', 'add_residual']
+           'NIR_LOWERINGS', 'StatefulGraph', 'check_stateful',
+           'check_part', 'check_convs_and_batchnorms', 'add_stateful',
+           'fold_batchnorm']
 
 #: the export's time step: snnTorch 1.0 hard-codes 1e-4 (shared/NIR.md)
 DT = 1e-4
@@ -240,36 +224,42 @@ class GraphBuilder:
 
 def fold_batchnorm(conv, bn):
     """Weight and bias of ``bn(conv(x))`` as one conv (eval mode)."""
-    scale = (bn.running_var + bn.eps).rsqrt()
-    shift = -bn.running_mean * scale
-    if bn.affine:
-        scale, shift = scale * bn.weight, shift * bn.weight + bn.bias
+    scale, shift = batchnorm_affine(bn)
     bias = (torch.zeros_like(scale) if conv.bias is None else conv.bias)
     weight = conv.weight * scale.reshape(-1, 1, 1, 1)
     return weight.detach(), (bias * scale + shift).detach()
 
 
-# -- residual backbones ----------------------------------------------------
-def _blocks(module):
-    for i, stage in enumerate(module.stages):
-        for j, block in enumerate(stage):
-            yield f'stages.{i}.{j}', block
+# -- branching backbones ---------------------------------------------------
+#: NIR graphs of the modules inside a branching backbone's StatefulNode (the
+#: backbone and its parts: stem, blocks), exact by class. An entry is a
+#: class (or object) with ``check(module, layer)``, which raises
+#: UnsupportedFeature for what NIR cannot express, and ``build(graph,
+#: module, scope, sources, x) -> (sources, x)``, which adds the module's
+#: nodes through ``graph`` (a :class:`StatefulGraph`).
+NIR_LOWERINGS = Lowerings(
+    'NIR_LOWERINGS', '', 'a class with check(module, layer) and '
+    'build(graph, module, scope, sources, x)', exact=True)
 
 
-def check_residual(node, source):
-    """Refuse what a ResNetLif/SEWResNet (lowered as the StatefulNode
-    ``node`` from layer ``source``) has outside the exact NIR subset."""
-    module = node.module
-    name = type(module).__name__
-    if type(module) not in (ResNetLif, SEWResNet):
-        raise UnsupportedFeature(
-            'nir', source, f'{name} (only the branching backbones ResNetLif '
-            'and SEWResNet have an NIR mapping)',
-            'use the onnx or torchscript target')
-    if module.stem.pool is not None:
-        raise UnsupportedFeature(
-            'nir', f'{source}.stem.pool', 'MaxPool2d (NIR has no max '
-            'pooling)', "use stem='cifar'")
+def join(scope, name):
+    """The context key or module path ``name`` inside ``scope``."""
+    return f'{scope}.{name}' if scope else name
+
+
+def check_part(module, layer):
+    """Run the NIR check of ``module`` (at path ``layer``); a class with no
+    NIR lowering is refused by name."""
+    lowering = NIR_LOWERINGS.get(module)
+    if lowering is None:
+        raise UnsupportedFeature('nir', layer, NIR_LOWERINGS.missing(module),
+                                 'use the onnx or torchscript target')
+    lowering.check(module, layer)
+
+
+def check_convs_and_batchnorms(module, source):
+    """Refuse what :meth:`StatefulGraph.conv_bn` cannot fold: a BatchNorm
+    without running statistics, a grouped or non-zero-padded conv."""
     for path, sub in module.named_modules(prefix=source):
         if isinstance(sub, nn.BatchNorm2d) and sub.running_mean is None:
             raise UnsupportedFeature(
@@ -280,115 +270,86 @@ def check_residual(node, source):
             raise UnsupportedFeature(
                 'nir', path, f'grouped or non-zero-padded convolution '
                 f'(groups={sub.groups}, padding_mode={sub.padding_mode!r})')
-    for key, block in _blocks(module):
-        layer = f'{source}.{key}'
-        if type(block) not in (BasicBlockLif, BottleneckLif, SEWBlock):
-            raise UnsupportedFeature('nir', layer, f'{type(block).__name__} '
-                                     '(unknown residual block)')
-        if isinstance(block, SEWBlock) and block.cnf != 'ADD':
-            raise UnsupportedFeature(
-                'nir', layer, f'SEW connect function {block.cnf} (a product '
-                'of spikes; NIR nodes only sum their inputs)',
-                "use cnf='ADD'")
-        for sn in ('sn1', 'sn2', 'sn3'):
-            act = getattr(block, sn, None)
-            if act is not None and not getattr(act, 'spiking', True):
-                raise UnsupportedFeature(
-                    'nir', f'{layer}.{sn}', 'ReLU in place of a neuron '
-                    '(lite=True: analog activations)')
+
+
+def check_stateful(node, source):
+    """Refuse what a branching backbone (lowered as the StatefulNode
+    ``node`` from layer ``source``) has outside the exact NIR subset: its
+    own NIR lowering's check, then every neuron's."""
+    check_part(node.module, source)
     for key, neuron in zip(node.keys, node.neurons):
         check_neuron(neuron, f'{source}.{key}')
 
 
-def add_residual(g, node, prefix, sources, x):
-    """Add a checked ResNetLif/SEWResNet StatefulNode to builder ``g``.
+class StatefulGraph:
+    """Builds the NIR graph of one StatefulNode into a :class:`GraphBuilder`.
 
-    ``sources``/``x``: the backbone's input edges and example input.
-    Returns the output sources (the spike nodes summed by the global
-    pooling's input), the example output ``[1, C, 1, 1]`` and the ``1/(H
-    W)`` the next weighted layer must fold in.
+    The NIR lowerings of the backbone and its parts call these with paths
+    relative to the backbone (``stages.0.0.conv1``) and the neurons' context
+    keys (``stages.0.0.sn1``); node keys get the StatefulNode's ``prefix``.
     """
-    module = node.module
-    nir = g.nir
-    fired = {}
-    # the backbone's layer name, for a refusal: the module path of its
-    # first neuron (the stem's) less the neuron's context key
-    layer = node.neuron_names[0][:-len(node.keys[0]) - 1]
-    start = len(g.neurons)
 
-    def key_of(path):
-        return f'{prefix}_{path}'.replace('.', '_')
+    def __init__(self, g, node, prefix, source):
+        self.g, self.node, self.prefix, self.source = g, node, prefix, source
+        self.nir = g.nir
+        #: the factor the next weighted layer must fold in (a sum pooling
+        #: standing for an average sets it)
+        self.scale = 1.0
+        self._fired = {}
+        self._start = len(g.neurons)
 
-    def conv_bn(path, conv, bn, srcs, x):
-        w, b = fold_batchnorm(conv, bn)
-        return g.conv(key_of(path), w, b, conv, srcs, x)
+    def key(self, path):
+        return f'{self.prefix}_{path}'.replace('.', '_')
 
-    def avgpool_conv(scope, shortcut, srcs, x):
-        pool, conv, bn = shortcut
-        w, b = fold_batchnorm(conv, bn)
-        if isinstance(pool, nn.AvgPool2d):  # kernel = stride, no padding
-            k, (h, w_in) = pool.kernel_size, x.shape[2:]
-            if h % k or w_in % k:
-                raise UnsupportedFeature(
-                    'nir', f'{layer}.{scope}.shortcut.0', f'average pooling '
-                    f'of a {h}x{w_in} map in {k}x{k} windows (ceil_mode: a '
-                    'partial last window, averaged over fewer pixels, is '
-                    'no scaled SumPool2d)', 'use an input size whose '
-                    'downsampled maps all divide by the stride')
-            srcs, x = g.sum_pool(key_of(f'{scope}.shortcut.0'), (k, k),
-                                 (k, k), (0, 0), srcs, x)
-            w = w / (k * k)  # the average = the sum / k^2
-        return g.conv(key_of(f'{scope}.shortcut.1'), w, b, conv, srcs, x)
+    def layer(self, path):
+        """The model path of ``path`` (for a refusal)."""
+        return join(self.source, path)
 
-    def fire(ctx_key, srcs, x):
-        lif = node.neurons[node.index[ctx_key]]
-        fired[ctx_key] = len(g.neurons)
-        return g.neuron(key_of(ctx_key), lif, srcs, x)
+    def part(self, module, scope, sources, x):
+        """Add ``module`` (at ``scope``) by its NIR lowering."""
+        return NIR_LOWERINGS.get(module).build(self, module, scope, sources,
+                                               x)
 
+    def conv(self, path, weight, bias, conv, sources, x):
+        return self.g.conv(self.key(path), weight, bias, conv, sources, x)
+
+    def conv_bn(self, path, conv, bn, sources, x):
+        """``bn(conv(x))`` as one conv, BatchNorm folded in."""
+        weight, bias = fold_batchnorm(conv, bn)
+        return self.conv(path, weight, bias, conv, sources, x)
+
+    def sum_pool(self, path, kernel, stride, sources, x):
+        return self.g.sum_pool(self.key(path), kernel, stride, (0, 0),
+                               sources, x)
+
+    def fire(self, ctx_key, sources, x):
+        """The lowered neuron of context key ``ctx_key``."""
+        neuron = self.node.neurons[self.node.index[ctx_key]]
+        self._fired[ctx_key] = len(self.g.neurons)
+        return self.g.neuron(self.key(ctx_key), neuron, sources, x)
+
+    def finish(self):
+        """Check every lowered neuron was added once; put the neurons in
+        the lowered node's firing order (its state/spike order)."""
+        keys = self.node.keys
+        if sorted(self._fired) != sorted(keys):
+            raise RuntimeError(f'{self.prefix}: NIR neurons '
+                               f'{sorted(self._fired)} differ from the '
+                               f'lowered ones {sorted(keys)}')
+        start, neurons = self._start, self.g.neurons
+        mine = neurons[start:]
+        neurons[start:] = [mine[self._fired[k] - start] for k in keys]
+
+
+def add_stateful(g, node, prefix, source, sources, x):
+    """Add a checked StatefulNode (from layer ``source``) to builder ``g``.
+
+    ``sources``/``x``: its input edges and example input. Returns the
+    output sources, the example output and the factor the next weighted
+    layer must fold in (a global average pooling's ``1/(H W)``).
+    """
+    graph = StatefulGraph(g, node, prefix, source)
     with torch.no_grad():
-        stem = module.stem
-        srcs, x = conv_bn('stem.conv', stem.conv, stem.bn, sources, x)
-        srcs, x = fire('stem.sn', srcs, x)
-        for scope, block in _blocks(module):
-            if isinstance(block, SEWBlock):
-                a, y = conv_bn(f'{scope}.conv1', block.conv1, block.bn1,
-                               srcs, x)
-                a, y = fire(f'{scope}.sn1', a, y)
-                a, y = conv_bn(f'{scope}.conv2', block.conv2, block.bn2, a,
-                               y)
-                a, y = fire(f'{scope}.sn2', a, y)
-                if block.downsample is not None:
-                    conv, bn = block.downsample
-                    s, ys = conv_bn(f'{scope}.downsample.0', conv, bn, srcs,
-                                    x)
-                    srcs, _ = fire(f'{scope}.sn_down', s, ys)
-                # ADD: the block output is the sum of both spike sources
-                srcs, x = a + srcs, y
-                continue
-            convs = [(block.conv1, block.bn1), (block.conv2, block.bn2)]
-            if isinstance(block, BottleneckLif):
-                convs.append((block.conv3, block.bn3))
-            out, y = srcs, x
-            for k, (conv, bn) in enumerate(convs, 1):
-                out, y = conv_bn(f'{scope}.conv{k}', conv, bn, out, y)
-                if k < len(convs):
-                    out, y = fire(f'{scope}.sn{k}', out, y)
-            if block.shortcut is None:
-                short = srcs
-            elif len(block.shortcut) == 2:  # 'conv': strided 1x1 conv, BN
-                conv, bn = block.shortcut
-                short, _ = conv_bn(f'{scope}.shortcut.0', conv, bn, srcs, x)
-            else:  # 'avgpool_conv': pool (or identity), 1x1 conv, BN
-                short, _ = avgpool_conv(scope, block.shortcut, srcs, x)
-            # the shortcut joins the last neuron's input current
-            srcs, x = fire(f'{scope}.sn{len(convs)}', out + short, y)
-        kernel = tuple(x.shape[2:])
-        srcs, x = g.sum_pool(key_of('pool'), kernel, kernel, (0, 0), srcs,
-                             x)
-    if sorted(fired) != sorted(node.keys):
-        raise RuntimeError(f'{prefix}: NIR neurons {sorted(fired)} differ '
-                           f'from the lowered ones {sorted(node.keys)}')
-    # state/spike order: the lowered node's firing order
-    mine = g.neurons[start:]
-    g.neurons[start:] = [mine[fired[k] - start] for k in node.keys]
-    return srcs, x, 1.0 / (kernel[0] * kernel[1])
+        sources, x = graph.part(node.module, '', sources, x)
+    graph.finish()
+    return sources, x, graph.scale
