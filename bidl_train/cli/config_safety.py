@@ -103,7 +103,7 @@ def _check_base(top, cfg_path, filename):
             'inherit only YAML/JSON files and bidl-train\'s configs/')
     path = osp.join(osp.dirname(filename), cfg_path)
     suffix = osp.splitext(path)[1].lower()
-    if suffix in DATA_SUFFIXES or suffix == '.py' and _is_shipped(path):
+    if suffix in DATA_SUFFIXES or (suffix == '.py' and _is_shipped(path)):
         return
     raise ConfigError(
         f'{where} is not a YAML/JSON file; a YAML config may inherit only '
