@@ -308,6 +308,7 @@ def test_python_base_outside_shipped_configs_is_refused_even_by_symlink(
     assert not (tmp_path / 'pwned').exists()
 
 
+@pytest.mark.slow
 def test_shipped_configs_load_as_yaml_bases_and_yaml_demo_runs(tmp_path):
     """In a fresh process (registries filled only from their locations):
     every shipped top-level config, inherited by a YAML file, passes the
