@@ -16,6 +16,7 @@ import pytest
 import torch
 from mmengine.runner.checkpoint import (CheckpointLoader, _load_checkpoint,
                                         load_checkpoint)
+from test_checkpoint import _RunsShell  # unpickling runs `touch marker`
 from test_commands import run, tiny_config, tool
 
 from bidl_train.engine import checkpoint as ckpt_mod
@@ -40,16 +41,6 @@ OTHER_SCHEMES = [
     ('ftp://127.0.0.1/x.pth', 'ftp'),
     ('file:///tmp/x.pth', 'file'),
 ]
-
-
-class _RunsShell:
-    """Unpickling this runs ``touch marker`` (os.system)."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f'touch {self.marker}', ))
 
 
 class _RunsExec:
