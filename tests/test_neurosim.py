@@ -300,3 +300,17 @@ def test_spike_file_replay_and_izhikevich_peak_in_traces(tmp_path):
     steps = (res.spike_times('iz')[0] / 0.5).round().astype(int)
     assert len(steps) and np.allclose(res.traces['iz']['v'][steps, 0, 0],
                                       30.0)
+
+
+def test_simulate_tool_refuses_a_python_base_in_a_yaml_config(tmp_path,
+                                                               capsys):
+    """A YAML config is data: naming a Python base must not run it."""
+    marker = tmp_path / 'pwned'
+    evil = tmp_path / 'evil.py'
+    evil.write_text(f'import pathlib\npathlib.Path({str(marker)!r}).touch()\n'
+                    'duration = 1.0\n')
+    cfg = tmp_path / 'net.yaml'
+    cfg.write_text('_base_: [evil.py]\n')
+    assert _load_tool().main([str(cfg), '--out', str(tmp_path / 'o')]) == 2
+    assert not marker.exists()
+    assert 'evil.py' in capsys.readouterr().err

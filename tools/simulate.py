@@ -23,6 +23,7 @@ import os
 import os.path as osp
 import sys
 import time
+from contextlib import nullcontext
 
 import numpy as np
 
@@ -71,6 +72,9 @@ def main(argv=None):
     from mmengine.config import Config, DictAction
 
     from bidl_train.cli.common import install_safe_yaml
+    from bidl_train.cli.config_safety import (data_bases_only,
+                                              is_data_config,
+                                              restrict_registry_imports)
     from bidl_train.errors import BidlError, ConfigError
     from bidl_train.neurosim import Network
     from bidl_train.neurosim.analysis import summarize
@@ -79,7 +83,16 @@ def main(argv=None):
         if not osp.isfile(args.config):
             raise ConfigError(f'config file {args.config} does not exist')
         install_safe_yaml()  # YAML configs are data, never code
-        cfg = Config.fromfile(args.config)
+        data = is_data_config(args.config)
+        restrict_registry_imports(data)
+        # a YAML config may not inherit a Python file nor import modules
+        with data_bases_only(args.config) if data else nullcontext():
+            cfg = Config.fromfile(args.config,
+                                  import_custom_modules=not data)
+        if data and cfg.get('custom_imports'):
+            raise ConfigError(f'config {args.config}: custom_imports is not '
+                              'allowed in a YAML config (Python configs are '
+                              'code: write one to import modules)')
         if args.cfg_options:
             overrides = {}
             for item in args.cfg_options:
