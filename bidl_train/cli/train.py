@@ -96,10 +96,17 @@ def main(argv=None):
     try:
         with user_errors('bidl-train'):
             from bidl_train.engine import build_runner
-            from bidl_train.engine.runner import check_work_dir
+            from bidl_train.engine.dist import (dist_timeout, launcher_rank,
+                                                peer_failures)
+            from bidl_train.engine.runner import check_work_dir, disk_errors
+            from bidl_train.engine.work_dir_lock import lock_work_dir
             cfg = merge_args(load_config(args.config, args.cfg_options), args)
             check_work_dir(cfg.work_dir)
-            build_runner(cfg).train()  # no name: freed before closing
+            # one run per work dir; the ranks of one job share rank 0's lock
+            if launcher_rank(cfg.launcher) == 0:
+                lock_work_dir(cfg.work_dir)
+            with peer_failures(dist_timeout(cfg)), disk_errors(cfg.work_dir):
+                build_runner(cfg).train()  # no name: freed before closing
     finally:
         # every rank, on success or error (see close_distributed)
         from bidl_train.engine.dist import close_distributed

@@ -275,18 +275,47 @@ class AtomicLocalBackend(LocalBackend):
 
 
 def _atomic_write(filepath, data, mode):
+    """Write ``data`` to ``filepath`` whole or not at all.
+
+    Raises:
+        CheckpointError: the disk is full, read-only or otherwise refused
+            the write. The temporary file is gone, ``filepath`` is as it
+            was, and mmengine has not yet pointed ``last_checkpoint`` at it
+            (it does so only after a successful save).
+    """
     filepath = os.fspath(filepath)
-    os.makedirs(osp.dirname(osp.abspath(filepath)), exist_ok=True)
     tmp = f'{filepath}.tmp{os.getpid()}'
     try:
+        os.makedirs(osp.dirname(osp.abspath(filepath)), exist_ok=True)
         with open(tmp, mode) as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, filepath)
+    except OSError as err:
+        raise CheckpointError(_write_failure(filepath, err)) from None
     finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+        _remove_quietly(tmp)
+
+
+def _remove_quietly(path):
+    """Remove a leftover temporary file, if any (after a successful
+    ``os.replace`` there is none; on a read-only disk none was made)."""
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def _write_failure(filepath, err):
+    """One line: what failed, what is left to resume from, what to do."""
+    reason = err.strerror or str(err)
+    last = find_resume_checkpoint(osp.dirname(osp.abspath(filepath)))
+    left = (f'the last complete checkpoint is {last}' if last else
+            'no complete checkpoint was written before')
+    action = ('free space or choose another --work-dir and --resume'
+              if last else 'free space or choose another --work-dir')
+    return f'could not write checkpoint {filepath}: {reason}; {left}; {action}'
 
 
 def install_atomic_backend():

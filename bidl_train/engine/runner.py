@@ -4,19 +4,22 @@ The one place where the framework's run-time patches are applied before the
 Runner exists: safe checkpoint loading and CPU-capable distributed set-up.
 """
 import difflib
+import errno
 import os
 import os.path as osp
 import shutil
 import tempfile
+from contextlib import contextmanager
 
 from mmengine.config import Config
 from mmengine.runner import Runner
 
 from bidl_train.datasets import seeding  # noqa: F401 (registers seed_worker)
-from bidl_train.errors import ConfigError
+from bidl_train.errors import BidlError, ConfigError
 
-from .checkpoint import install_atomic_backend, install_safe_loader
-from .dist import setup_cpu_distributed
+from .checkpoint import (find_resume_checkpoint, install_atomic_backend,
+                         install_safe_loader)
+from .dist import dist_timeout, setup_cpu_distributed
 
 #: Top-level config keys the Runner or bidl-train reads. Any other key is a
 #: typo until proven otherwise (mmengine ignores unknown keys silently).
@@ -58,7 +61,7 @@ def build_runner(cfg: Config) -> Runner:
     install_safe_loader()
     install_atomic_backend()
     launcher = cfg.get('launcher', 'none')
-    wrapper = setup_cpu_distributed(launcher)
+    wrapper = setup_cpu_distributed(launcher, dist_timeout(cfg))
     if wrapper is not None and cfg.get('model_wrapper_cfg') is None:
         cfg.model_wrapper_cfg = wrapper
     return Runner.from_cfg(cfg)
@@ -118,3 +121,33 @@ def check_work_dir(work_dir, min_free=MIN_FREE_BYTES):
             f'only {free / 2**20:.0f} MiB free under work dir {work_dir}; '
             f'checkpoints need at least {min_free / 2**20:.0f} MiB: free '
             'space or choose another --work-dir')
+
+
+class DiskError(BidlError):
+    """The disk under the work dir filled up or turned read-only mid-run."""
+
+
+#: errors that mean "the disk will not take more"; others stay bugs
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+
+
+@contextmanager
+def disk_errors(work_dir):
+    """Turn a full or read-only disk during training into :class:`DiskError`.
+
+    Checkpoints report their own failures (see ``_atomic_write``); this
+    catches the other writers: ``last_checkpoint``, logs, scalars.
+    """
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in _DISK_ERRNOS:
+            raise
+        what = err.filename or f'a file under work dir {work_dir}'
+        last = find_resume_checkpoint(work_dir)
+        left = (f'the last complete checkpoint is {last}; free space or '
+                'choose another --work-dir and --resume' if last else
+                'no complete checkpoint was written; free space or choose '
+                'another --work-dir')
+        raise DiskError(f'could not write {what}: {err.strerror}; '
+                        f'{left}') from None
