@@ -180,7 +180,7 @@ def test_failed_checkpoint_write_leaves_the_old_state(tmp_path, monkeypatch,
 def test_failed_first_checkpoint_says_nothing_is_left(tmp_path, monkeypatch):
     _failing_open(monkeypatch, '.tmp', errno.ENOSPC, after_bytes=10)
     with pytest.raises(CheckpointError,
-                       match='no complete checkpoint was written before'):
+                       match='no complete checkpoint is left in the work dir'):
         _atomic_write(tmp_path / 'epoch_1.pth', b'x' * 100, 'wb')
     assert os.listdir(tmp_path) == []
 
@@ -196,6 +196,12 @@ def test_full_disk_outside_checkpoints_is_one_line(tmp_path):
         f'could not write {marker}: No space left on device; the last '
         f'complete checkpoint is {tmp_path / "epoch_3.pth"}; free space or '
         'choose another --work-dir and --resume')
+    with pytest.raises(DiskError, match='^could not write a file under '
+                       'work dir .*: Read-only file system; no complete '
+                       'checkpoint is left; free space or choose another '
+                       '--work-dir$'):
+        with disk_errors(str(tmp_path / 'empty')):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
     with pytest.raises(FileNotFoundError):  # other OS errors are no disk's
         with disk_errors(str(tmp_path)):
             open(tmp_path / 'missing')

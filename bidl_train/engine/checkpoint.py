@@ -312,7 +312,7 @@ def _write_failure(filepath, err):
     reason = err.strerror or str(err)
     last = find_resume_checkpoint(osp.dirname(osp.abspath(filepath)))
     left = (f'the last complete checkpoint is {last}' if last else
-            'no complete checkpoint was written before')
+            'no complete checkpoint is left in the work dir')
     action = ('free space or choose another --work-dir and --resume'
               if last else 'free space or choose another --work-dir')
     return f'could not write checkpoint {filepath}: {reason}; {left}; {action}'

@@ -147,7 +147,7 @@ def disk_errors(work_dir):
         last = find_resume_checkpoint(work_dir)
         left = (f'the last complete checkpoint is {last}; free space or '
                 'choose another --work-dir and --resume' if last else
-                'no complete checkpoint was written; free space or choose '
+                'no complete checkpoint is left; free space or choose '
                 'another --work-dir')
         raise DiskError(f'could not write {what}: {err.strerror}; '
                         f'{left}') from None
