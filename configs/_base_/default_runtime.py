@@ -17,8 +17,11 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )
 custom_hooks = [
-    # stop at the first NaN/Inf loss, before a poisoned checkpoint is written
-    dict(type='NanGuardHook'),
+    # stop at the first NaN/Inf loss, parameter or buffer (checked after every
+    # iteration and before every save) or when the loss exceeds 1000 x the
+    # median of its first 20 iterations, before a poisoned checkpoint is
+    # written; the error names the last checkpoint verified finite
+    dict(type='NanGuardHook', divergence_factor=1e3, reference_iters=20),
     # per-epoch seeding: kill + resume reproduces the uninterrupted run
     dict(type='EpochSeedHook'),
     # a progress bar with ETA on interactive terminals (silent in CI logs)
