@@ -154,6 +154,53 @@ def test_weights_checked_after_every_iteration(tmp_path):
     assert 'no checkpoint had been saved' in message
 
 
+def test_weights_changed_outside_the_iteration_are_caught_before_saving(
+        tmp_path):
+    """Plasticity during validation, another hook: checked at the epoch
+    and validation ends, above CheckpointHook's priority."""
+    runner = _runner(tmp_path)
+    hook = NanGuardHook()
+    assert hook.priority == 'ABOVE_NORMAL'  # CheckpointHook: VERY_LOW
+    hook.after_train_epoch(runner)
+    hook.after_val_epoch(runner)
+    runner.model.conv.bias.data[0] = INF
+    with pytest.raises(NonFiniteWeightsError,
+                       match='conv.bias became non-finite.*validation'):
+        hook.after_val_epoch(runner)
+    with pytest.raises(NonFiniteWeightsError, match='end of epoch 1'):
+        hook.after_train_epoch(runner)
+
+
+def test_nonfinite_model_at_the_start_is_refused(tmp_path):
+    runner = _runner(tmp_path)
+    runner.model.norm.weight.data[0] = NAN
+    with pytest.raises(NonFiniteWeightsError,
+                       match="norm.weight .*model's initialisation"):
+        NanGuardHook().before_train(runner)
+    # a checkpoint holding NaN (optimizer state included) is named
+    runner = _runner(tmp_path)
+    runner._load_from = str(tmp_path / 'old.pth')
+    hook = NanGuardHook()
+    hook.after_load_checkpoint(runner, _checkpoint(
+        runner.model, dict(state={0: dict(momentum_buffer=torch.tensor(
+            [NAN]))})))
+    with pytest.raises(NonFiniteWeightsError,
+                       match=r'optimizer.state.0.momentum_buffer .*starts '
+                       r'from \(.*old.pth\)'):
+        hook.before_train(runner)
+
+
+def test_resume_keeps_the_divergence_reference(tmp_path):
+    saved = dict(_checkpoint(_Net()), nan_guard=dict(
+        reference_losses=[2.0, 2.2, 2.1]))
+    for resume, expected in ((True, [2.0, 2.2, 2.1]), (False, [])):
+        runner = _runner(tmp_path)
+        runner._resume = resume
+        hook = NanGuardHook()
+        hook.after_load_checkpoint(runner, saved)
+        assert hook.reference_losses == expected
+
+
 def test_nonfinite_loss_stops(tmp_path):
     hook = NanGuardHook()
     runner = _runner(tmp_path)
@@ -195,6 +242,8 @@ def test_divergence_off_and_non_positive_reference(tmp_path):
         NanGuardHook(divergence_factor=0.5)
     with pytest.raises(ConfigError, match='reference_iters'):
         NanGuardHook(reference_iters=0)
+    with pytest.raises(ConfigError, match="got 'big'"):
+        NanGuardHook(divergence_factor='big')
 
 
 def _checkpoint(model, optimizer_state=None):
