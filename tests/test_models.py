@@ -217,3 +217,23 @@ def test_conv_lif_net_pools_the_synaptic_current_or_the_output():
     assert torch.allclose(torch.stack(steps), outer(x), atol=1e-6)
     with pytest.raises(ConfigError, match='pool_position'):
         ConvLifNet(pool_position='after', **kw)
+
+
+def test_predicted_label_is_none_for_nan_or_tied_scores():
+    """argmax would name class 0 for a NaN row and for a tie; a sample with
+    no decided prediction gets NO_PREDICTION (-1), so hooks that look for
+    misclassified samples count it as wrong."""
+    from bidl_train.models.classifiers import NO_PREDICTION, _predicted_label
+    assert _predicted_label(torch.tensor([0.1, 0.7, 0.2])) == 1
+    assert _predicted_label(torch.tensor([float('nan'), 0.5, 0.5])) == \
+        NO_PREDICTION
+    assert _predicted_label(torch.tensor([0.4, 0.4, 0.2])) == NO_PREDICTION
+    assert _predicted_label(torch.tensor([0.2, float('inf'), 0.0])) == \
+        NO_PREDICTION
+    model = tiny_classifier().eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float('nan'))
+    preds = model(torch.rand(3, 2, 2, 8, 8), dict(label=torch.tensor([0, 1])),
+                  mode='predict')
+    assert [p['pred_label'] for p in preds] == [NO_PREDICTION] * 2

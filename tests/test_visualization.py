@@ -336,3 +336,21 @@ def test_logger_lines_print_above_the_bar_and_are_restored():
         assert 'a log line' in term.getvalue()
     finally:
         logger.removeHandler(handler)
+
+
+def test_per_class_report_counts_undecided_samples(tmp_path):
+    """Scores of a class-0 sample tie at the top: the Accuracy metric has no
+    prediction for it, so it is in no confusion row, but it is still one of
+    class 0's samples and not a correct one (1 of 2 right: 50 %)."""
+    from bidl_train.evaluation.metrics.classification import Accuracy
+    metric = Accuracy(topk=(1, ), num_classes=2)
+    metrics = metric.compute_metrics([
+        dict(score=np.array([0.9, 0.1], np.float32), label=0),
+        dict(score=np.array([0.5, 0.5], np.float32), label=0),
+        dict(score=np.array([0.2, 0.8], np.float32), label=1),
+    ])
+    assert metrics['confusion_matrix'] == [[1, 0], [0, 1]]
+    write_test_report(metrics, str(tmp_path), ['a', 'b'])
+    rows = list(csv.reader(open(tmp_path / 'per_class_accuracy.csv')))
+    assert rows[1] == ['0', 'a', '2', '1', '50.0000']
+    assert rows[2] == ['1', 'b', '1', '1', '100.0000']

@@ -74,7 +74,7 @@ class SpikingClassifier(BaseModel):
         for i in range(scores.shape[0]):
             result = dict(
                 pred_score=scores[i].cpu(),
-                pred_label=int(scores[i].argmax()),
+                pred_label=_predicted_label(scores[i]),
                 firing_rates={
                     name: float(rate[i])
                     for name, rate in rates.items()
@@ -94,6 +94,21 @@ class SpikingClassifier(BaseModel):
         feats, backbone_state = self.backbone.step(x_t, state.get('backbone'))
         logits, head_state = self.head.step(feats, state.get('head'))
         return logits, dict(backbone=backbone_state, head=head_state)
+
+
+#: ``pred_label`` of a sample whose scores decide nothing (NaN/Inf or a tie
+#: at the top): argmax would name an arbitrary class
+NO_PREDICTION = -1
+
+
+def _predicted_label(scores):
+    """The class with the unique highest finite score, else ``NO_PREDICTION``."""
+    if not bool(torch.isfinite(scores).all()):
+        return NO_PREDICTION
+    top = scores.max()
+    if int((scores == top).sum()) > 1:
+        return NO_PREDICTION
+    return int(scores.argmax())
 
 
 def _class_scores(logits):

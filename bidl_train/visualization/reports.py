@@ -51,7 +51,11 @@ def write_test_report(metrics, out_dir, class_names=None):
     if confusion is not None:
         confusion = np.asarray(confusion, dtype=np.int64)
         written += _write_confusion(confusion, out_dir, class_names)
-        written += _write_per_class(confusion, out_dir, class_names)
+        samples = metrics.get('per_class_samples')
+        correct = metrics.get('per_class_correct')
+        if samples is None or correct is None:  # an older metric dict
+            samples, correct = confusion.sum(1), np.diag(confusion)
+        written += _write_per_class(samples, correct, out_dir, class_names)
     rates = layer_rates(metrics)
     if rates:
         path = osp.join(out_dir, 'firing_rates.csv')
@@ -80,9 +84,12 @@ def _write_confusion(confusion, out_dir, class_names):
     return [path, png]
 
 
-def _write_per_class(confusion, out_dir, class_names):
-    samples = confusion.sum(1)
-    correct = np.diag(confusion)
+def _write_per_class(samples, correct, out_dir, class_names):
+    """Per-class counts from the metric: a sample without a decided
+    prediction (NaN or tied scores) is in ``samples`` but in no row of the
+    confusion matrix."""
+    samples = np.asarray(samples, dtype=np.int64)
+    correct = np.asarray(correct, dtype=np.int64)
     accuracy = [100.0 * c / s if s else math.nan
                 for c, s in zip(correct, samples)]
     path = osp.join(out_dir, 'per_class_accuracy.csv')

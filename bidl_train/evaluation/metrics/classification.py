@@ -87,6 +87,10 @@ class Accuracy(BaseMetric):
             float(100.0 * h / n) if n else float('nan')
             for h, n in zip(hits, samples)
         ]
+        # the confusion matrix leaves out undecided samples (NaN or tied
+        # scores), so per-class counts are reported on their own
+        metrics['per_class_samples'] = samples.tolist()
+        metrics['per_class_correct'] = hits.tolist()
         metrics['confusion_matrix'] = confusion.tolist()
         metrics['nonfinite_scores'] = int((~finite).sum())
         metrics['tied_top_scores'] = int((finite & ~decided).sum())
