@@ -13,12 +13,15 @@ input step ``x``) and ``step(x, states) -> (y, new_states, spikes)``, where
 tensors for a :class:`StatefulNode`), exported as extra outputs so that
 deployed spikes can be compared with PyTorch's.
 
-Neuron kinds other than BIDL's LIF (ALIF, CubaLIF, LIFPlus, Izhikevich) and
-plastic layers that learn at inference run their own ``step`` code
-(:class:`NeuronNode`, :class:`PlasticNode`) on a copy whose surrogate spike
-function is a plain Heaviside: the surrogates are custom autograd functions,
-which neither tracing nor ONNX should see, and at inference they compute
-exactly ``H(x) = x > 0``.
+No neuron equation is written here. :class:`LIFNode` runs BIDL's LIF
+step of :class:`bidl_train.neurons.lif.LIFEquations` (the module's own
+pieces) on its explicit parameter tensors; the other neuron kinds (ALIF,
+CubaLIF, LIFPlus, Izhikevich) and plastic layers that learn at inference run
+their own ``step`` code (:class:`NeuronNode`, :class:`PlasticNode`) on a
+copy. The one deployment difference is :func:`use_plain_spikes`: the spike
+function becomes a plain Heaviside, because the surrogates are custom
+autograd functions, which neither tracing nor ONNX should see, and at
+inference they compute exactly ``H(x) = x > 0``.
 """
 import copy
 
@@ -26,12 +29,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bidl_train.neurons.lif import LIFEquations
+from bidl_train.neurons.surrogate import Heaviside
+
 __all__ = [
     'Node', 'WeightedNode', 'ModuleNode', 'ChannelAffineNode', 'LIFNode',
     'NeuronNode', 'PlasticNode', 'GroupMeanNode', 'AggregateNode',
     'StatefulNode',
-    'plain_neuron'
+    'plain_neuron', 'use_plain_spikes'
 ]
+
+
+def use_plain_spikes(module):
+    """THE deployment switch: ``module``'s spike function (its
+    ``surrogate``, read by ``neuronal_fire``) becomes a plain Heaviside.
+
+    Same forward numbers, no custom autograd function in the graph. Every
+    deployed neuron (:class:`LIFNode`, :func:`plain_neuron`) goes through
+    here. Returns ``module``.
+    """
+    module.surrogate = Heaviside()
+    return module
 
 
 class Node(nn.Module):
@@ -139,11 +157,11 @@ class ChannelAffineNode(Node):
         return x * self.scale + self.shift
 
 
-class LIFNode(Node):
-    """BIDL LIF at inference (see :mod:`bidl_train.neurons.lif`).
+class LIFNode(LIFEquations, Node):
+    """BIDL LIF at inference: the LIF's own step
+    (:meth:`~bidl_train.neurons.lif.LIFEquations.lif_step`) on explicit
+    parameter tensors, with :func:`use_plain_spikes`.
 
-    ``u = x + v; [u = norm(u)]; s = u > theta; r = hard/soft reset;
-    v' = alpha r + beta``; output ``s`` or ``act([u, u-theta, r, v'][k])``.
     ``norm`` is the membrane BatchNorm in eval mode as a channel affine.
     The per-batch parameter tensors keep the neuron's own shapes
     (``()``, ``(C, 1, ...)`` or the feature shape), which broadcast over
@@ -153,6 +171,8 @@ class LIFNode(Node):
     state_names = ('v', )
     # the spikes are exported in analog mode too (verification skips them)
     emits_spikes = True
+    # no gradient flows at inference: the reset's spike needs no detaching
+    detach_reset = False
 
     def __init__(self, alpha, beta, theta, v0, reset='hard', mode='spike',
                  memb_mode=0, act=None, norm=None):
@@ -165,42 +185,24 @@ class LIFNode(Node):
         self.memb_mode = memb_mode
         self.act = act
         self.norm = norm
+        use_plain_spikes(self)
+
+    def leak_factor(self):
+        """The leak the neuron used (IF's 1, PLIF's sigmoid(w)), frozen."""
+        return self.alpha
 
     def init_state(self, x):
         return [torch.zeros_like(x)]
 
     def step(self, x, states):
-        u = x + states[0]
-        if self.norm is not None:
-            u = self.norm(u)
-        s = (u > self.theta).to(u.dtype)
-        if self.reset == 'hard':
-            r = s * self.v0 + (1.0 - s) * u
-        else:
-            r = u - s * self.theta
-        v = self.alpha * r + self.beta
-        if self.mode == 'spike':
-            return s, [v], s
-        y = (u, u - self.theta, r, v)[self.memb_mode]
-        if self.act is not None:
-            y = self.act(y)
+        y, s, v = self.lif_step(x, states[0], self.theta)
         return y, [v], s
-
-
-class _Heaviside(nn.Module):
-    """``H(x) = 1`` where ``x > 0`` (strictly), else 0: what every surrogate
-    spike function computes in the forward pass, in plain ops."""
-
-    def forward(self, x):
-        return (x > 0).to(x.dtype)
 
 
 def plain_neuron(neuron):
     """A deep copy of ``neuron`` for export: eval mode (no training noise,
     BatchNorm on running statistics) and a plain Heaviside spike."""
-    neuron = copy.deepcopy(neuron).eval()
-    neuron.surrogate = _Heaviside()
-    return neuron
+    return use_plain_spikes(copy.deepcopy(neuron).eval())
 
 
 def _state_list(state, names):

@@ -85,7 +85,7 @@ class ALIF(LIF):
         if state is None:
             state = self.init_state(x_t)
         threshold = self.theta + self.beta_a * state['a']
-        y, s, v = self._advance(x_t, state['v'], threshold)
+        y, s, v = self.lif_step(x_t, state['v'], threshold)
         a = self.rho * state['a'] + (1.0 - self.rho) * s
         return y, {'v': v, 'a': a}
 

@@ -15,6 +15,13 @@ Subclasses implement ``init_state`` and ``step``; :meth:`BaseNeuron.forward`
 runs ``step`` over T, and a subclass may replace it by a fused kernel that
 gives the same numbers.
 
+Neurons that integrate, fire and reset (the LIF family) write their step as
+the three pieces of SpikingJelly's ``BaseNode``, :class:`SpikingDynamics`:
+``neuronal_charge`` (input and stored potential -> membrane ``u``),
+``neuronal_fire`` (``s = H(u - threshold)``) and ``neuronal_reset``. Each
+piece is written once (:class:`~bidl_train.neurons.lif.LIFEquations` for
+BIDL's LIF) and every variant and the deployed node compose the same pieces.
+
 Neuron parameters (alpha, theta, ...) are shared per layer, per channel or per
 neuron. ``feature_shape`` is the per-sample shape the layer feeds the neuron
 (``(C,)`` for a fully connected layer, ``(C, H, W)`` for a conv layer; entries
@@ -33,9 +40,36 @@ from torch import nn
 
 from bidl_train.errors import ConfigError
 
-__all__ = ['BaseNeuron', 'PARAM_SHAPES']
+__all__ = ['BaseNeuron', 'PARAM_SHAPES', 'SpikingDynamics']
 
 PARAM_SHAPES = ('layer', 'channel', 'neuron')
+
+
+class SpikingDynamics:
+    """A step made of charge, fire and reset (SpikingJelly's ``BaseNode``).
+
+    A mixin: the host (a neuron module, or a deployed node holding plain
+    tensors) provides the parameters the pieces read. ``neuronal_fire`` is
+    the one place a neuron turns its membrane into spikes, through the
+    host's ``surrogate`` attribute: a surrogate-gradient spike function for
+    training, or, in deployment, the plain Heaviside that
+    :func:`bidl_train.deploy.nodes.use_plain_spikes` puts there. Both give
+    ``H(x) = 1`` where ``x > 0`` (strictly) in the forward pass.
+    """
+
+    def neuronal_charge(self, x_t, v_prev):
+        """The membrane ``u`` from the input ``x_t`` and stored ``v_prev``."""
+        raise NotImplementedError(
+            f'{type(self).__name__} does not define neuronal_charge')
+
+    def neuronal_fire(self, u, threshold):
+        """Spikes ``s = H(u - threshold)`` (surrogate backward)."""
+        return self.surrogate(u - threshold)
+
+    def neuronal_reset(self, u, s, threshold):
+        """The potential ``r`` after the spikes ``s``."""
+        raise NotImplementedError(
+            f'{type(self).__name__} does not define neuronal_reset')
 
 
 class BaseNeuron(nn.Module, metaclass=abc.ABCMeta):

@@ -71,8 +71,8 @@ class CubaLIF(LIF):
         if state is None:
             state = self.init_state(x_t)
         current = self.alpha_syn * state['i'] + x_t
-        y, lif_state = super().step(current, {'v': state['v']})
-        return y, {'i': current, 'v': lif_state['v']}
+        y, _, v = self.lif_step(current, state['v'], self.theta)
+        return y, {'i': current, 'v': v}
 
     def nir_parameters(self, dt=1.0):
         """The NIR ``CubaLIF`` parameters of this neuron for a step ``dt``.

@@ -23,6 +23,14 @@ over the features for ``[B, N]`` inputs (BIDL takes it over the whole batch
 there; per sample keeps the samples of a batch independent). The noise term
 carries no gradient.
 
+The equations are written once, as the pieces of :class:`LIFEquations`
+(charge, fire, reset, leak, output; see
+:class:`~bidl_train.neurons.base.SpikingDynamics`). :class:`LIF` composes
+them in :meth:`LIF.step`; ALIF runs them against its moving threshold,
+LIFPlus fires, resets, leaks and selects its output with them, and the
+deployed node (:class:`bidl_train.deploy.nodes.LIFNode`) runs the same
+composition on its plain parameter tensors.
+
 The multi-step form uses the fused kernel of
 :mod:`bidl_train.neurons.functional` whenever the options allow it (no
 ``norm_state``, no active noise); otherwise it runs :meth:`LIF.step` in a
@@ -35,20 +43,70 @@ from torch import nn
 
 from bidl_train.errors import ConfigError
 from bidl_train.registry import MODELS
-from .base import BaseNeuron
+from .base import BaseNeuron, SpikingDynamics
 from .build import build_module
 from .functional import lif_multistep
 from .surrogate import build_surrogate
 
-__all__ = ['LIF']
+__all__ = ['LIF', 'LIFEquations']
 
 _BACKENDS = ('auto', 'fused', 'loop')
 _BATCHNORMS = {1: nn.BatchNorm1d, 2: nn.BatchNorm1d, 3: nn.BatchNorm2d,
                4: nn.BatchNorm3d}
 
 
+class LIFEquations(SpikingDynamics):
+    """BIDL's LIF step (the module docstring's equations), written once.
+
+    A mixin for any host that has the parameters as attributes:
+    ``leak_factor()`` (alpha), ``beta``, ``theta``, ``v0`` (tensors that
+    broadcast over ``[B, ...]``), ``reset`` (``'hard'``/``'soft'``),
+    ``detach_reset``, ``norm`` (None or a module applied to ``u``),
+    ``surrogate`` (the spike function, see ``neuronal_fire``), ``mode``,
+    ``memb_mode`` and ``act`` (None or the analog activation).
+    """
+
+    def neuronal_charge(self, x_t, v_prev):
+        """1-2. ``u = x_t + v_{t-1}``, then the membrane norm if any."""
+        u = x_t + v_prev
+        if self.norm is not None:
+            u = self.norm(u)
+        return u
+
+    def neuronal_reset(self, u, s, threshold):
+        """5. hard ``r = s*v0 + (1-s)*u`` or soft ``r = u - s*threshold``
+        (``s`` detached first with ``detach_reset``)."""
+        if self.detach_reset:
+            s = s.detach()
+        if self.reset == 'hard':
+            return s * self.v0 + (1.0 - s) * u
+        return u - s * threshold
+
+    def neuronal_leak(self, r):
+        """6. ``v_t = alpha*r + beta``."""
+        return self.leak_factor() * r + self.beta
+
+    def neuronal_output(self, u, s, r, v, threshold):
+        """``s``, or in analog mode ``act([u, u - threshold, r, v][k])``."""
+        if self.mode == 'spike':
+            return s
+        y = (u, u - threshold, r, v)[self.memb_mode]
+        if self.act is not None:
+            y = self.act(y)
+        return y
+
+    def lif_step(self, x_t, v_prev, threshold):
+        """The whole step against ``threshold`` (``theta``, or ALIF's
+        moving one): ``(y_t, s_t, v_t)``."""
+        u = self.neuronal_charge(x_t, v_prev)
+        s = self.neuronal_fire(u, threshold)
+        r = self.neuronal_reset(u, s, threshold)
+        v = self.neuronal_leak(r)
+        return self.neuronal_output(u, s, r, v, threshold), s, v
+
+
 @MODELS.register_module()
-class LIF(BaseNeuron):
+class LIF(LIFEquations, BaseNeuron):
     """BIDL LIF neuron (see the module docstring for the equations).
 
     Args:
@@ -196,34 +254,16 @@ class LIF(BaseNeuron):
             jitter = torch.randn_like(u) * scale
         return u + jitter
 
+    def neuronal_charge(self, x_t, v_prev):
+        """Steps 1-3: integrate, membrane norm, training noise."""
+        return self._noisy(super().neuronal_charge(x_t, v_prev))
+
     def step(self, x_t, state=None):
         """One step of the equations; ``state = {'v': v_{t-1}}``."""
         if state is None:
             state = self.init_state(x_t)
-        y, _, v = self._advance(x_t, state['v'], self.theta)
+        y, _, v = self.lif_step(x_t, state['v'], self.theta)
         return y, {'v': v}
-
-    def _advance(self, x_t, v_prev, threshold):
-        """Steps 1-5 of the equations against ``threshold`` (``theta``
-        here, a moving one in ALIF): ``(y_t, s_t, v_t)``."""
-        u = x_t + v_prev
-        if self.norm is not None:
-            u = self.norm(u)
-        u = self._noisy(u)
-        s = self.surrogate(u - threshold)
-        s_reset = s.detach() if self.detach_reset else s
-        if self.reset == 'hard':
-            r = s_reset * self.v0 + (1.0 - s_reset) * u
-        else:
-            r = u - s_reset * threshold
-        v = self.leak_factor() * r + self.beta
-        if self.mode == 'spike':
-            y = s
-        else:
-            y = (u, u - threshold, r, v)[self.memb_mode]
-            if self.act is not None:
-                y = self.act(y)
-        return y, s, v
 
     # ------------------------------------------------------------------
     def uses_fused(self):

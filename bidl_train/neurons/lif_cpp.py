@@ -27,7 +27,10 @@ are the forward's bit for bit. Surrogate derivatives use ``std::exp``, which
 may differ from torch's vectorised ``exp`` in the last bit, so gradients
 agree with the loop to rounding.
 
-Availability: CPU tensors of float32/float64 and the six built-in surrogates.
+Availability: CPU tensors of float32/float64 and the six built-in surrogates
+(``surrogate<KIND>`` below has one branch per code of
+:data:`bidl_train.neurons.surrogate.SURROGATE_TABLE`; tests/test_lif_parity.py
+holds each branch to the autograd derivative of the table's smooth step).
 The build needs a C++ compiler and ninja; it is cached by torch (under
 ``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``) with a
 name that digests the source, flags, torch version and environment, so only
@@ -42,9 +45,7 @@ import os
 import sys
 import warnings
 
-from .surrogate import (ATanSurrogate, ErfSurrogate, FastSigmoidSurrogate,
-                        RectangleSurrogate, SigmoidSurrogate,
-                        TriangleSurrogate)
+from .surrogate import surrogate_code
 
 __all__ = ['ENV_VAR', 'BLOCK', 'build_kernel', 'build_name', 'cpp_enabled',
            'load_cpp_kernel', 'surrogate_code']
@@ -53,30 +54,6 @@ __all__ = ['ENV_VAR', 'BLOCK', 'build_kernel', 'build_name', 'cpp_enabled',
 ENV_VAR = 'BIDL_TRAIN_CPP_KERNEL'
 #: Neurons per block in the kernel's inner loop.
 BLOCK = 512
-
-# (class, attribute holding its hyper-parameter) -> code in the C++ switch
-_SURROGATE_CODES = {
-    RectangleSurrogate: (0, 'width'),
-    SigmoidSurrogate: (1, 'alpha'),
-    ATanSurrogate: (2, 'alpha'),
-    TriangleSurrogate: (3, 'width'),
-    FastSigmoidSurrogate: (4, 'slope'),
-    ErfSurrogate: (5, 'alpha'),
-}
-
-
-def surrogate_code(derivative):
-    """``(code, parameter)`` of a built-in surrogate's ``derivative``.
-
-    ``None`` for anything else (a plain function, a subclass overriding
-    ``derivative``): the compiled kernel cannot evaluate it.
-    """
-    owner = getattr(derivative, '__self__', None)
-    entry = _SURROGATE_CODES.get(type(owner))
-    if entry is None or getattr(derivative, '__func__', None) is not \
-            type(owner).derivative:
-        return None
-    return entry[0], float(getattr(owner, entry[1]))
 
 
 def cpp_enabled():

@@ -35,13 +35,13 @@ which is how the tests check the numerics on machines without a GPU.
 """
 import contextlib
 import functools
-import math
 
 import torch
 import triton
 import triton.language as tl
 
 from .functional import compiled_grads
+from .surrogate import SURROGATE_TABLE
 
 __all__ = ['BLOCK', 'LIFMultiStepTriton', 'interpreting', 'launch_forward',
            'launch_backward', 'surrogate_constants']
@@ -64,23 +64,14 @@ def interpreting():
 def surrogate_constants(code, param):
     """The two constants the backward kernel's surrogate ``code`` uses.
 
-    They are computed here in double precision, as the PyTorch surrogates
-    compute their Python-float factors, and rounded once to the compute
-    dtype, so the kernel's derivative is the PyTorch one's to rounding.
+    They come from :data:`~bidl_train.neurons.surrogate.SURROGATE_TABLE`,
+    computed in double precision, as the PyTorch surrogates compute their
+    Python-float factors, and are rounded once to the compute dtype, so the
+    kernel's derivative is the PyTorch one's to rounding.
     """
-    if code == 0:  # rectangle(width): 1/width inside |x| < width/2
-        return param, param / 2
-    if code == 1:  # sigmoid(alpha)
-        return param, 0.0
-    if code == 2:  # atan(alpha): (alpha/2) / (1 + (pi/2 alpha x)^2)
-        return param / 2, math.pi / 2 * param
-    if code == 3:  # triangle(width)
-        return param, 0.0
-    if code == 4:  # fast sigmoid(slope)
-        return param, 0.0
-    if code == 5:  # erf(alpha): alpha/sqrt(pi) exp(-(alpha x)^2)
-        return param / math.sqrt(math.pi), param
-    raise ValueError(f'unknown surrogate code {code!r}')
+    if not (isinstance(code, int) and 0 <= code < len(SURROGATE_TABLE)):
+        raise ValueError(f'unknown surrogate code {code!r}')
+    return SURROGATE_TABLE[code].kernel_constants(param)
 
 
 # ---------------------------------------------------------------------------
@@ -180,6 +171,7 @@ def _backward_body(x_ptr, gy_ptr, gx_ptr, a_ptr, b_ptr, th_ptr, v0_ptr,
         fire = u > thr
         s = fire.to(a.dtype)
         d = u - thr
+        # one branch per code of SURROGATE_TABLE (surrogate.py)
         if KIND == 0:  # rectangle: c0 = width, c1 = width / 2
             sg = tl.where(tl.abs(d) < c1, 1.0 / c0, 0.0)
         elif KIND == 1:  # sigmoid: c0 = alpha

@@ -69,6 +69,12 @@ both the refractory conductance and the adaptation current grow on a spike
 voltages would excite after a spike); the exponential uses
 ``(v - theta)/delta_t`` as in Fourcaud-Trocme et al.
 BIDL's integer switch codes (0, 1, 2) are accepted as well as the names.
+
+The LIF parts are LIF's own pieces
+(:class:`~bidl_train.neurons.lif.LIFEquations`): the charge ``u = I + v``
+(the input the switches shaped), the fire, the hard reset to ``v_0``, the
+leak and the output selection; only the switches' extra currents are
+written here.
 """
 import math
 
@@ -78,6 +84,7 @@ from bidl_train.errors import ConfigError
 from bidl_train.registry import MODELS
 from .base import BaseNeuron
 from .build import build_module
+from .lif import LIFEquations
 from .surrogate import build_surrogate
 
 __all__ = ['LIFPlus', 'LIFPLUS_DEFAULTS']
@@ -111,7 +118,7 @@ def _parse_switch(owner, name, value):
 
 
 @MODELS.register_module()
-class LIFPlus(BaseNeuron):
+class LIFPlus(LIFEquations, BaseNeuron):
     """BIDL's LIF+ (see the module docstring for every equation).
 
     Args:
@@ -130,6 +137,12 @@ class LIFPlus(BaseNeuron):
         **params: the neuron parameters used by the chosen switches (see
             :data:`LIFPLUS_DEFAULTS`); a parameter no switch uses is refused.
     """
+
+    # what the LIF pieces read: BIDL's LIF+ always resets hard to v_0, with
+    # the spike attached, and has no membrane norm
+    reset = 'hard'
+    detach_reset = False
+    norm = None
 
     def __init__(self, input_accum='CUB', rev_volt=False, refractory=None,
                  spike_init=None, adaptation=None, decay=None,
@@ -269,6 +282,20 @@ class LIFPlus(BaseNeuron):
         """Every state variable starts at zero."""
         return {key: torch.zeros_like(x_t) for key in self.state_names}
 
+    @property
+    def v0(self):
+        """The reset potential under LIF's name (LIF+ calls it ``v_0``)."""
+        return self.v_0
+
+    def leak_factor(self):
+        """``alpha`` (used only with ``decay=None``)."""
+        return self.alpha
+
+    def neuronal_leak(self, r):
+        """``alpha r + beta`` (decay ``None``), else ``r``: EXD and LID
+        decay before firing."""
+        return super().neuronal_leak(r) if self.decay is None else r
+
     def threshold(self):
         """The firing threshold: ``theta`` or, with EXI/QDI, ``v_theta``."""
         return self.theta if self.spike_init is None else self.v_theta
@@ -294,12 +321,12 @@ class LIFPlus(BaseNeuron):
             if self.rev_volt:
                 drive = g * (self.v_g - v)
         # 2. refractory period
-        u = v + drive
         if self.refractory == 'AR':
             cnt = state['cnt']
-            u = v + drive * (cnt <= 0).to(x_t.dtype)
+            drive = drive * (cnt <= 0).to(x_t.dtype)
             cnt = (cnt - 1.0).clamp_min(0.0)
-        elif self.refractory == 'RR':
+        u = self.neuronal_charge(drive, v)
+        if self.refractory == 'RR':
             q = (1.0 - self.epsilon_r) * state['q']
             u = u + q * (self.v_rr - v)
         # 3. adaptation current
@@ -321,9 +348,9 @@ class LIFPlus(BaseNeuron):
             u = u - self.v_leak
         # 6. fire, reset, leak
         threshold = self.threshold()
-        s = self.surrogate(u - threshold)
-        r = s * self.v_0 + (1.0 - s) * u
-        v_next = self.alpha * r + self.beta if self.decay is None else r
+        s = self.neuronal_fire(u, threshold)
+        r = self.neuronal_reset(u, s, threshold)
+        v_next = self.neuronal_leak(r)
         new['v'] = v_next
         # 7. spike effects
         if self.refractory == 'AR':
@@ -333,12 +360,7 @@ class LIFPlus(BaseNeuron):
             new['q'] = q + self.q_r * s
         if self.adaptation is not None:
             new['w'] = w + self.b * s
-        if self.mode == 'spike':
-            out = s
-        else:
-            out = (u, u - threshold, r, v_next)[self.memb_mode]
-            if self.act is not None:
-                out = self.act(out)
+        out = self.neuronal_output(u, s, r, v_next, threshold)
         return out, {key: new[key] for key in self.state_names}
 
     def extra_repr(self):
