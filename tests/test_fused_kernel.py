@@ -1,7 +1,7 @@
-"""The fused multi-step LIF kernels (compiled C++ and pure PyTorch) against
-the plain autograd loop, and the fallback between them."""
-import itertools
-
+"""The fused multi-step LIF kernels (compiled C++ and pure PyTorch): finite
+differences, a hand-computed gradient, memory, layouts, and the fallback
+between them. Their outputs and gradients against the module's own step,
+option by option, are tests/test_lif_parity.py."""
 import pytest
 import torch
 
@@ -18,17 +18,6 @@ KERNELS = [
     'torch'
 ]
 
-OUT_MODES = [('spike', 0), ('analog', 0), ('analog', 1), ('analog', 2),
-             ('analog', 3)]
-
-
-def make_pair(kernel='auto', **options):
-    """The same LIF twice: fused kernel and plain loop, float64."""
-    fused = LIF(backend='fused', kernel=kernel, **options).double()
-    loop = LIF(backend='loop', **options).double()
-    loop.load_state_dict(fused.state_dict())
-    return fused, loop
-
 
 def outputs_and_grads(neuron, x, weight):
     x = x.clone().requires_grad_()
@@ -40,83 +29,6 @@ def outputs_and_grads(neuron, x, weight):
     grads = [torch.zeros_like(p) if g is None else g
              for p, g in zip([x] + params, grads)]
     return y, grads
-
-
-def randomise(neuron, gen):
-    with torch.no_grad():
-        for name, p in neuron.named_parameters():
-            if name == 'alpha':
-                p.copy_(torch.rand(p.shape, generator=gen,
-                                   dtype=p.dtype) * 0.8 + 0.1)
-            elif name == 'theta':
-                p.copy_(torch.rand(p.shape, generator=gen,
-                                   dtype=p.dtype) * 0.6 + 0.3)
-            elif name == 'beta':
-                p.copy_(torch.rand(p.shape, generator=gen, dtype=p.dtype) *
-                        0.1)
-            elif name == 'v0':
-                p.copy_(-torch.rand(p.shape, generator=gen,
-                                    dtype=p.dtype) * 0.2)
-
-
-@pytest.mark.parametrize('reset,detach_reset',
-                         list(itertools.product(['hard', 'soft'],
-                                                [False, True])))
-@pytest.mark.parametrize('mode,memb_mode', OUT_MODES)
-@pytest.mark.parametrize('param_shape', ['layer', 'channel', 'neuron'])
-@pytest.mark.parametrize('kernel', KERNELS)
-def test_fused_equals_loop(reset, detach_reset, mode, memb_mode,
-                           param_shape, kernel):
-    gen = torch.Generator().manual_seed(11)
-    fused, loop = make_pair(kernel=kernel, reset=reset,
-                            detach_reset=detach_reset,
-                            mode=mode, memb_mode=memb_mode,
-                            act=None, surrogate='sigmoid',
-                            feature_shape=(3, 2, 2),
-                            param_shape=param_shape, learnable=True)
-    randomise(fused, gen)
-    loop.load_state_dict(fused.state_dict())
-    x = torch.randn(9, 4, 3, 2, 2, generator=gen, dtype=torch.float64)
-    weight = torch.randn(x.shape, generator=gen, dtype=torch.float64)
-    y_f, g_f = outputs_and_grads(fused, x, weight)
-    y_l, g_l = outputs_and_grads(loop, x, weight)
-    torch.testing.assert_close(y_f, y_l, rtol=0, atol=1e-12)
-    names = ['x'] + [n for n, _ in fused.named_parameters()]
-    for name, a, b in zip(names, g_f, g_l):
-        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10,
-                                   msg=f'gradient of {name}')
-    expected = 'LIFMultiStepCpp' if kernel == 'cpp' else 'LIFMultiStepBackward'
-    assert y_f.grad_fn.name().startswith(expected)
-
-
-@pytest.mark.parametrize('kernel', KERNELS)
-@pytest.mark.parametrize('surrogate', [
-    'rectangle', 'atan', 'triangle', 'fast_sigmoid', 'erf',
-    dict(type='rectangle', width=0.3)
-])
-def test_fused_equals_loop_every_surrogate(surrogate, kernel):
-    gen = torch.Generator().manual_seed(12)
-    fused, loop = make_pair(kernel=kernel, surrogate=surrogate,
-                            learnable=('theta', ))
-    x = torch.rand(16, 3, 10, generator=gen, dtype=torch.float64)
-    weight = torch.randn(x.shape, generator=gen, dtype=torch.float64)
-    y_f, g_f = outputs_and_grads(fused, x, weight)
-    y_l, g_l = outputs_and_grads(loop, x, weight)
-    torch.testing.assert_close(y_f, y_l, rtol=0, atol=0)
-    for a, b in zip(g_f, g_l):
-        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
-
-
-@pytest.mark.parametrize('kernel', KERNELS)
-def test_float32_default_layer_matches_loop(kernel):
-    torch.manual_seed(13)
-    fused, loop = LIF(backend='fused', kernel=kernel), LIF(backend='loop')
-    x = torch.randn(12, 8, 16, 5, 5) + 0.3
-    weight = torch.randn(x.shape)
-    y_f, g_f = outputs_and_grads(fused, x, weight)
-    y_l, g_l = outputs_and_grads(loop, x, weight)
-    torch.testing.assert_close(y_f, y_l, rtol=0, atol=0)
-    torch.testing.assert_close(g_f[0], g_l[0], rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize('kernel', KERNELS)

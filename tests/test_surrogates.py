@@ -137,11 +137,11 @@ EXPECTED_DERIVATIVE = {
 }
 
 
-@pytest.mark.parametrize('backend', ['loop', 'fused'])
 @pytest.mark.parametrize('name', sorted(EXPECTED_DERIVATIVE))
-def test_neuron_uses_given_surrogate(name, backend):
-    # One step (T = 1): ds/dx = g(x - theta) exactly.
-    neuron = LIF(surrogate=name, backend=backend).double()
+def test_neuron_uses_given_surrogate(name):
+    # One step (T = 1): ds/dx = g(x - theta) exactly. (Every compiled
+    # kernel's derivative against the surrogate table: test_lif_parity.py)
+    neuron = LIF(surrogate=name, backend='loop').double()
     x = torch.linspace(-0.6, 1.6, 23, dtype=torch.float64).reshape(1, 1, 23)
     x = x.clone().requires_grad_()
     neuron(x).sum().backward()
