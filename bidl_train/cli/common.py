@@ -195,5 +195,11 @@ def user_errors(command):
 
 
 def _fail(command, message):
+    # an error raised in a DataLoader worker is rebuilt by torch from the
+    # text 'Caught X in DataLoader worker process N.\nOriginal Traceback
+    # ...\nbidl_train.errors.X: <message>': keep only <message>
+    if '\nOriginal Traceback' in message:
+        last = message.rstrip().splitlines()[-1]
+        message = last.split(': ', 1)[-1]
     sys.stderr.write(f'{command}: error: {message}\n')
     raise SystemExit(2)

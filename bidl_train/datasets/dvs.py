@@ -29,7 +29,7 @@ from bidl_train.utils.progress import track
 
 from .cache import SampleCache
 from .io import read_events
-from .paths import resolve_inside, scan_inside
+from .paths import open_annotation, resolve_inside, scan_inside
 from .seeding import TransformRNG
 
 CACHE_VERSION = 2  # 2: source fingerprints hold ctime and inode
@@ -261,7 +261,7 @@ class DVS128Gesture(EventDataset):
         if not os.path.isfile(trials):
             raise DataError(f'split list missing. {DVS_GESTURE_HELP}',
                             path=trials)
-        with open(trials, encoding='utf-8') as f:
+        with open_annotation(trials) as f:
             names = [(lineno, line.strip()) for lineno, line in
                      enumerate(f, start=1) if line.strip()]
         records = []
@@ -288,7 +288,7 @@ class DVS128Gesture(EventDataset):
             raise DataError('labels file of a recording is missing; the '
                             'download is incomplete', path=path)
         rows = []
-        with open(path, newline='', encoding='utf-8') as f:
+        with open_annotation(path) as f:
             for lineno, row in enumerate(csv.reader(f), start=1):
                 if not row or (lineno == 1 and not row[0].strip().isdigit()):
                     continue  # blank line or the column-name header

@@ -43,7 +43,8 @@ from torch.utils.data import Dataset
 from bidl_train.errors import DataError
 from bidl_train.registry import DATASETS, TRANSFORMS
 
-from .paths import check_relative, resolve_inside
+from .io.npy import load_checked
+from .paths import check_relative, open_annotation, resolve_inside
 
 #: Label list and sample folder of each split.
 SPLITS = {
@@ -71,7 +72,7 @@ def _read_label_lines(path):
             'datasets/ES-ImageNet/README.md for the expected layout',
             path=path)
     items = []
-    with open(path, encoding='utf-8') as f:
+    with open_annotation(path) as f:
         for lineno, line in enumerate(f, 1):
             parts = line.split()
             if not parts:
@@ -102,7 +103,7 @@ def load_events(path):
         raise DataError('sample file listed in the label list is missing',
                         path=path)
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with load_checked(path) as npz:
             missing = {'pos', 'neg'} - set(npz.files)
             if missing:
                 raise DataError(

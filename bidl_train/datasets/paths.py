@@ -19,12 +19,29 @@ Rules (:func:`resolve_inside`):
 Refusals are :class:`~bidl_train.errors.DataError` naming the annotation
 file (or the folder a scanned file was found in) and the line or entry.
 """
+import io
 import os
 
 from bidl_train.errors import DataError
 
 LINK_HELP = ('copy the file into the data root, or point data_root at the '
              'folder that holds the real files')
+
+
+def open_annotation(path):
+    """An annotation file as a text stream (``newline=''``, as ``csv``
+    wants; line iteration splits at any line end), refusing bytes that are
+    not UTF-8 with a DataError instead of a UnicodeDecodeError. A missing
+    file raises FileNotFoundError as ``open`` does."""
+    with open(path, 'rb') as f:
+        data = f.read()
+    try:
+        text = data.decode('utf-8')
+    except UnicodeDecodeError as err:
+        raise DataError(f'not UTF-8 text ({err.reason} at byte {err.start}); '
+                        'the file is damaged, download or extract it again',
+                        path=path, offset=err.start) from None
+    return io.StringIO(text, newline='')
 
 
 def _where(line):

@@ -26,6 +26,7 @@ same under ``<data_root>/raw/`` (torchvision's download folder).
 import gzip
 import math
 import os.path as osp
+import zlib
 
 import numpy as np
 import torch
@@ -63,11 +64,35 @@ FASHION_MNIST_CLASSES = [
 
 
 def _read_bytes(path):
+    """The IDX header and at most the data bytes it declares.
+
+    Reading stops at the declared size, and the bytes are read in chunks,
+    so memory follows what the file really holds: a damaged header that
+    declares 2**40 elements meets the end of the file (a truncation error
+    below), and a ``.gz`` file cannot inflate past its declared size.
+    """
     opener = gzip.open if path.endswith('.gz') else open
     try:
         with opener(path, 'rb') as f:
-            return f.read()
-    except (OSError, EOFError) as e:  # gzip raises BadGzipFile (OSError)
+            data = bytearray(f.read(4))
+            if len(data) < 4:
+                return bytes(data)
+            data += f.read(4 * data[3])
+            dtype = IDX_DTYPES.get(data[2])
+            if dtype is None or len(data) < 4 + 4 * data[3]:
+                return bytes(data)  # read_idx reports the bad header
+            dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], 'big')
+                    for i in range(data[3])]
+            left = math.prod(dims) * dtype.itemsize
+            while left > 0:
+                chunk = f.read(min(left, 1 << 24))
+                if not chunk:
+                    break
+                data += chunk
+                left -= len(chunk)
+            return bytes(data)
+    except (OSError, EOFError, zlib.error) as e:
+        # gzip raises BadGzipFile (OSError), EOFError or zlib.error
         raise DataError(f'cannot read file ({e})', path=path) from None
 
 

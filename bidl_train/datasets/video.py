@@ -67,8 +67,9 @@ import bidl_train.datasets.transforms.video  # noqa: F401
 from bidl_train.errors import DataError
 from bidl_train.registry import DATASETS, TRANSFORMS
 
-from .paths import check_file_inside, check_relative, resolve_inside, \
-    scan_inside
+from .io.npy import load_checked
+from .paths import check_file_inside, check_relative, open_annotation, \
+    resolve_inside, scan_inside
 from .pipeline import compose as _compose
 
 FRAME_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
@@ -265,7 +266,7 @@ def _to_sample(results, representation, diff_threshold):
 
 def _read_jester_labels(path, class_order):
     try:
-        with open(path, encoding='utf-8') as f:
+        with open_annotation(path) as f:
             names = [line.strip() for line in f if line.strip()]
     except FileNotFoundError:
         raise DataError('Jester labels file not found', path=path) from None
@@ -331,7 +332,7 @@ class Jester(_ClipDataset):
         index = {name: i for i, name in enumerate(classes)}
         items, lines = [], []
         try:
-            with open(ann, encoding='utf-8', newline='') as f:
+            with open_annotation(ann) as f:
                 for line_no, row in enumerate(csv.reader(f, delimiter=';'),
                                               1):
                     if not row or not ''.join(row).strip():
@@ -435,7 +436,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
 def _load_rgbgesture(path):
     if path.endswith('.npz'):
-        with np.load(path, allow_pickle=False) as z:
+        with load_checked(path) as z:
             if not {'data', 'label'} <= set(z.files):
                 raise DataError(f'.npz needs arrays data and label, has '
                                 f'{z.files}', path=path)

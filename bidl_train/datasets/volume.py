@@ -47,6 +47,7 @@ import bidl_train.datasets.transforms.volume  # noqa: F401
 from bidl_train.errors import DataError
 from bidl_train.registry import DATASETS, TRANSFORMS
 
+from .io.npy import load_checked
 from .paths import resolve_inside, scan_inside
 from .pipeline import compose as _compose
 
@@ -187,7 +188,7 @@ class MedMNIST3D(_VolumeDataset):
                 f'MedMNIST file not found; download {flavor}.npz (MedMNIST '
                 'v2, Zenodo record 10519652) into this folder', path=path)
         try:
-            with np.load(path, allow_pickle=False) as npz:
+            with load_checked(path) as npz:
                 keys = set(npz.files)
                 need = {f'{split}_images', f'{split}_labels'}
                 if not need <= keys:
@@ -224,7 +225,9 @@ def _load_array_file(path):
     """Read a ``.npy`` or NIfTI volume as ``[D, H, W]``."""
     if path.endswith('.npy'):
         try:
-            return np.load(path, allow_pickle=False)
+            return load_checked(path)
+        except DataError:
+            raise
         except Exception as e:  # a damaged header raises even SyntaxError
             raise DataError(f'not a readable .npy ({e})', path=path) from None
     try:

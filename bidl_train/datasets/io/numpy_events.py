@@ -19,6 +19,7 @@ import numpy as np
 from bidl_train.errors import DataError
 
 from .events import make_events
+from .npy import load_checked
 
 FIELDS = ('t', 'x', 'y', 'p')
 
@@ -52,7 +53,7 @@ def read_numpy_events(path):
 
 
 def _read(path):
-    obj = np.load(path, allow_pickle=False)
+    obj = load_checked(path)
     if isinstance(obj, np.lib.npyio.NpzFile):
         with obj:
             names = list(obj.files)
