@@ -354,3 +354,24 @@ def test_per_class_report_counts_undecided_samples(tmp_path):
     rows = list(csv.reader(open(tmp_path / 'per_class_accuracy.csv')))
     assert rows[1] == ['0', 'a', '2', '1', '50.0000']
     assert rows[2] == ['1', 'b', '1', '1', '100.0000']
+
+
+def test_membrane_replay_of_a_plastic_layer_names_nested_states():
+    """A plastic layer's state nests its neuron's (``{'neuron': {'v'}}``);
+    the replay names each tensor by its dotted path (it crashed on the
+    nested dict, so the co-learning demo failed with the default hooks)."""
+    from bidl_train.learning import PlasticFcLif
+    layer = PlasticFcLif(3, 2, rule=dict(type='Hebbian', lr=0.0),
+                         neuron=dict(type='LIF', theta=0.5))
+    with torch.no_grad():
+        layer.linear.weight.copy_(
+            torch.tensor([[0.4, 0.0, 0.0], [0.0, 0.0, 0.0]]))
+        layer.linear.bias.zero_()
+    x = torch.tensor([1.0, 0.0, 0.0]).expand(3, 1, 3)  # [T, B, N]
+    trace = membrane_trace(layer, x)
+    v = [key for key in trace if key.split('.')[-1] == 'v']
+    assert len(v) == 1 and '.' in v[0]
+    # input current 0.4 + local weight 0 each step, theta 0.5, alpha 0.3:
+    # u = 0.4 (v = 0.12), u = 0.52 fires (v = 0), u = 0.4 (v = 0.12)
+    np.testing.assert_allclose(trace[v[0]][:, 0, 0].numpy(),
+                               [0.12, 0.0, 0.12], atol=1e-6)

@@ -33,24 +33,10 @@ from bidl_train.errors import ConfigError
 from bidl_train.learning.plastic import PlasticLayer
 from bidl_train.neurons import BaseNeuron
 from bidl_train.utils.progress import track
+from bidl_train.utils.state import flatten_state
 
 __all__ = ['flatten_state', 'reference_run', 'verify', 'measure_latency',
            'batch_initial_states']
-
-
-def flatten_state(state, prefix=''):
-    """``{'backbone': [{'v': t}, None], ...}`` -> ``{'backbone.0.v': t}``."""
-    flat = {}
-    if state is None:
-        return flat
-    if torch.is_tensor(state):
-        flat[prefix] = state
-        return flat
-    items = state.items() if isinstance(state, dict) else enumerate(state)
-    for key, value in items:
-        name = f'{prefix}.{key}' if prefix else str(key)
-        flat.update(flatten_state(value, name))
-    return flat
 
 
 @contextlib.contextmanager

@@ -24,6 +24,7 @@ from typing import Optional
 import torch
 
 from bidl_train.models.monitor import hooked_spike_sources
+from bidl_train.utils.state import flatten_state
 
 from .spikes import layer_spike_stats, merge_stats
 
@@ -122,7 +123,8 @@ def membrane_trace(neuron, x_seq):
         state, trace = None, {}
         for x_t in x_seq.to(device).unbind(0):
             _, state = neuron.step(x_t, state)
-            for key, value in state.items():
+            # nested states (a plastic layer's neuron and rule) by dotted name
+            for key, value in flatten_state(state).items():
                 trace.setdefault(key, []).append(value.detach().cpu())
         return {key: torch.stack(values, 0) for key, values in trace.items()}
     finally:

@@ -69,4 +69,3 @@ colearning = dict(
                 dataset=dict(
                     type='ShiftedDataset', dataset=_train_set, **_shift))),
     ])
-custom_hooks = [dict(type='ColearningHook')]
