@@ -58,7 +58,8 @@ HOOKS = Registry(
         'bidl_train.engine.hooks.deploy', 'bidl_train.engine.hooks.epoch_seed',
         'bidl_train.engine.hooks.spike_monitor',
         'bidl_train.engine.hooks.spike_misclassified',
-        'bidl_train.engine.hooks.progress_bar'
+        'bidl_train.engine.hooks.progress_bar',
+        'bidl_train.engine.hooks.checkpoint'
     ])
 
 #: Local plasticity rules and global-local schedules.

@@ -241,7 +241,10 @@ def test_full_disk_during_save_stops_cleanly_and_resumes(tmp_path):
     work = tmp_path / 'work'
     script = tmp_path / 'full_disk_train.py'
     script.write_text(_FULL_DISK_TRAIN)
-    proc = run([str(script), cfg, '--work-dir', str(work)], tmp_path,
+    # max_keep_ckpts=1: mmengine's own hook deleted epoch_1.pth before
+    # writing epoch_2.pth, so the failed save left nothing to resume from
+    proc = run([str(script), cfg, '--work-dir', str(work), '--cfg-options',
+                'default_hooks.checkpoint.max_keep_ckpts=1'], tmp_path,
                check=False)
     _one_line_error(
         proc.returncode, proc.stderr, f'could not write checkpoint {work / "epoch_2.pth"}: No space '

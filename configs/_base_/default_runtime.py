@@ -5,15 +5,16 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=20),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    # keep the best top-1 checkpoint and the last few epochs
+    # keep the best top-1 checkpoint and the last few epochs; files are
+    # written through a temporary file + rename (a kill while saving never
+    # leaves a torn file) and old ones are removed only after a new one is
+    # saved (a full disk never leaves fewer than max_keep_ckpts)
     checkpoint=dict(
-        type='CheckpointHook',
+        type='SaveThenPruneCheckpointHook',
         interval=1,
         max_keep_ckpts=3,
         save_best='accuracy/top1',
-        rule='greater',
-        # temp file + rename: a kill while saving never leaves a torn file
-        backend_args=dict(backend='atomic_local')),
+        rule='greater'),
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )
 custom_hooks = [
