@@ -5,23 +5,30 @@ Per step t, with synaptic input ``x_t`` and stored potential ``v_{t-1}``
 
 1. integrate      ``u = x_t + v_{t-1}``
 2. homeostasis    ``u = BN(u)``                      (only with ``norm_state``)
-3. noise          ``u = u + noise * std(u) * N(0,1)`` (only in training mode)
-4. fire           ``s = H(u - theta)``  (strict ``>``; surrogate backward)
-5. reset          hard ``r = s*v0 + (1-s)*u``  or  soft ``r = u - s*theta``
+3. noise          ``u~ = u + noise * std(u) * N(0,1)`` (training mode only;
+                  else ``u~ = u``)
+4. fire           ``s = H(u~ - theta)``  (strict ``>``; surrogate backward)
+5. reset          hard ``r = s*v0 + (1-s)*u~``  or  soft ``r = u~ - s*theta``
                   (``detach_reset``: ``s`` is detached inside the reset)
 6. leak           ``v_t = alpha*r + beta``
 
 Output: ``s`` (``mode='spike'``), or in analog/LIAF mode
-``act([u, u - theta, r, v_t][memb_mode])``.
+``act([u, u~ - theta, r, v_t][memb_mode])`` where ``u`` is the membrane
+before the training noise and ``u~`` after it (BIDL's ``o1`` is taken before
+its ``add_noise``); in eval mode the two are equal.
 
 With ``beta = 0``, ``v0 = 0`` and hard reset this is SpikingJelly's
 ``LIFNode(tau, decay_input=False, v_reset=0)`` with ``alpha = 1 - 1/tau``.
 
-The noise scale ``std(u)`` is taken per sample and channel over the spatial
-dims for ``[B, C, ...]`` inputs (as BIDL does for conv layers) and per sample
-over the features for ``[B, N]`` inputs (BIDL takes it over the whole batch
-there; per sample keeps the samples of a batch independent). The noise term
-carries no gradient.
+The noise scale ``std(u)`` is BIDL's (``Lif.add_noise``): the unbiased
+standard deviation (``torch.std``'s default, divisor ``n - 1``) per sample
+and channel over the spatial dims for ``[B, C, ...]`` inputs, and over the
+whole batch (every sample and feature at once) for ``[B, N]`` inputs. Where
+a channel's map has a single position (1x1 maps, or a length-1 signal) the
+unbiased std of one value is undefined: BIDL's gives NaN there, which turns
+the membrane into NaN and silences the neuron for the rest of the sequence;
+here such a map gets no noise (scale 0), so the neuron keeps working. The
+noise term carries no gradient.
 
 The equations are written once, as the pieces of :class:`LIFEquations`
 (charge, fire, reset, leak, output; see
@@ -48,7 +55,7 @@ from .build import build_module
 from .functional import lif_multistep
 from .surrogate import build_surrogate
 
-__all__ = ['LIF', 'LIFEquations']
+__all__ = ['LIF', 'LIFEquations', 'noise_scale']
 
 _BACKENDS = ('auto', 'fused', 'loop')
 _BATCHNORMS = {1: nn.BatchNorm1d, 2: nn.BatchNorm1d, 3: nn.BatchNorm2d,
@@ -86,11 +93,19 @@ class LIFEquations(SpikingDynamics):
         """6. ``v_t = alpha*r + beta``."""
         return self.leak_factor() * r + self.beta
 
-    def neuronal_output(self, u, s, r, v, threshold):
-        """``s``, or in analog mode ``act([u, u - threshold, r, v][k])``."""
+    def neuronal_noise(self, u):
+        """3. the training noise on ``u`` (none unless the host adds it)."""
+        return u
+
+    def neuronal_output(self, u, s, r, v, threshold, u_noisy=None):
+        """``s``, or in analog mode
+        ``act([u, u_noisy - threshold, r, v][k])``: ``u`` is the membrane
+        before the training noise, ``u_noisy`` (default ``u``) after it."""
         if self.mode == 'spike':
             return s
-        y = (u, u - threshold, r, v)[self.memb_mode]
+        if u_noisy is None:
+            u_noisy = u
+        y = (u, u_noisy - threshold, r, v)[self.memb_mode]
         if self.act is not None:
             y = self.act(y)
         return y
@@ -99,10 +114,29 @@ class LIFEquations(SpikingDynamics):
         """The whole step against ``threshold`` (``theta``, or ALIF's
         moving one): ``(y_t, s_t, v_t)``."""
         u = self.neuronal_charge(x_t, v_prev)
-        s = self.neuronal_fire(u, threshold)
-        r = self.neuronal_reset(u, s, threshold)
+        u_noisy = self.neuronal_noise(u)
+        s = self.neuronal_fire(u_noisy, threshold)
+        r = self.neuronal_reset(u_noisy, s, threshold)
         v = self.neuronal_leak(r)
-        return self.neuronal_output(u, s, r, v, threshold), s, v
+        return self.neuronal_output(u, s, r, v, threshold, u_noisy), s, v
+
+
+def noise_scale(u):
+    """BIDL's noise scale: the unbiased std of ``u`` per sample and channel
+    over the spatial dims (``[B, C, ...]``), over the whole batch for
+    ``[B, N]``; 0 where a single value is reduced (its std is undefined and
+    BIDL's NaN would silence the neuron)."""
+    if u.dim() > 2:
+        dims = tuple(range(2, u.dim()))
+        count = math.prod(u.shape[2:])
+    else:
+        dims = tuple(range(u.dim()))
+        count = u.numel()
+    if count < 2:
+        shape = u.shape[:2] + (1, ) * (u.dim() - 2) if u.dim() > 2 else \
+            (1, ) * u.dim()
+        return u.new_zeros(shape)
+    return u.std(dim=dims, keepdim=True, correction=1)
 
 
 @MODELS.register_module()
@@ -245,18 +279,13 @@ class LIF(LIFEquations, BaseNeuron):
         """``v_{-1} = 0`` shaped like one input step."""
         return {'v': torch.zeros_like(x_t)}
 
-    def _noisy(self, u):
+    def neuronal_noise(self, u):
+        """3. ``u + noise * std(u) * N(0, 1)`` in training mode."""
         if not (self.training and self.noise > 0):
             return u
         with torch.no_grad():
-            dims = tuple(range(2, u.dim())) if u.dim() > 2 else (1, )
-            scale = u.std(dim=dims, keepdim=True, correction=0) * self.noise
-            jitter = torch.randn_like(u) * scale
+            jitter = torch.randn_like(u) * (noise_scale(u) * self.noise)
         return u + jitter
-
-    def neuronal_charge(self, x_t, v_prev):
-        """Steps 1-3: integrate, membrane norm, training noise."""
-        return self._noisy(super().neuronal_charge(x_t, v_prev))
 
     def step(self, x_t, state=None):
         """One step of the equations; ``state = {'v': v_{t-1}}``."""
