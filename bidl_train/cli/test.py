@@ -127,6 +127,12 @@ def _test(args):
     classes = (getattr(runner.test_dataloader.dataset, 'metainfo', None)
                or {}).get('classes')
     print(format_metrics(metrics, classes))
+    # tools/baseline.py's report beside the checkpoint (or in the work dir)
+    from bidl_train.evaluation.baseline import find_baseline_line
+    line = find_baseline_line(args.checkpoint, cfg.work_dir,
+                              metrics.get('accuracy/top1'))
+    if line:
+        print(line)
     if metrics.get('nonfinite_scores'):
         # a poisoned checkpoint (NaN/Inf weights) scores NaN: say so loudly
         print(f'bidl-test: warning: {metrics["nonfinite_scores"]} samples '
