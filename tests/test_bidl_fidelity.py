@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from bidl_train.neurons import LIF
+from bidl_train.errors import ConfigError
+from bidl_train.neurons import LIF, LIFPlus
 
 
 # ---------------------------------------------------------------------------
@@ -78,3 +79,209 @@ def test_noise_fires_and_resets_on_the_noisy_membrane():
     got = neuron(x)
     torch.testing.assert_close(got[0], x[0])
     torch.testing.assert_close(got[1], x[1] + v0)
+
+
+# ---------------------------------------------------------------------------
+# LIFPlus, formulation='bidl'
+# ---------------------------------------------------------------------------
+PARAMS = dict(epsilon=0.5, v_g=2.0, tau_recip=0.5, v_0=0.0, epsilon_r=0.5,
+              v_rr=-1.0, v_ar=-1.0, q_r=0.5, epsilon_w=0.5, b=0.1, a=0.1,
+              v_w=0.0, theta=0.5, v_theta=1.0, delta_t=0.1, v_c=0.5,
+              alpha=0.3, beta=0.0, v_leak=0.05)
+
+
+def bidl_lifplus_reference(xs, accum, rev, refrac, init, trig, decay,
+                           p=PARAMS, cntmax=10, norm=None):
+    """BIDL's LifPlus.forward written out for one neuron (python floats).
+
+    Switch codes as BIDL's: accum 0 CUB / 1 COBE / 2 COBA, refrac 0 / 1 AR /
+    2 RR, init 0 / 1 EXI / 2 QDI, trig 0 / 1 ADT / 2 SBT, decay 0 / 1 EXD /
+    2 LID. Returns the per-step (u, s, r, v_t). ``norm`` maps u -> BN(u).
+    """
+    g = y = rr = 1.0  # BIDL's reset fills the conductances with ones
+    cnt = v = w = 0.0
+    out = []
+    for x in xs:
+        last_v = v
+        e4 = 0.0
+        if accum == 1:
+            g = (1 - p['epsilon']) * g + x
+        elif accum == 2:
+            y = (1 - p['epsilon']) * y + x
+            g = (1 - p['epsilon']) * g + math.e * p['epsilon'] * y
+        rev_factor = (p['v_g'] - v) if rev else 1.0
+        e2 = rev_factor * (x if accum == 0 else g)
+        if refrac == 1:
+            if cnt > 0:
+                e2 = 0.0
+            cnt = max(cnt - 1.0, 0.0)
+        elif refrac == 2:
+            rr = (1 - p['epsilon_r']) * rr
+            w = (1 - p['epsilon_w']) * w
+            e4 += rr * (p['v_rr'] - v) + w * (p['v_ar'] - v)
+        if init == 0:
+            thresh, e3 = p['theta'], p['v_0'] - v
+        elif init == 1:
+            thresh = p['v_theta']
+            e3 = p['v_0'] - v + p['delta_t'] * math.exp(
+                v - p['theta'] - p['delta_t'])
+        else:
+            thresh = p['v_theta']
+            e3 = (p['v_0'] - v) * (p['v_c'] - v)
+        if trig == 1:
+            w = (1 - p['epsilon_w']) * w
+            e4 += w
+        elif trig == 2:
+            w = (1 - p['epsilon_w']) * w + p['tau_recip'] * p['a'] * (
+                v - p['v_w'])
+            e4 += w
+        u = x + p['tau_recip'] * (e2 + e3) + e4
+        if norm is not None:
+            u = norm(u)
+        s = 1.0 if u - thresh > 0 else 0.0
+        r = p['v_0'] if s else u
+        if refrac == 1:
+            cnt = cntmax if s else cnt
+        elif refrac == 2:
+            rr -= s * p['q_r']
+            w -= s * p['b']
+        if trig in (1, 2) and refrac != 2:
+            w -= s * p['b']
+        if decay == 0:
+            v = p['alpha'] * r + p['beta']
+        elif decay == 1:
+            v = p['tau_recip'] * (e2 + e3) + e4
+        else:
+            v = last_v + e2 - p['v_leak'] + e4
+        out.append((u, s, r, v))
+    return out
+
+
+def _bidl_plus(switches, memb_mode=None, **kwargs):
+    accum, rev, refrac, init, trig, decay = switches
+    mode = dict(mode='analog', memb_mode=memb_mode, act=None) \
+        if memb_mode is not None else {}
+    return LIFPlus(input_accum=accum, rev_volt=rev, refractory=refrac,
+                   spike_init=init, adaptation=trig, decay=decay,
+                   **mode, **kwargs).double()
+
+
+def test_bidl_lifplus_shipped_setting_by_hand():
+    # [1, F, 0, 0, 0, 0]: COBE, g starts at 1, u = x + tau (g + v_0 - v)
+    # eps .5, tau .5, theta .5, alpha .3; x = .2, 0, .1
+    # t0 g = .5 + .2 = .7, u = .2 + .5 * .7 = .55 fires, v = 0
+    # t1 g = .35, u = .5 * .35 = .175, v = .0525
+    # t2 g = .175 + .1 = .275, u = .1 + .5 (.275 - .0525) = .21125,
+    #    v = .063375
+    x = torch.tensor([0.2, 0.0, 0.1], dtype=torch.float64).reshape(3, 1, 1)
+    shipped = (1, False, 0, 0, 0, 0)
+    assert _bidl_plus(shipped)(x).flatten().tolist() == [1.0, 0.0, 0.0]
+    u = _bidl_plus(shipped, 0)(x).flatten()
+    torch.testing.assert_close(u, torch.tensor(
+        [0.55, 0.175, 0.21125], dtype=torch.float64))
+    v = _bidl_plus(shipped, 3)(x).flatten()
+    torch.testing.assert_close(v, torch.tensor(
+        [0.0, 0.0525, 0.063375], dtype=torch.float64))
+    # BIDL's analog activation is tanh
+    default_act = LIFPlus(input_accum=1, mode='analog').double()(x)
+    torch.testing.assert_close(default_act.flatten(), torch.tanh(u))
+
+
+SWITCH_GRID = [(a, rev, ref, ini, trg, dec)
+               for a in range(3) for rev in ((False, True) if a else (False,))
+               for ref in range(3) for ini in range(3) for trg in range(3)
+               for dec in range(3)]
+
+
+@pytest.mark.parametrize('memb_mode', [None, 0, 1, 2, 3])
+def test_bidl_lifplus_every_switch_setting_against_the_equations(memb_mode):
+    gen = torch.Generator().manual_seed(2)
+    x = torch.rand(6, 1, 3, generator=gen, dtype=torch.float64) * 0.8
+    for switches in SWITCH_GRID:
+        neuron = _bidl_plus(switches, memb_mode)
+        got = neuron(x)
+        # the module's own parameter values (float32 0.3 is not 0.3)
+        params = {key: float(getattr(neuron, key, value))
+                  for key, value in PARAMS.items()}
+        for n in range(3):
+            ref = bidl_lifplus_reference(x[:, 0, n].tolist(), *switches,
+                                         p=params)
+            index = 1 if memb_mode is None else memb_mode
+            column = [step[index] for step in ref]
+            if memb_mode == 1:  # u - threshold
+                thresh = params['theta'] if switches[3] == 0 else \
+                    params['v_theta']
+                column = [step[0] - thresh for step in ref]
+            elif memb_mode is not None and memb_mode > 1:
+                column = [step[memb_mode] for step in ref]
+            np.testing.assert_allclose(got[:, 0, n].tolist(), column,
+                                       rtol=1e-9, atol=1e-12,
+                                       err_msg=str(switches))
+
+
+def test_bidl_lifplus_starts_conductances_at_one():
+    neuron = LIFPlus(input_accum='COBA', refractory='RR', adaptation='ADT')
+    state = neuron.init_state(torch.zeros(2, 3))
+    assert state['g'].eq(1).all() and state['y'].eq(1).all()
+    assert state['q'].eq(1).all()
+    assert state['v'].eq(0).all() and state['w'].eq(0).all()
+    ours = LIFPlus(input_accum='COBA', formulation='accumulating')
+    assert ours.init_state(torch.zeros(2, 3))['g'].eq(0).all()
+
+
+def test_bidl_lifplus_membrane_batchnorm():
+    # norm_state: u = BN(x + tau (I + P) + E) before firing; eval mode with
+    # set running statistics
+    neuron = LIFPlus(input_accum='COBE', norm_state=True, feature_shape=(3, ),
+                     mode='analog', memb_mode=3, act=None).double().eval()
+    bn = neuron.norm
+    with torch.no_grad():
+        bn.running_mean.copy_(torch.tensor([0.1, -0.2, 0.3]))
+        bn.running_var.copy_(torch.tensor([0.5, 2.0, 1.5]))
+        bn.weight.copy_(torch.tensor([1.5, 0.7, -1.0]))
+        bn.bias.copy_(torch.tensor([0.2, 0.0, 0.4]))
+    gen = torch.Generator().manual_seed(6)
+    x = torch.rand(5, 1, 3, generator=gen, dtype=torch.float64)
+    got = neuron(x)
+    for n in range(3):
+        mean, var = bn.running_mean[n].item(), bn.running_var[n].item()
+        weight, bias = bn.weight[n].item(), bn.bias[n].item()
+
+        def norm(u):
+            return (u - mean) / math.sqrt(var + bn.eps) * weight + bias
+        params = dict(PARAMS, alpha=neuron.alpha.item())
+        ref = bidl_lifplus_reference(x[:, 0, n].tolist(), 1, False, 0, 0, 0,
+                                     0, p=params, norm=norm)
+        np.testing.assert_allclose(got[:, 0, n].tolist(),
+                                   [step[3] for step in ref], rtol=1e-9)
+    with pytest.raises(ConfigError, match='norm_state'):
+        LIFPlus(norm_state=True)
+
+
+def test_bidl_lifplus_noise_only_moves_the_linear_decay():
+    # BIDL adds the noise in place to the stored v_{t-1} after every other
+    # use: only LID's v_t = v_{t-1} + I - v_leak + E reads it
+    x = torch.tensor([[[0.2, 0.5, 0.9]], [[0.1, 0.3, 0.0]]],
+                     dtype=torch.float64)
+    plain = LIFPlus(input_accum='COBE', noise=0.5, mode='analog',
+                    memb_mode=3, act=None).double()
+    torch.testing.assert_close(plain.train()(x), plain.eval()(x))
+    lid = LIFPlus(decay='LID', noise=0.5, mode='analog', memb_mode=3,
+                  act=None).double().train()
+    torch.manual_seed(9)
+    got = lid(x)
+    torch.manual_seed(9)
+    torch.randn(1, 3, dtype=torch.float64)  # step 0: v = 0, scale 0
+    z1 = torch.randn(1, 3, dtype=torch.float64)
+    v1 = x[0] - 0.05  # 0 + I - v_leak (CUB: I = x)
+    values = v1.flatten().tolist()
+    mean = sum(values) / 3
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / 2)
+    v2 = v1 + 0.5 * std * z1 + x[1] - 0.05
+    torch.testing.assert_close(got[0], v1)
+    torch.testing.assert_close(got[1], v2)
+
+
+def test_lifplus_formulation_refused_by_name():
+    with pytest.raises(ConfigError, match='formulation'):
+        LIFPlus(formulation='ours')

@@ -52,10 +52,10 @@ from bidl_train.errors import ConfigError
 from bidl_train.registry import MODELS
 from .base import BaseNeuron, SpikingDynamics
 from .build import build_module
-from .functional import lif_multistep
+from .functional import announce_kernel, lif_multistep
 from .surrogate import build_surrogate
 
-__all__ = ['LIF', 'LIFEquations', 'noise_scale']
+__all__ = ['LIF', 'LIFEquations', 'membrane_batchnorm', 'noise_scale']
 
 _BACKENDS = ('auto', 'fused', 'loop')
 _BATCHNORMS = {1: nn.BatchNorm1d, 2: nn.BatchNorm1d, 3: nn.BatchNorm2d,
@@ -119,6 +119,15 @@ class LIFEquations(SpikingDynamics):
         r = self.neuronal_reset(u_noisy, s, threshold)
         v = self.neuronal_leak(r)
         return self.neuronal_output(u, s, r, v, threshold, u_noisy), s, v
+
+
+def membrane_batchnorm(feature_shape, owner):
+    """The ``norm_state`` BatchNorm for a per-sample ``feature_shape``."""
+    if feature_shape is None or feature_shape[0] is None:
+        raise ConfigError(
+            f'{owner}: norm_state needs feature_shape (channel first) so the '
+            'membrane BatchNorm knows its channel count')
+    return _BATCHNORMS[len(feature_shape)](feature_shape[0])
 
 
 def noise_scale(u):
@@ -237,14 +246,8 @@ class LIF(LIFEquations, BaseNeuron):
         self.act = None
         if mode == 'analog' and act is not None:
             self.act = build_module(act, label, 'activation')
-        self.norm = None
-        if norm_state:
-            if self.feature_shape is None or self.feature_shape[0] is None:
-                raise ConfigError(
-                    f'{label}: norm_state needs feature_shape (channel first)'
-                    ' so the membrane BatchNorm knows its channel count')
-            self.norm = _BATCHNORMS[len(self.feature_shape)](
-                self.feature_shape[0])
+        self.norm = (membrane_batchnorm(self.feature_shape, label)
+                     if norm_state else None)
 
     def param_names(self):
         return ('alpha', 'beta', 'theta', 'v0')
@@ -310,11 +313,17 @@ class LIF(LIFEquations, BaseNeuron):
     def forward(self, x_seq):
         self.check_sequence(x_seq)
         if not self.uses_fused():
+            announce_kernel(self._label, 'per-step loop', (
+                "backend='loop'" if self.backend == 'loop' else
+                'norm_state: the fused kernel has no membrane BatchNorm'
+                if self.norm is not None else
+                'training noise: the fused kernel has none'))
             return super().forward(x_seq)
         out_mode = 'spike' if self.mode == 'spike' else self.memb_mode
         y = lif_multistep(x_seq, self.leak_factor(), self.beta, self.theta,
                           self.v0, self.surrogate.derivative, self.reset,
-                          self.detach_reset, out_mode, self.kernel)
+                          self.detach_reset, out_mode, self.kernel,
+                          layer=self._label)
         if self.act is not None:
             y = self.act(y)
         return y

@@ -3,78 +3,76 @@
 BIDL (Lynxi, 2023) extends its LIF by six independent switches, each a
 well-known mechanism of point-neuron models (Gerstner et al., "Neuronal
 Dynamics", 2014; Brette & Gerstner 2005 for the adaptation current;
-Fourcaud-Trocme et al. 2003 for the exponential spike initiation).
-This module keeps BIDL's switch names, parameter names (``epsilon, v_g,
-tau_recip, v_0, epsilon_r, v_rr, q_r, epsilon_w, b, a, v_w, theta, v_theta,
-delta_t, v_c, alpha, beta, v_leak``) and its order of operations, with the
-membrane *accumulating* (``u = v_{t-1} + ...``) in every mode and fixed,
-documented default values (BIDL draws missing ones at random).
+Fourcaud-Trocme et al. 2003 for the exponential spike initiation). BIDL's
+switch list ``[input_accum, rev_volt, fire_refrac, spike_init,
+trig_current, memb_decay]`` maps to ``input_accum`` (0 CUB, 1 COBE, 2 COBA),
+``rev_volt``, ``refractory`` (0 none, 1 AR, 2 RR), ``spike_init`` (0 none,
+1 EXI, 2 QDI), ``adaptation`` (0 none, 1 ADT, 2 SBT) and ``decay`` (0 none,
+1 EXD, 2 LID); integer codes and names are both accepted. Parameter names
+are BIDL's (``epsilon, v_g, tau_recip, v_0, epsilon_r, v_rr, v_ar, q_r,
+epsilon_w, b, a, v_w, theta, v_theta, delta_t, v_c, alpha, beta, v_leak``)
+with fixed, documented defaults (:data:`LIFPLUS_DEFAULTS`; BIDL draws the
+ones its ``SOMA_PARAMS`` leave ``None`` uniformly in [0, 1)).
 
-Per step t, with input ``x_t`` and ``v = v_{t-1}`` (all state starts at 0):
+Two formulations (``formulation=``), both in docs/neurons.md:
 
-1. **input accumulation** ``input_accum`` -> synaptic drive ``I``:
+``'bidl'`` (default): BIDL's ``layers/lifplus.py`` (1.9.0) to the last
+digit. With ``v = v_{t-1}`` and the state starting at ``g = y = q = 1``
+(BIDL's ``reset`` fills g, y and its refractory conductance r with ones),
+``v = cnt = w = 0``:
 
-   * ``'CUB'`` (current-based): ``I = x_t``
-   * ``'COBE'`` (exponential conductance):
-     ``g_t = (1 - epsilon) g_{t-1} + x_t``; ``I = g_t``
-   * ``'COBA'`` (alpha-function conductance):
-     ``y_t = (1 - epsilon) y_{t-1} + x_t``;
-     ``g_t = (1 - epsilon) g_{t-1} + e * epsilon * y_t``; ``I = g_t``
+1. accumulation: CUB ``I = x_t``; COBE ``g = (1 - epsilon) g + x_t``,
+   ``I = g``; COBA ``y = (1 - epsilon) y + x_t``,
+   ``g = (1 - epsilon) g + e epsilon y``, ``I = g``. Reversal voltage:
+   ``I = I (v_g - v)``.
+2. AR: ``I = 0`` where ``cnt > 0``; ``cnt = max(cnt - 1, 0)``.
+   RR: ``q = (1 - epsilon_r) q``, ``w = (1 - epsilon_w) w``,
+   ``E = q (v_rr - v) + w (v_ar - v)`` (else ``E = 0``).
+3. initiation: none ``P = v_0 - v`` (threshold ``theta``); EXI
+   ``P = v_0 - v + delta_t exp(v - theta - delta_t)``, QDI
+   ``P = (v_0 - v)(v_c - v)`` (threshold ``v_theta``).
+4. ADT ``w = (1 - epsilon_w) w``; SBT
+   ``w = (1 - epsilon_w) w + tau_recip a (v - v_w)``; then ``E = E + w``.
+5. ``u = x_t + tau_recip (I + P) + E``; ``u = BN(u)`` with ``norm_state``.
+6. ``s = H(u - threshold)``; ``r = s v_0 + (1 - s) u``.
+7. spike effects: AR ``cnt = (1 - s) cnt + s refractory_steps``; RR
+   ``q = q - s q_r``, ``w = w - s b``; ADT/SBT (without RR) ``w = w - s b``.
+8. next potential: none ``v_t = alpha r + beta``; EXD
+   ``v_t = tau_recip (I + P) + E`` (the reset is not used); LID
+   ``v_t = v + I - v_leak + E``.
 
-   **reversal voltage** ``rev_volt=True`` (COBE/COBA only):
-   ``I = g_t (v_g - v)``.
-2. **refractory period** ``refractory``:
+Note the raw input ``x_t`` enters ``u`` besides the drive ``I``, the
+membrane does not carry ``v`` into ``u`` (only ``tau_recip (v_0 - v)``
+does), RR and adaptation together decay ``w`` twice a step, and the
+training noise perturbs only the ``v`` of LID's step 8 (BIDL adds it in
+place to the stored potential after every other use of it): with any other
+decay the noise has no effect, as in BIDL.
 
-   * ``'AR'`` (absolute): the drive is blocked while the counter runs:
-     ``I = 0`` where ``cnt_{t-1} > 0``; ``cnt <- max(cnt_{t-1} - 1, 0)``;
-     after a spike ``cnt_t = refractory_steps``, so the ``refractory_steps``
-     steps after a spike receive no input.
-   * ``'RR'`` (relative): a refractory conductance
-     ``q_t = (1 - epsilon_r) q_{t-1}`` adds the current ``q_t (v_rr - v)``
-     (towards the refractory reversal ``v_rr``); a spike adds ``q_r``.
-3. **adaptation / sub-threshold current** ``adaptation`` (a current ``w``
-   subtracted from the membrane; a spike adds ``b`` to ``w``):
+``'accumulating'``: our re-derivation, where the membrane integrates
+``v_{t-1}`` in every mode and every state starts at 0; with every switch
+off it is exactly BIDL's LIF (hard reset):
 
-   * ``'ADT'`` (spike-triggered adaptation): ``w_t = (1 - epsilon_w) w_{t-1}``
-   * ``'SBT'`` (sub-threshold coupling, AdEx):
-     ``w_t = (1 - epsilon_w) w_{t-1} + tau_recip * a * (v - v_w)``
-4. **spike initiation** ``spike_init`` adds ``N(v)`` and sets the threshold:
+1. drive ``I``: CUB ``x_t``; COBE ``g = (1 - epsilon) g + x_t``; COBA as
+   above; reversal voltage ``I = g (v_g - v)``.
+2. AR blocks ``I`` while ``cnt > 0`` (as above); RR adds
+   ``q (v_rr - v)`` with ``q = (1 - epsilon_r) q`` and a spike adds
+   ``q_r`` to ``q``.
+3. adaptation current ``w`` subtracted: ADT ``w = (1 - epsilon_w) w``,
+   SBT adds ``tau_recip a (v - v_w)``; a spike adds ``b``.
+4. initiation ``N``: EXI ``tau_recip delta_t exp((v - theta)/delta_t)``,
+   QDI ``tau_recip (v - v_0)(v - v_c)`` (threshold ``v_theta``).
+5. decay ``L``: EXD ``tau_recip (v_0 - v)``, LID ``-v_leak``.
+6. ``u = BN(v + I + [q (v_rr - v)] - [w] + N + L)``, training noise on
+   ``u`` as LIF's; fire, hard reset to ``v_0``; ``v_t = alpha r + beta``
+   (no decay switch) or ``v_t = r`` (EXD, LID).
 
-   * ``None``: ``N = 0``, threshold ``theta``
-   * ``'EXI'`` (exponential): ``N = tau_recip * delta_t * exp((v - theta) /
-     delta_t)`` (``theta`` is the rheobase), threshold ``v_theta``
-   * ``'QDI'`` (quadratic): ``N = tau_recip * (v - v_0) (v - v_c)``,
-     threshold ``v_theta``
-5. **membrane decay** ``decay`` adds ``L(v)`` before firing:
-
-   * ``None`` (BIDL's LIF): ``L = 0``; the leak acts after the reset
-   * ``'EXD'`` (exponential decay towards ``v_0``): ``L = tau_recip (v_0 - v)``
-   * ``'LID'`` (linear decay): ``L = -v_leak``
-6. integrate ``u = v + I + [q_t (v_rr - v)] - [w_t] + N + L``; fire
-   ``s = H(u - threshold)`` (strict ``>``, surrogate backward); hard reset
-   ``r = s v_0 + (1 - s) u``; then ``v_t = alpha r + beta`` (decay ``None``)
-   or ``v_t = r`` (EXD, LID: the decay is already in ``L``).
-7. spike effects: ``cnt_t = s * refractory_steps + (1 - s) cnt`` (AR),
-   ``q_t += q_r s`` (RR), ``w_t += b s`` (ADT/SBT).
-
-Output ``s``, or in analog mode ``act([u, u - threshold, r, v_t][memb_mode])``.
-With every switch off (``'CUB'``, no reversal, ``None`` elsewhere) this is
-BIDL's LIF with hard reset.
-
-Differences from BIDL's code, deliberately: the membrane accumulates
-``v_{t-1}`` in every mode; the RR switch uses only the refractory
-conductance (the adaptation current is the ``adaptation`` switch's job) and
-both the refractory conductance and the adaptation current grow on a spike
-(BIDL subtracts ``q_r`` and ``b``, which with the documented reversal
-voltages would excite after a spike); the exponential uses
-``(v - theta)/delta_t`` as in Fourcaud-Trocme et al.
-BIDL's integer switch codes (0, 1, 2) are accepted as well as the names.
+Output ``s``, or in analog mode ``act([u, u - threshold, r, v_t][memb_mode])``
+with ``act`` tanh for ``'bidl'`` (BIDL's LifPlus ``MEMB_MODE``) and ReLU
+for ``'accumulating'`` unless given.
 
 The LIF parts are LIF's own pieces
-(:class:`~bidl_train.neurons.lif.LIFEquations`): the charge ``u = I + v``
-(the input the switches shaped), the fire, the hard reset to ``v_0``, the
-leak and the output selection; only the switches' extra currents are
-written here.
+(:class:`~bidl_train.neurons.lif.LIFEquations`): the fire, the hard reset
+to ``v_0``, the leak, the noise scale and the output selection.
 """
 import math
 
@@ -84,16 +82,21 @@ from bidl_train.errors import ConfigError
 from bidl_train.registry import MODELS
 from .base import BaseNeuron
 from .build import build_module
-from .lif import LIFEquations
+from .lif import LIFEquations, membrane_batchnorm, noise_scale
 from .surrogate import build_surrogate
 
-__all__ = ['LIFPlus', 'LIFPLUS_DEFAULTS']
+__all__ = ['LIFPlus', 'LIFPLUS_DEFAULTS', 'LIFPLUS_FORMULATIONS']
 
 #: Default parameter values (deterministic; BIDL draws missing ones at random).
 LIFPLUS_DEFAULTS = dict(
     epsilon=0.5, v_g=2.0, tau_recip=0.5, v_0=0.0, epsilon_r=0.5, v_rr=-1.0,
-    q_r=0.5, epsilon_w=0.5, b=0.1, a=0.1, v_w=0.0, theta=0.5, v_theta=1.0,
-    delta_t=0.1, v_c=0.5, alpha=0.3, beta=0.0, v_leak=0.05)
+    v_ar=-1.0, q_r=0.5, epsilon_w=0.5, b=0.1, a=0.1, v_w=0.0, theta=0.5,
+    v_theta=1.0, delta_t=0.1, v_c=0.5, alpha=0.3, beta=0.0, v_leak=0.05)
+
+LIFPLUS_FORMULATIONS = ('bidl', 'accumulating')
+
+#: The analog activation each formulation uses unless ``act`` is given.
+_DEFAULT_ACT = {'bidl': 'Tanh', 'accumulating': 'ReLU'}
 
 _SWITCHES = {
     'input_accum': ('CUB', 'COBE', 'COBA'),
@@ -117,6 +120,37 @@ def _parse_switch(owner, name, value):
                       f'BIDL code 0..{len(options) - 1}), got {value!r}')
 
 
+def _used_params(sw, rev_volt, formulation):
+    """The parameters the switches read, in a fixed order."""
+    bidl = formulation == 'bidl'
+    used = ['v_0']
+    if sw['input_accum'] != 'CUB':
+        used.append('epsilon')
+    if rev_volt:
+        used.append('v_g')
+    if sw['refractory'] == 'RR':
+        used += ['epsilon_r', 'v_rr', 'q_r']
+        if bidl:  # BIDL's RR also drives w towards v_ar
+            used += ['v_ar', 'epsilon_w', 'b']
+    if sw['adaptation'] is not None and 'b' not in used:
+        used += ['epsilon_w', 'b']
+    if sw['adaptation'] == 'SBT':
+        used += ['a', 'v_w']
+    used.append('theta' if sw['spike_init'] != 'QDI' else 'v_theta')
+    if sw['spike_init'] == 'EXI':
+        used += ['v_theta', 'delta_t']
+    if sw['spike_init'] == 'QDI':
+        used.append('v_c')
+    if sw['decay'] is None:
+        used += ['alpha', 'beta']
+    if sw['decay'] == 'LID':
+        used.append('v_leak')
+    if bidl or sw['decay'] == 'EXD' or sw['spike_init'] is not None or \
+            sw['adaptation'] == 'SBT':
+        used.append('tau_recip')  # BIDL's u always reads tau_recip
+    return tuple(used)
+
+
 @MODELS.register_module()
 class LIFPlus(LIFEquations, BaseNeuron):
     """BIDL's LIF+ (see the module docstring for every equation).
@@ -130,26 +164,38 @@ class LIFPlus(LIFEquations, BaseNeuron):
         decay (str | int | None): ``None``, ``'EXD'`` or ``'LID'``.
         refractory_steps (int): blocked steps after a spike (AR). Default
             10 (BIDL's ``cntmax``).
+        formulation (str): ``'bidl'`` (BIDL's equations, default) or
+            ``'accumulating'`` (ours; see the module docstring).
+        norm_state (bool): BatchNorm on the membrane ``u`` before firing
+            (BIDL's ``Conv2dLifPlus``/``FcLifPlus`` default to it; needs
+            ``feature_shape``).
+        noise (float): training noise scale, ``>= 0`` (see the module
+            docstring for where each formulation applies it).
         surrogate: surrogate gradient (default ``'rectangle'``).
-        mode (str): ``'spike'`` or ``'analog'``; ``memb_mode``, ``act`` as
-            for :class:`~bidl_train.neurons.LIF`.
+        mode (str): ``'spike'`` or ``'analog'``; ``memb_mode`` as for
+            :class:`~bidl_train.neurons.LIF`.
+        act: analog activation; ``'auto'`` (default) is tanh for
+            ``'bidl'`` and ReLU for ``'accumulating'``; None is identity.
         feature_shape, param_shape, learnable, name: as for every neuron.
         **params: the neuron parameters used by the chosen switches (see
             :data:`LIFPLUS_DEFAULTS`); a parameter no switch uses is refused.
     """
 
-    # what the LIF pieces read: BIDL's LIF+ always resets hard to v_0, with
-    # the spike attached, and has no membrane norm
+    # what the LIF pieces read: LIF+ always resets hard to v_0, with the
+    # spike attached
     reset = 'hard'
     detach_reset = False
-    norm = None
 
     def __init__(self, input_accum='CUB', rev_volt=False, refractory=None,
                  spike_init=None, adaptation=None, decay=None,
-                 refractory_steps=10, surrogate='rectangle', mode='spike',
-                 memb_mode=0, act='ReLU', feature_shape=None,
-                 param_shape='layer', learnable=(), name=None, **params):
+                 refractory_steps=10, formulation='bidl', norm_state=False,
+                 noise=0.0, surrogate='rectangle', mode='spike', memb_mode=0,
+                 act='auto', feature_shape=None, param_shape='layer',
+                 learnable=(), name=None, **params):
         label = name or 'LIFPlus'
+        if formulation not in LIFPLUS_FORMULATIONS:
+            raise ConfigError(f'{label}: formulation must be one of '
+                              f'{LIFPLUS_FORMULATIONS}, got {formulation!r}')
         switches = {key: _parse_switch(label, key, value) for key, value in (
             ('input_accum', input_accum), ('refractory', refractory),
             ('spike_init', spike_init), ('adaptation', adaptation),
@@ -157,7 +203,8 @@ class LIFPlus(LIFEquations, BaseNeuron):
         if rev_volt and switches['input_accum'] == 'CUB':
             raise ConfigError(f"{label}: rev_volt needs a conductance "
                               "(input_accum='COBE' or 'COBA'), not 'CUB'")
-        self._used = self._used_params(switches, bool(rev_volt))
+        self.formulation = formulation
+        self._used = _used_params(switches, bool(rev_volt), formulation)
         super().__init__(feature_shape, param_shape, learnable, name)
         self.input_accum = switches['input_accum']
         self.refractory = switches['refractory']
@@ -165,6 +212,25 @@ class LIFPlus(LIFEquations, BaseNeuron):
         self.adaptation = switches['adaptation']
         self.decay = switches['decay']
         self.rev_volt = bool(rev_volt)
+        self._check_options(mode, memb_mode, refractory_steps, noise)
+        self.mode, self.memb_mode = mode, int(memb_mode)
+        self.refractory_steps = refractory_steps
+        self.noise = float(noise)
+        self._add_params(params)
+        self._check_ranges()
+        self.surrogate = build_surrogate(surrogate, owner=label)
+        if act == 'auto':
+            act = _DEFAULT_ACT[formulation]
+        self.act = None
+        if mode == 'analog' and act is not None:
+            self.act = build_module(act, label, 'activation')
+        self.norm = (membrane_batchnorm(self.feature_shape, label)
+                     if norm_state else None)
+        self.state_names = self._state_names()
+
+    # ------------------------------------------------------------------
+    def _check_options(self, mode, memb_mode, refractory_steps, noise):
+        label = self._label
         if mode not in ('spike', 'analog'):
             raise ConfigError(
                 f"{label}: mode must be 'spike' or 'analog', got {mode!r}")
@@ -176,8 +242,13 @@ class LIFPlus(LIFEquations, BaseNeuron):
                 refractory_steps, int) or refractory_steps <= 0:
             raise ConfigError(f'{label}: refractory_steps must be a positive '
                               f'int, got {refractory_steps!r}')
-        self.mode, self.memb_mode = mode, int(memb_mode)
-        self.refractory_steps = refractory_steps
+        if not isinstance(noise, (int, float)) or isinstance(noise, bool) \
+                or not noise >= 0 or not math.isfinite(noise):
+            raise ConfigError(
+                f'{label}: noise must be a finite number >= 0, got {noise!r}')
+
+    def _add_params(self, params):
+        label = self._label
         unknown = set(params) - set(LIFPLUS_DEFAULTS)
         if unknown:
             raise ConfigError(f'{label}: unknown arguments {sorted(unknown)}')
@@ -189,11 +260,8 @@ class LIFPlus(LIFEquations, BaseNeuron):
         for pname in self._used:
             self.add_neuron_param(pname, params.get(pname,
                                                     LIFPLUS_DEFAULTS[pname]))
-        self._check_ranges()
-        self.surrogate = build_surrogate(surrogate, owner=label)
-        self.act = None
-        if mode == 'analog' and act is not None:
-            self.act = build_module(act, label, 'activation')
+
+    def _state_names(self):
         names = ['v']
         if self.input_accum != 'CUB':
             names.append('g')
@@ -203,37 +271,10 @@ class LIFPlus(LIFEquations, BaseNeuron):
             names.append('cnt')
         if self.refractory == 'RR':
             names.append('q')
-        if self.adaptation is not None:
+        if self.adaptation is not None or (self.refractory == 'RR' and
+                                           self.formulation == 'bidl'):
             names.append('w')
-        self.state_names = tuple(names)
-
-    # ------------------------------------------------------------------
-    @staticmethod
-    def _used_params(sw, rev_volt):
-        used = ['v_0']
-        if sw['input_accum'] != 'CUB':
-            used.append('epsilon')
-        if rev_volt:
-            used.append('v_g')
-        if sw['refractory'] == 'RR':
-            used += ['epsilon_r', 'v_rr', 'q_r']
-        if sw['adaptation'] is not None:
-            used += ['epsilon_w', 'b']
-        if sw['adaptation'] == 'SBT':
-            used += ['a', 'v_w']
-        used.append('theta' if sw['spike_init'] != 'QDI' else 'v_theta')
-        if sw['spike_init'] == 'EXI':
-            used += ['v_theta', 'delta_t']
-        if sw['spike_init'] == 'QDI':
-            used.append('v_c')
-        if sw['decay'] is None:
-            used += ['alpha', 'beta']
-        if sw['decay'] == 'LID':
-            used.append('v_leak')
-        if sw['decay'] == 'EXD' or sw['spike_init'] is not None or \
-                sw['adaptation'] == 'SBT':
-            used.append('tau_recip')
-        return tuple(used)
+        return tuple(names)
 
     def param_names(self):
         return self._used
@@ -279,8 +320,12 @@ class LIFPlus(LIFEquations, BaseNeuron):
 
     # ------------------------------------------------------------------
     def init_state(self, x_t):
-        """Every state variable starts at zero."""
-        return {key: torch.zeros_like(x_t) for key in self.state_names}
+        """``v``, ``cnt`` and ``w`` start at 0; with ``'bidl'`` the
+        conductances ``g``, ``y`` and ``q`` start at 1 (BIDL's reset),
+        with ``'accumulating'`` at 0."""
+        ones = ('g', 'y', 'q') if self.formulation == 'bidl' else ()
+        return {key: (torch.ones_like(x_t) if key in ones else
+                      torch.zeros_like(x_t)) for key in self.state_names}
 
     @property
     def v0(self):
@@ -291,68 +336,133 @@ class LIFPlus(LIFEquations, BaseNeuron):
         """``alpha`` (used only with ``decay=None``)."""
         return self.alpha
 
-    def neuronal_leak(self, r):
-        """``alpha r + beta`` (decay ``None``), else ``r``: EXD and LID
-        decay before firing."""
-        return super().neuronal_leak(r) if self.decay is None else r
-
     def threshold(self):
         """The firing threshold: ``theta`` or, with EXI/QDI, ``v_theta``."""
         return self.theta if self.spike_init is None else self.v_theta
+
+    def neuronal_noise(self, u):
+        """``u + noise * std(u) * N(0, 1)`` in training mode (LIF's scale)."""
+        if not (self.training and self.noise > 0):
+            return u
+        with torch.no_grad():
+            jitter = torch.randn_like(u) * (noise_scale(u) * self.noise)
+        return u + jitter
+
+    def _membrane(self, u):
+        return u if self.norm is None else self.norm(u)
+
+    def _conductance(self, x_t, state, new):
+        """Step 1's drive ``I`` (before the reversal voltage)."""
+        if self.input_accum == 'CUB':
+            return x_t
+        keep = 1.0 - self.epsilon
+        if self.input_accum == 'COBE':
+            g = keep * state['g'] + x_t
+        else:
+            y = keep * state['y'] + x_t
+            g = keep * state['g'] + math.e * self.epsilon * y
+            new['y'] = y
+        new['g'] = g
+        return g
+
+    def _refractory_block(self, drive, state):
+        """AR: no drive while the counter runs; the counted-down counter."""
+        cnt = state['cnt']
+        drive = drive * (cnt <= 0).to(drive.dtype)
+        return drive, (cnt - 1.0).clamp_min(0.0)
 
     def step(self, x_t, state=None):
         """One step of the equations; ``state`` holds ``state_names``."""
         if state is None:
             state = self.init_state(x_t)
+        if self.formulation == 'bidl':
+            out, new = self._bidl_step(x_t, state)
+        else:
+            out, new = self._accumulating_step(x_t, state)
+        return out, {key: new[key] for key in self.state_names}
+
+    def _bidl_step(self, x_t, state):
+        """BIDL's ``LifPlus.forward`` (module docstring, steps 1-8)."""
         v = state['v']
         new = {}
-        # 1. input accumulation (and reversal voltage)
-        if self.input_accum == 'CUB':
-            drive = x_t
-        else:
-            keep = 1.0 - self.epsilon
-            if self.input_accum == 'COBE':
-                g = keep * state['g'] + x_t
-            else:
-                y = keep * state['y'] + x_t
-                g = keep * state['g'] + math.e * self.epsilon * y
-                new['y'] = y
-            new['g'] = drive = g
-            if self.rev_volt:
-                drive = g * (self.v_g - v)
-        # 2. refractory period
+        drive = self._conductance(x_t, state, new)
+        if self.rev_volt:
+            drive = drive * (self.v_g - v)
+        extra = 0.0
+        w = state.get('w')
         if self.refractory == 'AR':
-            cnt = state['cnt']
-            drive = drive * (cnt <= 0).to(x_t.dtype)
-            cnt = (cnt - 1.0).clamp_min(0.0)
-        u = self.neuronal_charge(drive, v)
+            drive, cnt = self._refractory_block(drive, state)
+        elif self.refractory == 'RR':
+            q = (1.0 - self.epsilon_r) * state['q']
+            w = (1.0 - self.epsilon_w) * w
+            extra = q * (self.v_rr - v) + w * (self.v_ar - v)
+        pull = self.v_0 - v
+        if self.spike_init == 'EXI':
+            pull = pull + self.delta_t * torch.exp(v - self.theta -
+                                                   self.delta_t)
+        elif self.spike_init == 'QDI':
+            pull = pull * (self.v_c - v)
+        if self.adaptation is not None:
+            w = (1.0 - self.epsilon_w) * w
+            if self.adaptation == 'SBT':
+                w = w + self.tau_recip * self.a * (v - self.v_w)
+            extra = extra + w
+        synaptic = self.tau_recip * (drive + pull) + extra
+        u = self._membrane(x_t + synaptic)
+        threshold = self.threshold()
+        s = self.neuronal_fire(u, threshold)
+        r = self.neuronal_reset(u, s, threshold)
+        if self.refractory == 'AR':
+            new['cnt'] = s.detach() * self.refractory_steps + \
+                (1.0 - s.detach()) * cnt
+        elif self.refractory == 'RR':
+            new['q'] = q - self.q_r * s
+        if 'w' in self.state_names:
+            new['w'] = w - self.b * s
+        if self.decay is None:
+            v_next = self.neuronal_leak(r)
+        elif self.decay == 'EXD':
+            v_next = synaptic
+        else:  # LID; BIDL's training noise lands on this v only
+            v_next = self.neuronal_noise(v) + drive - self.v_leak + extra
+        new['v'] = v_next
+        return self.neuronal_output(u, s, r, v_next, threshold), new
+
+    def _accumulating_step(self, x_t, state):
+        """Our re-derivation (module docstring, ``'accumulating'``)."""
+        v = state['v']
+        new = {}
+        drive = self._conductance(x_t, state, new)
+        if self.rev_volt:
+            drive = drive * (self.v_g - v)
+        if self.refractory == 'AR':
+            drive, cnt = self._refractory_block(drive, state)
+        current = drive
         if self.refractory == 'RR':
             q = (1.0 - self.epsilon_r) * state['q']
-            u = u + q * (self.v_rr - v)
-        # 3. adaptation current
+            current = current + q * (self.v_rr - v)
         if self.adaptation is not None:
             w = (1.0 - self.epsilon_w) * state['w']
             if self.adaptation == 'SBT':
                 w = w + self.tau_recip * self.a * (v - self.v_w)
-            u = u - w
-        # 4. spike initiation
+            current = current - w
         if self.spike_init == 'EXI':
-            u = u + self.tau_recip * self.delta_t * torch.exp(
+            current = current + self.tau_recip * self.delta_t * torch.exp(
                 (v - self.theta) / self.delta_t)
         elif self.spike_init == 'QDI':
-            u = u + self.tau_recip * (v - self.v_0) * (v - self.v_c)
-        # 5. decay before firing
+            current = current + self.tau_recip * (v - self.v_0) * (
+                v - self.v_c)
         if self.decay == 'EXD':
-            u = u + self.tau_recip * (self.v_0 - v)
+            current = current + self.tau_recip * (self.v_0 - v)
         elif self.decay == 'LID':
-            u = u - self.v_leak
-        # 6. fire, reset, leak
+            current = current - self.v_leak
+        u = self.neuronal_charge(current, v)  # u = BN(I_total + v)
+        u_noisy = self.neuronal_noise(u)
         threshold = self.threshold()
-        s = self.neuronal_fire(u, threshold)
-        r = self.neuronal_reset(u, s, threshold)
-        v_next = self.neuronal_leak(r)
+        s = self.neuronal_fire(u_noisy, threshold)
+        r = self.neuronal_reset(u_noisy, s, threshold)
+        v_next = self.neuronal_leak(r) if self.decay is None else r
         new['v'] = v_next
-        # 7. spike effects
         if self.refractory == 'AR':
             new['cnt'] = s.detach() * self.refractory_steps + \
                 (1.0 - s.detach()) * cnt
@@ -360,12 +470,14 @@ class LIFPlus(LIFEquations, BaseNeuron):
             new['q'] = q + self.q_r * s
         if self.adaptation is not None:
             new['w'] = w + self.b * s
-        out = self.neuronal_output(u, s, r, v_next, threshold)
-        return out, {key: new[key] for key in self.state_names}
+        out = self.neuronal_output(u, s, r, v_next, threshold, u_noisy)
+        return out, new
 
     def extra_repr(self):
-        return (f'input_accum={self.input_accum!r}, rev_volt={self.rev_volt}, '
+        return (f'formulation={self.formulation!r}, '
+                f'input_accum={self.input_accum!r}, rev_volt={self.rev_volt}, '
                 f'refractory={self.refractory!r}, spike_init='
                 f'{self.spike_init!r}, adaptation={self.adaptation!r}, '
-                f'decay={self.decay!r}, mode={self.mode!r}, ' +
+                f'decay={self.decay!r}, norm_state={self.norm is not None}, '
+                f'noise={self.noise}, mode={self.mode!r}, ' +
                 super().extra_repr())
