@@ -8,6 +8,7 @@ so no import-order tricks are needed.
 """
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import LOOPS as MMENGINE_LOOPS
 from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
@@ -48,7 +49,7 @@ METRICS = Registry(
     scope=SCOPE,
     locations=['bidl_train.evaluation'])
 
-#: Runner hooks (co-learning, deployment, spike monitoring, NaN guard).
+#: Runner hooks (deployment, spike monitoring, NaN guard, seeding, progress).
 HOOKS = Registry(
     'hook',
     parent=MMENGINE_HOOKS,
@@ -61,6 +62,14 @@ HOOKS = Registry(
         'bidl_train.engine.hooks.progress_bar',
         'bidl_train.engine.hooks.checkpoint'
     ])
+
+#: Training loops (``train_cfg=dict(type='GlobalLocalLoop', ...)``: global-local
+#: co-learning).
+LOOPS = Registry(
+    'loop',
+    parent=MMENGINE_LOOPS,
+    scope=SCOPE,
+    locations=['bidl_train.engine.loops'])
 
 #: Local plasticity rules and global-local schedules.
 LEARNING_RULES = Registry(
@@ -79,7 +88,7 @@ DEPLOY_TARGETS = Registry(
 # ---------------------------------------------------------------------------
 from mmengine import registry as _mm  # noqa: E402
 
-_PASS_THROUGH = ('RUNNERS', 'RUNNER_CONSTRUCTORS', 'LOOPS', 'DATA_SAMPLERS',
+_PASS_THROUGH = ('RUNNERS', 'RUNNER_CONSTRUCTORS', 'DATA_SAMPLERS',
                  'OPTIMIZERS', 'OPTIM_WRAPPERS', 'OPTIM_WRAPPER_CONSTRUCTORS',
                  'PARAM_SCHEDULERS', 'MODEL_WRAPPERS', 'WEIGHT_INITIALIZERS',
                  'VISUALIZERS', 'VISBACKENDS', 'LOG_PROCESSORS', 'EVALUATOR',

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from bidl_train.deploy.verify import flatten_state
+from bidl_train.learning.teacher import teaching
 from bidl_train.neurons import BaseNeuron
 from bidl_train.registry import MODELS
 
@@ -139,18 +140,10 @@ def logits_and_spikes(model, x):
 def pytorch_reference(model, x, teacher=None):
     """The model's own logits, spikes (forward hooks on every spiking neuron
     and plastic layer) and ``model.step`` outputs and states per step.
-    ``teacher``: labels ``[B]`` handed by ``set_teacher`` to every plastic
-    layer whose rule needs them, for both runs."""
-    learners = [m for m in model.modules() if hasattr(m, 'set_teacher')
-                and m.rule.needs_teacher]
-    for module in learners:
-        module.set_teacher(None if teacher is None else
-                           torch.as_tensor(teacher).long())
-    try:
+    ``teacher``: labels ``[B]`` given by ``teaching`` to every plastic layer
+    whose rule needs them, for both runs."""
+    with teaching(teacher):
         return _reference(model, x)
-    finally:
-        for module in learners:
-            module.set_teacher(None)
 
 
 def _reference(model, x):

@@ -188,7 +188,7 @@ def test_reward_stdp_learning_at_inference_round_trip(target, tmp_path):
     """A persistent PlasticFcLif with RewardSTDP learning at inference: the
     graphs take the labels as ``teacher``; with true labels the shared
     local weight learns, with -1 it stays as it is, in the deployed graph
-    and in the model's own step with set_teacher alike."""
+    and in the model's own step under ``teaching`` alike."""
     if target == 'onnx':
         pytest.importorskip('onnxruntime')
     model = plastic_classifier('PlasticFcLif', 'persistent', _REWARD,

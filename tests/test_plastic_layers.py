@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from bidl_train.errors import ConfigError
 from bidl_train.learning import (PlasticConv2dLif, PlasticFcLif,
                                  PopulationClsHead)
+from bidl_train.learning.teacher import teaching
 from bidl_train.registry import MODELS
 
 
@@ -159,7 +160,7 @@ def test_persistent_learning_switches():
     assert layer.local_weight.abs().sum() == 0
 
 
-def test_reward_rule_needs_teacher_in_layer():
+def _silent_reward_layer():
     layer = PlasticFcLif(3, 4, rule=dict(type='RewardSTDP', num_classes=2,
                                          group_size=2, lr=0.5,
                                          pre_eligibility=1.0),
@@ -167,17 +168,68 @@ def test_reward_rule_needs_teacher_in_layer():
     with torch.no_grad():  # a silent layer: rates 0, rewards (1, 0)
         layer.linear.weight.zero_()
         layer.linear.bias.zero_()
-    x = torch.ones(2, 2, 3, dtype=torch.float64)
-    layer(x)
-    assert layer.local_weight.abs().sum() == 0  # no labels: gate closed
-    layer.set_teacher(torch.tensor([0, 0]))
-    layer(x)
+    return layer
+
+
+def _rewarded_first_group(local_weight):
     # the true class's silent group is rewarded: with b = 1, λ_pre = 0.5
     # its weights grow by lr * 1 * x̄ per step; the other group is silent
     # and unrewarded (R = 0 - 0): unchanged
-    assert (layer.local_weight[:2] > 0).all()
-    assert torch.equal(layer.local_weight[2:], torch.zeros(2, 3,
-                                                           dtype=torch.float64))
+    return bool((local_weight[:2] > 0).all()) and torch.equal(
+        local_weight[2:], torch.zeros(2, 3, dtype=torch.float64))
+
+
+def test_reward_rule_needs_teacher_in_layer():
+    layer = _silent_reward_layer()
+    x = torch.ones(2, 2, 3, dtype=torch.float64)
+    layer(x)
+    assert layer.local_weight.abs().sum() == 0  # no labels: gate closed
+    with teaching([0, 0]):
+        layer(x)
+    assert _rewarded_first_group(layer.local_weight)
+    # the labels lived as long as the block: none afterwards
+    before = layer.local_weight.clone()
+    layer(x)
+    assert torch.equal(layer.local_weight, before)
+
+
+def test_reward_rule_teacher_by_step_argument():
+    """The single-step form takes the labels as an argument; it matches the
+    multi-step form under ``teaching``."""
+    x = torch.ones(2, 2, 3, dtype=torch.float64)
+    stepped = _silent_reward_layer()
+    state = None
+    for x_t in x:
+        _, state = stepped.step(x_t, state, teacher=torch.tensor([0, 0]))
+    assert _rewarded_first_group(state['local'])
+    unlabelled = _silent_reward_layer()
+    _, state = unlabelled.step(x[0], None, teacher=torch.tensor([-1, -1]))
+    assert state['local'].abs().sum() == 0  # label -1: no reward
+
+
+def test_classifier_teaches_with_the_labels_of_training_batches():
+    """Labels travel in ``data_samples``: the training forward teaches the
+    plastic layer; predict and tensor forwards never do."""
+    model = MODELS.build(dict(
+        type='SpikingClassifier',
+        backbone=dict(type='SpikingSequential', layers=[
+            dict(type='PlasticFcLif', in_features=3, out_features=4,
+                 learning=True, neuron=NEURON,
+                 rule=dict(type='RewardSTDP', num_classes=2, group_size=2,
+                           lr=0.5, pre_eligibility=1.0))]),
+        head=dict(type='PopulationClsHead', num_classes=2,
+                  group_size=2))).double()
+    layer = model.backbone[0]
+    with torch.no_grad():
+        layer.linear.weight.zero_()
+        layer.linear.bias.zero_()
+    x = torch.ones(2, 2, 3, dtype=torch.float64)
+    samples = dict(label=torch.tensor([0, 0]))
+    model(x, samples, mode='predict')
+    model(x, mode='tensor')
+    assert layer.local_weight.abs().sum() == 0
+    model(x, samples, mode='loss')
+    assert _rewarded_first_group(layer.local_weight)
 
 
 def test_layer_config_errors_name_the_layer():

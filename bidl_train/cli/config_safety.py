@@ -216,7 +216,8 @@ def _known_names():
 def _registries():
     """bidl-train's registries and the mmengine registries they extend."""
     found = [ours.MODELS, ours.DATASETS, ours.TRANSFORMS, ours.METRICS,
-             ours.HOOKS, ours.LEARNING_RULES, ours.DEPLOY_TARGETS]
+             ours.HOOKS, ours.LOOPS, ours.LEARNING_RULES,
+             ours.DEPLOY_TARGETS]
     found += ours.PASS_THROUGH_REGISTRIES.values()
     parents = [r.parent for r in found if r.parent is not None]
     return [r for r in found + parents if r.scope in ALLOWED_SCOPES]

@@ -249,8 +249,8 @@ class PlasticNode(Node):
     A rule that needs a teaching signal (``RewardSTDP`` with its gate on)
     makes the node :attr:`needs_teacher`: ``step`` takes the labels
     ``[B]`` (int64, ``-1``: no label, no reward for that sample) and hands
-    them to the layer with ``set_teacher`` for that step only, which is
-    what the co-learning hook does for the model.
+    them to the layer's ``step(x, state, teacher=...)``, as training hands
+    the labels of each batch to the model.
 
     A persistent layer's local weight (and a persistent rule state such as
     BCM's threshold) is shared by the batch: no batch axis
@@ -267,7 +267,6 @@ class PlasticNode(Node):
         super().__init__()
         self.layer = copy.deepcopy(layer).eval()
         self.layer.neuron = plain_neuron(layer.neuron)
-        self.layer.set_teacher(None)
         rule = layer.rule
         self.needs_teacher = bool(rule.needs_teacher and getattr(
             rule, 'gate', True))
@@ -308,11 +307,7 @@ class PlasticNode(Node):
         state = dict(neuron=dict(zip(self.neuron_names, states[:n])),
                      local=states[n],
                      rule=dict(zip(self.rule_keys, states[n + 1:])))
-        self.layer.set_teacher(teacher)
-        try:
-            y, new = self.layer.step(x, state)
-        finally:  # hold no (traced) labels between calls
-            self.layer.set_teacher(None)
+        y, new = self.layer.step(x, state, teacher=teacher)
         out = (_state_list(new['neuron'], self.neuron_names) +
                [new['local']] + _state_list(new['rule'], self.rule_keys))
         return y, out, y if self.emits_spikes else None

@@ -19,8 +19,8 @@ local weight moved over the steps is reported (``local_weight_change``).
 
 An export with a ``teacher`` input (a layer learning from a reward) is
 verified twice, with learning really exercised: once with the samples'
-labels as teacher (the model gets the same labels by ``set_teacher``, as
-the co-learning hook gives them) and once with ``-1`` for every sample (no
+labels as teacher (the model gets the same labels through
+:func:`~bidl_train.learning.teacher.teaching`, as in training) and once with ``-1`` for every sample (no
 label: no reward update), both over all steps.
 """
 import contextlib
@@ -31,6 +31,7 @@ import torch
 
 from bidl_train.errors import ConfigError
 from bidl_train.learning.plastic import PlasticLayer
+from bidl_train.learning.teacher import teaching
 from bidl_train.neurons import BaseNeuron
 from bidl_train.utils.progress import track
 from bidl_train.utils.state import flatten_state
@@ -54,22 +55,6 @@ def _kept_local_weights(model):
                 getattr(layer, name).copy_(value)
 
 
-@contextlib.contextmanager
-def _teaching(model, teacher):
-    """Hand ``teacher`` (labels ``[B]``) to every plastic layer whose rule
-    needs one, as the co-learning hook does; cleared on exit."""
-    layers = [layer for layer in model.modules()
-              if isinstance(layer, PlasticLayer) and layer.rule.needs_teacher]
-    labels = None if teacher is None else torch.as_tensor(teacher).long()
-    for layer in layers:
-        layer.set_teacher(labels)
-    try:
-        yield
-    finally:
-        for layer in layers:
-            layer.set_teacher(None)
-
-
 @torch.no_grad()
 def reference_run(model, x_seq, teacher=None):
     """PyTorch's logits, spikes per neuron and per-step outputs/states
@@ -89,13 +74,13 @@ def reference_run(model, x_seq, teacher=None):
                 lambda m, i, out, name=f'{name}.neuron': spikes.__setitem__(
                     name, out)))
     try:
-        with _kept_local_weights(model), _teaching(model, teacher):
+        with _kept_local_weights(model), teaching(teacher):
             logits = model(x_seq, mode='tensor')
     finally:
         for handle in handles:
             handle.remove()
     steps, state = [], None
-    with _teaching(model, teacher):
+    with teaching(teacher):
         for x_t in x_seq:
             y, state = model.step(x_t, state)
             steps.append(dict(flatten_state(state), y=y))

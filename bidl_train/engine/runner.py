@@ -20,6 +20,7 @@ from bidl_train.errors import BidlError, ConfigError
 from .checkpoint import (find_resume_checkpoint, install_atomic_backend,
                          install_safe_loader)
 from .dist import dist_timeout, setup_cpu_distributed
+from .loops import colearning_to_loop
 
 #: Top-level config keys the Runner or bidl-train reads. Any other key is a
 #: typo until proven otherwise (mmengine ignores unknown keys silently).
@@ -56,7 +57,7 @@ def build_runner(cfg: Config) -> Runner:
     """Apply the framework's patches and build the Runner."""
     check_top_level_keys(cfg)
     _add_deploy_hook(cfg)
-    _add_colearning_hook(cfg)
+    colearning_to_loop(cfg)
     _seed_workers(cfg)
     install_safe_loader()
     install_atomic_backend()
@@ -89,16 +90,6 @@ def _seed_workers(cfg):
         loader = cfg.get(f'{split}_dataloader')
         if isinstance(loader, dict) and 'worker_init_fn' not in loader:
             loader['worker_init_fn'] = dict(type='bidl_train.seed_worker')
-
-
-def _add_colearning_hook(cfg):
-    """``colearning=dict(...)`` in a config means: run ColearningHook."""
-    if not cfg.get('colearning'):
-        return
-    hooks = list(cfg.get('custom_hooks') or [])
-    if not any(h.get('type') == 'ColearningHook' for h in hooks):
-        hooks.append(dict(type='ColearningHook'))
-    cfg.custom_hooks = hooks
 
 
 #: Below this much free space a run would fail at its first checkpoint.

@@ -24,9 +24,13 @@ Two kinds of local weight (``plasticity``):
 
 Whether local learning runs is ``learning``: None (default) means "fast
 layers always, persistent layers in training mode"; True/False force it
-(the co-learning hook sets it per phase). Rules that need a teaching signal
-(:class:`~bidl_train.learning.rules.RewardSTDP`) read the labels given by
-:meth:`set_teacher`; without labels they do not learn.
+(the co-learning loop, :class:`~bidl_train.engine.loops.GlobalLocalLoop`,
+switches it during its own training steps). Rules that need a teaching
+signal (:class:`~bidl_train.learning.rules.RewardSTDP`) get the labels of
+the batch: ``step(x_t, state, teacher=labels)``, or in ``forward`` those of
+the enclosing :func:`~bidl_train.learning.teacher.teaching` block, which the
+classifier opens with the labels of ``data_samples`` in its training
+forward. Without labels they do not learn.
 
 Both execution forms give the same numbers: ``forward(x_seq)`` on
 ``[T, B, ...]`` and ``step(x_t, state)`` with ``state = {'neuron': ...,
@@ -44,6 +48,7 @@ from bidl_train.layers import build_neuron, fold_time, unfold_time
 from bidl_train.layers.lif_layers import check_input_dims
 from bidl_train.registry import MODELS
 from .rules.base import build_rule, check_number
+from .teacher import current_teacher
 
 __all__ = ['PlasticFcLif', 'PlasticConv2dLif', 'PlasticLayer']
 
@@ -80,7 +85,6 @@ class PlasticLayer(nn.Module):
             raise ConfigError(f'{owner}: learning must be None, True or '
                               f'False, got {learning!r}')
         self.learning = learning
-        self._teacher = None
         if learn_coefficients:
             if plasticity != 'fast':
                 raise ConfigError(
@@ -98,13 +102,8 @@ class PlasticLayer(nn.Module):
                 self.register_buffer(f'rule_{key}', value)
 
     # ------------------------------------------------------------------
-    # control (used by the co-learning hook and by users)
+    # control (used by the co-learning loop and by users)
     # ------------------------------------------------------------------
-    def set_teacher(self, labels):
-        """Labels ``[B]`` for rules that need a teaching signal; None clears
-        them (label ``-1`` marks an unlabelled sample)."""
-        self._teacher = labels
-
     def learning_active(self):
         """Whether the local rule updates ``L`` in the current call."""
         if self.learning is not None:
@@ -147,7 +146,7 @@ class PlasticLayer(nn.Module):
                 state[key] = getattr(self, f'rule_{key}').to(post.dtype)
         return state
 
-    def _advance(self, x_t, g_t, state):
+    def _advance(self, x_t, g_t, state, teacher):
         """One step given the precomputed global current ``g_t``."""
         local = state['local']
         current = self.after_synapse(g_t + self.local_current(x_t, local))
@@ -163,7 +162,7 @@ class PlasticLayer(nn.Module):
                 if rule_state is None:
                     rule_state = self._rule_state(pre, post, persistent)
                 dw, rule_state = self.rule.delta(pre, post, local,
-                                                 rule_state, self._teacher)
+                                                 rule_state, teacher)
                 retain = 1.0 - self.decay.clamp(0.0, 1.0)
                 local = self.rule.bound(retain * local + dw)
         return y, {'neuron': neuron_state, 'local': local,
@@ -177,20 +176,25 @@ class PlasticLayer(nn.Module):
         folded, _ = fold_time(x_seq, type(self).__name__)
         g_seq = unfold_time(self.global_current(folded), steps)
         state = self.init_state(x_seq[0])
+        teacher = current_teacher()
         outputs = []
         for t in range(steps):
-            y, state = self._advance(x_seq[t], g_seq[t], state)
+            y, state = self._advance(x_seq[t], g_seq[t], state, teacher)
             outputs.append(y)
         if self.plasticity == 'persistent' and self.learning_active():
             self.commit(state)
         return torch.stack(outputs, 0)
 
-    def step(self, x_t, state=None):
-        """Single-step form; ``state`` as returned by a previous call."""
+    def step(self, x_t, state=None, teacher=None):
+        """Single-step form; ``state`` as returned by a previous call.
+        ``teacher``: labels ``[B]`` for a rule that needs them (default: those
+        of the enclosing :func:`~bidl_train.learning.teacher.teaching`)."""
         self._check_input(x_t, False)
         if state is None:
             state = self.init_state(x_t)
-        return self._advance(x_t, self.global_current(x_t), state)
+        if teacher is None:
+            teacher = current_teacher()
+        return self._advance(x_t, self.global_current(x_t), state, teacher)
 
     def commit(self, state):
         """Write a state's local weight (and persistent rule state) into the

@@ -1,9 +1,11 @@
 """Global-local schedules: which kind of learning runs when, on which layers.
 
-A schedule is a list of phases run one after the other::
+A schedule is a list of phases run one after the other, given to the
+co-learning training loop::
 
-    colearning = dict(
-        type='GlobalLocalSchedule',
+    train_cfg = dict(
+        type='GlobalLocalLoop',
+        max_epochs=8,
         phases=[
             dict(mode='global', epochs=6),                 # BPTT only
             dict(mode='local', epochs=2,                   # on-chip learning
@@ -26,7 +28,9 @@ Modes:
 
 Fast (per-sample) plastic layers run their plasticity in every phase: it is
 part of their forward computation; the schedule decides whether BPTT trains
-their global weights and coefficients.
+their global weights and coefficients. A rule that needs a teaching signal
+(reward-modulated STDP) gets the labels of every training batch, which the
+batch carries in ``data_samples``; validation and test batches teach nothing.
 
 Lengths are given in ``epochs`` or in ``iters`` (the same unit for every
 phase); the last phase may omit its length and then runs to the end of
@@ -36,7 +40,9 @@ module and everything inside it. ``data`` replaces the training data loader
 while the phase runs (a dataloader config, as ``train_dataloader``); phases
 without it use the run's ``train_dataloader``.
 
-The :class:`~bidl_train.engine.hooks.ColearningHook` drives a schedule.
+The :class:`~bidl_train.engine.loops.GlobalLocalLoop` runs a schedule. The
+older top-level key ``colearning=dict(type='GlobalLocalSchedule',
+phases=[...])`` means the same loop (see :func:`build_schedule`).
 """
 import copy
 
@@ -53,8 +59,8 @@ class Phase:
     """One phase of a schedule (see the module docstring)."""
 
     def __init__(self, index, mode, epochs=None, iters=None, layers=None,
-                 data=None):
-        where = f'colearning.phases[{index}]'
+                 data=None, key='train_cfg.phases'):
+        where = f'{key}[{index}]'
         if mode not in MODES:
             raise ConfigError(f'{where}.mode must be one of {MODES}, got '
                               f'{mode!r}')
@@ -120,35 +126,36 @@ class GlobalLocalSchedule:
     Args:
         phases (list[dict]): phase configs with keys ``mode``, ``epochs`` or
             ``iters``, optional ``layers`` and ``data``.
+        key (str): where the phases stand in the config (error messages).
     """
 
-    def __init__(self, phases):
+    def __init__(self, phases, key='train_cfg.phases'):
         if not isinstance(phases, (list, tuple)) or not phases:
-            raise ConfigError('colearning.phases must be a non-empty list of '
-                              "dicts such as dict(mode='global', epochs=5)")
+            raise ConfigError(f'{key} must be a non-empty list of dicts such '
+                              "as dict(mode='global', epochs=5)")
         built = []
         for i, spec in enumerate(phases):
             if not isinstance(spec, dict):
-                raise ConfigError(f'colearning.phases[{i}] must be a dict, '
-                                  f'got {type(spec).__name__}')
+                raise ConfigError(f'{key}[{i}] must be a dict, got '
+                                  f'{type(spec).__name__}')
             unknown = set(spec) - _PHASE_KEYS
             if unknown:
                 raise ConfigError(
-                    f'colearning.phases[{i}]: unknown key(s) '
+                    f'{key}[{i}]: unknown key(s) '
                     f'{sorted(unknown)}; known: {sorted(_PHASE_KEYS)}')
             if 'mode' not in spec:
-                raise ConfigError(f'colearning.phases[{i}] needs a mode, one '
-                                  f'of {MODES}')
-            built.append(Phase(i, **spec))
+                raise ConfigError(f'{key}[{i}] needs a mode, one of {MODES}')
+            built.append(Phase(i, key=key, **spec))
         for phase in built[:-1]:
             if phase.length is None:
                 raise ConfigError(
-                    f'colearning.phases[{phase.index}] needs epochs or iters'
+                    f'{key}[{phase.index}] needs epochs or iters'
                     ' (only the last phase may run to the end)')
         units = {p.unit for p in built if p.unit is not None}
         if len(units) > 1:
-            raise ConfigError('colearning.phases mix epochs and iters; give '
-                              'every phase length in the same unit')
+            raise ConfigError(f'{key} mix epochs and iters; give every phase '
+                              'length in the same unit')
+        self.key = key
         self.phases = built
         self.unit = units.pop() if units else 'epoch'
         starts, position = [], 0
@@ -182,12 +189,12 @@ class GlobalLocalSchedule:
             for layer in phase.layers or ():
                 if layer not in module_names:
                     raise ConfigError(
-                        f'colearning.phases[{phase.index}].layers names '
+                        f'{self.key}[{phase.index}].layers names '
                         f'{layer!r}, which is not a module of the model')
             if phase.mode == 'local' and not any(
                     phase.touches(n) for n in plastic_names):
                 raise ConfigError(
-                    f'colearning.phases[{phase.index}] is a local phase but '
+                    f'{self.key}[{phase.index}] is a local phase but '
                     'touches no plastic layer (PlasticFcLif, '
                     'PlasticConv2dLif); plastic layers of the model: '
                     f'{sorted(plastic_names) or "none"}')
@@ -198,7 +205,9 @@ class GlobalLocalSchedule:
 
 
 def build_schedule(spec):
-    """A :class:`GlobalLocalSchedule` from the ``colearning`` config."""
+    """A :class:`GlobalLocalSchedule` from the older top-level
+    ``colearning=dict(type='GlobalLocalSchedule', phases=[...])`` config
+    (error messages name that key)."""
     if isinstance(spec, GlobalLocalSchedule):
         return spec
     if not isinstance(spec, dict):
@@ -215,4 +224,4 @@ def build_schedule(spec):
     if unknown:
         raise ConfigError(f'colearning: unknown key(s) {sorted(unknown)}; '
                           'a schedule takes phases=[...]')
-    return cls(**cfg)
+    return cls(key='colearning.phases', **cfg)

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModel
 
 from bidl_train.errors import ConfigError
+from bidl_train.learning.teacher import labels_of, teaching
 from bidl_train.registry import MODELS
 
 from .monitor import record_firing_rates
@@ -51,8 +52,10 @@ class SpikingClassifier(BaseModel):
         if mode == 'tensor':
             return self.head(self.extract_feat(inputs))
         if mode == 'loss':
-            return self.head.loss(self.extract_feat(inputs),
-                                  _targets(data_samples))
+            # the labels teach the plastic layers whose rule needs them
+            with teaching(labels_of(data_samples)):
+                feats = self.extract_feat(inputs)
+            return self.head.loss(feats, _targets(data_samples))
         if mode == 'predict':
             return self.predict(inputs, data_samples)
         raise ConfigError(

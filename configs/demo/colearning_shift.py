@@ -7,14 +7,14 @@
 # motion now looks like the opposite one, so the lab-trained network is
 # confidently wrong.
 #
-#   phase 0 (global, epochs 1-4): BPTT on the lab data;
-#   phase 1 (local, epochs 5-6): global weights frozen, no gradients,
+#   phase 0 (global, epochs 1-5): BPTT on the lab data;
+#   phase 1 (local, epochs 6-7): global weights frozen, no gradients,
 #       forward passes only on the labelled stream from the new sensor; the
 #       plastic output layer (backbone.3) learns with reward-modulated STDP.
 #
 # Validation runs on the SHIFTED test set after every epoch, so one run's
-# log holds both numbers: after epoch 4 = global-only training, after
-# epoch 6 = with the local phase. tools/colearning_demo.py runs this config
+# log holds both numbers: after epoch 5 = global-only training, after
+# epoch 7 = with the local phase. tools/colearning_demo.py runs this config
 # and prints the comparison, plus the accuracy on the unshifted test set.
 _base_ = [
     '../_base_/models/plastic_conv_lif.py',
@@ -26,7 +26,6 @@ _global_epochs = 5
 _local_epochs = 2
 _shift = dict(swap_polarity=True)
 
-train_cfg = dict(max_epochs=_global_epochs + _local_epochs)
 optim_wrapper = dict(optimizer=dict(type='Adam', lr=3e-3))
 param_scheduler = [
     dict(type='CosineAnnealingLR', by_epoch=True, T_max=_global_epochs,
@@ -56,8 +55,10 @@ _input_shape = (8, 2, 16, 16)
 val_evaluator = [dict(type='Accuracy', topk=(1, )), dict(type='FiringRate')]
 test_evaluator = val_evaluator
 
-colearning = dict(
-    type='GlobalLocalSchedule',
+# the co-learning training loop runs the two phases (see the header)
+train_cfg = dict(
+    type='GlobalLocalLoop',
+    max_epochs=_global_epochs + _local_epochs,
     phases=[
         dict(mode='global', epochs=_global_epochs),
         dict(

@@ -1,4 +1,5 @@
-"""Runner hooks; importing registers them in :data:`bidl_train.registry.HOOKS`."""
-from .colearning import ColearningHook, ForwardOnlyOptimWrapper
+"""Runner hooks; importing registers them in :data:`bidl_train.registry.HOOKS`.
 
-__all__ = ['ColearningHook', 'ForwardOnlyOptimWrapper']
+Co-learning is not a hook: it is a training loop,
+:class:`bidl_train.engine.loops.GlobalLocalLoop`.
+"""
