@@ -65,8 +65,6 @@ def test_nir_graph_follows_the_mapping(tmp_path):
      'soft reset'),
     (dict(neuron=dict(type='LIF', mode='analog')),
      'backbone.layers.0.neuron', 'analog'),
-    (dict(neuron=dict(type='LIF', norm_state=True)),
-     'backbone.layers.0.neuron', 'norm_state'),
     (dict(neuron=dict(type='LIF', beta=0.1)), 'backbone.layers.0.neuron',
      'beta'),
     (dict(neuron=dict(type='LIF', param_shape='channel')),

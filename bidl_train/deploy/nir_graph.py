@@ -33,6 +33,7 @@ from .lower import Lowerings, batchnorm_affine
 from .nodes import LIFNode
 
 __all__ = ['DT', 'load_nir', 'GraphBuilder', 'cuba_of', 'check_neuron',
+           'check_membrane_lif', 'membrane_affine', 'membrane_decay',
            'NIR_LOWERINGS', 'StatefulGraph', 'check_stateful',
            'check_part', 'check_convs_and_batchnorms', 'add_stateful',
            'fold_batchnorm']
@@ -68,11 +69,23 @@ def cuba_of(node):
     return neuron if type(neuron) is CubaLIF else None
 
 
-def check_neuron(node, layer):
+def check_neuron(node, layer, membrane_bn=False):
     """Refuse a lowered neuron node NIR cannot express exactly: only BIDL's
     LIF family (LIF, IF, PLIF as :class:`LIFNode`) and CubaLIF map; every
-    other kind (ALIF, LIFPlus, Izhikevich, ...) is refused by name."""
-    if type(node) is LIFNode:
+    other kind (ALIF, LIFPlus, Izhikevich, ...) is refused by name.
+
+    ``membrane_bn``: a LIF with BatchNorm on its membrane may map (its
+    caller folds the BatchNorm's scale into the conv/linear right before
+    it, see :func:`check_membrane_lif`); inside a branching backbone it is
+    refused."""
+    if type(node) is LIFNode and node.norm is not None:
+        if not membrane_bn:
+            raise _refuser(layer)(
+                'BatchNorm on the membrane (norm_state) inside a branching '
+                'backbone', 'exported in chains of layers (ConvLifNet), where '
+                'a conv/linear directly before the neuron takes its scale')
+        check_membrane_lif(node, layer)
+    elif type(node) is LIFNode:
         check_lif(node, layer)
     elif cuba_of(node) is not None:
         check_cuba(node.neuron, layer)
@@ -124,6 +137,89 @@ def check_cuba(neuron, layer):
                      'use one alpha, alpha_syn and theta per layer')
     if bool((alpha >= 1).any()) or bool((neuron.alpha_syn >= 1).any()):
         raise refuse('alpha or alpha_syn = 1 (infinite NIR time constant)')
+
+
+# -- LIF with BatchNorm on the membrane (BIDL's norm_state) ----------------
+# BIDL's step with the membrane BatchNorm at inference, per channel c:
+#   u_t = a_c (x_t + v_{t-1}) + b_c,  s_t = u_t > theta,
+#   r_t = (1 - s_t) u_t (hard reset to v0 = 0),  v_t = alpha r_t (beta = 0)
+# so u_t = (a_c alpha) r_{t-1} + (a_c x_t + b_c): a LIF on u with leak
+# d_c = a_c alpha, threshold theta, reset to 0, driven by the current
+# I_t = a_c x_t + b_c, which is the conv/linear before the neuron with a_c
+# folded into its weight and a_c bias + b_c as its bias. u_0 = a_c x_0 +
+# b_c needs the importers' zero start, so beta and v0 must be 0 (a reset
+# potential v0 != 0 or a constant beta shifts u by a constant that the
+# zero initial state does not have).
+#
+# d_c differs per channel, and the two importers disagree on nir.LIF with
+# per-neuron time constants (snnTorch 1.0 wants r dt/tau uniform and one
+# threshold; Norse 1.1 ignores r), so the neuron is written as nir.CubaLIF
+# with an instantaneous synapse, which both run exactly as
+#   I = x (tau_syn = dt: the synaptic current follows the input in one
+#   step; w_in = 1),  v = (1 - dt/tau_mem) v + (dt/tau_mem) r I
+# with tau_mem = dt/(1 - d_c) and r = tau_mem/dt: v = d_c v + I, spike if
+# v > theta, v = 0. That is u itself, unscaled: one threshold per layer.
+def membrane_affine(node):
+    """``(a, b)`` per channel of a LIF node's membrane BatchNorm (eval
+    mode: ``BN(u) = a u + b``), as 1-D tensors."""
+    return node.norm.scale.flatten(), node.norm.shift.flatten()
+
+
+def membrane_decay(node):
+    """The leak ``d = a * alpha`` of a LIF with membrane BatchNorm, in the
+    shape of its parameters (channel first, broadcasting over the feature
+    shape)."""
+    a, _ = membrane_affine(node)
+    dims = len(node.feature_shape)  # channel first
+    return a.reshape((-1, ) + (1, ) * (dims - 1)) * node.alpha.float()
+
+
+def check_membrane_lif(node, layer):
+    """Refuse (by ``layer`` and channel) a LIF with membrane BatchNorm that
+    has no exact NIR form: analog output, soft reset, ``beta``/``v0`` != 0,
+    per-channel thresholds, or a leak ``a * alpha`` outside ``[0, 1)``."""
+    refuse = _refuser(layer)
+    if node.mode != 'spike':
+        raise refuse('analog (LIAF) output', 'NIR neurons spike')
+    if node.reset != 'hard':
+        raise refuse('soft reset with membrane BatchNorm', 'importers reset '
+                     'to 0')
+    if bool((node.beta != 0).any()):
+        raise refuse('beta != 0 with membrane BatchNorm (the importers start'
+                     ' from 0, BIDL from v = 0 without the beta)')
+    if bool((node.v0 != 0).any()):
+        raise refuse('v0 != 0 with membrane BatchNorm (importers reset to 0)')
+    if not _uniform(node.theta):
+        raise refuse('per-channel/per-neuron thresholds',
+                     'use one theta per layer')
+    d = membrane_decay(node)
+    bad = (d < 0) | (d >= 1) | ~torch.isfinite(d)
+    if bool(bad.any()):
+        rows = bad.reshape(bad.shape[0], -1)
+        channel = int(rows.any(1).nonzero()[0])
+        a, _ = membrane_affine(node)
+        value = float(d.reshape(d.shape[0], -1)[channel][rows[channel]][0])
+        raise refuse(
+            f'membrane BatchNorm (norm_state) channel {channel}: leak a * '
+            f'alpha = {value:.6g} (a = {float(a[channel]):.6g}) outside '
+            '[0, 1), which no NIR neuron has',
+            'a < 0 comes from a negative BatchNorm weight, a * alpha >= 1 '
+            'from a BatchNorm that amplifies the membrane; train with '
+            'norm_state=False for this layer')
+
+
+def membrane_lif_to_nir(node, shape):
+    """``nir.CubaLIF`` (instantaneous synapse) of a checked LIF with
+    membrane BatchNorm whose ``a`` is folded into the weights before it."""
+    nir = load_nir()
+    d = membrane_decay(node).double().expand(shape).numpy()
+    tau_mem = (DT / (1.0 - d)).astype(np.float32)
+    theta = float(node.theta.flatten()[0])
+    return nir.CubaLIF(tau_syn=_full(shape, DT), tau_mem=tau_mem,
+                       r=(tau_mem / DT).astype(np.float32),
+                       v_leak=_full(shape, 0.0), v_threshold=_full(
+                           shape, theta), v_reset=_full(shape, 0.0),
+                       w_in=_full(shape, 1.0))
 
 
 def _full(shape, value):
@@ -203,6 +299,9 @@ class GraphBuilder:
             self.add(key, cuba_to_nir(node.neuron, shape), sources)
             self.neurons.append((key, 'CubaLIF', tuple(
                 node.neuron.state_names)))  # ('i', 'v')
+        elif node.norm is not None:  # LIF with membrane BatchNorm
+            self.add(key, membrane_lif_to_nir(node, shape), sources)
+            self.neurons.append((key, 'CubaLIF', ('i', 'v')))
         else:
             self.add(key, lif_to_nir(node, shape), sources)
             self.neurons.append((key, 'LIF', ('v', )))
