@@ -285,3 +285,43 @@ def test_bidl_lifplus_noise_only_moves_the_linear_decay():
 def test_lifplus_formulation_refused_by_name():
     with pytest.raises(ConfigError, match='formulation'):
         LIFPlus(formulation='ours')
+
+
+# ---------------------------------------------------------------------------
+# The zoo LIFPlus network is BIDL's clifplus3flifplus2dg
+# ---------------------------------------------------------------------------
+def _bidl_clifplus3flifplus2dg_trainable():
+    """BIDL's trainable parameters, from SeqClifplus3Flifplus2DgItout:
+    input BatchNorm2d(2); Conv2dLifPlus 2->64, 64->128, 128->256 (3x3, with
+    bias) each with a BatchNorm2d on the membrane; FcLifPlus
+    (40//8 * 40//8 * 256)->256 and 256->11 (with bias) each with a
+    BatchNorm1d on the membrane. (Its soma parameters are nn.Parameters
+    with requires_grad=False: not trained, not counted.)"""
+    total = 2 * 2
+    for c_in, c_out in ((2, 64), (64, 128), (128, 256)):
+        total += c_in * c_out * 9 + c_out + 2 * c_out
+    for f_in, f_out in ((5 * 5 * 256, 256), (256, 11)):
+        total += f_in * f_out + f_out + 2 * f_out
+    return total
+
+
+def test_zoo_lifplus_is_bidls_clifplus3flifplus2dg():
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from bidl_train.registry import MODELS
+    init_default_scope('bidl_train')
+    cfg = Config.fromfile('configs/zoo/dvs_gesture_lifplus.py')
+    model = MODELS.build(cfg.model)
+    trainable = sum(p.numel() for p in model.parameters()
+                    if p.requires_grad)
+    assert trainable == _bidl_clifplus3flifplus2dg_trainable() == 2013157
+    neurons = [m for m in model.modules() if isinstance(m, LIFPlus)]
+    assert len(neurons) == 5
+    for neuron in neurons:
+        assert neuron.formulation == 'bidl'
+        assert (neuron.input_accum, neuron.rev_volt, neuron.refractory,
+                neuron.spike_init, neuron.adaptation, neuron.decay) == (
+                    'COBE', False, None, None, None, None)
+        assert neuron.norm is not None and neuron.mode == 'spike'
+        assert neuron.noise == 0.0
