@@ -198,7 +198,7 @@ def test_kernel_choice_falls_back_for_what_cpp_cannot_run():
     OSError('no C++ compiler found'),
     RuntimeError('Ninja is required to load C++ extensions'),
     ImportError('torch.utils.cpp_extension unavailable')])
-def test_failed_build_warns_and_falls_back(monkeypatch, error):
+def test_failed_build_warns_and_falls_back(monkeypatch, tmp_path, error):
     """Any build failure is one warning and None, and the layers then run the
     pure-PyTorch kernel with the same numbers."""
     import torch.utils.cpp_extension as cpp_extension
@@ -207,6 +207,7 @@ def test_failed_build_warns_and_falls_back(monkeypatch, error):
         raise error
 
     monkeypatch.setattr(cpp_extension, 'load_inline', broken)
+    monkeypatch.setenv('TORCH_EXTENSIONS_DIR', str(tmp_path))
     with pytest.warns(RuntimeWarning, match='pure-PyTorch'):
         assert lif_cpp.build_kernel('bidl_train_lif_cpu_test', '') is None
     # as the cached build would answer after such a failure

@@ -69,8 +69,8 @@ from bidl_train.errors import ConfigError
 from .lif_cpp import load_cpp_kernel, surrogate_code
 
 __all__ = ['lif_multistep', 'LIFMultiStep', 'LIFMultiStepCpp',
-           'select_kernel', 'load_triton_kernel', 'triton_enabled',
-           'TRITON_ENV_VAR']
+           'announce_kernel', 'select_kernel', 'load_triton_kernel',
+           'triton_enabled', 'TRITON_ENV_VAR']
 
 _OUT_MODES = ('spike', 0, 1, 2, 3)
 _KERNELS = ('auto', 'cpp', 'torch', 'triton')
@@ -415,7 +415,8 @@ def _triton_self_test(device, interpret):
         with torch.enable_grad():
             for kernel in ('triton', 'torch'):
                 leaves = [t.clone().requires_grad_() for t in [x] + params]
-                y = lif_multistep(*leaves, derivative, kernel=kernel)
+                y = lif_multistep(*leaves, derivative, kernel=kernel,
+                                  layer=None)
                 grads = torch.autograd.grad(y.sum(), leaves)
                 results.append([y.detach(), *grads])
         agree = all(torch.allclose(a, b, atol=1e-5)
@@ -456,19 +457,48 @@ def _cpp_choice(x_seq, derivative):
     return (LIFMultiStepCpp, (module, code)), []
 
 
-def select_kernel(x_seq, derivative, kernel='auto'):
+#: ``(layer, kernel, why)`` lines already logged by :func:`announce_kernel`.
+_ANNOUNCED = set()
+
+
+def announce_kernel(layer, kernel, why):
+    """Log ``'<layer>: runs the <kernel> (<why>)'`` once per process and
+    distinct line: layers run every batch, the log needs it once (and again
+    only if the choice changes, e.g. training noise off in eval)."""
+    line = (layer, kernel, why)
+    if line in _ANNOUNCED:
+        return
+    _ANNOUNCED.add(line)
+    from mmengine.logging import print_log
+    print_log(f'{layer}: runs the {kernel} ({why})', logger='current')
+
+
+def _chosen_name(chosen):
+    """The readable name of what :func:`select_kernel` returned."""
+    if chosen is None:
+        return 'pure-PyTorch fused LIF kernel'
+    if chosen[0] is LIFMultiStepCpp:
+        return 'compiled C++ fused LIF kernel'
+    return 'Triton fused LIF kernel'
+
+
+def select_kernel(x_seq, derivative, kernel='auto', layer=None):
     """The autograd function running :func:`lif_multistep` and its extra
     arguments, ``(function, args)``; None for the pure-PyTorch kernel.
 
     ``kernel``: ``'auto'`` (Triton for CUDA tensors, the compiled C++ kernel
     for CPU tensors, each when it covers the options and works; otherwise
     pure PyTorch), ``'cpp'`` or ``'triton'`` (that kernel, or a ConfigError
-    naming why it cannot run) or ``'torch'``.
+    naming why it cannot run) or ``'torch'``. With ``layer`` (a name for
+    the log), the choice and its reason are logged once
+    (:func:`announce_kernel`).
     """
     if kernel not in _KERNELS:
         raise ConfigError(
             f'lif_multistep: kernel must be one of {_KERNELS}, got {kernel!r}')
     if kernel == 'torch':
+        if layer is not None:
+            announce_kernel(layer, _chosen_name(None), "kernel='torch'")
         return None
     if kernel == 'triton' or (kernel == 'auto' and _prefers_triton(x_seq)):
         choice, reasons = _triton_choice(x_seq, derivative)
@@ -480,11 +510,19 @@ def select_kernel(x_seq, derivative, kernel='auto'):
     if choice is None and kernel != 'auto':
         raise ConfigError(f'lif_multistep: kernel={kernel!r} cannot run: ' +
                           '; '.join(reasons))
+    if layer is not None:
+        why = (f'kernel={kernel!r}' if choice is not None else
+               'the compiled kernel cannot run: ' + '; '.join(reasons))
+        if choice is not None and kernel == 'auto':
+            why = (f"kernel='auto', {x_seq.device.type} "
+                   f"{str(x_seq.dtype).replace('torch.', '')} input")
+        announce_kernel(layer, _chosen_name(choice), why)
     return choice
 
 
 def lif_multistep(x_seq, alpha, beta, theta, v0, derivative, reset='hard',
-                  detach_reset=False, out_mode='spike', kernel='auto'):
+                  detach_reset=False, out_mode='spike', kernel='auto',
+                  layer='lif_multistep'):
     """Run the LIF recurrence over ``x_seq`` (``[T, B, ...]``) in one node.
 
     ``alpha, beta, theta, v0``: tensors broadcastable to ``x_seq[0]``
@@ -492,7 +530,8 @@ def lif_multistep(x_seq, alpha, beta, theta, v0, derivative, reset='hard',
     requires one. ``derivative``: the surrogate derivative as a function of
     ``u - theta`` (e.g. ``RectangleSurrogate().derivative``). ``kernel``:
     ``'auto'``, ``'cpp'``, ``'triton'`` or ``'torch'`` (see
-    :func:`select_kernel`).
+    :func:`select_kernel`). ``layer``: the name the log line saying which
+    kernel runs, and why, gives (once per process).
     """
     if out_mode not in _OUT_MODES:
         raise ConfigError(f'lif_multistep: out_mode must be one of {_OUT_MODES}, '
@@ -500,7 +539,7 @@ def lif_multistep(x_seq, alpha, beta, theta, v0, derivative, reset='hard',
     if reset not in ('hard', 'soft'):
         raise ConfigError(
             f"lif_multistep: reset must be 'hard' or 'soft', got {reset!r}")
-    chosen = select_kernel(x_seq, derivative, kernel)
+    chosen = select_kernel(x_seq, derivative, kernel, layer)
     if chosen is not None:
         function, extra = chosen
         return function.apply(x_seq, alpha, beta, theta, v0, derivative,

@@ -23,32 +23,52 @@ The arithmetic is the loop form's, operation for operation (``r`` is
 ``v = alpha r + beta``), compiled with ``-ffp-contract=off`` so no fused
 multiply-add changes a rounding (``-fno-trapping-math`` only lets the
 selects vectorise); the outputs equal the loop's and the recomputed ``u_t``
-are the forward's bit for bit. Surrogate derivatives use ``std::exp``, which
-may differ from torch's vectorised ``exp`` in the last bit, so gradients
-agree with the loop to rounding.
+are the forward's bit for bit. The surrogate derivative is computed inside
+the one backward pass; its ``exp`` (sigmoid, erf) is ``vexp``, a polynomial
+of plain arithmetic that vectorises (within 2 ulp of ``std::exp`` where the
+result is a normal number), so gradients agree with the loop to rounding.
+The build targets the CPU it runs on (``-march=native``: AVX2 where
+present), falling back to a portable build if the compiler refuses.
 
 Availability: CPU tensors of float32/float64 and the six built-in surrogates
 (``surrogate<KIND>`` below has one branch per code of
 :data:`bidl_train.neurons.surrogate.SURROGATE_TABLE`; tests/test_lif_parity.py
 holds each branch to the autograd derivative of the table's smooth step).
-The build needs a C++ compiler and ninja; it is cached by torch (under
-``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``) with a
-name that digests the source, flags, torch version and environment, so only
-the first use per environment compiles (about a minute). Any build failure produces one warning
-and the pure-PyTorch kernel is used instead. Set the environment variable
-``BIDL_TRAIN_CPP_KERNEL=0`` to never build or use it.
+
+Building: the first use compiles (about a minute; needs a C++ compiler and
+ninja) into ``<TORCH_EXTENSIONS_DIR>/<name>`` (by default
+``~/.cache/torch_extensions``), where ``name`` digests :func:`build_key`:
+the source, flags, torch, the Python ABI and environment, the compiler's and
+ninja's paths and versions, and the CPU's features. Any change of these
+builds in a folder of its own, so two toolchains never rebuild over each
+other. An OS file lock (:func:`build_lock`) makes concurrent processes build
+one after the other (the later ones then load the finished build), and the
+console says when a compile starts and ends. Any build failure produces one
+warning and the pure-PyTorch kernel is used instead. Set the environment
+variable ``BIDL_TRAIN_CPP_KERNEL=0`` to never build or use it.
 """
+import contextlib
 import functools
 import hashlib
 import logging
 import os
+import platform
+import shutil
+import subprocess
 import sys
+import sysconfig
+import time
 import warnings
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 from .surrogate import surrogate_code
 
-__all__ = ['ENV_VAR', 'BLOCK', 'build_kernel', 'build_name', 'cpp_enabled',
-           'load_cpp_kernel', 'surrogate_code']
+__all__ = ['ENV_VAR', 'BLOCK', 'build_kernel', 'build_key', 'build_lock',
+           'build_name', 'cpp_enabled', 'load_cpp_kernel', 'surrogate_code']
 
 #: Environment variable: ``0``/``false``/``off`` disables the C++ kernel.
 ENV_VAR = 'BIDL_TRAIN_CPP_KERNEL'
@@ -67,6 +87,9 @@ _SOURCE = r'''
 #include <ATen/Parallel.h>
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -82,13 +105,88 @@ inline int64_t grain_of(int64_t steps) {
                                        steps, 1));
 }
 
+// Bit copies between a float type and the unsigned integer of its size.
+template <typename T>
+using bits_t = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+
+template <typename T>
+inline bits_t<T> to_bits(T x) {
+  bits_t<T> b;
+  std::memcpy(&b, &x, sizeof(T));
+  return b;
+}
+
+template <typename T>
+inline T from_bits(bits_t<T> b) {
+  T x;
+  std::memcpy(&x, &b, sizeof(T));
+  return x;
+}
+
+// exp(x) from additions, multiplications, one division and selects only,
+// so that the loops calling it vectorise (std::exp is a call the compiler
+// keeps scalar). Cephes' method: x = n ln2 + r with |r| <= ln2 / 2, e^r by
+// a polynomial (float) or a Pade form (double), times 2^n built in the
+// exponent bits. Within 2 ulp of std::exp wherever the result is a normal
+// number; results exp itself makes subnormal come out 0, and arguments
+// within ln 2 of overflow come out at most 2x too small (only ever under
+// a 1e-38 or 1e-308 surrogate derivative, so no value that matters moves).
+template <typename T>
+inline T vexp(T x) {
+  constexpr bool F = sizeof(T) == 4;
+  constexpr int kMant = F ? 23 : 52;    // mantissa bits
+  constexpr T kBias = F ? 127 : 1023;   // exponent bias
+  constexpr T kLo = F ? T(-87.33654) : T(-708.39641853226408);  // 2^-bias+1
+  constexpr T kHi = F ? T(88.0) : T(709.0);        // n stays <= bias
+  constexpr T kInf = F ? T(88.72283905206835) : T(709.782712893384);
+  // 1.5 * 2^kMant: adding and subtracting it rounds to an integer
+  constexpr T kRound = F ? T(12582912.0) : T(6755399441055744.0);
+  constexpr T kLog2e = T(1.4426950408889634073599);
+  const T xc = x < kLo ? kLo : (x > kHi ? kHi : x);
+  const T n = (xc * kLog2e + kRound) - kRound;
+  T e;
+  if constexpr (F) {
+    // ln2 in two parts, the first exact in few bits (Cody-Waite)
+    const T r = (xc - n * T(0.693359375)) - n * T(-2.12194440e-4);
+    const T r2 = r * r;
+    T q = T(1.9875691500e-4);
+    q = q * r + T(1.3981999507e-3);
+    q = q * r + T(8.3334519073e-3);
+    q = q * r + T(4.1665795894e-2);
+    q = q * r + T(1.6666665459e-1);
+    q = q * r + T(5.0000001201e-1);
+    e = (q * r2 + r) + T(1);
+  } else {
+    const T r = (xc - n * T(6.93145751953125e-1)) -
+                n * T(1.42860682030941723212e-6);
+    const T r2 = r * r;
+    const T p = ((T(1.26177193074810590878e-4) * r2 +
+                  T(3.02994407707441961300e-2)) * r2 +
+                 T(9.99999999999999999910e-1)) * r;
+    const T q = ((T(3.00198505138664455042e-6) * r2 +
+                  T(2.52448340349684104192e-3)) * r2 +
+                 T(2.27265548208155028766e-1)) * r2 +
+                T(2.00000000000000000009e0);
+    e = T(1) + T(2) * (p / (q - p));
+  }
+  // 2^n: n + bias sits in the low mantissa bits of (n + bias) + 2^kMant;
+  // shifting them into the exponent field builds the power of two
+  const T shifted = (n + kBias) + (kRound / T(1.5));
+  const T scale = from_bits<T>(to_bits(shifted) << kMant);
+  const T y = e * scale;
+  return x < kLo ? T(0) : (x > kInf ? std::numeric_limits<T>::infinity()
+                                    : y);
+}
+
+// The surrogate derivative of code KIND at x = u - theta (the table
+// bidl_train.neurons.surrogate.SURROGATE_TABLE, one branch per code).
 template <int KIND, typename T>
 inline T surrogate(T p, T x) {
   if constexpr (KIND == 0) {  // rectangle, p = width
     return std::abs(x) < static_cast<T>(static_cast<double>(p) / 2)
                ? T(1) / p : T(0);
   } else if constexpr (KIND == 1) {  // sigmoid, p = alpha
-    const T sig = T(1) / (T(1) + std::exp(-(p * x)));
+    const T sig = T(1) / (T(1) + vexp(-(p * x)));
     return p * sig * (T(1) - sig);
   } else if constexpr (KIND == 2) {  // atan, p = alpha
     const T z = static_cast<T>(M_PI / 2.0) * p * x;
@@ -101,7 +199,7 @@ inline T surrogate(T p, T x) {
     return T(1) / (d * d);
   } else {  // erf, p = alpha
     const T z = p * x;
-    return (p / static_cast<T>(std::sqrt(M_PI))) * std::exp(-(z * z));
+    return (p / static_cast<T>(std::sqrt(M_PI))) * vexp(-(z * z));
   }
 }
 
@@ -184,7 +282,7 @@ void backward_impl(const torch::Tensor& x, const torch::Tensor& grad_y,
   const T p = static_cast<T>(sparam);
   at::parallel_for(0, n, grain_of(steps), [&](int64_t begin, int64_t end) {
     T v[kBlock], pa[kBlock], pb[kBlock], pth[kBlock], pr[kBlock];
-    T sa[kBlock], sb[kBlock], sth[kBlock], sv0[kBlock], sg[kBlock];
+    T sa[kBlock], sb[kBlock], sth[kBlock], sv0[kBlock];
     for (int64_t start = begin; start < end; start += kBlock) {
       const int64_t len = std::min(kBlock, end - start);
       load_block(alpha, start, len, pa);
@@ -223,14 +321,12 @@ void backward_impl(const torch::Tensor& x, const torch::Tensor& grad_y,
       for (int64_t t = steps - 1; t >= 0; --t) {
         const T* __restrict__ gyt = gyp + t * n + start;
         T* __restrict__ gt = gxp + t * n + start;
-        // the surrogate first (exp does not vectorise), then the rest
-        for (int64_t k = 0; k < len; ++k) {
-          sg[k] = surrogate<KIND>(p, gt[k] - pth[k]);
-        }
+        // one vectorised pass: the surrogate's exp is vexp, not a call
 #pragma omp simd
         for (int64_t k = 0; k < len; ++k) {
           const T u = gt[k], thr = pth[k], v0k = pr[k], ak = pa[k];
-          const T gy = gyt[k], sgk = sg[k];
+          const T gy = gyt[k];
+          const T sgk = surrogate<KIND>(p, u - thr);
           const T s = u > thr ? T(1) : T(0);
           const T gv = MODE == 3 ? v[k] + gy : v[k];
           const T gr = MODE == 2 ? ak * gv + gy : ak * gv;
@@ -329,60 +425,213 @@ std::vector<torch::Tensor> lif_backward(
 '''
 
 
-_CFLAGS = ('-O3', '-ffp-contract=off', '-fno-trapping-math', '-fopenmp')
+#: Flags of every build: ``-ffp-contract=off`` keeps the loop form's
+#: rounding (no fused multiply-add), ``-fno-trapping-math`` lets the selects
+#: vectorise.
+_BASE_CFLAGS = ('-O3', '-ffp-contract=off', '-fno-trapping-math', '-fopenmp')
+#: Tried first: the widest vector instructions of this CPU (AVX2 where it
+#: has them). The binary then runs only on CPUs like this one, so the build
+#: key holds the CPU's feature flags; a compiler that refuses the flag gets
+#: the portable build instead.
+_NATIVE_CFLAGS = ('-march=native', )
 _LDFLAGS = ('-fopenmp', )
+#: Seconds to wait for another process's build of the same kernel.
+LOCK_TIMEOUT = 900
 
 
-def build_name(prefix, source):
-    """``prefix`` plus a digest of the source, the flags, the torch version
-    and the Python environment.
+def _log(message, level=logging.INFO):
+    """To the console (and the run's log file when a runner is active):
+    mmengine's current logger always has a console handler, unlike this
+    module's own logger."""
+    from mmengine.logging import print_log
+    print_log(message, logger='current', level=level)
 
-    torch caches builds by name in one folder per Python version, shared by
-    every virtual environment of the user: a name of its own per
-    environment and source keeps two environments (or two versions of this
-    package) from rebuilding over each other or loading a build made
-    against another torch.
+
+@functools.lru_cache(maxsize=None)
+def _tool_identity(program, search_path):
+    """``'<path> -> <real path>: <first line of --version>'`` of
+    ``program`` as found on ``search_path``, or ``'<program>: not found'``.
+    Cached per PATH value: the answer changes only with it."""
+    found = shutil.which(program, path=search_path)
+    if found is None:
+        return f'{program}: not found'
+    try:
+        done = subprocess.run([found, '--version'], capture_output=True,
+                              text=True, timeout=60, check=False)
+        lines = (done.stdout or done.stderr).strip().splitlines()
+        version = lines[0] if lines else f'exit status {done.returncode}'
+    except (OSError, subprocess.SubprocessError) as err:
+        version = f'no version ({type(err).__name__})'
+    return f'{found} -> {os.path.realpath(found)}: {version}'
+
+
+def _cpu_features():
+    """The CPU's architecture and feature flags (what ``-march=native``
+    compiles for)."""
+    flags = ''
+    try:
+        with open('/proc/cpuinfo', encoding='utf-8') as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith(('flags', 'Features')):
+                    flags = ' '.join(sorted(line.split(':', 1)[1].split()))
+                    break
+    except OSError:
+        flags = platform.processor()
+    return f'{platform.machine()} {flags}'
+
+
+def build_key(source, cflags=_BASE_CFLAGS + _NATIVE_CFLAGS):
+    """Everything that changes the compiled kernel, one ``name: value`` per
+    line: the source, the flags, torch, the Python ABI and environment, the
+    compiler and ninja (path and version, as found on ``PATH`` now), and
+    with ``-march=native`` the CPU's features.
+
+    Two builds with different keys get different folders, so two ninjas
+    (pip's and the system's, say) never rebuild each other's output.
     """
     import torch
-    key = '\n'.join((source, ' '.join(_CFLAGS + _LDFLAGS), torch.__version__,
-                     sys.prefix))
+    search_path = os.environ.get('PATH', os.defpath)
+    compiler = os.environ.get('CXX', 'c++')  # what torch compiles with
+    parts = {
+        'source': hashlib.sha1(source.encode()).hexdigest(),
+        'cflags': ' '.join(cflags),
+        'ldflags': ' '.join(_LDFLAGS),
+        'torch': torch.__version__,
+        'python': (f'{sys.implementation.cache_tag} '
+                   f'{sysconfig.get_config_var("EXT_SUFFIX")}'),
+        'prefix': sys.prefix,
+        'compiler': _tool_identity(compiler, search_path),
+        'ninja': _tool_identity('ninja', search_path),
+    }
+    if any(flag.startswith('-march=native') for flag in cflags):
+        parts['cpu'] = _cpu_features()
+    return '\n'.join(f'{name}: {value}' for name, value in parts.items())
+
+
+def build_name(prefix, source, cflags=_BASE_CFLAGS + _NATIVE_CFLAGS):
+    """``prefix`` plus a digest of :func:`build_key`: torch caches builds
+    by name, so each distinct key gets a folder of its own."""
+    key = build_key(source, cflags)
     return f'{prefix}_{hashlib.sha1(key.encode()).hexdigest()[:12]}'
 
 
-def build_kernel(name, source):
-    """Compile (or load torch's cached build of) ``source``; None on failure.
+@contextlib.contextmanager
+def build_lock(folder, timeout=LOCK_TIMEOUT):
+    """Hold an exclusive lock on ``folder`` (created if missing) across
+    processes. An OS file lock: the system releases it when its holder
+    dies, so a killed build never blocks the next one."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, 'bidl_build.lock')
+    with open(path, 'a+', encoding='utf-8') as handle:
+        if fcntl is None:  # no POSIX locks (Windows): torch's own lock only
+            yield
+            return
+        deadline = time.monotonic() + timeout
+        announced = False
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not announced:
+                    _log('bidl_train: another process is building the fused '
+                         f'LIF kernel in {folder}; waiting for it')
+                    announced = True
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f'{path} stayed locked for {timeout} s') from None
+                time.sleep(0.5)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
-    A failure of any kind (no compiler, no ninja, a compile or link error)
-    is reported as one ``RuntimeWarning`` and answered with None, so callers
-    fall back to pure PyTorch.
-    """
-    logging.getLogger(__name__).info(
-        'bidl_train: loading the C++ LIF kernel %s (the first use in an '
-        'environment compiles it, about a minute)', name)
-    try:
-        from torch.utils.cpp_extension import load_inline
-        return load_inline(
+
+def _clear_stale_torch_lock(folder):
+    """Remove torch's own ``lock`` file left in ``folder`` by a build that
+    was killed: torch would wait for it forever. Only called under
+    :func:`build_lock`, so no live process of ours is building there."""
+    stale = os.path.join(folder, 'lock')
+    if os.path.exists(stale):
+        _log(f'bidl_train: removing {stale}, left by an interrupted build',
+             logging.WARNING)
+        os.remove(stale)
+
+
+def extensions_root():
+    """Where torch keeps compiled extensions: ``TORCH_EXTENSIONS_DIR``, by
+    default ``~/.cache/torch_extensions``; each build key has a folder of its
+    own below it."""
+    from torch.utils.cpp_extension import get_default_build_root
+    return os.environ.get('TORCH_EXTENSIONS_DIR') or get_default_build_root()
+
+
+def _library_path(folder, name):
+    """Where torch puts the built module (present once built)."""
+    return os.path.join(folder, f'{name}.so' if os.name != 'nt'
+                        else f'{name}.pyd')
+
+
+def _compile(name, source, cflags):
+    """Build (or load the finished build of) ``source`` in a folder of its
+    own, under :func:`build_lock`, saying so on the console when it
+    compiles."""
+    from torch.utils.cpp_extension import load_inline
+    folder = os.path.join(extensions_root(), name)
+    with build_lock(folder):
+        _clear_stale_torch_lock(folder)
+        fresh = not os.path.exists(_library_path(folder, name))
+        if fresh:
+            _log('bidl_train: compiling the fused LIF kernel (C++, about a '
+                 f'minute, once per environment) in {folder}')
+            start = time.monotonic()
+        module = load_inline(
             name=name,
             cpp_sources=[source],
             functions=['lif_forward', 'lif_backward'],
-            extra_cflags=list(_CFLAGS),
+            extra_cflags=list(cflags),
             extra_ldflags=list(_LDFLAGS),
+            build_directory=folder,
             verbose=False)
-    except Exception as err:  # any compiler/ninja/linker problem
-        lines = str(err).strip().splitlines()
-        warnings.warn(
-            'bidl_train: could not build the C++ LIF kernel, using the '
-            f'pure-PyTorch kernel instead ({type(err).__name__}: '
-            f'{lines[-1] if lines else ""}). Set {ENV_VAR}=0 to skip the '
-            'attempt.', RuntimeWarning)
-        return None
+        if fresh:
+            _log('bidl_train: compiled the fused LIF kernel in '
+                 f'{time.monotonic() - start:.0f} s')
+    return module
+
+
+def build_kernel(prefix, source, flag_sets=None):
+    """Compile (or load the cached build of) ``source``; None on failure.
+
+    ``flag_sets``: compiler flags to try in turn (by default the native
+    build, then the portable one); each gets its own build name,
+    ``prefix`` plus a digest of :func:`build_key`. A failure of every one
+    (no compiler, no ninja, a compile or link error) is reported as one
+    ``RuntimeWarning`` and answered with None, so callers fall back to pure
+    PyTorch.
+    """
+    if flag_sets is None:
+        flag_sets = (_BASE_CFLAGS + _NATIVE_CFLAGS, _BASE_CFLAGS)
+    error = None
+    for cflags in flag_sets:
+        try:
+            return _compile(build_name(prefix, source, cflags), source,
+                            cflags)
+        except Exception as err:  # any compiler/ninja/linker problem
+            error = err
+    lines = str(error).strip().splitlines()
+    warnings.warn(
+        'bidl_train: could not build the C++ LIF kernel, using the '
+        f'pure-PyTorch kernel instead ({type(error).__name__}: '
+        f'{lines[-1] if lines else ""}). Set {ENV_VAR}=0 to skip the '
+        'attempt.', RuntimeWarning)
+    return None
 
 
 @functools.lru_cache(maxsize=None)
 def _cached_build():
     """Build once per process (a failed build is not retried)."""
     source = _SOURCE.replace('BLOCK_SIZE', str(BLOCK))
-    return build_kernel(build_name('bidl_train_lif_cpu', source), source)
+    return build_kernel('bidl_train_lif_cpu', source)
 
 
 def load_cpp_kernel():
@@ -391,4 +640,3 @@ def load_cpp_kernel():
     if not cpp_enabled():
         return None
     return _cached_build()
-
