@@ -19,9 +19,9 @@ from .precision import input_dtype, prepare
 from .outdir import staged_output
 from .report import provenance, write_report
 from .resources import resource_summary
-from .verify import measure_latency, verify
+from .verify import measure_latency, threshold_ties, verify
 
-__all__ = ['deploy', 'get_target', 'list_targets']
+__all__ = ['deploy', 'get_target', 'list_targets', 'failed_checks']
 
 #: fp32 tolerance: deployed logits may differ from PyTorch by float
 #: rounding only (BatchNorm folding reorders sums), spikes must agree. A
@@ -51,18 +51,32 @@ def _status(precision, ver):
         return 'exported (not verified)'
     if precision != 'fp32':
         return 'exported; reduced-precision change measured'
-    # an export with a teacher input was run with and without labels
-    runs = [ver] + ([ver['without_labels']] if 'without_labels' in ver
-                    else [])
-    ok = all(_close(run) for run in runs)
-    return 'verified' if ok else 'MISMATCH'
+    return 'MISMATCH' if failed_checks(ver) else 'verified'
 
 
-def _close(run):
+def failed_checks(ver):
+    """Every fp32 check the verification ``ver`` failed, as ``dict(check,
+    value, limit)`` (empty: verified). An export with a teacher input was
+    run with and without labels; the second run's checks say so."""
+    runs = [('', ver)] + ([('without labels: ', ver['without_labels'])]
+                          if 'without_labels' in ver else [])
+    return [failure for prefix, run in runs for failure in
+            _run_failures(run, prefix)]
+
+
+def _run_failures(run, prefix):
+    failures = []
     scale = run.get('reference_max_abs', {})
-    close = all(diff <= FP32_LOGIT_ATOL * max(1.0, scale.get(name, 1.0))
-                for name, diff in run['max_abs_diff'].items())
-    return close and run['spike_agreement_overall'] >= FP32_SPIKE_AGREEMENT
+    for name, diff in run['max_abs_diff'].items():
+        limit = FP32_LOGIT_ATOL * max(1.0, scale.get(name, 1.0))
+        if not diff <= limit:  # NaN fails too
+            failures.append(dict(check=f'{prefix}max |deployed - pytorch| '
+                                 f'{name}', value=diff, limit=limit))
+    agreement = run['spike_agreement_overall']
+    if agreement is not None and not agreement >= FP32_SPIKE_AGREEMENT:
+        failures.append(dict(check=f'{prefix}spike agreement',
+                             value=agreement, limit=FP32_SPIKE_AGREEMENT))
+    return failures
 
 
 def _accuracy(ver, split):
@@ -175,6 +189,12 @@ def _export_and_verify(tgt, model, lowered, step_net, x_ref, x_dep, labels,
             runtime, initial, x_dep[0].numpy(), shared=[
                 n in export.shared_states for n in export.state_names],
             teacher=export.teacher is not None)
+        ver['failed_checks'] = failed_checks(ver) \
+            if precision == 'fp32' else []
+        if ver['failed_checks']:
+            # a tie at the threshold explains a flipped spike (and every
+            # later state) without any fault in the graph: say where
+            ver['threshold_ties'] = threshold_ties(model, x_ref)
         if 'deployed_accuracy' in ver['top1']:
             ver['accuracy_change'] = (ver['top1']['deployed_accuracy'] -
                                       ver['top1']['pytorch_accuracy'])

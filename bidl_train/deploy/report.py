@@ -91,12 +91,56 @@ def _learning_lines(ver):
         worst = max(plain['max_abs_diff'].values(), default=0.0)
         lines.append('    without labels (teacher -1): max |deployed - '
                      f'pytorch| {_fmt(worst)}, spike agreement '
-                     f"{plain['spike_agreement_overall']:.6f}")
+                     f"{_agreement(plain['spike_agreement_overall'])}")
         change = plain['local_weight_change']
         for name, value in change['deployed'].items():
             lines.append(f'    local weight change (teacher -1) {name}: '
                          f'deployed {_fmt(value)}, pytorch '
                          f"{_fmt(change['pytorch'][name])}")
+    return lines
+
+
+def _agreement(value):
+    return 'not measured' if value is None else f'{value:.6f}'
+
+
+def _spike_lines(ver):
+    """Spike agreement, only over the layers whose output is spikes."""
+    overall = ver['spike_agreement_overall']
+    analog = ver.get('analog_layers') or []
+    if overall is None:
+        return ['    spike agreement: not measured (no layer outputs spikes'
+                + (': ' + ', '.join(analog) + ' are analog' if analog else '')
+                + ')']
+    line = f'    spike agreement: {overall:.6f}'
+    if analog:
+        line += ' (analog layers not compared: ' + ', '.join(analog) + ')'
+    return [line]
+
+
+def _check_lines(ver):
+    """Which check failed and by how much, the warnings about what the
+    verification could not show, and the threshold ties that explain a
+    flipped spike."""
+    lines = [f"  FAILED {f['check']}: {_fmt(f['value'])} (limit "
+             f"{_fmt(f['limit'])})" for f in ver.get('failed_checks', [])]
+    lines += [f'  WARNING: {text}' for text in ver.get('warnings', [])]
+    ties = ver.get('threshold_ties')
+    if ties:
+        where = ', '.join(
+            f"{layer} {tie['count']}x from step {tie['first_step']} "
+            f"(closest {_fmt(tie['closest'])})" for layer, tie in
+            ties.items())
+        lines.append(
+            '  diagnosis: PyTorch\'s own membrane lies within float rounding'
+            f' of the threshold (a tie) in {where}; rounding may fire such a'
+            ' neuron either way, and one flipped spike changes every later '
+            'state (a hard reset by alpha (theta - v0)), so the mismatch may'
+            ' be a tie, not a fault of the graph')
+    elif ties is not None:
+        lines.append('  diagnosis: no membrane of PyTorch\'s run lies within '
+                     'float rounding of a threshold: the mismatch is not a '
+                     'tie')
     return lines
 
 
@@ -145,8 +189,7 @@ def format_summary(report):
         for name, diff in ver['max_abs_diff'].items():
             lines.append(f'    max |deployed - pytorch| {name}: '
                          f'{_fmt(diff)}')
-        lines.append('    spike agreement: '
-                     f"{ver['spike_agreement_overall']:.6f}")
+        lines += _spike_lines(ver)
         top1 = ver['top1']
         line = f"    top-1 agreement: {top1['agreement']:.3f}"
         if 'deployed_accuracy' in top1:
@@ -154,6 +197,7 @@ def format_summary(report):
                      f"vs pytorch {top1['pytorch_accuracy']:.3f}")
         lines.append(line)
         lines += _learning_lines(ver)
+        lines += _check_lines(ver)
     acc = report.get('accuracy')
     if acc:
         lines.append(f"  top-1 on {acc['samples']} {acc['split']} samples: "

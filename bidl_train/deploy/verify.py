@@ -37,7 +37,7 @@ from bidl_train.utils.progress import track
 from bidl_train.utils.state import flatten_state
 
 __all__ = ['flatten_state', 'reference_run', 'verify', 'measure_latency',
-           'batch_initial_states']
+           'batch_initial_states', 'threshold_ties']
 
 
 @contextlib.contextmanager
@@ -146,6 +146,74 @@ def verify(runtime, export, initial, model, x_seq, labels=None,
     return result
 
 
+def _vacuity_warnings(spike_stats, analog, samples, steps):
+    """What the spike agreement does not show: a layer that never spiked
+    (or spiked at every neuron and step) agrees whatever its threshold,
+    and an all-analog network has no spikes to compare."""
+    warnings = []
+    on = f'on the {samples} verification samples x {steps} steps'
+    for name, (_, total, count) in spike_stats.items():
+        layer = name[len('spikes.'):]
+        if count == 0:
+            warnings.append(
+                f'{layer} never spiked {on}: its spike agreement proves '
+                'nothing about when it fires; verify on inputs that drive '
+                'it (more or other samples)')
+        elif count == total:
+            warnings.append(
+                f'{layer} spiked at every neuron and step {on}: its spike '
+                'agreement proves nothing about its threshold')
+    if analog and not spike_stats:
+        warnings.append('no layer outputs spikes (analog/LIAF neurons: '
+                        + ', '.join(n[len('spikes.'):] for n in analog)
+                        + '): no spike agreement was measured, only outputs '
+                        'and states')
+    return warnings
+
+
+def threshold_ties(model, x_seq, rel_tol=1e-5):
+    """Where PyTorch's own step run (``model.step`` over ``x_seq``) has a
+    membrane within ``rel_tol * max(1, |threshold|)`` of the threshold.
+
+    Float rounding (another order of the sums in a conv, a folded
+    BatchNorm) may fire such a neuron either way, and one flipped spike
+    changes the later states (a flipped hard reset moves the membrane by
+    ``alpha (theta - v0)``). Read through ``neuronal_fire(u, threshold)``,
+    which every neuron of the LIF family calls. Returns ``{layer:
+    dict(count, first_step, closest)}`` for the layers with such a tie.
+    """
+    ties, patched, step = {}, [], [0]
+    for name, module in model.named_modules():
+        if not (isinstance(module, BaseNeuron) and
+                hasattr(module, 'neuronal_fire')):
+            continue
+
+        def fire(u, threshold, module=module, name=name):
+            gap = (u - threshold).abs()
+            near = gap <= rel_tol * torch.clamp(
+                torch.as_tensor(threshold).abs(), min=1.0)
+            count = int(near.sum())
+            if count:
+                entry = ties.setdefault(name, dict(
+                    count=0, first_step=step[0], closest=float('inf')))
+                entry['count'] += count
+                entry['closest'] = min(entry['closest'],
+                                       float(gap[near].min()))
+            return type(module).neuronal_fire(module, u, threshold)
+        module.neuronal_fire = fire
+        patched.append(module)
+    try:
+        with torch.no_grad():
+            state = None
+            for t, x_t in enumerate(x_seq):
+                step[0] = t
+                _, state = model.step(x_t, state)
+    finally:
+        for module in patched:
+            del module.neuronal_fire
+    return ties
+
+
 def _local_change(first, last, names):
     """``max |L_T - L_0|`` of each local weight state in ``names``."""
     return {name: float(np.abs(np.asarray(last[name], np.float64) -
@@ -178,7 +246,7 @@ def _compare(runtime, export, initial, model, x_seq, labels, dtype,
     # rounding is relative, and some states are far from 1 (Izhikevich's
     # membrane in mV)
     scales = {name: 0.0 for name in diffs}
-    spike_stats = {}
+    spike_stats, analog = {}, []
     y = None
     state_names = names[1:1 + n_states]
     local_names = [n for n in state_names if n.endswith('.local')]
@@ -195,7 +263,11 @@ def _compare(runtime, export, initial, model, x_seq, labels, dtype,
         for name in export.spike_names:
             source = name[len('spikes.'):]
             if source not in ref['spikes']:
-                continue  # analog neuron: no spikes to compare
+                # an analog (LIAF) neuron outputs its membrane: its spike
+                # tensor is not what the next layer gets, nothing to compare
+                if name not in analog:
+                    analog.append(name)
+                continue
             got = np.asarray(outs[name]) > 0.5
             want = ref['spikes'][source][t].numpy() > 0.5
             equal, total, count = spike_stats.get(name, (0, 0, 0))
@@ -224,7 +296,11 @@ def _compare(runtime, export, initial, model, x_seq, labels, dtype,
     result['spike_agreement'] = {
         name: dict(agreement=e / n if n else 1.0, spikes=c, neurons_x_steps=n)
         for name, (e, n, c) in spike_stats.items()}
-    result['spike_agreement_overall'] = total_equal / total if total else 1.0
+    # None, not 1.0, when no layer's spikes were compared (all analog)
+    result['spike_agreement_overall'] = total_equal / total if total else None
+    result['analog_layers'] = [name[len('spikes.'):] for name in analog]
+    result['warnings'] = _vacuity_warnings(spike_stats, analog,
+                                           result['samples'], result['steps'])
     deployed_top1 = np.asarray(y, dtype=np.float64).argmax(1)
     torch_top1 = ref_logits.argmax(1)
     result['top1'] = dict(
