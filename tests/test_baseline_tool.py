@@ -145,6 +145,21 @@ def test_logistic_regression_is_at_chance_on_shuffled_labels():
     assert bl.accuracy(fitted.predict(xt), yt) == 100.0
 
 
+def test_fit_in_the_span_of_the_samples_gives_the_primal_weights():
+    # more features than samples: fitting in the span of the rows is exact
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(40, 200, generator=g)
+    y = (x[:, :3].sum(1) > 0).long()
+    weight, bias = bl._fit(x, y, 2, 1e-2, 500)
+    z, to_weight = bl.sample_span(x)
+    assert z.shape == (40, 40)
+    # z keeps the geometry of the samples: the same inner products
+    assert torch.allclose(z @ z.T, x @ x.T, rtol=1e-4, atol=1e-3)
+    v, bias_z = bl._fit(z, y, 2, 1e-2, 500)
+    assert torch.allclose(to_weight(v), weight, atol=1e-3)
+    assert torch.allclose(bias_z, bias, atol=1e-3)
+
+
 def test_bag_of_words_counts_words_not_padding():
     ids = torch.tensor([[0, 0, 3, 1, 3], [2, 2, 2, 0, 1]])
     counts = bl.bag_of_words(ids, 5, pad_id=0)

@@ -97,11 +97,17 @@ def logistic_regression(model, args, seed, train_loader, eval_loader):
         x_train, x_test = train.values, test.values
         described = 'flattened ' + 'x'.join(map(str, train.sample_shape))
     classes = max(2, 1 + int(max(train.labels.max(), test.labels.max())))
+    print(f'baseline: logistic regression on {len(train)} samples x '
+          f'{x_train.shape[1]} features ({described}), L2 chosen on a '
+          'hold-out ...', flush=True)
     fitted = bl.fit_logistic_regression(x_train, train.labels, classes,
                                         seed=seed)
-    return dict(accuracy=bl.accuracy(fitted.predict(x_test), test.labels),
-                input=described, features=int(x_train.shape[1]),
-                l2=fitted.l2, train_samples=len(train)), test.labels
+    result = dict(accuracy=bl.accuracy(fitted.predict(x_test), test.labels),
+                  input=described, features=int(x_train.shape[1]),
+                  l2=fitted.l2, train_samples=len(train))
+    print(f'baseline: logistic regression {result["accuracy"]:.2f}% (L2 '
+          f'{fitted.l2:g})', flush=True)
+    return result, test.labels
 
 
 def relu_ann(cfg, args, work_dir, eval_loader):
@@ -120,6 +126,8 @@ def relu_ann(cfg, args, work_dir, eval_loader):
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     cfg.default_hooks = dict(cfg.get('default_hooks') or {}, checkpoint=None)
     cfg.load_from, cfg.resume = None, False
+    print(f'baseline: training the ReLU ANN for {cfg.train_cfg.max_epochs} '
+          f'epochs in {cfg.work_dir} ...', flush=True)
     runner = build_runner(cfg)
     model = runner.model
     snn_params = count_parameters(model)
