@@ -1,5 +1,6 @@
 """Helpers shared by the three commands: config loading and error reporting."""
 import difflib
+import inspect
 import os.path as osp
 import re
 import sys
@@ -15,7 +16,8 @@ from bidl_train.errors import BidlError, ConfigError
 from bidl_train.registry import (DATASETS, DEPLOY_TARGETS, HOOKS,
                                  LEARNING_RULES, METRICS, MODELS, TRANSFORMS)
 
-from .config_safety import (check_data_config, data_bases_only,
+from .config_safety import (_known_names, _registries,
+                            check_data_config, data_bases_only,
                             is_data_config, restrict_registry_imports)
 
 _REGISTRIES = (MODELS, DATASETS, TRANSFORMS, METRICS, HOOKS, LEARNING_RULES,
@@ -29,7 +31,73 @@ def add_cfg_options(parser):
         action=DictAction,
         help='override config keys, e.g. '
         '"train_cfg.max_epochs=5 model.backbone.channels=[16,32]"; '
-        'quote values with spaces or lists.')
+        'quote values with spaces or lists. _data_root=DIR is the same as '
+        '--data-root DIR for the datasets that use the config\'s _data_root')
+
+
+#: The dataloaders whose datasets ``--data-root`` points at a folder.
+LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+
+
+def add_data_root(parser):
+    parser.add_argument(
+        '--data-root',
+        metavar='DIR',
+        help='read the data from DIR: sets data_root of the train, val and '
+        'test datasets (inside dataset wrappers such as ConcatDataset and '
+        'RepeatDataset too); more specific --cfg-options win')
+
+
+def apply_data_root(cfg, root):
+    """Point every dataset of the three dataloaders at ``root``."""
+    for name in LOADERS:
+        loader = cfg.get(name)
+        if isinstance(loader, dict) and loader.get('dataset') is not None:
+            _set_data_root(loader['dataset'], root)
+    if '_data_root' in cfg:
+        cfg._data_root = root  # the dumped config says what was used
+
+
+def _set_data_root(dataset, root):
+    """Set ``data_root`` on the datasets that read files, not on wrappers
+    (ConcatDataset's ``datasets``, RepeatDataset's ``dataset``, ...)."""
+    if isinstance(dataset, (list, tuple)):
+        for item in dataset:
+            _set_data_root(item, root)
+        return
+    if not isinstance(dataset, dict):
+        return  # a dataset object built in a Python config: leave it
+    inner = [dataset[key] for key in ('dataset', 'datasets') if key in dataset]
+    if inner:
+        for item in inner:
+            _set_data_root(item, root)
+    else:
+        dataset['data_root'] = root
+
+
+def _override_data_root(cfg, root, path):
+    """``--cfg-options _data_root=DIR``: the config file substituted its
+    ``_data_root`` variable when it was read, so setting the key alone would
+    change nothing. Replace what the variable became instead: every string
+    equal to its old value, or a path under it."""
+    if '_data_root' not in cfg:
+        raise ConfigError(
+            f'--cfg-options _data_root: {path} has no _data_root variable; '
+            'use --data-root DIR to point every dataset at DIR')
+    old = cfg._data_root
+    if isinstance(old, str):
+        _replace_prefix(cfg, old.rstrip('/'), str(root).rstrip('/'))
+    cfg._data_root = root
+
+
+def _replace_prefix(node, old, new):
+    items = node.items() if hasattr(node, 'items') else enumerate(node)
+    for key, value in list(items):
+        if isinstance(value, str) and (value.rstrip('/') == old
+                                       or value.startswith(old + '/')):
+            node[key] = new + value.rstrip('/')[len(old):]
+        elif isinstance(value, (dict, list)) or hasattr(value, 'items'):
+            _replace_prefix(value, old, new)
 
 
 class _SafeYamlHandler(YamlHandler):
@@ -74,8 +142,9 @@ def install_safe_yaml():
     register_handler(['yaml', 'yml'])(_SafeYamlHandler)
 
 
-def load_config(path, cfg_options=None):
-    """Read a Python or YAML config, apply ``--cfg-options``.
+def load_config(path, cfg_options=None, data_root=None):
+    """Read a Python or YAML config, apply ``--data-root``, then
+    ``--cfg-options`` (the more specific overrides win).
 
     Python configs are code and run as such. YAML (and JSON) configs are
     data: parsed with the safe loader (see :class:`_SafeYamlHandler`), their
@@ -98,13 +167,45 @@ def load_config(path, cfg_options=None):
         raise ConfigError(f'cannot read config {path}: {err}') from None
     if data:
         check_data_config(cfg, path)
+    if data_root is not None:
+        apply_data_root(cfg, data_root)
     if cfg_options:
+        cfg_options = dict(cfg_options)
+        if '_data_root' in cfg_options:
+            _override_data_root(cfg, cfg_options.pop('_data_root'), path)
         _check_override_paths(cfg, cfg_options)
         cfg.merge_from_dict(cfg_options)
         if data:  # overrides may add types too; the same rule holds
             check_data_config(cfg, f'{path} with --cfg-options')
+    if not data:  # (a data config was checked above, more strictly)
+        check_registered_types(cfg, path)
     cfg.setdefault('default_scope', 'bidl_train')
     return cfg
+
+
+def check_registered_types(cfg, source):
+    """Every ``type`` name in the config is registered somewhere.
+
+    mmengine would find out only when it builds that part (the optimizer
+    after the data is loaded, a neuron deep inside the model), some parts
+    with a traceback. Dotted names (``pkg.module.Class``) and classes are
+    left to mmengine: a Python config may name any importable callable.
+    """
+    known = None
+    for where, node in _dicts(cfg.to_dict()):
+        value = node.get('type')
+        if not isinstance(value, str) or '.' in value:
+            continue
+        if known is None:
+            known = _known_names()[None]
+        if value in known:
+            continue
+        close = difflib.get_close_matches(value, sorted(known), n=3,
+                                          cutoff=0.6)
+        hint = f'; did you mean {", ".join(close)}?' if close else (
+            '; no registered type has a similar name')
+        raise ConfigError(f'{source}: {where}.type={value!r} is not a '
+                          f'registered bidl-train/mmengine type{hint}')
 
 
 def _check_override_paths(cfg, options):
@@ -161,16 +262,26 @@ def _suggest_registered(message):
             f'registry).{hint}')
 
 
+class ErrorContext:
+    """What :func:`user_errors` knows when it explains an error: the
+    command sets ``cfg`` once the config is loaded."""
+    cfg = None
+
+
 @contextmanager
 def user_errors(command):
     """Turn user mistakes into a one-paragraph message and exit code 2.
 
-    Programming errors keep their traceback (they are bugs to report).
+    Yields an :class:`ErrorContext`; with its ``cfg`` set, a constructor
+    argument the class does not take is named by its config path with the
+    closest argument names the class does take. Programming errors keep
+    their traceback (they are bugs to report).
     """
+    context = ErrorContext()
     try:
-        yield
+        yield context
     except BidlError as err:
-        _fail(command, str(err))
+        _fail(command, explain_arguments(str(err), context.cfg))
     except KeyError as err:
         text = str(err.args[0]) if err.args else str(err)
         if 'registry' in text:
@@ -181,7 +292,8 @@ def user_errors(command):
         text = str(err)
         if 'unexpected keyword argument' in text or \
                 'missing' in text and 'required positional' in text:
-            _fail(command, f'config error: {text}')
+            _fail(command, explain_arguments(f'config error: {text}',
+                                             context.cfg))
         raise
     except Exception as err:
         # errors raised inside a registry build are re-wrapped by mmengine;
@@ -189,9 +301,127 @@ def user_errors(command):
         cause = err
         while cause is not None:
             if isinstance(cause, BidlError):
-                _fail(command, str(cause))
+                _fail(command, explain_arguments(str(cause), context.cfg))
             cause = cause.__cause__ or cause.__context__
         raise
+
+
+# ---------------------------------------------------------------------------
+# "did you mean" for constructor arguments
+# ---------------------------------------------------------------------------
+_UNEXPECTED = re.compile(
+    r"(\w+)\.__init__\(\) got an unexpected keyword argument '(\w+)'")
+_MISSING = re.compile(r"(\w+)\.__init__\(\) missing \d+ required "
+                      r"positional arguments?: (.+)$", re.M)
+
+
+def explain_arguments(message, cfg):
+    """Add the config path and the valid names to a constructor error.
+
+    ``X.__init__() got an unexpected keyword argument 'k'`` becomes
+    ``...; config key train_cfg.k: X takes no 'k'; did you mean 'k2'?``.
+    Messages of another kind, or without a config, are returned as they
+    are.
+    """
+    if cfg is None:
+        return message
+    unexpected = _UNEXPECTED.search(message)
+    if unexpected:
+        return message + _explain_unexpected(cfg, *unexpected.groups())
+    missing = _MISSING.search(message)
+    if missing:
+        where = _paths_of_type(cfg, missing.group(1))
+        if where:
+            return (f'{message}; add them to the config at '
+                    f'{" or ".join(where)}')
+    return message
+
+
+def _explain_unexpected(cfg, class_name, key):
+    places = [(where, node) for where, node in _dicts(cfg.to_dict())
+              if key in node]
+    # several sections may use the key (num_classes): the one whose type
+    # is (a subclass of) the class the error names
+    matching = [(where, node) for where, node in places
+                if _is_class(_type_of(node), class_name)]
+    places = matching or places
+    if not places:
+        return ''
+    where, node = places[0]
+    cls = _type_of(node) or _find_class(class_name)
+    valid = _init_arguments(cls) if cls is not None else []
+    close = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
+    text = f'; config key {where}.{key}: {class_name} takes no {key!r}'
+    if close:
+        return text + f'; did you mean {", ".join(map(repr, close))}?'
+    if valid:
+        return text + f'; it takes {", ".join(valid)}'
+    return text
+
+
+def _dicts(node, where=''):
+    """Yield ``(path, dict)`` for every dict in a config, depth first."""
+    if isinstance(node, dict):
+        if where:
+            yield where, node
+        for key, value in node.items():
+            yield from _dicts(value, f'{where}.{key}' if where else key)
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            yield from _dicts(value, f'{where}.{i}')
+
+
+def _paths_of_type(cfg, class_name):
+    return [where for where, node in _dicts(cfg.to_dict())
+            if _is_class(_type_of(node), class_name)]
+
+
+def _type_of(node):
+    kind = node.get('type')
+    if isinstance(kind, type):
+        return kind
+    if isinstance(kind, str):
+        return _find_class(kind.rpartition('.')[2])
+    return None
+
+
+def _is_class(cls, name):
+    return cls is not None and any(c.__name__ == name for c in cls.__mro__)
+
+
+def _find_class(name):
+    """The class registered as ``name`` in any registry we build from."""
+    for registry in _registries():
+        registry.import_from_location()
+        found = registry.module_dict.get(name)
+        if isinstance(found, type):
+            return found
+    return None
+
+
+def _init_arguments(cls):
+    """The keyword arguments ``cls(...)`` accepts, following ``**kwargs``
+    up the class hierarchy (subclasses often pass them on)."""
+    names = []
+    for klass in cls.__mro__:
+        init = klass.__dict__.get('__init__')
+        if init is None:
+            continue
+        try:
+            params = inspect.signature(init).parameters.values()
+        except (TypeError, ValueError):
+            break
+        forwards = False
+        for param in params:
+            if param.kind is param.VAR_KEYWORD:
+                forwards = True
+            elif param.name != 'self' and param.kind in (
+                    param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY) \
+                    and param.name not in names:
+                names.append(param.name)
+        if not forwards:
+            break
+    return names
 
 
 def _fail(command, message):

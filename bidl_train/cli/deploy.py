@@ -17,22 +17,29 @@ import sys
 
 from bidl_train.errors import CheckpointError, ConfigError
 
-from .common import add_cfg_options, load_config, user_errors
+from .common import add_cfg_options, add_data_root, load_config, user_errors
 
 
-def parse_args(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(
         prog='bidl-deploy',
         description='Export a trained spiking network for a runtime and '
         'verify it against PyTorch')
     parser.add_argument('config', nargs='?', help='config file (.py/.yaml)')
-    parser.add_argument('checkpoint', nargs='?', help='checkpoint (.pth)')
+    parser.add_argument('checkpoint', nargs='?',
+                        help='checkpoint (.pth) or http(s) URL')
     parser.add_argument('--target', help='deployment target (see --list)')
     parser.add_argument(
         '--out', help='output folder (default '
         'work_dirs/<config stem>/deploy/<target>)')
-    parser.add_argument('--precision', default='fp32',
-                        choices=['fp32', 'fp16', 'int8'])
+    parser.add_argument(
+        '--precision', default='fp32', choices=['fp32', 'fp16', 'int8'],
+        help='numbers of the deployed model: fp32 (default; verified to '
+        'agree with PyTorch), fp16 (everything in half precision) or int8 '
+        '(conv/linear weights quantised per output channel, activations '
+        'and states fp32). fp16/int8 change the numbers: the report gives '
+        'deployed vs PyTorch top-1 on the --verify samples. A target that '
+        'cannot run a precision refuses it')
     parser.add_argument(
         '--verify', type=int, default=8, metavar='N',
         help='verify on the first N validation samples and report deployed '
@@ -40,8 +47,13 @@ def parse_args(argv=None):
         'sample is still used as the tracing example)')
     parser.add_argument('--list', action='store_true',
                         help='list the registered targets and exit')
+    add_data_root(parser)
     add_cfg_options(parser)
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
 
 
 def _target_list():
@@ -91,7 +103,7 @@ def _read_checkpoint(model, path, config):
 
 def main(argv=None):
     args = parse_args(argv)
-    with user_errors('bidl-deploy'):
+    with user_errors('bidl-deploy') as errors:
         if args.list:
             print('registered deploy targets:\n' + _target_list())
             return 0
@@ -110,7 +122,8 @@ def main(argv=None):
                 f'--precision {args.precision} changes the numbers: give '
                 '--verify N (N > 0) validation samples to measure the '
                 'accuracy change on')
-        cfg = load_config(args.config, args.cfg_options)
+        cfg = load_config(args.config, args.cfg_options, args.data_root)
+        errors.cfg = cfg
         init_default_scope(cfg.get('default_scope', 'bidl_train'))
         from bidl_train.engine.checkpoint import (check_checkpoint_source,
                                                   is_url, local_checkpoint)

@@ -1,12 +1,15 @@
 """``bidl-test CONFIG CHECKPOINT``: evaluate a checkpoint on the test split.
 
-Besides printing the metrics and writing them as JSON, it writes a report
-folder (``--report-dir``, default ``<work-dir>/test_report``) with the
-per-class accuracy and confusion matrix as CSV and PNG and the per-layer
-firing rates, and with ``--show-dir DIR`` raster plots of the misclassified
-samples.
+Besides printing the metrics and writing them as JSON (``--metrics-out``,
+default ``<work-dir>/test_metrics.json``), it writes a report folder
+(``--report-dir``, default ``<work-dir>/test_report``) with the per-class
+accuracy and confusion matrix as CSV and PNG and the per-layer firing
+rates, with ``--out FILE`` every sample's prediction (as mmpretrain's
+``--out`` does, in JSON, CSV or NPZ), and with ``--show-dir DIR`` raster
+plots of the misclassified samples.
 """
 import argparse
+import csv
 import json
 import math
 import os
@@ -15,19 +18,31 @@ import sys
 
 from bidl_train.errors import ConfigError
 
-from .common import add_cfg_options, load_config, user_errors
+from .common import add_cfg_options, add_data_root, load_config, user_errors
+
+#: ``--out`` formats, by file extension
+PREDICTION_FORMATS = ('.json', '.csv', '.npz')
 
 
-def parse_args(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(
         prog='bidl-test', description='Evaluate a trained checkpoint')
     parser.add_argument('config', help='config file (.py or .yaml)')
-    parser.add_argument('checkpoint', help='checkpoint file (.pth)')
+    parser.add_argument(
+        'checkpoint', help='checkpoint file (.pth) or http(s) URL')
     parser.add_argument(
         '--work-dir',
         help='where the test log goes (default work_dirs/<config stem>)')
+    add_data_root(parser)
     parser.add_argument(
-        '--out',
+        '--out', metavar='FILE',
+        help='write every sample\'s prediction here, as mmpretrain\'s '
+        '--out does: sample_idx, gt_label, pred_label (-1: no unique top '
+        'score) and pred_score (class scores). The format follows the '
+        'extension: .json (also holds the metrics, as --out did before), '
+        '.csv or .npz. Not .pkl: loading a pickle runs code')
+    parser.add_argument(
+        '--metrics-out', metavar='FILE',
         help='write all metrics as JSON here (default '
         '<work-dir>/test_metrics.json)')
     parser.add_argument(
@@ -44,10 +59,33 @@ def parse_args(argv=None):
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none')
+        default='none',
+        help='job launcher for distributed testing (pytorch: under '
+        'torchrun; each rank tests part of the split and rank 0 writes '
+        'the results)')
     parser.add_argument('--local-rank', '--local_rank', type=int, default=0,
                         help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
+
+
+def check_prediction_path(path):
+    """Refuse an ``--out`` format we do not write, before any work."""
+    ext = osp.splitext(path)[1].lower()
+    if ext in PREDICTION_FORMATS:
+        return
+    if ext in ('.pkl', '.pickle'):
+        raise ConfigError(
+            f'--out {path}: predictions are written as '
+            '.json, .csv or .npz, not as a pickle (loading a pickle runs '
+            'code, so a results file would be unsafe to open); the .json '
+            'holds the fields of mmpretrain\'s .pkl')
+    raise ConfigError(
+        f'--out {path}: unknown format {ext or "(none)"}; '
+        f'give a file ending in {", ".join(PREDICTION_FORMATS)}')
 
 
 def format_metrics(metrics, class_names=None):
@@ -88,8 +126,8 @@ def _nan_to_none(value):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        with user_errors('bidl-test'):
-            _test(args)
+        with user_errors('bidl-test') as errors:
+            _test(args, errors)
     finally:
         # every rank, on success or error (see close_distributed); after
         # _test returned, so its runner is freed
@@ -97,12 +135,16 @@ def main(argv=None):
         close_distributed()
 
 
-def _test(args):
+def _test(args, errors):
     """Evaluate the checkpoint; rank 0 prints and writes the reports."""
     from bidl_train.engine import build_runner
     from bidl_train.engine.checkpoint import check_checkpoint_source
+    from bidl_train.engine.runner import discard_failed_run_dirs
     from bidl_train.evaluation import to_serialisable
-    cfg = load_config(args.config, args.cfg_options)
+    if args.out:
+        check_prediction_path(args.out)
+    cfg = load_config(args.config, args.cfg_options, args.data_root)
+    errors.cfg = cfg
     # a local path or an http(s) URL, loaded by the runner through
     # bidl_train.engine.checkpoint.load_checkpoint_file (see build_runner)
     check_checkpoint_source(args.checkpoint)
@@ -120,8 +162,11 @@ def _test(args):
     _add_firing_rate_metric(cfg)
     if args.show_dir:
         _add_raster_hook(cfg, args.show_dir, args.show_max)
-    runner = build_runner(cfg)
-    metrics = to_serialisable(runner.test())
+    if args.out:
+        _add_metric(cfg, 'SamplePredictions')
+    with discard_failed_run_dirs(cfg.work_dir):
+        runner = build_runner(cfg)
+        metrics = to_serialisable(runner.test())
     if runner.rank != 0:
         return
     classes = (getattr(runner.test_dataloader.dataset, 'metainfo', None)
@@ -138,13 +183,15 @@ def _test(args):
         print(f'bidl-test: warning: {metrics["nonfinite_scores"]} samples '
               'got non-finite (NaN/Inf) scores and count as misclassified; '
               f'check {args.checkpoint} for NaN/Inf weights', file=sys.stderr)
-    out = args.out or osp.join(cfg.work_dir, 'test_metrics.json')
-    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
-    with open(out, 'w') as f:
-        json.dump(
-            dict(config=args.config, checkpoint=args.checkpoint,
-                 metrics=_nan_to_none(metrics)), f, indent=2)
+    header = dict(config=args.config, checkpoint=args.checkpoint,
+                  metrics=_nan_to_none(metrics))
+    out = args.metrics_out or osp.join(cfg.work_dir, 'test_metrics.json')
+    _write_json(out, header)
     print(f'metrics written to {out}')
+    if args.out:
+        predictions = _collected_predictions(runner)
+        write_predictions(args.out, predictions, header, classes)
+        print(f'{len(predictions)} predictions written to {args.out}')
     from bidl_train.visualization.reports import write_test_report
     report_dir = args.report_dir or osp.join(cfg.work_dir, 'test_report')
     written = write_test_report(metrics, report_dir, classes)
@@ -155,15 +202,87 @@ def _test(args):
 def _add_firing_rate_metric(cfg):
     """Per-layer firing rates belong in every test report."""
     evaluator = cfg.test_evaluator
-    metrics = evaluator if isinstance(evaluator, (list, tuple)) else [
-        evaluator
-    ]
-    if any(isinstance(m, dict) and m.get('type') == 'FiringRate'
-           for m in metrics):
-        return
     if isinstance(evaluator, dict) and 'metrics' in evaluator:
         return  # an Evaluator config of its own: leave it as written
-    cfg.test_evaluator = list(metrics) + [dict(type='FiringRate')]
+    _add_metric(cfg, 'FiringRate')
+
+
+def _add_metric(cfg, name):
+    """Add metric ``name`` to the test evaluator unless it is there."""
+    if name == 'SamplePredictions':
+        # importing registers it whatever the registry locations say
+        import bidl_train.evaluation.metrics.predictions  # noqa: F401
+    evaluator = cfg.test_evaluator
+    if isinstance(evaluator, dict) and 'metrics' in evaluator:
+        metrics = evaluator['metrics']  # an Evaluator config of its own
+        metrics = metrics if isinstance(metrics, (list, tuple)) else [
+            metrics]
+    else:
+        metrics = evaluator if isinstance(evaluator, (list, tuple)) else [
+            evaluator]
+    if any(isinstance(m, dict) and m.get('type') == name for m in metrics):
+        return
+    metrics = list(metrics) + [dict(type=name)]
+    if isinstance(evaluator, dict) and 'metrics' in evaluator:
+        evaluator['metrics'] = metrics
+    else:
+        cfg.test_evaluator = metrics
+
+
+def _collected_predictions(runner):
+    from bidl_train.evaluation.metrics.predictions import SamplePredictions
+    for metric in runner.test_loop.evaluator.metrics:
+        if isinstance(metric, SamplePredictions):
+            return metric.predictions
+    raise ConfigError('bidl-test --out: the test evaluator lost its '
+                      'SamplePredictions metric')
+
+
+def write_predictions(path, predictions, header, classes=None):
+    """Write per-sample predictions as .json, .csv or .npz (by extension).
+
+    JSON: ``header`` (config, checkpoint, metrics) plus ``classes`` and
+    ``predictions``, a list of ``{sample_idx, gt_label, pred_label,
+    pred_score}``; NaN scores as null. CSV: one row per sample, columns
+    ``sample_idx, gt_label, pred_label, score_0 ... score_{C-1}``. NPZ:
+    arrays ``sample_idx [N]``, ``gt_label [N]`` (-1: no label),
+    ``pred_label [N]``, ``pred_score [N, C]`` and ``classes``.
+    """
+    import numpy as np
+    ext = osp.splitext(path)[1].lower()
+    directory = osp.dirname(osp.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    if ext == '.json':
+        _write_json(path, dict(header, classes=list(classes or []),
+                               predictions=_nan_to_none(predictions)))
+    elif ext == '.csv':
+        width = max((len(p['pred_score']) for p in predictions), default=0)
+        with open(path, 'w', newline='') as f:
+            writer = csv.writer(f)
+            writer.writerow(['sample_idx', 'gt_label', 'pred_label'] +
+                            [f'score_{i}' for i in range(width)])
+            for p in predictions:
+                writer.writerow(
+                    [p['sample_idx'], '' if p['gt_label'] is None else
+                     p['gt_label'], p['pred_label']] + p['pred_score'])
+    else:  # .npz (check_prediction_path allowed nothing else)
+        np.savez(
+            path,
+            sample_idx=np.array([p['sample_idx'] for p in predictions],
+                                dtype=np.int64),
+            gt_label=np.array([-1 if p['gt_label'] is None else p['gt_label']
+                               for p in predictions], dtype=np.int64),
+            pred_label=np.array([p['pred_label'] for p in predictions],
+                                dtype=np.int64),
+            pred_score=np.array([p['pred_score'] for p in predictions],
+                                dtype=np.float32),
+            classes=np.array(list(classes or []), dtype=str))
+
+
+def _write_json(path, data):
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    with open(path, 'w') as f:
+        json.dump(data, f, indent=2)
 
 
 def _add_raster_hook(cfg, show_dir, show_max):

@@ -4,16 +4,17 @@ import os.path as osp
 
 from bidl_train.errors import ConfigError
 
-from .common import add_cfg_options, load_config, user_errors
+from .common import add_cfg_options, add_data_root, load_config, user_errors
 
 
-def parse_args(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(
         prog='bidl-train', description='Train a spiking network from a config')
     parser.add_argument('config', help='config file (.py or .yaml)')
     parser.add_argument(
         '--work-dir',
         help='where logs and checkpoints go (default work_dirs/<config stem>)')
+    add_data_root(parser)
     parser.add_argument(
         '--resume',
         nargs='?',
@@ -40,7 +41,11 @@ def parse_args(argv=None):
     # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK
     parser.add_argument('--local-rank', '--local_rank', type=int, default=0,
                         help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
 
 
 def merge_args(cfg, args):
@@ -94,18 +99,25 @@ def merge_args(cfg, args):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        with user_errors('bidl-train'):
+        with user_errors('bidl-train') as errors:
             from bidl_train.engine import build_runner
             from bidl_train.engine.dist import (dist_timeout, launcher_rank,
                                                 peer_failures)
-            from bidl_train.engine.runner import check_work_dir, disk_errors
+            from bidl_train.engine.runner import (check_work_dir,
+                                                  discard_failed_run_dirs,
+                                                  disk_errors)
             from bidl_train.engine.work_dir_lock import lock_work_dir
-            cfg = merge_args(load_config(args.config, args.cfg_options), args)
+            cfg = merge_args(
+                load_config(args.config, args.cfg_options, args.data_root),
+                args)
+            errors.cfg = cfg  # to name config keys in error messages
             check_work_dir(cfg.work_dir)
             # one run per work dir; the ranks of one job share rank 0's lock
             if launcher_rank(cfg.launcher) == 0:
                 lock_work_dir(cfg.work_dir)
-            with peer_failures(dist_timeout(cfg)), disk_errors(cfg.work_dir):
+            with peer_failures(dist_timeout(cfg)), \
+                    disk_errors(cfg.work_dir), \
+                    discard_failed_run_dirs(cfg.work_dir):
                 build_runner(cfg).train()  # no name: freed before closing
     finally:
         # every rank, on success or error (see close_distributed)
