@@ -325,3 +325,115 @@ def test_zoo_lifplus_is_bidls_clifplus3flifplus2dg():
                     'COBE', False, None, None, None, None)
         assert neuron.norm is not None and neuron.mode == 'spike'
         assert neuron.noise == 0.0
+
+
+# ---------------------------------------------------------------------------
+# Training-time BatchNorm statistics: BIDL's outer loop ("itout")
+# ---------------------------------------------------------------------------
+def test_per_step_batchnorm_two_steps_by_hand():
+    # x: step 0 = [1, 3], step 1 = [2, 6] (B = 2, one feature)
+    # step 0: mean 2, biased var 1 -> [-1, 1] / sqrt(1 + eps)
+    # step 1: mean 4, biased var 4 -> [-2, 2] / sqrt(4 + eps)
+    # running (momentum .1, unbiased var): mean .9*0 + .1*2 = .2,
+    # var .9*1 + .1*2 = 1.1; then mean .9*.2 + .1*4 = .58,
+    # var .9*1.1 + .1*8 = 1.79; two updates
+    from torch import nn
+
+    from bidl_train.layers import TimeFold
+    x = torch.tensor([[[1.0], [3.0]], [[2.0], [6.0]]])
+    layer = TimeFold(nn.BatchNorm1d(1), norm_stats='per_step').train()
+    y = layer(x)
+    eps = layer.module.eps
+    expected = torch.tensor([[[-1.0], [1.0]], [[-2.0], [2.0]]])
+    expected[0] /= math.sqrt(1 + eps)
+    expected[1] /= math.sqrt(4 + eps)
+    torch.testing.assert_close(y, expected)
+    bn = layer.module
+    torch.testing.assert_close(bn.running_mean, torch.tensor([0.58]))
+    torch.testing.assert_close(bn.running_var, torch.tensor([1.79]))
+    assert bn.num_batches_tracked.item() == 2
+    # all steps at once: mean 3, biased var 3.5, one update
+    folded = TimeFold(nn.BatchNorm1d(1)).train()
+    torch.testing.assert_close(
+        folded(x), (x - 3.0) / math.sqrt(3.5 + eps))
+    torch.testing.assert_close(folded.module.running_mean,
+                               torch.tensor([0.3]))
+    assert folded.module.num_batches_tracked.item() == 1
+    # eval mode: running statistics, the folded call either way
+    layer.eval()
+    torch.testing.assert_close(
+        layer(x), (x - 0.58) / torch.sqrt(torch.tensor(1.79) + eps))
+
+
+def _outer_loop(model, x_seq):
+    """BIDL's itout form written out: the whole net on one step at a time."""
+    state, ys = None, []
+    for x_t in x_seq:
+        y, state = model.step(x_t, state)
+        ys.append(y)
+    return torch.stack(ys)
+
+
+def _bn_stats(model):
+    return [t.clone() for m in model.modules()
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+            for t in (m.running_mean, m.running_var)]
+
+
+@pytest.mark.parametrize('make', [
+    lambda stats: __import__('bidl_train.layers', fromlist=['x']).FcLif(
+        5, 4, norm=True, norm_stats=stats),
+    lambda stats: __import__('bidl_train.layers', fromlist=['x']).Conv2dLif(
+        2, 3, norm=True, norm_stats=stats),
+    lambda stats: __import__(
+        'bidl_train.models.backbones', fromlist=['x']).ConvLifNet(
+            2, 8, (4, 4), (None, None), strides=2, input_norm=True, norm=False,
+            fc=(6, ), neuron=dict(type='LIF', norm_state=True),
+            norm_stats=stats),
+    lambda stats: __import__(
+        'bidl_train.models.backbones', fromlist=['x']).ResNetLif(
+            10, 2, 'cifar', width=4, norm_stats=stats),
+])
+def test_per_step_statistics_are_bidls_outer_loop(make):
+    import copy
+    torch.manual_seed(0)
+    model = make('per_step').train()
+    dims = {'FcLif': (5, ), 'Conv2dLif': (2, 6, 6)}.get(
+        type(model).__name__, (2, 8, 8))
+    x = torch.rand((4, 3) + dims) * 2
+    twin = copy.deepcopy(model)
+    got = model(x)
+    torch.testing.assert_close(got, _outer_loop(twin, x))
+    for a, b in zip(_bn_stats(model), _bn_stats(twin)):
+        torch.testing.assert_close(a, b)
+    # eval: both forms use the running statistics and agree
+    a = make('per_step').eval()
+    b = make('all_steps').eval()
+    b.load_state_dict(a.state_dict())
+    torch.testing.assert_close(a(x), b(x))
+
+
+def test_per_step_differs_from_all_steps_in_training():
+    from bidl_train.layers import FcLif
+    torch.manual_seed(1)
+    per_step = FcLif(5, 4, norm=True, norm_stats='per_step',
+                     neuron=dict(type='LIF', mode='analog', act=None))
+    folded = FcLif(5, 4, norm=True,
+                   neuron=dict(type='LIF', mode='analog', act=None))
+    folded.load_state_dict(per_step.state_dict())
+    x = torch.rand(3, 4, 5) + torch.arange(3.0).reshape(3, 1, 1)
+    assert not torch.allclose(per_step.train()(x), folded.train()(x))
+    assert per_step.norm.num_batches_tracked.item() == 3
+    assert folded.norm.num_batches_tracked.item() == 1
+
+
+def test_norm_stats_refused_by_name():
+    from bidl_train.layers import FcLif, SpikingSequential, TimeFold
+    from bidl_train.models.backbones import ResNetLif
+    for build in (lambda: TimeFold(dict(type='ReLU'), norm_stats='steps'),
+                  lambda: FcLif(2, 2, norm_stats=None),
+                  lambda: SpikingSequential(FcLif(2, 2), norm_stats='x'),
+                  lambda: ResNetLif(10, 2, 'cifar', width=4,
+                                    norm_stats='per-step')):
+        with pytest.raises(ConfigError, match='norm_stats'):
+            build()

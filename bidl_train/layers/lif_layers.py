@@ -19,7 +19,7 @@ from torch import nn
 from bidl_train.errors import ConfigError
 from bidl_train.registry import MODELS
 from .neuron_builder import build_neuron
-from .time_fold import fold_time, unfold_time
+from .time_fold import check_norm_stats, fold_time, run_per_step, unfold_time
 
 __all__ = ['FcLif', 'Conv1dLif', 'Conv2dLif', 'Conv3dLif', 'Lif1d', 'Lif2d']
 
@@ -42,9 +42,20 @@ def check_input_dims(owner, x, in_dims, time_axis):
 
 
 class _SynapseLif(nn.Module):
-    """Shared forward/step: ``neuron(synapse(x))``."""
+    """Shared forward/step: ``neuron(synapse(x))``.
+
+    ``norm_stats`` (attribute, set by :meth:`set_norm_stats`):
+    ``'all_steps'`` runs the synapse's BatchNorm once over ``T*B``;
+    ``'per_step'`` runs the layer's single-step form over T in training
+    (BIDL's outer loop: BatchNorm statistics per step, see
+    :mod:`~bidl_train.layers.time_fold`).
+    """
 
     _in_dims = None  # per-sample dims the synapse expects
+    norm_stats = 'all_steps'
+
+    def set_norm_stats(self, norm_stats):
+        self.norm_stats = check_norm_stats(type(self).__name__, norm_stats)
 
     def synapse(self, x):
         raise ConfigError(f'{type(self).__name__} defines no synapse')
@@ -54,6 +65,8 @@ class _SynapseLif(nn.Module):
 
     def forward(self, x_seq):
         self._check_input(x_seq, True)
+        if self.training and self.norm_stats == 'per_step':
+            return run_per_step(self, x_seq)
         x, steps = fold_time(x_seq, type(self).__name__)
         return self.neuron(unfold_time(self.synapse(x), steps))
 
@@ -76,8 +89,10 @@ class FcLif(_SynapseLif):
     _in_dims = 1
 
     def __init__(self, in_features, out_features, bias=True, norm=False,
-                 dropout=0.0, neuron=dict(type='LIF')):
+                 dropout=0.0, neuron=dict(type='LIF'),
+                 norm_stats='all_steps'):
         super().__init__()
+        self.set_norm_stats(norm_stats)
         _check_positive_int('FcLif', 'in_features', in_features)
         _check_positive_int('FcLif', 'out_features', out_features)
         if not 0.0 <= dropout < 1.0:
@@ -106,9 +121,11 @@ class _ConvLif(_SynapseLif):
 
     def __init__(self, in_channels, out_channels, kernel_size=3, stride=1,
                  padding=1, bias=True, norm=True, pool=None,
-                 neuron=dict(type='LIF'), dilation=1, groups=1):
+                 neuron=dict(type='LIF'), dilation=1, groups=1,
+                 norm_stats='all_steps'):
         super().__init__()
         owner = type(self).__name__
+        self.set_norm_stats(norm_stats)
         _check_positive_int(owner, 'in_channels', in_channels)
         _check_positive_int(owner, 'out_channels', out_channels)
         if pool is not None:

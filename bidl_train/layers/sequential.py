@@ -13,7 +13,7 @@ from torch import nn
 from bidl_train.errors import ConfigError
 from bidl_train.neurons import build_module
 from bidl_train.registry import MODELS
-from .time_fold import TimeFold
+from .time_fold import TimeFold, check_norm_stats, run_per_step
 
 __all__ = ['SpikingSequential']
 
@@ -37,9 +37,11 @@ class SpikingSequential(nn.Sequential):
     Items are modules or config dicts (``dict(type='Conv2dLif', ...)``,
     ``dict(type='Flatten')``). From a config:
     ``dict(type='SpikingSequential', layers=[dict(type='FcLif', ...), ...])``.
+    ``norm_stats``: ``'all_steps'`` or ``'per_step'`` (see
+    :mod:`~bidl_train.layers.time_fold`).
     """
 
-    def __init__(self, *modules, layers=None):
+    def __init__(self, *modules, layers=None, norm_stats='all_steps'):
         if layers is not None:
             if modules:
                 raise ConfigError('SpikingSequential: give the layers either '
@@ -48,6 +50,15 @@ class SpikingSequential(nn.Sequential):
         elif len(modules) == 1 and isinstance(modules[0], (list, tuple)):
             modules = tuple(modules[0])
         super().__init__(*[_as_spiking(m, i) for i, m in enumerate(modules)])
+        self.norm_stats = check_norm_stats('SpikingSequential', norm_stats)
+
+    def forward(self, x_seq):
+        """Multi-step: the layers' folded forms (``'all_steps'``), or in
+        training with ``norm_stats='per_step'`` the whole chain one step at
+        a time (BIDL's outer loop; every BatchNorm sees one step)."""
+        if self.training and self.norm_stats == 'per_step':
+            return run_per_step(self, x_seq)
+        return super().forward(x_seq)
 
     def step(self, x_t, state=None):
         """One step through every layer; ``state`` is a list per layer."""

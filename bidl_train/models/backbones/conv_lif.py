@@ -70,6 +70,9 @@ class ConvLifNet(nn.Module):
         pool_position (str): ``'synapse'`` (max-pool the conv output before
             BatchNorm and neuron) or ``'output'`` (max-pool the layer's
             output, after the neuron).
+        norm_stats (str): training-time BatchNorm statistics,
+            ``'all_steps'`` or ``'per_step'`` (BIDL's outer loop; see
+            :mod:`bidl_train.layers.time_fold`).
     """
 
     def __init__(self,
@@ -86,7 +89,8 @@ class ConvLifNet(nn.Module):
                  input_norm=False,
                  fc_type='lif',
                  global_pool=False,
-                 pool_position='synapse'):
+                 pool_position='synapse',
+                 norm_stats='all_steps'):
         super().__init__()
         if len(pools) != len(channels):
             raise ConfigError(
@@ -148,7 +152,7 @@ class ConvLifNet(nn.Module):
                 blocks.append(TimeFold(nn.Linear(features, width_fc)))
                 blocks.append(TimeFold(nn.ReLU()))
             features = width_fc
-        self.layers = SpikingSequential(*blocks)
+        self.layers = SpikingSequential(*blocks, norm_stats=norm_stats)
         self.out_features = features
 
     def forward(self, x):

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bidl_train.errors import ConfigError
-from bidl_train.layers import build_neuron
+from bidl_train.layers import build_neuron, check_norm_stats
 from bidl_train.registry import MODELS
 from .stateful import StatefulModule
 
@@ -198,12 +198,16 @@ class ResNetLif(StatefulModule):
             ``'avgpool_conv'`` (BIDL's: average pool, 1x1 conv, BN).
         conv_bias (bool): a bias in every conv, before its BatchNorm
             (BIDL's convs have one).
+        norm_stats (str): training-time BatchNorm statistics,
+            ``'all_steps'`` or ``'per_step'`` (BIDL's outer loop; see
+            :mod:`bidl_train.layers.time_fold`).
     """
 
     def __init__(self, depth=18, in_channels=2, stem='imagenet', width=64,
                  lite=False, neuron=dict(type='LIF'), shortcut='conv',
-                 conv_bias=False):
+                 conv_bias=False, norm_stats='all_steps'):
         super().__init__()
+        self.norm_stats = check_norm_stats('ResNetLif', norm_stats)
         if depth not in RESNET_DEPTHS:
             raise ConfigError(f'ResNetLif: depth must be one of '
                               f'{sorted(RESNET_DEPTHS)}, got {depth!r}')
