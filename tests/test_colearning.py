@@ -5,6 +5,8 @@ validation, resume inside the schedule (bit for bit), checkpoints written
 by the former hook, the older ``colearning=`` config key, and config
 errors."""
 import copy
+import os.path as osp
+import shutil
 
 import pytest
 import torch
@@ -12,11 +14,14 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
-from bidl_train.engine import install_safe_loader, safe_load
+from bidl_train.cli.common import load_config
+from bidl_train.engine import build_runner, install_safe_loader, safe_load
 from bidl_train.engine.loops import (GlobalLocalLoop, average_over_ranks,
                                      colearning_to_loop)
 from bidl_train.errors import ConfigError
 from bidl_train.learning import GlobalLocalSchedule, build_schedule
+
+from test_commands import REPO, run, tool
 
 NEURON = dict(type='LIF', alpha=0.5, theta=0.3)
 REWARD = dict(type='RewardSTDP', num_classes=4, group_size=2, lr=0.05,
@@ -326,6 +331,81 @@ def test_schedule_errors(tmp_path, phases, length, message):
     with pytest.raises(ConfigError, match=message):
         runner, _ = make_runner(tmp_path, phases, **length)
         runner.train()
+
+
+# -- the command line: bidl-train --deterministic, resume inside the schedule
+def _tiny_demo(tmp_path, shifted=True):
+    """configs/demo/colearning_shift.py shrunk to seconds: 2 global + 2
+    local epochs on 32 samples, every checkpoint kept."""
+    text = f"""
+_base_ = [{osp.join(REPO, 'configs', 'demo', 'colearning_shift.py')!r}]
+_small = dict(type='SyntheticMotion', split='train', num_samples=32)
+_loader = dict(batch_size=8, num_workers=0,
+               sampler=dict(type='DefaultSampler', shuffle=True),
+               collate_fn=dict(type='default_collate'))
+train_dataloader = dict(batch_size=8, dataset=_small)
+val_dataloader = dict(dataset=dict(dataset=dict(num_samples=20)))
+test_dataloader = val_dataloader
+train_cfg = dict(max_epochs=4, phases=[
+    dict(mode='global', epochs=2),
+    dict(mode='local', epochs=2, layers=['backbone.3'],
+         data=dict(_loader, dataset=dict(type='ShiftedDataset',
+                                         dataset=_small,
+                                         swap_polarity={shifted})))])
+default_hooks = dict(checkpoint=dict(max_keep_ckpts=-1),
+                     logger=dict(interval=1))
+"""
+    path = tmp_path / 'tiny_colearning.py'
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.fixture(scope='module')
+def cli_reference(tmp_path_factory):
+    """The uninterrupted bidl-train --deterministic run of _tiny_demo."""
+    tmp_path = tmp_path_factory.mktemp('cli')
+    cfg = _tiny_demo(tmp_path)
+    run([tool('train'), cfg, '--work-dir', str(tmp_path / 'ref'),
+         '--deterministic'], tmp_path)
+    return cfg, tmp_path / 'ref'
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('stopped_after', [2, 3],
+                         ids=['into-local', 'inside-local'])
+def test_cli_resume_inside_the_schedule_is_bit_identical(
+        tmp_path, cli_reference, stopped_after):
+    """bidl-train --deterministic, uninterrupted, against a run that ends
+    right after the checkpoint of epoch 2 (the local phase with its own
+    shuffled data begins next) or 3 (inside it), i.e. what a SIGKILL then
+    leaves behind (as in test_reliability), resumed with --resume: the
+    last checkpoints hold the same weights bit for bit."""
+    cfg, ref = cli_reference
+    killed = tmp_path / 'killed'
+    killed.mkdir()
+    name = f'epoch_{stopped_after}.pth'
+    shutil.copy(ref / name, killed / name)
+    proc = run([tool('train'), cfg, '--work-dir', str(killed),
+                '--deterministic', '--resume'], tmp_path)
+    saved_in = 0 if stopped_after == 2 else 1
+    assert (f'co-learning: resuming after {stopped_after} epochs in phase 1 '
+            f'(the checkpoint was saved in phase {saved_in})') in (
+                proc.stdout + proc.stderr)
+    _assert_same_weights(_state(ref / 'epoch_4.pth'),
+                         _state(killed / 'epoch_4.pth'))
+
+
+def test_build_runner_runs_the_older_key_as_the_loop(tmp_path):
+    cfg = load_config(_tiny_demo(tmp_path))
+    phases = cfg.train_cfg.pop('phases')
+    cfg.train_cfg = dict(by_epoch=True, max_epochs=4, val_interval=1)
+    cfg.colearning = dict(type='GlobalLocalSchedule', phases=phases)
+    cfg.work_dir = str(tmp_path / 'work')
+    runner = build_runner(cfg)
+    loop = runner.train_loop
+    assert isinstance(loop, GlobalLocalLoop) and loop.max_epochs == 4
+    assert [p.mode for p in loop.schedule.phases] == ['global', 'local']
+    assert loop.schedule.phases[1].layers == ('backbone.3', )
 
 
 # -- the older config key: colearning=dict(...) -----------------------------
