@@ -265,21 +265,37 @@ void forward_impl(const torch::Tensor& x, const torch::Tensor& alpha,
   });
 }
 
+// Weights (0 or 1) of the incoming gradient gY in the backward, per output
+// mode: runtime multipliers rather than template branches, so that the
+// backward has 24 instantiations, not 120 (build time), and each of them
+// vectorises (a select on a loop-invariant bool does not). Adding gY * 0
+// adds an exact zero: the values are those of the branches.
+template <typename T>
+struct ModeWeights {
+  T s, u, r, v, th;  // y = s; y = u or u - theta; y = r; y = v; y = u - th
+  explicit ModeWeights(int64_t mode)
+      : s(mode == -1), u(mode == 0 || mode == 1), r(mode == 2), v(mode == 3),
+        th(mode == 1) {}
+};
+
 // Backward, per block of neurons: recompute u_t for every t into the
 // gradient buffer (the block stays in cache), then run BPTT in reverse,
-// overwriting u_t by the input gradient in place.
-template <typename T, int KIND, int MODE>
+// overwriting u_t by the input gradient in place; the surrogate derivative
+// is computed in the same vectorised pass.
+template <typename T, int KIND, bool HARD>
 void backward_impl(const torch::Tensor& x, const torch::Tensor& grad_y,
                    const torch::Tensor& alpha, const torch::Tensor& beta,
                    const torch::Tensor& theta, const torch::Tensor& v0,
-                   bool hard, bool keep_ds, double sparam, torch::Tensor& gx,
-                   torch::Tensor& ga, torch::Tensor& gb, torch::Tensor& gth,
-                   torch::Tensor& gv0, bool need_params) {
+                   int64_t mode, bool keep_ds, double sparam,
+                   torch::Tensor& gx, torch::Tensor& ga, torch::Tensor& gb,
+                   torch::Tensor& gth, torch::Tensor& gv0, bool need_params) {
   const int64_t steps = x.size(0), n = x.size(1);
   const T* xp = x.data_ptr<T>();
   const T* gyp = grad_y.data_ptr<T>();
   T* gxp = gx.data_ptr<T>();
   const T p = static_cast<T>(sparam);
+  const ModeWeights<T> m(mode);
+  const T kd = keep_ds ? T(1) : T(0);
   at::parallel_for(0, n, grain_of(steps), [&](int64_t begin, int64_t end) {
     T v[kBlock], pa[kBlock], pb[kBlock], pth[kBlock], pr[kBlock];
     T sa[kBlock], sb[kBlock], sth[kBlock], sv0[kBlock];
@@ -293,22 +309,12 @@ void backward_impl(const torch::Tensor& x, const torch::Tensor& grad_y,
       for (int64_t t = 0; t < steps; ++t) {  // u_t into gx
         const T* __restrict__ xt = xp + t * n + start;
         T* __restrict__ ut = gxp + t * n + start;
-        if (hard) {
 #pragma omp simd
-          for (int64_t k = 0; k < len; ++k) {
-            const T thr = pth[k], v0k = pr[k], ak = pa[k], bk = pb[k];
-            const T u = xt[k] + v[k];
-            ut[k] = u;
-            v[k] = ak * reset_of<true>(u, thr, v0k) + bk;
-          }
-        } else {
-#pragma omp simd
-          for (int64_t k = 0; k < len; ++k) {
-            const T thr = pth[k], v0k = pr[k], ak = pa[k], bk = pb[k];
-            const T u = xt[k] + v[k];
-            ut[k] = u;
-            v[k] = ak * reset_of<false>(u, thr, v0k) + bk;
-          }
+        for (int64_t k = 0; k < len; ++k) {
+          const T thr = pth[k], v0k = pr[k], ak = pa[k], bk = pb[k];
+          const T u = xt[k] + v[k];
+          ut[k] = u;
+          v[k] = ak * reset_of<HARD>(u, thr, v0k) + bk;
         }
       }
       // v now carries the gradient flowing into v_t from step t + 1
@@ -317,32 +323,28 @@ void backward_impl(const torch::Tensor& x, const torch::Tensor& grad_y,
       std::fill(sb, sb + len, T(0));
       std::fill(sth, sth + len, T(0));
       std::fill(sv0, sv0 + len, T(0));
-      const T kd = keep_ds ? T(1) : T(0);
       for (int64_t t = steps - 1; t >= 0; --t) {
         const T* __restrict__ gyt = gyp + t * n + start;
         T* __restrict__ gt = gxp + t * n + start;
-        // one vectorised pass: the surrogate's exp is vexp, not a call
 #pragma omp simd
         for (int64_t k = 0; k < len; ++k) {
           const T u = gt[k], thr = pth[k], v0k = pr[k], ak = pa[k];
           const T gy = gyt[k];
           const T sgk = surrogate<KIND>(p, u - thr);
           const T s = u > thr ? T(1) : T(0);
-          const T gv = MODE == 3 ? v[k] + gy : v[k];
-          const T gr = MODE == 2 ? ak * gv + gy : ak * gv;
-          const T ds = hard ? v0k - u : -thr;  // dr/ds
-          const T gs = (MODE == -1 ? gy : T(0)) + kd * gr * ds;
+          const T gv = v[k] + m.v * gy;
+          const T gr = ak * gv + m.r * gy;
+          const T ds = HARD ? v0k - u : -thr;  // dr/ds
+          const T gs = m.s * gy + kd * gr * ds;
           const T gssg = gs * sgk;
-          const T gu = (hard ? gr * (T(1) - s) : gr) + gssg +
-                       ((MODE == 0 || MODE == 1) ? gy : T(0));
+          const T gu = (HARD ? gr * (T(1) - s) : gr) + gssg + m.u * gy;
           gt[k] = gu;
           v[k] = gu;
-          const T r = hard ? (u > thr ? v0k : u) : (u > thr ? u - thr : u);
+          const T r = reset_of<HARD>(u, thr, v0k);
           sa[k] += gv * r;
           sb[k] += gv;
-          sth[k] += -gssg - (hard ? T(0) : gr * s) -
-                    (MODE == 1 ? gy : T(0));
-          sv0[k] += hard ? gr * s : T(0);
+          sth[k] += -gssg - (HARD ? T(0) : gr * s) - m.th * gy;
+          sv0[k] += HARD ? gr * s : T(0);
         }
       }
       if (need_params) {
@@ -413,11 +415,15 @@ std::vector<torch::Tensor> lif_backward(
        gv0 = per_neuron();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lif_backward", [&] {
     with_kind(kind, [&](auto k) {
-      with_mode(out_mode, [&](auto mode) {
-        backward_impl<scalar_t, decltype(k)::value, decltype(mode)::value>(
-            x, grad_y, alpha, beta, theta, v0, hard, keep_ds, sparam, gx, ga,
-            gb, gth, gv0, need_params);
-      });
+      if (hard) {
+        backward_impl<scalar_t, decltype(k)::value, true>(
+            x, grad_y, alpha, beta, theta, v0, out_mode, keep_ds, sparam, gx,
+            ga, gb, gth, gv0, need_params);
+      } else {
+        backward_impl<scalar_t, decltype(k)::value, false>(
+            x, grad_y, alpha, beta, theta, v0, out_mode, keep_ds, sparam, gx,
+            ga, gb, gth, gv0, need_params);
+      }
     });
   });
   return {gx, ga, gb, gth, gv0};
