@@ -108,19 +108,53 @@ def test_validation_images_and_membrane_histograms(run):
                  'membrane_histogram'):
         assert name in tags['images']
         images = tb.Images(name)
-        assert [i.step for i in images] == [1, 2]  # every validation
+        # render_interval=5 (the default): of 2 validations only the
+        # training's last one draws
+        assert [i.step for i in images] == [2]
         assert images[0].width > 200 and images[0].height > 200
     for layer in run['layers']:
         hist = tb.Histograms(f'membrane/{layer}/v')
-        assert [h.step for h in hist] == [1, 2]
+        assert [h.step for h in hist] == [2]
         # T=4 steps * one sample * the layer's neurons
         assert hist[0].histogram_value.num > 0
     # the local backend keeps the same images as PNG files
-    for step in (1, 2):
-        assert osp.isfile(osp.join(run['vis'], 'vis_image',
-                                   f'confusion_matrix_{step}.png'))
-        assert osp.isfile(osp.join(run['vis'], 'vis_image',
-                                   f'spike_raster_{step}.png'))
+    for name in ('confusion_matrix', 'spike_raster'):
+        assert osp.isfile(osp.join(run['vis'], 'vis_image', f'{name}_2.png'))
+        assert not osp.exists(osp.join(run['vis'], 'vis_image',
+                                       f'{name}_1.png'))
+
+
+class FakeLoop:
+    max_epochs = 5
+
+
+class FakeRunner:
+    """What ``_renders_now`` reads of a runner."""
+    rank = 0
+
+    def __init__(self, loop):
+        self._train_loop = loop
+        self.epoch = 0
+
+
+def test_render_interval_draws_every_nth_and_the_last_validation(
+        monkeypatch):
+    hook = SpikeMonitorHook(render_interval=2)
+    drawn = []
+    monkeypatch.setattr(hook, '_log_sample',
+                        lambda runner, step: drawn.append(step))
+    runner = FakeRunner(FakeLoop())
+    for epoch in range(1, 6):
+        runner.epoch = epoch
+        hook.after_val_epoch(runner, metrics={})
+    assert drawn == [2, 4, 5]
+    # validating without training (bidl-test, val only) always draws
+    hook = SpikeMonitorHook(render_interval=3)
+    monkeypatch.setattr(hook, '_log_sample',
+                        lambda runner, step: drawn.append(('val', step)))
+    runner = FakeRunner({'type': 'EpochBasedTrainLoop'})
+    hook.after_val_epoch(runner, metrics={})
+    assert drawn[-1] == ('val', 0)
 
 
 def test_progress_bars_on_a_terminal_only(run):
@@ -149,6 +183,8 @@ def test_stats_scalars_follow_the_log_choice():
     (dict(log=('rate', 'rastr')), 'rastr'),
     (dict(interval=0), 'interval'),
     (dict(sample_index=-1), 'sample_index'),
+    (dict(render_interval=0), 'render_interval'),
+    (dict(render_interval=True), 'render_interval'),
 ])
 def test_bad_options_are_named(kwargs, needle):
     with pytest.raises(ConfigError, match=needle):

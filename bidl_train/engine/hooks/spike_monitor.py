@@ -15,13 +15,16 @@ What is logged (choose with ``log=(...)``; all by default):
     Observed on the training forward itself through forward hooks, no extra
     computation.
 ``'raster'``, ``'rate_over_time'``, ``'membrane'``
-    at every validation, for validation sample ``sample_index``: the spike
+    at every ``render_interval``-th validation and the last one of the
+    training (drawing them costs a forward pass and matplotlib's
+    rendering, which took half the demo's time when done at every
+    epoch), for validation sample ``sample_index``: the spike
     raster image ``spike_raster``, the per-step firing-rate plot
     ``spike_rate_over_time``, and the membrane state of every neuron layer
     as TensorBoard histograms ``membrane/<layer>/<state>`` (backends without
     histograms get the image ``membrane_histogram`` only).
 ``'confusion'``
-    at every validation, the confusion matrix image ``confusion_matrix``
+    with the images above, the confusion matrix image ``confusion_matrix``
     (needs the ``Accuracy`` metric in ``val_evaluator``).
 
 Images are stamped with the epoch (by-epoch training) or the iteration.
@@ -61,11 +64,15 @@ class SpikeMonitorHook(Hook):
         max_neurons (int): neurons per layer shown in the raster (evenly
             spaced).
         histogram_bins (int): bins of the membrane histograms.
+        render_interval (int): draw the validation images at every
+            ``render_interval``-th validation (and always at the last
+            validation of the training, and when validating without
+            training); 1 draws them every time.
     """
     priority = 'LOW'
 
     def __init__(self, interval=50, log=LOG_ITEMS, sample_index=0,
-                 max_neurons=64, histogram_bins=50):
+                 max_neurons=64, histogram_bins=50, render_interval=5):
         if not isinstance(interval, int) or isinstance(
                 interval, bool) or interval < 1:
             raise ConfigError(
@@ -84,7 +91,15 @@ class SpikeMonitorHook(Hook):
         if not isinstance(max_neurons, int) or max_neurons < 1:
             raise ConfigError('SpikeMonitorHook.max_neurons must be a '
                               f'positive int, got {max_neurons!r}')
+        if not isinstance(render_interval, int) or isinstance(
+                render_interval, bool) or render_interval < 1:
+            raise ConfigError(
+                'SpikeMonitorHook.render_interval must be a positive int '
+                f'(validations between two image renders), got '
+                f'{render_interval!r}')
         self.interval = interval
+        self.render_interval = render_interval
+        self._validations = 0  # validations seen (the render counter)
         self.log = tuple(log)
         self.sample_index = sample_index
         self.max_neurons = max_neurons
@@ -137,6 +152,9 @@ class SpikeMonitorHook(Hook):
     def after_val_epoch(self, runner, metrics=None):
         if runner.rank != 0:
             return
+        self._validations += 1
+        if not self._renders_now(runner):
+            return
         step = self._image_step(runner)
         if 'confusion' in self.log and metrics:
             confusion = _find_metric(metrics, 'confusion_matrix')
@@ -148,6 +166,18 @@ class SpikeMonitorHook(Hook):
                     step=step)
         if set(VAL_SAMPLE_ITEMS) & set(self.log):
             self._log_sample(runner, step)
+
+    def _renders_now(self, runner):
+        """Every ``render_interval``-th validation, the training's last
+        one, and any validation outside training."""
+        if self._validations % self.render_interval == 0:
+            return True
+        loop = getattr(runner, '_train_loop', None)
+        if loop is None or isinstance(loop, dict):
+            return True  # validation or test without training
+        if hasattr(loop, 'max_epochs'):
+            return runner.epoch >= loop.max_epochs
+        return runner.iter >= loop.max_iters
 
     def _image_step(self, runner):
         train_loop = getattr(runner, '_train_loop', None)
