@@ -1,5 +1,7 @@
 """Global-local co-learning: local plasticity rules, plastic layers and the
-schedules that combine them with global (BPTT) training.
+schedules that combine them with global (BPTT) training
+(:class:`~bidl_train.engine.loops.GlobalLocalLoop` runs a schedule), and
+the teaching signal (:func:`teaching`: the labels of the batch in flight).
 
 Importing this package registers the rules and schedules in
 :data:`~bidl_train.registry.LEARNING_RULES` and the plastic layers and the
@@ -10,9 +12,11 @@ from .plastic import PlasticConv2dLif, PlasticFcLif, PlasticLayer
 from .population_head import PopulationClsHead
 from .rules import BCM, STDP, Hebbian, LocalRule, Oja, RewardSTDP, build_rule
 from .schedule import GlobalLocalSchedule, Phase, build_schedule
+from .teacher import current_teacher, teaching
 
 __all__ = [
     'LocalRule', 'build_rule', 'Hebbian', 'Oja', 'STDP', 'RewardSTDP', 'BCM',
     'PlasticLayer', 'PlasticFcLif', 'PlasticConv2dLif', 'PopulationClsHead',
-    'GlobalLocalSchedule', 'Phase', 'build_schedule'
+    'GlobalLocalSchedule', 'Phase', 'build_schedule', 'teaching',
+    'current_teacher'
 ]
