@@ -227,3 +227,30 @@ def test_build_name_separates_sources_and_environments(monkeypatch):
     monkeypatch.setattr(lif_cpp.sys, 'prefix', '/another/venv')
     assert first != lif_cpp.build_name('k', 'source one')
     assert first.startswith('k_')
+
+
+def test_benchmark_reports_floor_and_each_surrogate(capsys):
+    """tools/benchmark_neurons.py: a memory-floor row (``y = x * 0.5``)
+    with a ``time/floor`` column, and one row per extra surrogate."""
+    import importlib.util
+    import os.path as osp
+    path = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                    'tools', 'benchmark_neurons.py')
+    spec = importlib.util.spec_from_file_location('benchmark_neurons', path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    threads = torch.get_num_threads()
+    try:
+        bench.main(['--steps', '2', '--batch', '1', '--channels', '2',
+                    '--size', '4', '--net-steps', '0', '--repeats', '1',
+                    '--device', 'cpu', '--surrogates', 'sigmoid', 'atan',
+                    'erf', '--skip', 'snntorch', 'norse', 'bidl loop'])
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    rows = {line.split('  ')[0]: line for line in out.splitlines()}
+    assert 'time/floor' in out
+    assert 'memory floor' in rows and 'bidl fused [atan]' in rows
+    assert 'bidl fused [erf]' in rows and 'bidl fused [sigmoid]' not in rows
+    # the floor divided by itself
+    assert rows['memory floor'].split()[-2] == '1.000'

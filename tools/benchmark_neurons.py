@@ -23,7 +23,9 @@ triton is installed), ``bidl fused (torch)`` the pure-PyTorch fused kernel
 every machine has, ``bidl loop`` the plain autograd loop. All neurons use
 the same dynamics (alpha = 1 - 1/tau = 0.5, theta = 1, hard reset to 0) and
 the sigmoid surrogate (alpha = 4). Ratios are to SpikingJelly
-(``/SJ``) and to the pure-PyTorch fused kernel (``/torch``) of the same run.
+(``/SJ``), to the pure-PyTorch fused kernel (``/torch``) and, for the layer,
+to the memory floor ``y = x * 0.5`` (``/floor``: one read and one write of
+the tensor forward and backward) of the same run.
 
 Everything runs on ``--device`` (CUDA when available, else CPU); on CUDA
 each timed pass is bracketed by synchronisations. SpikingJelly 2.0 picks
@@ -147,13 +149,29 @@ def fused_kernels(device):
     return kernels
 
 
-def lif_candidates(device):
+def memory_floor(x):
+    """``y = x * 0.5``: one read and one write of the tensor each way,
+    the least any elementwise layer over it can cost (the ``/floor``
+    column divides by it)."""
+    return x * 0.5
+
+
+def lif_candidates(device, surrogates=('sigmoid', )):
+    """The LIF-layer rows: every fused kernel with the sigmoid surrogate,
+    the default kernel with each other surrogate of ``surrogates``, the
+    loop, the memory floor and the peers (SpikingJelly with its sigmoid)."""
     cands = {
         name: LIF(alpha=ALPHA, theta=THETA, surrogate='sigmoid',
                   backend='fused', kernel=kernel).to(device)
         for name, kernel in fused_kernels(device).items()}
+    for name in surrogates:
+        if name != 'sigmoid':
+            cands[f'bidl fused [{name}]'] = LIF(
+                alpha=ALPHA, theta=THETA, surrogate=name, backend='fused',
+                kernel='auto').to(device)
     cands['bidl loop'] = LIF(alpha=ALPHA, theta=THETA, surrogate='sigmoid',
                              backend='loop').to(device)
+    cands['memory floor'] = memory_floor
     try:
         from spikingjelly.activation_based import neuron, surrogate
         sj = neuron.LIFNode(tau=TAU, decay_input=False, v_threshold=THETA,
@@ -263,7 +281,8 @@ def report(title, results):
     SpikingJelly and to the pure-PyTorch fused kernel (when they ran)."""
     print(f'\n== {title}')
     bases = [(label, results.get(name)) for label, name in
-             (('SJ', 'spikingjelly'), ('torch', 'bidl fused (torch)'))]
+             (('SJ', 'spikingjelly'), ('torch', 'bidl fused (torch)'),
+              ('floor', 'memory floor'))]
     bases = [(label, base) for label, base in bases if base is not None]
     header = ''.join(f' {"time/" + label:>10s} {"saved/" + label:>11s}'
                      for label, _ in bases)
@@ -290,6 +309,9 @@ def main(argv=None):
     parser.add_argument('--net-batch', type=int, default=16)
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--surrogates', nargs='+', default=['sigmoid'],
+                        help='surrogates of extra "bidl fused [name]" rows '
+                        '(e.g. rectangle atan triangle fast_sigmoid erf)')
     parser.add_argument('--skip', nargs='*', default=[],
                         help='implementation names to leave out')
     parser.add_argument('--device', default=None,
@@ -309,7 +331,8 @@ def main(argv=None):
         def make_input(shape=shape):
             return (torch.rand(shape, device=device) * 1.5).requires_grad_()
 
-        results = measure_all(lif_candidates(device), make_input,
+        results = measure_all(lif_candidates(device, args.surrogates),
+                              make_input,
                               args.repeats, device, args.skip)
         report(f'LIF layer, input {list(shape)} float32', results)
 
