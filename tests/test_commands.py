@@ -57,6 +57,9 @@ def tool(name):
 
 
 def test_train_resume_test(tmp_path):
+    # the deploy targets below: the optional [deploy] extra
+    for module in ('onnx', 'onnxruntime', 'nir'):
+        pytest.importorskip(module)
     cfg = tiny_config(tmp_path)
     work = tmp_path / 'work'
     # deploy= in the config runs DeployHook after training: the demo's
@@ -146,7 +149,10 @@ def test_two_process_cpu_training_and_evaluation(tmp_path):
         tool('train'), cfg, '--launcher', 'pytorch', '--work-dir',
         str(work)
     ], tmp_path)
-    text = proc.stdout + proc.stderr
+    # the config dump (model_wrapper_cfg) went to the log file (issue 20)
+    text = proc.stdout + proc.stderr + ''.join(
+        open(osp.join(d, f)).read() for d, _, files in os.walk(work)
+        for f in files if f.endswith('.log'))
     assert 'Distributed training: True' in text
     assert 'device_ids=None' in text
     assert (work / 'epoch_1.pth').is_file()

@@ -371,6 +371,7 @@ def test_dvs_mnist_layout_scales_split_and_orientation(tmp_path, monkeypatch):
 
 
 def test_shd_frames_bins_cache_and_config_shapes(tmp_path):
+    pytest.importorskip('h5py')  # SHD is HDF5: the optional [events] extra
     samples = [([0.0, 0.0105, 0.5, 0.999, 1.2], [0, 699, 3, 3, 5]),
                ([0.25], [10])]
     write_shd(tmp_path / 'shd_train.h5', samples, [19, 2])

@@ -74,14 +74,16 @@ class ProgressBarHook(Hook):
         if self.heartbeat_s is None or self._phase is None:
             return
         now = time.monotonic()
-        if _logger_hook_logged(runner, batch_idx):
-            self._last_line = now  # mmengine's line just showed progress
+        description, total, start, done_before = self._phase
+        done = batch_idx + 1
+        # mmengine's LoggerHook just showed progress, or at the last
+        # iteration prints the epoch's line (loss, or the metrics) next
+        if _logger_hook_logged(runner, batch_idx) or done == total:
+            self._last_line = now
             return
         if now - self._last_line < self.heartbeat_s:
             return
         self._last_line = now
-        description, total, start, done_before = self._phase
-        done = batch_idx + 1
         elapsed = now - start
         line = f'{description}: {done}/{total or "?"} iterations, ' \
             f'{_clock(elapsed)} elapsed'
