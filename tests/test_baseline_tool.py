@@ -193,9 +193,24 @@ def test_baseline_line_reads_the_report(tmp_path):
     line = bl.baseline_line(str(path), 80.0)
     assert 'logistic regression 91.25%' in line
     assert 'ReLU ANN 95.50% (4 epochs)' in line
-    assert 'this checkpoint 80.00%' in line and '\n' not in line
+    assert 'this checkpoint 80.00% (test split)' in line
+    assert '\n' not in line
     path.write_text('{not json')
     assert 'unreadable' in bl.baseline_line(str(path))
+
+
+def test_best_and_last_accuracy_of_a_work_dir(tmp_path):
+    run_dir = tmp_path / '20260101_000000' / 'vis_data'
+    run_dir.mkdir(parents=True)
+    records = [{'loss': 2.0, 'iter': 1}, {'accuracy/top1': 50.0, 'step': 1},
+               {'accuracy/top1': 70.0, 'step': 2},
+               {'accuracy/top1': 60.0, 'step': 3}]
+    (run_dir / 'scalars.json').write_text(
+        '\n'.join(json.dumps(r) for r in records))
+    assert bl.best_and_last_accuracy(str(tmp_path)) == (70.0, 60.0)
+    (run_dir / 'scalars.json').write_text(json.dumps(records[0]))
+    with pytest.raises(DataError, match='accuracy/top1'):
+        bl.best_and_last_accuracy(str(tmp_path))
 
 
 # ---------------------------------------------------------------------------
@@ -272,3 +287,17 @@ def test_cli_refuses_bad_input_in_one_line(tmp_path, capsys, extra,
     assert err.startswith('baseline: error:') and message in err
     assert err.count('\n') == 1
     assert not (tmp_path / 'w').exists()  # refused before any work
+
+
+def test_cli_logistic_regression_alone_on_the_test_split(tmp_path, capsys):
+    cfg = tiny_config(tmp_path)
+    out = tmp_path / 'report.json'
+    assert _tool_main()([cfg, '--baselines', 'lr', '--split', 'test',
+                         '--out', str(out), '--work-dir',
+                         str(tmp_path / 'w')]) == 0
+    report = json.loads(out.read_text())
+    assert report['split'] == 'test' and report['relu_ann'] is None
+    assert report['snn'] is None and report['eval_samples'] == 4
+    assert report['majority_class'] == 25.0  # one sample of each class
+    assert report['logistic_regression']['train_samples'] == 8
+    assert 'ReLU ANN' not in capsys.readouterr().out

@@ -284,7 +284,7 @@ def fit_logistic_regression(x, y, num_classes, l2_grid=L2_GRID, holdout=0.2,
 
 def accuracy(pred, labels):
     """Top-1 accuracy in percent."""
-    return 100.0 * float((pred == labels).float().mean())
+    return 100.0 * int((pred == labels).sum()) / len(labels)
 
 
 def evaluate_model(model, loader):
@@ -363,7 +363,7 @@ def baseline_line(path, snn_accuracy=None):
         return f'baseline: {path} is unreadable ({err}); rerun tools/baseline.py'
     if isinstance(snn_accuracy, (int, float)) and math.isfinite(
             snn_accuracy):
-        parts.append(f'this checkpoint {snn_accuracy:.2f}%')
+        parts.append(f'this checkpoint {snn_accuracy:.2f}% (test split)')
     return (f'baseline ({split} split, {path}): ' + ', '.join(parts))
 
 
