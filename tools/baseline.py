@@ -136,7 +136,8 @@ def relu_ann(cfg, args, work_dir, eval_loader):
         return dict(skipped='the model has no spiking neuron to replace')
     runner.train()
     return dict(accuracy=bl.evaluate_model(model, eval_loader),
-                epochs=cfg.train_cfg.max_epochs, replaced_neurons=len(replaced),
+                epochs=cfg.train_cfg.max_epochs,
+                replaced_neurons=len(replaced),
                 parameters=count_parameters(model), snn_parameters=snn_params,
                 work_dir=cfg.work_dir)
 

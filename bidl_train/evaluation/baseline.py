@@ -28,9 +28,10 @@ from bidl_train.errors import ConfigError, DataError
 from bidl_train.neurons.base import BaseNeuron
 
 __all__ = [
-    'StepReLU', 'relu_ann', 'Features', 'extract_features',
-    'fit_logistic_regression', 'sample_span', 'evaluate_model', 'best_and_last_accuracy',
-    'format_table', 'baseline_line', 'find_baseline_line'
+    'StepReLU', 'relu_ann', 'Features', 'extract_features', 'loader_labels',
+    'bag_of_words', 'fit_logistic_regression', 'sample_span',
+    'evaluate_model', 'best_and_last_accuracy', 'format_table',
+    'baseline_line', 'find_baseline_line'
 ]
 
 #: L2 strengths tried on the hold-out (on the mean loss, standardised data)
@@ -360,7 +361,8 @@ def baseline_line(path, snn_accuracy=None):
                          f'({ann["epochs"]} epochs)')
         split = report['split']
     except (OSError, ValueError, KeyError, TypeError) as err:
-        return f'baseline: {path} is unreadable ({err}); rerun tools/baseline.py'
+        return (f'baseline: {path} is unreadable ({err}); rerun '
+                'tools/baseline.py')
     if isinstance(snn_accuracy, (int, float)) and math.isfinite(
             snn_accuracy):
         parts.append(f'this checkpoint {snn_accuracy:.2f}% (test split)')
