@@ -43,7 +43,9 @@ def parse_args(argv=None):
     add_cfg_options(parser)
     parser.add_argument('--epochs', type=int,
                         help='epochs of the ReLU ANN (default: the '
-                        'config\'s train_cfg.max_epochs)')
+                        'config\'s train_cfg.max_epochs; the same as '
+                        '--cfg-options train_cfg.max_epochs=N: the '
+                        'schedule\'s milestones stay as configured)')
     parser.add_argument('--split', choices=('val', 'test'), default='val',
                         help='evaluate on this split (default val)')
     parser.add_argument('--baselines', nargs='+', choices=('lr', 'ann'),

@@ -9,7 +9,9 @@ model's data preprocessor, ``[T, B, ...]``):
   count vector over the vocabulary. Features are standardised with the
   training split's mean and deviation; the L2 strength is chosen on a 20 %
   hold-out of the training split, then the model is refitted on all of it
-  (full-batch L-BFGS, as scikit-learn's default solver);
+  (full-batch L-BFGS, as scikit-learn's default solver). The training
+  features come from one pass of the training loader, its augmentation
+  included; the model is fitted to convergence, not for a number of epochs;
 * a **ReLU ANN**: the config's own model with every spiking neuron replaced
   by a ReLU applied per step (:func:`relu_ann`), trained like the SNN.
 
