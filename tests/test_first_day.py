@@ -278,6 +278,15 @@ def test_constructor_errors_name_path_and_close_arguments(message, path,
     assert path in text and close in text, text
 
 
+def test_missing_argument_names_where_to_add_it():
+    cfg = load_config(osp.join(REPO, 'configs', 'demo',
+                               'synthetic_gesture.py'))
+    text = explain_arguments(
+        "config error: SpikingClsHead.__init__() missing 1 required "
+        "positional argument: 'in_features'", cfg)
+    assert text.endswith('add them to the config at model.head'), text
+
+
 def test_failed_run_keeps_a_folder_that_recorded_progress(tmp_path):
     from bidl_train.engine.runner import discard_failed_run_dirs
     work = tmp_path / 'w'

@@ -319,15 +319,17 @@ def explain_arguments(message, cfg):
     """Add the config path and the valid names to a constructor error.
 
     ``X.__init__() got an unexpected keyword argument 'k'`` becomes
-    ``...; config key train_cfg.k: X takes no 'k'; did you mean 'k2'?``.
-    Messages of another kind, or without a config, are returned as they
-    are.
+    ``X takes no argument 'k' (config key train_cfg.k); did you mean
+    'k2'?``. Messages of another kind, or without a config, are returned
+    as they are.
     """
     if cfg is None:
         return message
     unexpected = _UNEXPECTED.search(message)
     if unexpected:
-        return message + _explain_unexpected(cfg, *unexpected.groups())
+        explained = _explain_unexpected(cfg, *unexpected.groups())
+        return message.replace(unexpected.group(0), explained) \
+            if explained else message
     missing = _MISSING.search(message)
     if missing:
         where = _paths_of_type(cfg, missing.group(1))
@@ -346,12 +348,13 @@ def _explain_unexpected(cfg, class_name, key):
                 if _is_class(_type_of(node), class_name)]
     places = matching or places
     if not places:
-        return ''
+        return None
     where, node = places[0]
     cls = _type_of(node) or _find_class(class_name)
     valid = _init_arguments(cls) if cls is not None else []
     close = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
-    text = f'; config key {where}.{key}: {class_name} takes no {key!r}'
+    text = (f'{class_name} takes no argument {key!r} (config key '
+            f'{where}.{key})')
     if close:
         return text + f'; did you mean {", ".join(map(repr, close))}?'
     if valid:
