@@ -8,6 +8,10 @@
 # the neurons have norm_state=True. LIF defaults are BIDL's SOMA_PARAMS
 # (alpha 0.3, beta 0, theta 0.5, v0 0, one value per layer = soma_params
 # 'all_share'); spiking convs and FCs (cmode = fmode = 'spike').
+# BIDL trains this net in its outer-loop form (..._itout-...): every time step
+# runs the whole network, so the input BatchNorm normalises each step over the
+# batch and updates its running statistics T times per batch
+# (norm_stats='per_step'; docs/bidl_configs.md has the measured comparison).
 _num_classes = 11
 model = dict(
     type='SpikingClassifier',
@@ -21,7 +25,8 @@ model = dict(
         input_norm=True,
         norm=False,
         fc=(256, _num_classes),
-        neuron=dict(type='LIF', mode='spike', norm_state=True)),
+        neuron=dict(type='LIF', mode='spike', norm_state=True),
+        norm_stats='per_step'),
     # BIDL's output stage: no trained readout, the mean spike count of the
     # class neurons is the logit (PopulationClsHead with one neuron per
     # class, scale 1)

@@ -10,6 +10,9 @@
 # Loss: BIDL's LabelSmoothLoss(label_smooth_val=0.1) in its default
 # 'classy_vision' mode (losses/label_smooth_loss.py) smooths by
 # 0.1 / (1 + 0.1) in torch's convention.
+# BIDL trains it in its outer-loop form (..-itout-..): every BatchNorm
+# normalises one time step over the batch and updates its running statistics
+# T times per batch (norm_stats='per_step'; measured in docs/bidl_configs.md).
 model = dict(
     type='SpikingClassifier',
     backbone=dict(
@@ -19,7 +22,8 @@ model = dict(
         stem='imagenet',
         shortcut='avgpool_conv',
         conv_bias=True,
-        neuron=dict(type='LIF', mode='analog', noise=1e-3)),
+        neuron=dict(type='LIF', mode='analog', noise=1e-3),
+        norm_stats='per_step'),
     head=dict(
         type='SpikingClsHead',
         in_features=512,
