@@ -459,3 +459,21 @@ def test_spiking_resnet_configs_keep_all_steps_statistics(path):
     # spiking ResNetLif to a higher loss at 2.7x the time
     from mmengine.config import Config
     assert Config.fromfile(path).model.backbone.norm_stats == 'all_steps'
+
+
+def test_accumulating_lifplus_noise_is_lifs():
+    # formulation='accumulating' adds LIF's noise to u: memb_mode 0 is u
+    # before it, memb_mode 1 is u~ - theta with BIDL's scale (whole batch
+    # for [B, N], unbiased)
+    x = torch.tensor([[[0.1, 0.4, 0.7, 0.2]]], dtype=torch.float64)
+    values = x.flatten().tolist()
+    mean = sum(values) / 4
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / 3)
+    torch.manual_seed(4)
+    z = torch.randn(1, 4, dtype=torch.float64)
+    for memb_mode, expected in ((0, x[0]), (1, x[0] + 0.5 * std * z - 0.5)):
+        neuron = LIFPlus(formulation='accumulating', noise=0.5,
+                         mode='analog', memb_mode=memb_mode,
+                         act=None).double().train()
+        torch.manual_seed(4)
+        torch.testing.assert_close(neuron(x)[0], expected)
