@@ -477,3 +477,30 @@ def test_accumulating_lifplus_noise_is_lifs():
                          act=None).double().train()
         torch.manual_seed(4)
         torch.testing.assert_close(neuron(x)[0], expected)
+
+
+def test_per_step_keeps_multi_step_neurons_and_plain_batchnorms():
+    # the per-step statistics redirect only the BatchNorm calls: neurons
+    # still run their multi-step form (forward hooks see [T, B, ...], as
+    # the training spike monitor needs), and the BatchNorms stay plain
+    # modules afterwards (state dict, deployment, copies untouched)
+    from bidl_train.models.backbones import ConvLifNet, ResNetLif
+    from bidl_train.neurons import BaseNeuron
+    for model, shape in (
+            (ConvLifNet(2, 8, (4, ), (None, ), strides=2, input_norm=True,
+                        fc=(3, ), norm_stats='per_step'), (2, 8, 8)),
+            (ResNetLif(10, 2, 'cifar', width=4, norm_stats='per_step'),
+             (2, 8, 8))):
+        seen = []
+        for module in model.modules():
+            if isinstance(module, BaseNeuron):
+                module.register_forward_hook(
+                    lambda m, a, out: seen.append(tuple(out.shape[:2])))
+        model.train()(torch.rand((3, 2) + shape))
+        assert seen and set(seen) == {(3, 2)}
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                assert 'forward' not in module.__dict__
+                assert module.num_batches_tracked.item() in (0, 3)
+        assert any(m.num_batches_tracked.item() == 3 for m in model.modules()
+                   if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))

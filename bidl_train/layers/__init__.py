@@ -11,11 +11,11 @@ from .lif_layers import Conv1dLif, Conv2dLif, Conv3dLif, FcLif, Lif1d, Lif2d
 from .neuron_builder import build_neuron
 from .sequential import SpikingSequential
 from .time_fold import (NORM_STATS, TimeFold, check_norm_stats, fold_time,
-                        run_per_step, unfold_time)
+                        per_step_batchnorm, unfold_time)
 
 __all__ = [
     'Aggregation', 'Conv1dLif', 'Conv2dLif', 'Conv3dLif', 'FcLif', 'Lif1d',
     'Lif2d', 'SpikingSequential', 'TA', 'TCJA', 'TimeFold', 'build_neuron',
     'fold_time', 'unfold_time', 'NORM_STATS', 'check_norm_stats',
-    'run_per_step'
+    'per_step_batchnorm'
 ]

@@ -19,7 +19,8 @@ from torch import nn
 from bidl_train.errors import ConfigError
 from bidl_train.registry import MODELS
 from .neuron_builder import build_neuron
-from .time_fold import check_norm_stats, fold_time, run_per_step, unfold_time
+from .time_fold import (check_norm_stats, fold_time, per_step_batchnorm,
+                        unfold_time)
 
 __all__ = ['FcLif', 'Conv1dLif', 'Conv2dLif', 'Conv3dLif', 'Lif1d', 'Lif2d']
 
@@ -46,8 +47,8 @@ class _SynapseLif(nn.Module):
 
     ``norm_stats`` (attribute, set by :meth:`set_norm_stats`):
     ``'all_steps'`` runs the synapse's BatchNorm once over ``T*B``;
-    ``'per_step'`` runs the layer's single-step form over T in training
-    (BIDL's outer loop: BatchNorm statistics per step, see
+    ``'per_step'`` normalises each time step separately in training (BIDL's
+    outer loop: BatchNorm statistics per step, see
     :mod:`~bidl_train.layers.time_fold`).
     """
 
@@ -65,10 +66,13 @@ class _SynapseLif(nn.Module):
 
     def forward(self, x_seq):
         self._check_input(x_seq, True)
-        if self.training and self.norm_stats == 'per_step':
-            return run_per_step(self, x_seq)
         x, steps = fold_time(x_seq, type(self).__name__)
-        return self.neuron(unfold_time(self.synapse(x), steps))
+        if self.training and self.norm_stats == 'per_step':
+            with per_step_batchnorm(self, steps):
+                x = self.synapse(x)
+        else:
+            x = self.synapse(x)
+        return self.neuron(unfold_time(x, steps))
 
     def init_state(self, x_t):
         return None

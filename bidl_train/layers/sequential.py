@@ -8,12 +8,13 @@ flatten, dropout, activations) are stateless and are wrapped in
 :class:`TimeFold` automatically; recurrent torch modules keep hidden state
 across steps and are refused.
 """
+import torch
 from torch import nn
 
 from bidl_train.errors import ConfigError
 from bidl_train.neurons import build_module
 from bidl_train.registry import MODELS
-from .time_fold import TimeFold, check_norm_stats, run_per_step
+from .time_fold import TimeFold, check_norm_stats, per_step_batchnorm
 
 __all__ = ['SpikingSequential']
 
@@ -53,11 +54,13 @@ class SpikingSequential(nn.Sequential):
         self.norm_stats = check_norm_stats('SpikingSequential', norm_stats)
 
     def forward(self, x_seq):
-        """Multi-step: the layers' folded forms (``'all_steps'``), or in
-        training with ``norm_stats='per_step'`` the whole chain one step at
-        a time (BIDL's outer loop; every BatchNorm sees one step)."""
-        if self.training and self.norm_stats == 'per_step':
-            return run_per_step(self, x_seq)
+        """Multi-step: the layers' folded forms; in training with
+        ``norm_stats='per_step'`` every BatchNorm of the chain (outside the
+        neurons) normalises one time step at a time (BIDL's outer loop)."""
+        if self.training and self.norm_stats == 'per_step' and \
+                torch.is_tensor(x_seq) and x_seq.dim() >= 2:
+            with per_step_batchnorm(self, x_seq.shape[0]):
+                return super().forward(x_seq)
         return super().forward(x_seq)
 
     def step(self, x_t, state=None):

@@ -14,22 +14,30 @@ take it:
 * ``'all_steps'`` (default): the folded call above; a BatchNorm normalises
   over ``T*B`` samples and updates its running statistics once per batch
   (BIDL's inner-loop "it" form).
-* ``'per_step'``: in training mode the multi-step call runs the
-  single-step form over T (:func:`run_per_step`), so every BatchNorm
-  normalises each time step over the batch alone and updates its running
-  statistics T times per batch: BIDL's outer-loop "itout" form, which its
-  published configs train with. Eval mode is the folded call either way
-  (running statistics: the same numbers).
+* ``'per_step'``: in training mode every such BatchNorm normalises each time
+  step of its folded ``[T*B, ...]`` input over the batch alone, one call
+  per step, and so updates its running statistics T times per batch
+  (:func:`per_step_batchnorm`): BIDL's outer-loop "itout" form, which its
+  published configs train with. Everything else (convs, neurons, their
+  fused kernels and forward hooks) runs as in the folded form, so the
+  numbers equal running the whole network one step at a time. Eval mode
+  uses the running statistics either way (the same numbers).
+
+A membrane BatchNorm inside a neuron (``norm_state``) already sees one step
+at a time and is left alone.
 """
+import contextlib
+import functools
+
 import torch
 from torch import nn
 
 from bidl_train.errors import ConfigError
-from bidl_train.neurons import build_module
+from bidl_train.neurons import BaseNeuron, build_module
 from bidl_train.registry import MODELS
 
 __all__ = ['NORM_STATS', 'TimeFold', 'check_norm_stats', 'fold_time',
-           'run_per_step', 'unfold_time']
+           'per_step_batchnorm', 'unfold_time']
 
 NORM_STATS = ('all_steps', 'per_step')
 
@@ -43,14 +51,53 @@ def check_norm_stats(owner, value):
     return value
 
 
-def run_per_step(module, x_seq):
-    """BIDL's outer loop: ``module.step`` over the steps of ``x_seq``,
-    outputs stacked to ``[T, B, ...]``."""
-    state, outputs = None, []
-    for x_t in x_seq.unbind(0):
-        y_t, state = module.step(x_t, state)
-        outputs.append(y_t)
-    return torch.stack(outputs, 0)
+def _stateless_batchnorms(module):
+    """The BatchNorms of ``module`` outside its neurons (a neuron's
+    membrane BatchNorm sees one step at a time already)."""
+    found, neurons = [], []
+    for name, sub in module.named_modules():
+        if any(name.startswith(prefix) for prefix in neurons):
+            continue
+        if isinstance(sub, BaseNeuron):
+            neurons.append(name + '.')
+        elif isinstance(sub, nn.modules.batchnorm._BatchNorm):
+            found.append((name, sub))
+    return found
+
+
+def _per_step_forward(bn, steps, owner, x):
+    if x.shape[0] % steps:
+        raise ConfigError(
+            f'{owner}: norm_stats=\'per_step\' needs the BatchNorm input to '
+            f'fold {steps} time steps, got a batch of {x.shape[0]}')
+    chunks = x.chunk(steps, 0)  # [T*B, ...] is time-major: one chunk a step
+    return torch.cat([type(bn).forward(bn, chunk) for chunk in chunks], 0)
+
+
+@contextlib.contextmanager
+def per_step_batchnorm(module, steps, owner=None):
+    """While active, every BatchNorm of ``module`` outside its neurons
+    normalises each of the ``steps`` time steps of its folded input
+    separately (one call, and one running-statistics update, per step).
+
+    The BatchNorms stay plain ``nn.BatchNorm*d`` modules (state dict,
+    deployment and copies are untouched): only their ``forward`` is
+    redirected for the duration of the block.
+    """
+    owner = owner or type(module).__name__
+    patched = []
+    for name, bn in _stateless_batchnorms(module):
+        patched.append((bn, bn.__dict__.get('forward')))
+        bn.forward = functools.partial(_per_step_forward, bn, steps,
+                                       f'{owner}.{name}' if name else owner)
+    try:
+        yield
+    finally:
+        for bn, previous in reversed(patched):
+            if previous is None:
+                del bn.forward
+            else:
+                bn.forward = previous
 
 
 def fold_time(x_seq, owner):
@@ -82,10 +129,10 @@ class TimeFold(nn.Module):
 
     def forward(self, x_seq):
         owner = f'TimeFold({type(self.module).__name__})'
-        if self.training and self.norm_stats == 'per_step':
-            fold_time(x_seq, owner)  # the same input check
-            return run_per_step(self, x_seq)
         x, steps = fold_time(x_seq, owner)
+        if self.training and self.norm_stats == 'per_step':
+            with per_step_batchnorm(self.module, steps, owner):
+                return unfold_time(self.module(x), steps)
         return unfold_time(self.module(x), steps)
 
     def step(self, x_t, state=None):

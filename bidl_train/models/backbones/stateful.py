@@ -26,7 +26,7 @@ forms give the same numbers.
 from torch import nn
 
 from bidl_train.errors import ConfigError
-from bidl_train.layers import fold_time, run_per_step, unfold_time
+from bidl_train.layers import fold_time, per_step_batchnorm, unfold_time
 
 __all__ = ['StatefulModule', 'MultiStepContext', 'SingleStepContext']
 
@@ -82,14 +82,16 @@ class StatefulModule(nn.Module):
         """The module's maths on ``[N, ...]``; neurons via ``ctx.fire``."""
         raise ConfigError(f'{type(self).__name__} defines no compute()')
 
-    #: ``'per_step'``: in training, run :meth:`step` over T (BIDL's outer
-    #: loop, BatchNorm statistics per step); see bidl_train.layers.time_fold
+    #: ``'per_step'``: in training, BatchNorm statistics per time step
+    #: (BIDL's outer loop); see bidl_train.layers.time_fold
     norm_stats = 'all_steps'
 
     def forward(self, x_seq):
-        if self.training and self.norm_stats == 'per_step':
-            return run_per_step(self, x_seq)
         x, steps = fold_time(x_seq, type(self).__name__)
+        if self.training and self.norm_stats == 'per_step':
+            with per_step_batchnorm(self, steps):
+                return unfold_time(self.compute(x, MultiStepContext(steps)),
+                                   steps)
         return unfold_time(self.compute(x, MultiStepContext(steps)), steps)
 
     def step(self, x_t, state=None):
