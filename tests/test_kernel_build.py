@@ -194,6 +194,7 @@ def _build_in_child(extensions_dir, log_path):
     """Child process: a fake build that records when it starts and ends."""
     import torch.utils.cpp_extension as cpp_extension
     os.environ['TORCH_EXTENSIONS_DIR'] = extensions_dir
+    # forked children: no torch work here, only file locking and a fake
 
     def load_inline(name, build_directory, **kwargs):
         with open(log_path, 'a', encoding='utf-8') as log:
@@ -214,7 +215,7 @@ def _build_in_child(extensions_dir, log_path):
 
 def test_two_processes_build_one_after_the_other(tmp_path):
     log_path = str(tmp_path / 'log.txt')
-    context = multiprocessing.get_context('spawn')
+    context = multiprocessing.get_context('fork')
     children = [context.Process(target=_build_in_child,
                                 args=(str(tmp_path / 'ext'), log_path))
                 for _ in range(2)]
@@ -233,7 +234,7 @@ def test_two_processes_build_one_after_the_other(tmp_path):
 
 def test_lock_is_released_when_its_holder_dies(tmp_path):
     """An OS lock: a killed holder does not block the next build."""
-    context = multiprocessing.get_context('spawn')
+    context = multiprocessing.get_context('fork')
     child = context.Process(target=_hold_lock_forever,
                             args=(str(tmp_path), ))
     child.start()
