@@ -456,7 +456,7 @@ def test_bidl_itout_configs_train_with_per_step_statistics(path):
     'configs/zoo/cifar10_dvs_resnetlif18_lite.py'])
 def test_spiking_resnet_configs_keep_all_steps_statistics(path):
     # measured choice (docs/bidl_configs.md): the per-step form trained the
-    # spiking ResNetLif to a higher loss at 2.7x the time
+    # spiking ResNetLif to a higher loss in every seed
     from mmengine.config import Config
     assert Config.fromfile(path).model.backbone.norm_stats == 'all_steps'
 

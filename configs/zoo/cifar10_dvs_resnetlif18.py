@@ -9,8 +9,7 @@
 # depth 10/34/50 and lite configs, which inherit this one).
 # BatchNorm statistics over T x B (norm_stats='all_steps'), not BIDL's
 # per-step outer loop: for this spiking ResNet the per-step form trained to a
-# higher loss in every seed of a short measured run and took 2.7x the time
-# (docs/bidl_configs.md).
+# higher loss in every seed of a short measured run (docs/bidl_configs.md).
 _base_ = ['../cifar10_dvs.py']
 model = dict(
     backbone=dict(
