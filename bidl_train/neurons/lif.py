@@ -94,8 +94,14 @@ class LIFEquations(SpikingDynamics):
         return self.leak_factor() * r + self.beta
 
     def neuronal_noise(self, u):
-        """3. the training noise on ``u`` (none unless the host adds it)."""
-        return u
+        """3. ``u + noise * std(u) * N(0, 1)`` in training mode; hosts
+        without a ``noise`` setting (CubaLIF, the deployed node) add none."""
+        noise = getattr(self, 'noise', 0)
+        if not (self.training and noise > 0):
+            return u
+        with torch.no_grad():
+            jitter = torch.randn_like(u) * (noise_scale(u) * noise)
+        return u + jitter
 
     def neuronal_output(self, u, s, r, v, threshold, u_noisy=None):
         """``s``, or in analog mode
@@ -281,14 +287,6 @@ class LIF(LIFEquations, BaseNeuron):
     def init_state(self, x_t):
         """``v_{-1} = 0`` shaped like one input step."""
         return {'v': torch.zeros_like(x_t)}
-
-    def neuronal_noise(self, u):
-        """3. ``u + noise * std(u) * N(0, 1)`` in training mode."""
-        if not (self.training and self.noise > 0):
-            return u
-        with torch.no_grad():
-            jitter = torch.randn_like(u) * (noise_scale(u) * self.noise)
-        return u + jitter
 
     def step(self, x_t, state=None):
         """One step of the equations; ``state = {'v': v_{t-1}}``."""

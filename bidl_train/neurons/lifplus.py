@@ -82,7 +82,7 @@ from bidl_train.errors import ConfigError
 from bidl_train.registry import MODELS
 from .base import BaseNeuron
 from .build import build_module
-from .lif import LIFEquations, membrane_batchnorm, noise_scale
+from .lif import LIFEquations, membrane_batchnorm
 from .surrogate import build_surrogate
 
 __all__ = ['LIFPlus', 'LIFPLUS_DEFAULTS', 'LIFPLUS_FORMULATIONS']
@@ -339,14 +339,6 @@ class LIFPlus(LIFEquations, BaseNeuron):
     def threshold(self):
         """The firing threshold: ``theta`` or, with EXI/QDI, ``v_theta``."""
         return self.theta if self.spike_init is None else self.v_theta
-
-    def neuronal_noise(self, u):
-        """``u + noise * std(u) * N(0, 1)`` in training mode (LIF's scale)."""
-        if not (self.training and self.noise > 0):
-            return u
-        with torch.no_grad():
-            jitter = torch.randn_like(u) * (noise_scale(u) * self.noise)
-        return u + jitter
 
     def _membrane(self, u):
         return u if self.norm is None else self.norm(u)
