@@ -294,7 +294,8 @@ val_dataloader = dict(
                  conditions=1, cache=False,
                  representation=dict(type='EventFrames', T=4,
                                      split_by='number', size=16)))
-test_dataloader = dict(dataset=dict(type='NoSuchDataset'))
+test_dataloader = dict(dataset=dict(type='DVS128Gesture',
+                                    data_root={str(tmp_path / 'missing')!r}))
 ''')
     from bidl_train.cli.common import load_config
     from bidl_train.cli.deploy import main
