@@ -303,6 +303,28 @@ def test_failed_run_keeps_a_folder_that_recorded_progress(tmp_path):
     assert sorted(os.listdir(work)) == ['20260101_000001']
 
 
+def test_a_reused_visualizer_writes_again_after_the_folder_went(tmp_path):
+    """mmengine hands a run of the same name (same config, same second, one
+    process: a test driver) the failed run's visualizer; it must recreate
+    the removed folder instead of failing on it."""
+    from mmengine.visualization import LocalVisBackend, Visualizer
+
+    from bidl_train.engine.runner import discard_failed_run_dirs
+    work = tmp_path / 'w'
+    work.mkdir()
+    vis_dir = work / '20260101_000002' / 'vis_data'
+    with pytest.raises(RuntimeError):
+        with discard_failed_run_dirs(str(work)):
+            visualizer = Visualizer.get_instance(
+                'first_day_reuse', save_dir=str(vis_dir.parent),
+                vis_backends=[dict(type=LocalVisBackend)])
+            visualizer.add_config(Config(dict(a=1)))
+            raise RuntimeError('boom')
+    assert not (work / '20260101_000002').exists()
+    visualizer.add_config(Config(dict(a=2)))
+    assert (vis_dir / 'config.py').is_file()
+
+
 # ---------------------------------------------------------------------------
 # --help describes every option
 # ---------------------------------------------------------------------------

@@ -351,6 +351,10 @@ def _close_writers_under(folders):
             if any(save_dir.startswith(osp.abspath(f) + os.sep)
                    for f in folders):
                 backend.close()
+                # mmengine hands the same visualizer to a run of the same
+                # name (same config, same second) in this process: let it
+                # recreate its folder and writer on first use
+                backend._env_initialized = False
 
 
 def _run_dirs(work_dir):
