@@ -24,3 +24,25 @@ def _registry_imports_unrestricted():
     restrict_registry_imports(False)
     yield
     restrict_registry_imports(False)
+
+
+@pytest.fixture(autouse=True)
+def _log_handlers_on_open_streams():
+    """A logger made during an earlier test (mmengine keeps its loggers by
+    name for the whole process) may hold a console handler on that test's
+    captured, now closed, stream; writing to it prints '--- Logging error
+    ---' into this test's output. A command runs once per process, so only
+    the test process needs this: point such handlers at the current
+    stream."""
+    import logging
+    import sys
+    loggers = [logging.getLogger()] + [
+        logger for logger in logging.Logger.manager.loggerDict.values()
+        if isinstance(logger, logging.Logger)]
+    for logger in loggers:
+        for handler in logger.handlers:
+            stream = getattr(handler, 'stream', None)
+            if (type(handler) is logging.StreamHandler and stream is not None
+                    and getattr(stream, 'closed', False)):
+                handler.setStream(sys.stderr)
+    yield
