@@ -68,7 +68,8 @@ class Runtime:
     def step(self, x_t, states, teacher=None):
         """``x_t``, ``states`` (and the labels ``teacher`` of an export
         with a teacher input): numpy arrays -> list of numpy outputs."""
-        raise ConfigError(f'{type(self).__name__} has no single-step form')
+        raise NotImplementedError(
+            f'{type(self).__name__} must implement step()')
 
     def unrolled(self, x_seq, teacher=None):
         return None
@@ -91,7 +92,7 @@ class DeployTarget:
                 f'{"/".join(self.precisions)}, not {precision!r}')
 
     def export(self, step_net, example, out_dir):
-        raise ConfigError(f'target {self.name!r} defines no export')
+        raise NotImplementedError(f'target {self.name!r} must implement export()')
 
     def load(self, export):
-        raise ConfigError(f'target {self.name!r} defines no runtime')
+        raise NotImplementedError(f'target {self.name!r} must implement load()')

@@ -59,7 +59,8 @@ class _SynapseLif(nn.Module):
         self.norm_stats = check_norm_stats(type(self).__name__, norm_stats)
 
     def synapse(self, x):
-        raise ConfigError(f'{type(self).__name__} defines no synapse')
+        raise NotImplementedError(
+            f'{type(self).__name__} must implement synapse()')
 
     def _check_input(self, x, time_axis):
         check_input_dims(type(self).__name__, x, self._in_dims, time_axis)

@@ -108,7 +108,8 @@ class LocalRule(nn.Module):
 
     def delta(self, pre, post, weight, state, teacher=None):
         """``(dW, new_state)`` for one step; ``dW`` shaped like ``weight``."""
-        raise ConfigError(f'{type(self).__name__} defines no delta()')
+        raise NotImplementedError(
+            f'{type(self).__name__} must implement delta()')
 
     def bound(self, weight):
         """Clamp the local weight into ``[w_min, w_max]``."""

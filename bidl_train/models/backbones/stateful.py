@@ -80,7 +80,8 @@ class StatefulModule(nn.Module):
 
     def compute(self, x, ctx):
         """The module's maths on ``[N, ...]``; neurons via ``ctx.fire``."""
-        raise ConfigError(f'{type(self).__name__} defines no compute()')
+        raise NotImplementedError(
+            f'{type(self).__name__} must implement compute()')
 
     #: ``'per_step'``: in training, BatchNorm statistics per time step
     #: (BIDL's outer loop); see bidl_train.layers.time_fold
