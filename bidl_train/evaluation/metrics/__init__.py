@@ -1,3 +1,4 @@
+from .auc import AUC
 from .classification import Accuracy, FiringRate, to_serialisable
 
-__all__ = ['Accuracy', 'FiringRate', 'to_serialisable']
+__all__ = ['AUC', 'Accuracy', 'FiringRate', 'to_serialisable']

@@ -35,5 +35,11 @@ test_dataloader = dict(
         flavor=_flavor,
         split='test',
         num_slices=28))
-val_evaluator = [dict(type='Accuracy', topk=(1, )), dict(type='FiringRate')]
+# MedMNIST reports ACC and AUC (mean one-vs-rest ROC AUC; class 1's AUC
+# for two classes)
+val_evaluator = [
+    dict(type='Accuracy', topk=(1, )),
+    dict(type='AUC'),
+    dict(type='FiringRate')
+]
 test_evaluator = val_evaluator
