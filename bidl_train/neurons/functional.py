@@ -68,7 +68,9 @@ import torch
 from bidl_train.errors import ConfigError
 from .lif_cpp import load_cpp_kernel, surrogate_code
 
-__all__ = ['lif_multistep', 'LIFMultiStep', 'LIFMultiStepCpp',
+__all__ = ['lif_multistep', 'lif_multistep_bn', 'LIFMultiStep',
+           'LIFMultiStepCpp', 'LIFMultiStepBN', 'LIFMultiStepBNCpp',
+           'MembraneBN',
            'announce_kernel', 'select_kernel', 'load_triton_kernel',
            'triton_enabled', 'TRITON_ENV_VAR']
 
@@ -473,16 +475,18 @@ def announce_kernel(layer, kernel, why):
     print_log(f'{layer}: runs the {kernel} ({why})', logger='current')
 
 
-def _chosen_name(chosen):
+def _chosen_name(chosen, membrane_bn=False):
     """The readable name of what :func:`select_kernel` returned."""
+    bn = ' with membrane BatchNorm' if membrane_bn else ''
     if chosen is None:
-        return 'pure-PyTorch fused LIF kernel'
+        return f'pure-PyTorch fused LIF kernel{bn}'
     if chosen[0] is LIFMultiStepCpp:
-        return 'compiled C++ fused LIF kernel'
+        return f'compiled C++ fused LIF kernel{bn}'
     return 'Triton fused LIF kernel'
 
 
-def select_kernel(x_seq, derivative, kernel='auto', layer=None):
+def select_kernel(x_seq, derivative, kernel='auto', layer=None,
+                  membrane_bn=False):
     """The autograd function running :func:`lif_multistep` and its extra
     arguments, ``(function, args)``; None for the pure-PyTorch kernel.
 
@@ -491,14 +495,26 @@ def select_kernel(x_seq, derivative, kernel='auto', layer=None):
     pure PyTorch), ``'cpp'`` or ``'triton'`` (that kernel, or a ConfigError
     naming why it cannot run) or ``'torch'``. With ``layer`` (a name for
     the log), the choice and its reason are logged once
-    (:func:`announce_kernel`).
+    (:func:`announce_kernel`). ``membrane_bn``: for
+    :func:`lif_multistep_bn` (the Triton kernel has no membrane BatchNorm:
+    ``'triton'`` is refused, and on CUDA ``'auto'`` takes pure PyTorch).
     """
     if kernel not in _KERNELS:
         raise ConfigError(
             f'lif_multistep: kernel must be one of {_KERNELS}, got {kernel!r}')
     if kernel == 'torch':
         if layer is not None:
-            announce_kernel(layer, _chosen_name(None), "kernel='torch'")
+            announce_kernel(layer, _chosen_name(None, membrane_bn),
+                            "kernel='torch'")
+        return None
+    if membrane_bn and (kernel == 'triton' or _prefers_triton(x_seq)):
+        why = 'the Triton kernel has no membrane BatchNorm (norm_state)'
+        if kernel == 'triton':
+            raise ConfigError(f"{layer or 'lif_multistep_bn'}: kernel="
+                              f"'triton' cannot run: {why}; use kernel="
+                              "'auto', 'cpp' or 'torch'")
+        if layer is not None:
+            announce_kernel(layer, _chosen_name(None, True), why)
         return None
     if kernel == 'triton' or (kernel == 'auto' and _prefers_triton(x_seq)):
         choice, reasons = _triton_choice(x_seq, derivative)
@@ -516,7 +532,7 @@ def select_kernel(x_seq, derivative, kernel='auto', layer=None):
         if choice is not None and kernel == 'auto':
             why = (f"kernel='auto', {x_seq.device.type} "
                    f"{str(x_seq.dtype).replace('torch.', '')} input")
-        announce_kernel(layer, _chosen_name(choice), why)
+        announce_kernel(layer, _chosen_name(choice, membrane_bn), why)
     return choice
 
 
@@ -546,3 +562,293 @@ def lif_multistep(x_seq, alpha, beta, theta, v0, derivative, reset='hard',
                               reset, bool(detach_reset), out_mode, *extra)
     return LIFMultiStep.apply(x_seq, alpha, beta, theta, v0, derivative,
                               reset, bool(detach_reset), out_mode)
+
+
+# ---------------------------------------------------------------------------
+# LIF with BatchNorm on the membrane (``norm_state``)
+# ---------------------------------------------------------------------------
+class MembraneBN:
+    """What an ``nn.BatchNorm*`` module does to the membrane at every step,
+    read off the module: ``z = (u - mean) * invstd * weight + bias`` per
+    channel (dim 1 of one step), with the step's batch statistics (biased
+    variance, over batch and spatial dims) in training mode or when the
+    module keeps no running statistics, else with its running ones; in
+    training mode with running statistics, each step updates them as the
+    module's forward does (``num_batches_tracked += 1``, the momentum or,
+    for ``momentum=None``, the cumulative average, unbiased variance).
+
+    ``stats`` receives the ``(mean, var)`` ``[T, C]`` the kernel used, for
+    :meth:`update_running_stats`.
+    """
+
+    def __init__(self, norm, x_seq, layer):
+        self.norm = norm
+        self.batch_stats = norm.training or norm.running_mean is None
+        self.updates = norm.training and norm.running_mean is not None
+        self.eps = float(norm.eps)
+        steps, channels = x_seq.shape[0], x_seq.shape[2]
+        # values per channel and step: batch x spatial
+        self.count = x_seq[0].numel() // max(channels, 1)
+        if self.batch_stats and self.count < 2:
+            raise ConfigError(
+                f'{layer}: the membrane BatchNorm (norm_state) needs more '
+                'than one value per channel in training mode, got batch x '
+                f'spatial = {self.count}; use a batch of 2 or more')
+        dtype = x_seq.dtype
+        like = x_seq.new_empty(channels)
+        self.weight = (norm.weight if norm.weight is not None else
+                       torch.ones_like(like))
+        self.bias = (norm.bias if norm.bias is not None else
+                     torch.zeros_like(like))
+        self.mean = self.invstd = None
+        if not self.batch_stats:  # the running statistics, every step
+            mean = norm.running_mean.detach().to(dtype)
+            # 1 / sqrt, not rsqrt: ATen's arithmetic for eval mode
+            invstd = 1 / torch.sqrt(norm.running_var.detach().to(dtype) +
+                                    self.eps)
+            self.mean = mean.expand(steps, channels).contiguous()
+            self.invstd = invstd.expand(steps, channels).contiguous()
+        self.stats = None
+
+    def update_running_stats(self):
+        """Step by step, nn.BatchNorm's update from the recorded stats."""
+        if not self.updates or self.stats is None:
+            return
+        norm, (mean, var) = self.norm, self.stats
+        mean = mean.detach().to(norm.running_mean.dtype)
+        unbiased = var.detach().to(norm.running_var.dtype) * (
+            self.count / (self.count - 1))
+        with torch.no_grad():
+            for t in range(mean.shape[0]):
+                norm.num_batches_tracked.add_(1)
+                factor = norm.momentum
+                if factor is None:  # cumulative moving average
+                    factor = 1.0 / float(norm.num_batches_tracked)
+                norm.running_mean.copy_(mean[t] * factor +
+                                        norm.running_mean * (1 - factor))
+                norm.running_var.copy_(unbiased[t] * factor +
+                                       norm.running_var * (1 - factor))
+
+
+def _channel_shape(x_step):
+    """``(1, C, 1, ...)`` for one step ``[B, C, ...]``."""
+    return (1, x_step.shape[1]) + (1, ) * (x_step.dim() - 2)
+
+
+class LIFMultiStepBN(torch.autograd.Function):
+    """The fused LIF with membrane BatchNorm in pure PyTorch; use
+    :func:`lif_multistep_bn`.
+
+    One autograd node for all ``T`` steps: the forward runs without
+    autograd and saves the pre-norm potentials ``u_t`` (one input-sized
+    tensor) and the per-step, per-channel mean and invstd; the backward
+    recomputes ``z_t`` from them with the forward's arithmetic (so the
+    spikes are the forward's) and runs BPTT through fire, reset, leak and
+    BatchNorm (through the batch statistics when they were used) by hand.
+    """
+
+    @staticmethod
+    def forward(ctx, x_seq, alpha, beta, theta, v0, weight, bias, derivative,
+                reset, detach_reset, out_mode, bn):
+        hard = reset == 'hard'
+        dtype = x_seq.dtype
+        a, b, th, rv = (p.detach().to(dtype) for p in (alpha, beta, theta,
+                                                       v0))
+        steps, channels = x_seq.shape[0], x_seq.shape[2]
+        cshape = _channel_shape(x_seq[0])
+        dims = (0, ) + tuple(range(2, x_seq.dim() - 1))
+        gamma, shift = weight.detach().to(dtype), bias.detach().to(dtype)
+        if bn.batch_stats:
+            mean = x_seq.new_empty(steps, channels)
+            var = x_seq.new_empty(steps, channels)
+            invstd = x_seq.new_empty(steps, channels)
+        else:
+            mean, invstd, var = bn.mean, bn.invstd, None
+        u_seq, y = torch.empty_like(x_seq), torch.empty_like(x_seq)
+        v = torch.zeros_like(x_seq[0])
+        for t in range(steps):
+            u = torch.add(x_seq[t], v, out=u_seq[t])
+            if bn.batch_stats:
+                # statistics in float32 at least, as nn.BatchNorm keeps them
+                wide = u if dtype in (torch.float32, torch.float64) else \
+                    u.float()
+                var_t, mean_t = torch.var_mean(wide, dims, correction=0)
+                mean[t], var[t] = mean_t, var_t
+                torch.rsqrt(var_t + bn.eps, out=invstd[t])
+            z = _normalise(u, mean[t], invstd[t], gamma, shift, cshape)
+            s = (z > th).to(dtype)
+            r = _reset(z, s, th, rv, hard)
+            torch.addcmul(b, a, r, out=v)
+            y[t] = _output_of(out_mode, s, z, th, r, v)
+        if bn.batch_stats:
+            bn.stats = (mean, var)
+        ctx.save_for_backward(u_seq, mean, invstd, alpha, beta, theta, v0,
+                              weight, bias)
+        ctx.derivative, ctx.hard, ctx.out_mode = derivative, hard, out_mode
+        ctx.keep_ds, ctx.batch_stats = not detach_reset, bn.batch_stats
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        (u_seq, mean, invstd, alpha, beta, theta, v0, weight,
+         bias) = ctx.saved_tensors
+        dtype, hard, mode = u_seq.dtype, ctx.hard, ctx.out_mode
+        a, th, rv = (p.to(dtype) for p in (alpha, theta, v0))
+        gamma, shift = weight.to(dtype), bias.to(dtype)
+        cshape = _channel_shape(u_seq[0])
+        dims = (0, ) + tuple(range(2, u_seq.dim() - 1))
+        count = u_seq[0].numel() // u_seq.shape[2]
+        grad_x = torch.empty_like(u_seq)
+        zero = torch.zeros_like(u_seq[0])
+        g_next = zero  # dL/dv_t from step t + 1
+        acc = {name: zero.clone() for name in ('a', 'b', 'th', 'v0')}
+        g_w = mean.new_zeros(mean.shape[1])
+        g_bias = mean.new_zeros(mean.shape[1])
+        for t in range(u_seq.shape[0] - 1, -1, -1):
+            u, gy = u_seq[t], grad_y[t]
+            z = _normalise(u, mean[t], invstd[t], gamma, shift, cshape)
+            s = (z > th).to(dtype)
+            sg = ctx.derivative(z - th)
+            g_v = g_next + gy if mode == 3 else g_next
+            g_r = a * g_v + gy if mode == 2 else a * g_v
+            g_s = gy if mode == 'spike' else zero
+            if ctx.keep_ds:
+                g_s = g_s + g_r * ((rv - z) if hard else -th)
+            g_ssg = g_s * sg
+            g_z = (g_r * (1 - s) if hard else g_r) + g_ssg
+            if mode in (0, 1):
+                g_z = g_z + gy
+            acc['a'] += g_v * _reset(z, s, th, rv, hard)
+            acc['b'] += g_v
+            acc['th'] -= g_ssg + (0 if hard else g_r * s) + (
+                gy if mode == 1 else 0)
+            if hard:
+                acc['v0'] += g_r * s
+            # BatchNorm's backward: z = u_hat * gamma + bias
+            u_hat = (u - mean[t].view(cshape)) * invstd[t].view(cshape)
+            sum_gz, sum_gzuh = g_z.sum(dims), (g_z * u_hat).sum(dims)
+            g_w += sum_gzuh
+            g_bias += sum_gz
+            k = (invstd[t] * gamma).view(cshape)
+            if ctx.batch_stats:  # through the step's mean and variance
+                g_z = g_z - (sum_gz / count).view(cshape) - u_hat * (
+                    sum_gzuh / count).view(cshape)
+            g_next = torch.mul(g_z, k, out=grad_x[t])
+        need = ctx.needs_input_grad
+        grads = [grad_x if need[0] else None]
+        for name, param, needed in zip(('a', 'b', 'th', 'v0'),
+                                       (alpha, beta, theta, v0), need[1:5]):
+            grads.append(_reduce_to(acc[name], param) if needed else None)
+        grads.append(g_w.to(weight.dtype) if need[5] else None)
+        grads.append(g_bias.to(bias.dtype) if need[6] else None)
+        return tuple(grads) + (None, ) * 5
+
+
+def _output_of(out_mode, s, z, theta, r, v):
+    """The step's output: ``s``, or ``[z, z - theta, r, v][out_mode]``."""
+    if out_mode == 'spike':
+        return s
+    return z - theta if out_mode == 1 else (z, None, r, v)[out_mode]
+
+
+def _normalise(u, mean, invstd, gamma, shift, cshape):
+    """``z = u * k + c`` with ``k = invstd * gamma``, ``c = bias - mean *
+    k`` per channel: ATen's own arithmetic for BatchNorm's output."""
+    k = invstd.to(u.dtype) * gamma
+    c = shift - mean.to(u.dtype) * k
+    return torch.addcmul(c.view(cshape), u, k.view(cshape))
+
+
+def _reset(z, s, theta, v0, hard):
+    """``r`` from the (normalised) membrane and the spikes."""
+    if hard:
+        return torch.addcmul(z, s, v0 - z)
+    return torch.addcmul(z, s, theta, value=-1)
+
+
+class LIFMultiStepBNCpp(torch.autograd.Function):
+    """The fused LIF with membrane BatchNorm on the compiled CPU kernel; use
+    :func:`lif_multistep_bn`. Saves the input and the per-step, per-channel
+    mean and invstd only: the backward recomputes the potentials from them
+    (see :mod:`bidl_train.neurons.lif_cpp`)."""
+
+    @staticmethod
+    def forward(ctx, x_seq, alpha, beta, theta, v0, weight, bias, derivative,
+                reset, detach_reset, out_mode, bn, module, code):
+        steps, batch, channels = x_seq.shape[:3]
+        dtype = x_seq.dtype
+        flat = [_per_neuron(p, x_seq.shape[1:], dtype)
+                for p in (alpha, beta, theta, v0)]
+        affine = [p.detach().to(dtype).contiguous() for p in (weight, bias)]
+        x4 = x_seq.detach().contiguous().view(
+            steps, batch, channels, x_seq[0, 0, 0].numel())
+        hard = reset == 'hard'
+        mode = -1 if out_mode == 'spike' else out_mode
+        empty = x_seq.new_empty(0)
+        y, mean, invstd, var = module.lif_bn_forward(
+            x4, *flat, *affine,
+            bn.mean if bn.mean is not None else empty,
+            bn.invstd if bn.invstd is not None else empty,
+            bn.batch_stats, bn.eps, hard, mode)
+        if bn.batch_stats:
+            bn.stats = (mean, var)
+        if any(ctx.needs_input_grad[:7]):
+            ctx.save_for_backward(x4, *flat, *affine, mean, invstd)
+            ctx.params = [(p.shape, p.dtype, p.device)
+                          for p in (alpha, beta, theta, v0)]
+            ctx.affine_dtypes = (weight.dtype, bias.dtype)
+        ctx.module, ctx.code, ctx.hard, ctx.mode = module, code, hard, mode
+        ctx.keep_ds, ctx.batch_stats = not detach_reset, bn.batch_stats
+        return y.view(x_seq.shape)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        x4, a, b, th, rv, gamma, shift, mean, invstd = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        grads = ctx.module.lif_bn_backward(
+            x4, grad_y.contiguous().view(x4.shape).to(x4.dtype), a, b, th,
+            rv, gamma, shift, mean, invstd, ctx.batch_stats, ctx.hard,
+            ctx.keep_ds, ctx.mode, ctx.code[0], ctx.code[1], any(need[1:5]))
+        out = compiled_grads(grads[:5], grad_y, ctx.params, need[:5])
+        weight_grad = grads[5].to(ctx.affine_dtypes[0]) if need[5] else None
+        bias_grad = grads[6].to(ctx.affine_dtypes[1]) if need[6] else None
+        return out + (weight_grad, bias_grad) + (None, ) * 7
+
+
+def lif_multistep_bn(x_seq, alpha, beta, theta, v0, derivative, norm,
+                     reset='hard', detach_reset=False, out_mode='spike',
+                     kernel='auto', layer='lif_multistep_bn'):
+    """:func:`lif_multistep` with BatchNorm on the membrane: per step
+    ``u = x_t + v_{t-1}``, ``z = norm(u)``, then fire, reset and leak on
+    ``z`` (and the outputs of ``out_mode`` taken from ``z``).
+
+    ``norm``: the ``nn.BatchNorm1d/2d/3d`` over dim 2 of ``x_seq`` (the
+    channels of ``[T, B, C, ...]``); it is used exactly as calling it on
+    every step would (batch or running statistics by its mode, running
+    statistics updated step by step, see :class:`MembraneBN`); its weight
+    and bias get gradients. ``kernel``: as for :func:`lif_multistep`, except
+    that the Triton kernel has no membrane BatchNorm (``'triton'`` is
+    refused; on CUDA ``'auto'`` runs the pure-PyTorch one).
+    """
+    if out_mode not in _OUT_MODES:
+        raise ConfigError(f'lif_multistep_bn: out_mode must be one of '
+                          f'{_OUT_MODES}, got {out_mode!r}')
+    if reset not in ('hard', 'soft'):
+        raise ConfigError(
+            f"lif_multistep_bn: reset must be 'hard' or 'soft', got {reset!r}")
+    if x_seq.dim() < 3 or x_seq.shape[2] != norm.num_features:
+        raise ConfigError(
+            f'{layer}: the membrane BatchNorm has {norm.num_features} '
+            f'channels but the input [T, B, C, ...] has shape '
+            f'{tuple(x_seq.shape)}')
+    chosen = select_kernel(x_seq, derivative, kernel, layer,
+                           membrane_bn=True)
+    bn = MembraneBN(norm, x_seq, layer)
+    args = (x_seq, alpha, beta, theta, v0, bn.weight, bn.bias, derivative,
+            reset, bool(detach_reset), out_mode, bn)
+    if chosen is not None:
+        y = LIFMultiStepBNCpp.apply(*args, *chosen[1])
+    else:
+        y = LIFMultiStepBN.apply(*args)
+    bn.update_running_stats()
+    return y

@@ -40,8 +40,12 @@ composition on its plain parameter tensors.
 
 The multi-step form uses the fused kernel of
 :mod:`bidl_train.neurons.functional` whenever the options allow it (no
-``norm_state``, no active noise); otherwise it runs :meth:`LIF.step` in a
-loop. Both give the same numbers and gradients.
+active noise): :func:`~bidl_train.neurons.functional.lif_multistep`, or with
+``norm_state`` :func:`~bidl_train.neurons.functional.lif_multistep_bn`,
+which runs the membrane BatchNorm inside the kernel (per-step batch
+statistics, the module's running statistics updated step by step as calling
+it per step would); otherwise it runs :meth:`LIF.step` in a loop. Both give
+the same numbers, gradients and running statistics (to rounding).
 """
 import math
 
@@ -52,7 +56,7 @@ from bidl_train.errors import ConfigError
 from bidl_train.registry import MODELS
 from .base import BaseNeuron, SpikingDynamics
 from .build import build_module
-from .functional import announce_kernel, lif_multistep
+from .functional import announce_kernel, lif_multistep, lif_multistep_bn
 from .surrogate import build_surrogate
 
 __all__ = ['LIF', 'LIFEquations', 'membrane_batchnorm', 'noise_scale']
@@ -232,10 +236,6 @@ class LIF(LIFEquations, BaseNeuron):
             raise ConfigError(
                 f'{label}: backend must be one of {_BACKENDS}, got '
                 f'{backend!r}')
-        if norm_state and backend == 'fused':
-            raise ConfigError(
-                f"{label}: backend='fused' does not cover norm_state; use "
-                "backend='auto' or 'loop'")
         self.reset = reset
         self.detach_reset = bool(detach_reset)
         self.mode = mode
@@ -298,7 +298,7 @@ class LIF(LIFEquations, BaseNeuron):
     # ------------------------------------------------------------------
     def uses_fused(self):
         """Whether the multi-step form runs the fused kernel right now."""
-        if self.backend == 'loop' or self.norm is not None:
+        if self.backend == 'loop':
             return False
         if self.training and self.noise > 0:
             if self.backend == 'fused':
@@ -313,15 +313,18 @@ class LIF(LIFEquations, BaseNeuron):
         if not self.uses_fused():
             announce_kernel(self._label, 'per-step loop', (
                 "backend='loop'" if self.backend == 'loop' else
-                'norm_state: the fused kernel has no membrane BatchNorm'
-                if self.norm is not None else
                 'training noise: the fused kernel has none'))
             return super().forward(x_seq)
         out_mode = 'spike' if self.mode == 'spike' else self.memb_mode
-        y = lif_multistep(x_seq, self.leak_factor(), self.beta, self.theta,
-                          self.v0, self.surrogate.derivative, self.reset,
-                          self.detach_reset, out_mode, self.kernel,
-                          layer=self._label)
+        params = (x_seq, self.leak_factor(), self.beta, self.theta, self.v0,
+                  self.surrogate.derivative)
+        if self.norm is not None:
+            y = lif_multistep_bn(*params, self.norm, self.reset,
+                                 self.detach_reset, out_mode, self.kernel,
+                                 layer=self._label)
+        else:
+            y = lif_multistep(*params, self.reset, self.detach_reset,
+                              out_mode, self.kernel, layer=self._label)
         if self.act is not None:
             y = self.act(y)
         return y

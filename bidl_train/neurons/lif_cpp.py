@@ -428,6 +428,309 @@ std::vector<torch::Tensor> lif_backward(
   });
   return {gx, ga, gb, gth, gv0};
 }
+
+// ---------------------------------------------------------------------------
+// LIF with BatchNorm on the membrane (norm_state). Per step t and channel c:
+//   u = x_t + v_{t-1};  mean_c, var_c over (batch, spatial) of u (biased)
+//   z = u k_c + c_c  with  k = invstd gamma,  c = bias - mean k  (ATen's own
+//   form of the normalisation);  fire, reset and leak on z.
+// Each channel's recurrence depends on that channel only, so the kernel runs
+// a block of channels through all T steps on one thread, with one parallel
+// region in all: no barrier per step. Input laid out [T, B, C, S].
+// ---------------------------------------------------------------------------
+namespace {
+
+using acc_of = double;  // the statistics' accumulator (double for both)
+
+// Element (b, c, s) of one step: its offset and the offset of its
+// per-neuron parameter (0 for a scalar parameter).
+struct Layout {
+  int64_t steps, batch, channels, spatial;
+  int64_t step_size() const { return batch * channels * spatial; }
+  int64_t count() const { return batch * spatial; }  // values per channel
+};
+
+// A parameter read per neuron: one value for a scalar, else one per neuron.
+template <typename T>
+struct Param {
+  const T* data;
+  int64_t stride;
+  explicit Param(const torch::Tensor& p)
+      : data(p.data_ptr<T>()), stride(p.numel() == 1 ? 0 : 1) {}
+  T operator[](int64_t i) const { return data[i * stride]; }
+};
+
+// Calls f(offset) for every neuron of channel c in one step. Only for
+// bodies without a dependency between neurons (the loop is declared simd);
+// the sums over a channel are written out with a reduction clause, since a
+// lambda would capture the shared variable, not the simd-private copy.
+template <typename F>
+inline void each_neuron(const Layout& L, int64_t c, F&& f) {
+  for (int64_t b = 0; b < L.batch; ++b) {
+    const int64_t base = (b * L.channels + c) * L.spatial;
+#pragma omp simd
+    for (int64_t s = 0; s < L.spatial; ++s) f(base + s);
+  }
+}
+
+// Heads a loop over channel c's neurons, offset i, whose simd loop carries
+// REDUCTION (an omp pragma); the body follows the macro. The if-with-
+// initializer names the offset while the simd loop keeps OpenMP's
+// canonical form.
+#define FOR_CHANNEL_NEURONS(L, c, i, REDUCTION)                          \
+  for (int64_t b_ = 0; b_ < (L).batch; ++b_)                             \
+    _Pragma(REDUCTION) for (int64_t s_ = 0; s_ < (L).spatial; ++s_)      \
+      if (const int64_t i = (b_ * (L).channels + (c)) * (L).spatial + s_; \
+          true)
+
+// Forward: y, and per step and channel the mean, invstd and biased var used.
+template <typename T, bool HARD, int MODE>
+void bn_forward_impl(const torch::Tensor& x, const Layout& L,
+                     const torch::Tensor& alpha, const torch::Tensor& beta,
+                     const torch::Tensor& theta, const torch::Tensor& v0,
+                     const torch::Tensor& weight, const torch::Tensor& bias,
+                     bool batch_stats, double eps, torch::Tensor& y,
+                     torch::Tensor& mean, torch::Tensor& invstd,
+                     torch::Tensor& var) {
+  const T* xp = x.data_ptr<T>();
+  T* yp = y.data_ptr<T>();
+  T* mp = mean.data_ptr<T>();
+  T* ip = invstd.data_ptr<T>();
+  T* vp = var.data_ptr<T>();
+  const T* wp = weight.data_ptr<T>();
+  const T* bp = bias.data_ptr<T>();
+  const Param<T> pa(alpha), pb(beta), pth(theta), pr(v0);
+  const int64_t n = L.step_size(), count = L.count();
+  const int64_t grain = std::max<int64_t>(
+      1, (int64_t(1) << 18) / std::max<int64_t>(L.steps * count, 1));
+  at::parallel_for(0, L.channels, grain, [&](int64_t begin, int64_t end) {
+    std::vector<T> vbuf(n);  // v_{t-1}; only this task's channels are used
+    T* v = vbuf.data();
+    for (int64_t c = begin; c < end; ++c) {
+      each_neuron(L, c, [&](int64_t i) { v[i] = T(0); });
+      for (int64_t t = 0; t < L.steps; ++t) {
+        const T* __restrict__ xt = xp + t * n;
+        T* __restrict__ yt = yp + t * n;
+        const int64_t tc = t * L.channels + c;
+        if (batch_stats) {  // two passes: the sum, then squared deviations
+          acc_of sum = 0;
+          FOR_CHANNEL_NEURONS(L, c, i, "omp simd reduction(+ : sum)") {
+            const T u = xt[i] + v[i];
+            yt[i] = u;
+            sum += u;
+          }
+          const acc_of mu = sum / count;
+          acc_of sq = 0;
+          FOR_CHANNEL_NEURONS(L, c, i, "omp simd reduction(+ : sq)") {
+            const acc_of d = yt[i] - mu;
+            sq += d * d;
+          }
+          const acc_of sigma2 = sq / count;
+          mp[tc] = static_cast<T>(mu);
+          vp[tc] = static_cast<T>(sigma2);
+          ip[tc] = static_cast<T>(1.0 / std::sqrt(sigma2 + eps));
+        } else {
+          each_neuron(L, c, [&](int64_t i) { yt[i] = xt[i] + v[i]; });
+        }
+        const T k = ip[tc] * wp[c];
+        const T c0 = bp[c] - mp[tc] * k;
+        each_neuron(L, c, [&](int64_t i) {
+          const T z = yt[i] * k + c0;
+          const T thr = pth[i];
+          const T r = reset_of<HARD>(z, thr, pr[i]);
+          const T vn = pa[i] * r + pb[i];
+          v[i] = vn;
+          if constexpr (MODE == -1) yt[i] = z > thr ? T(1) : T(0);
+          if constexpr (MODE == 0) yt[i] = z;
+          if constexpr (MODE == 1) yt[i] = z - thr;
+          if constexpr (MODE == 2) yt[i] = r;
+          if constexpr (MODE == 3) yt[i] = vn;
+        });
+      }
+    }
+  });
+}
+
+// Backward: recompute u_t into gx (z from the saved mean/invstd, the
+// forward's arithmetic, so spikes are the forward's), then BPTT in reverse
+// per channel: pass A takes dL/dz per neuron into a step buffer and sums
+// dL/dz and dL/dz * u_hat over the channel; pass B applies BatchNorm's
+// backward (through the batch statistics when they were used) and leaves
+// dL/du_t = dL/dx_t = dL/dv_{t-1} in gx.
+template <typename T, int KIND, bool HARD>
+void bn_backward_impl(const torch::Tensor& x, const Layout& L,
+                      const torch::Tensor& grad_y, const torch::Tensor& alpha,
+                      const torch::Tensor& beta, const torch::Tensor& theta,
+                      const torch::Tensor& v0, const torch::Tensor& weight,
+                      const torch::Tensor& bias, const torch::Tensor& mean,
+                      const torch::Tensor& invstd, bool batch_stats,
+                      int64_t mode, bool keep_ds, double sparam,
+                      torch::Tensor& gx, torch::Tensor& ga, torch::Tensor& gb,
+                      torch::Tensor& gth, torch::Tensor& gv0,
+                      torch::Tensor& gw, torch::Tensor& gbias,
+                      bool need_params) {
+  const T* xp = x.data_ptr<T>();
+  const T* gyp = grad_y.data_ptr<T>();
+  T* gxp = gx.data_ptr<T>();
+  const T* mp = mean.data_ptr<T>();
+  const T* ip = invstd.data_ptr<T>();
+  const T* wp = weight.data_ptr<T>();
+  const T* bp = bias.data_ptr<T>();
+  T* gwp = gw.data_ptr<T>();
+  T* gbiasp = gbias.data_ptr<T>();
+  T* gap = need_params ? ga.data_ptr<T>() : nullptr;
+  T* gbp = need_params ? gb.data_ptr<T>() : nullptr;
+  T* gthp = need_params ? gth.data_ptr<T>() : nullptr;
+  T* gv0p = need_params ? gv0.data_ptr<T>() : nullptr;
+  const Param<T> pa(alpha), pb(beta), pth(theta), pr(v0);
+  const T p = static_cast<T>(sparam);
+  const ModeWeights<T> m(mode);
+  const T kd = keep_ds ? T(1) : T(0);
+  const int64_t n = L.step_size(), count = L.count();
+  const int64_t grain = std::max<int64_t>(
+      1, (int64_t(1) << 18) / std::max<int64_t>(L.steps * count, 1));
+  at::parallel_for(0, L.channels, grain, [&](int64_t begin, int64_t end) {
+    std::vector<T> vbuf(n), gzbuf(n);
+    T* v = vbuf.data();   // v_{t-1}, then dL/dv_t
+    T* gz = gzbuf.data();  // dL/dz_t of one step
+    for (int64_t c = begin; c < end; ++c) {
+      const T gamma = wp[c];
+      each_neuron(L, c, [&](int64_t i) { v[i] = T(0); });
+      for (int64_t t = 0; t < L.steps; ++t) {  // u_t into gx
+        const T* __restrict__ xt = xp + t * n;
+        T* __restrict__ ut = gxp + t * n;
+        const int64_t tc = t * L.channels + c;
+        const T k = ip[tc] * gamma, c0 = bp[c] - mp[tc] * k;
+        each_neuron(L, c, [&](int64_t i) {
+          const T u = xt[i] + v[i];
+          ut[i] = u;
+          v[i] = pa[i] * reset_of<HARD>(u * k + c0, pth[i], pr[i]) + pb[i];
+        });
+      }
+      if (need_params) {
+        each_neuron(L, c, [&](int64_t i) {
+          gap[i] = gbp[i] = gthp[i] = gv0p[i] = T(0);
+        });
+      }
+      each_neuron(L, c, [&](int64_t i) { v[i] = T(0); });
+      acc_of sum_w = 0, sum_b = 0;
+      for (int64_t t = L.steps - 1; t >= 0; --t) {
+        const T* __restrict__ gyt = gyp + t * n;
+        T* __restrict__ gt = gxp + t * n;
+        const int64_t tc = t * L.channels + c;
+        const T mu = mp[tc], is = ip[tc];
+        const T k = is * gamma, c0 = bp[c] - mu * k;
+        acc_of sum_gz = 0, sum_gzuh = 0;
+        FOR_CHANNEL_NEURONS(L, c, i,  // pass A
+                            "omp simd reduction(+ : sum_gz, sum_gzuh)") {
+          const T u = gt[i], thr = pth[i], v0k = pr[i], ak = pa[i];
+          const T gy = gyt[i];
+          const T z = u * k + c0;
+          const T sgk = surrogate<KIND>(p, z - thr);
+          const T s = z > thr ? T(1) : T(0);
+          const T gv = v[i] + m.v * gy;
+          const T gr = ak * gv + m.r * gy;
+          const T ds = HARD ? v0k - z : -thr;
+          const T gs = m.s * gy + kd * gr * ds;
+          const T gssg = gs * sgk;
+          const T g = (HARD ? gr * (T(1) - s) : gr) + gssg + m.u * gy;
+          gz[i] = g;
+          sum_gz += g;
+          sum_gzuh += static_cast<acc_of>(g) * ((u - mu) * is);
+          if (need_params) {
+            gap[i] += gv * reset_of<HARD>(z, thr, v0k);
+            gbp[i] += gv;
+            gthp[i] += -gssg - (HARD ? T(0) : gr * s) - m.th * gy;
+            gv0p[i] += HARD ? gr * s : T(0);
+          }
+        }
+        sum_w += sum_gzuh;
+        sum_b += sum_gz;
+        const T mean_gz = batch_stats ? static_cast<T>(sum_gz / count) : T(0);
+        const T mean_gzuh =
+            batch_stats ? static_cast<T>(sum_gzuh / count) : T(0);
+        each_neuron(L, c, [&](int64_t i) {  // pass B
+          const T uh = (gt[i] - mu) * is;
+          const T gu = k * (gz[i] - mean_gz - uh * mean_gzuh);
+          gt[i] = gu;
+          v[i] = gu;
+        });
+      }
+      gwp[c] = static_cast<T>(sum_w);
+      gbiasp[c] = static_cast<T>(sum_b);
+    }
+  });
+}
+
+Layout layout_of(const torch::Tensor& x) {
+  return Layout{x.size(0), x.size(1), x.size(2), x.size(3)};
+}
+
+}  // namespace
+
+// x: [T, B, C, S]; mean/invstd: [T, C] (read when batch_stats is false).
+std::vector<torch::Tensor> lif_bn_forward(
+    torch::Tensor x, torch::Tensor alpha, torch::Tensor beta,
+    torch::Tensor theta, torch::Tensor v0, torch::Tensor weight,
+    torch::Tensor bias, torch::Tensor mean, torch::Tensor invstd,
+    bool batch_stats, double eps, bool hard, int64_t out_mode) {
+  const Layout L = layout_of(x);
+  auto y = torch::empty_like(x);
+  auto var = torch::zeros({L.steps, L.channels}, x.options());
+  if (batch_stats) {
+    mean = torch::empty({L.steps, L.channels}, x.options());
+    invstd = torch::empty({L.steps, L.channels}, x.options());
+  }
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lif_bn_forward", [&] {
+    with_mode(out_mode, [&](auto mode) {
+      if (hard) {
+        bn_forward_impl<scalar_t, true, decltype(mode)::value>(
+            x, L, alpha, beta, theta, v0, weight, bias, batch_stats, eps, y,
+            mean, invstd, var);
+      } else {
+        bn_forward_impl<scalar_t, false, decltype(mode)::value>(
+            x, L, alpha, beta, theta, v0, weight, bias, batch_stats, eps, y,
+            mean, invstd, var);
+      }
+    });
+  });
+  return {y, mean, invstd, var};
+}
+
+std::vector<torch::Tensor> lif_bn_backward(
+    torch::Tensor x, torch::Tensor grad_y, torch::Tensor alpha,
+    torch::Tensor beta, torch::Tensor theta, torch::Tensor v0,
+    torch::Tensor weight, torch::Tensor bias, torch::Tensor mean,
+    torch::Tensor invstd, bool batch_stats, bool hard, bool keep_ds,
+    int64_t out_mode, int64_t kind, double sparam, bool need_params) {
+  const Layout L = layout_of(x);
+  auto opts = x.options();
+  auto gx = torch::empty_like(x);
+  auto per_neuron = [&] {
+    return need_params ? torch::empty({L.step_size()}, opts)
+                       : torch::empty({0}, opts);
+  };
+  auto ga = per_neuron(), gb = per_neuron(), gth = per_neuron(),
+       gv0 = per_neuron();
+  auto gw = torch::empty({L.channels}, opts);
+  auto gbias = torch::empty({L.channels}, opts);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lif_bn_backward", [&] {
+    with_kind(kind, [&](auto k) {
+      if (hard) {
+        bn_backward_impl<scalar_t, decltype(k)::value, true>(
+            x, L, grad_y, alpha, beta, theta, v0, weight, bias, mean, invstd,
+            batch_stats, out_mode, keep_ds, sparam, gx, ga, gb, gth, gv0, gw,
+            gbias, need_params);
+      } else {
+        bn_backward_impl<scalar_t, decltype(k)::value, false>(
+            x, L, grad_y, alpha, beta, theta, v0, weight, bias, mean, invstd,
+            batch_stats, out_mode, keep_ds, sparam, gx, ga, gb, gth, gv0, gw,
+            gbias, need_params);
+      }
+    });
+  });
+  return {gx, ga, gb, gth, gv0, gw, gbias};
+}
 '''
 
 
@@ -594,7 +897,8 @@ def _compile(name, source, cflags):
         module = load_inline(
             name=name,
             cpp_sources=[source],
-            functions=['lif_forward', 'lif_backward'],
+            functions=['lif_forward', 'lif_backward', 'lif_bn_forward',
+                       'lif_bn_backward'],
             extra_cflags=list(cflags),
             extra_ldflags=list(_LDFLAGS),
             build_directory=folder,
