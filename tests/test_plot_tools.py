@@ -138,3 +138,28 @@ def test_compare_runs_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         tool.main([str(tmp_path / 'a'), '--labels', 'x', 'y'])
     assert '--labels' in capsys.readouterr().err
+
+
+def test_compare_runs_one_colour_per_run_in_every_panel(tmp_path):
+    """Run 'a' logged no accuracy: the colour cycle of the accuracy panel
+    must not hand run 'b' the colour that 'a' has in the loss panel."""
+    from matplotlib.colors import to_rgba
+
+    from bidl_train.visualization.curves import (compare_runs_figure,
+                                                 read_curves)
+    write_run(tmp_path / 'a', [2.0, 1.0, 0.5], [])
+    write_run(tmp_path / 'b', [2.0, 1.5, 1.2], [40.0, 45.0])
+    write_run(tmp_path / 'c', [2.5, 1.5, 1.0], [30.0, 35.0])
+    runs = {name: read_curves(str(tmp_path / name)) for name in 'abc'}
+    fig = compare_runs_figure(runs, ['loss', 'accuracy/top1'])
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    colours = {}  # run -> set of colours over all panels
+    for ax in panels:
+        for line in ax.get_lines():
+            colours.setdefault(line.get_label(), set()).add(
+                to_rgba(line.get_color()))
+    assert set(colours) == {'a', 'b', 'c'}
+    assert all(len(c) == 1 for c in colours.values()), colours
+    assert len({next(iter(c)) for c in colours.values()}) == 3
+    # the accuracy panel draws b and c only, still in their loss colours
+    assert [line.get_label() for line in panels[1].get_lines()] == ['b', 'c']

@@ -12,13 +12,17 @@ import json
 import os.path as osp
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.ticker import MaxNLocator
 
 from bidl_train.errors import ConfigError, DataError
 
 from .figures import new_figure
 
-__all__ = ['Curve', 'compare_runs_figure', 'find_scalar_files', 'read_curves']
+__all__ = [
+    'Curve', 'compare_runs_figure', 'find_scalar_files', 'read_curves',
+    'run_colours'
+]
 
 SCALARS = 'scalars.json'
 # scalars logged without 'iter' whose step is still the training iteration
@@ -117,8 +121,25 @@ def default_keys(runs):
     return keys
 
 
+def run_colours(labels):
+    """``{label: colour}``, fixed per run for every panel.
+
+    Matplotlib's colour cycle restarts in each panel, so a run that misses a
+    scalar would shift the colours of the runs after it in that panel.
+    Up to 10 runs get the default cycle ``C0..C9``; more are spread over
+    ``turbo`` so that no two share a colour.
+    """
+    labels = list(labels)
+    if len(labels) <= 10:
+        return {label: f'C{i}' for i, label in enumerate(labels)}
+    cmap = colormaps['turbo']
+    return {label: cmap(i / (len(labels) - 1))
+            for i, label in enumerate(labels)}
+
+
 def compare_runs_figure(runs, keys=None, smooth=1, title=None):
-    """One panel per scalar, one line per run.
+    """One panel per scalar, one line per run, each run in one colour in
+    every panel.
 
     Args:
         runs (dict[str, dict[str, Curve]]): ``{label: read_curves(dir)}``.
@@ -139,6 +160,7 @@ def compare_runs_figure(runs, keys=None, smooth=1, title=None):
     rows = -(-len(keys) // cols)
     fig = new_figure(6 * cols, 3.8 * rows + 0.4)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    colours = run_colours(runs)
     for ax, key in zip(axes, keys):
         axis = 'step'
         for label, curves in runs.items():
@@ -148,7 +170,7 @@ def compare_runs_figure(runs, keys=None, smooth=1, title=None):
             axis = curve.axis
             y = _smooth(curve.y, smooth) if curve.axis == 'iteration' \
                 else curve.y
-            ax.plot(curve.x, y, label=label,
+            ax.plot(curve.x, y, label=label, color=colours[label],
                     marker=None if len(curve) > 30 else 'o', markersize=3)
         ax.set_title(key, fontsize=10)
         ax.set_xlabel(axis if axis == 'iteration' else
