@@ -60,6 +60,7 @@ def check_top_level_keys(cfg):
 def build_runner(cfg: Config) -> Runner:
     """Apply the framework's patches and build the Runner."""
     check_top_level_keys(cfg)
+    _drop_disabled_default_hooks(cfg)
     _add_deploy_hook(cfg)
     colearning_to_loop(cfg)
     _seed_workers(cfg)
@@ -229,6 +230,21 @@ def _dataset_attr(dataset, name):
         if isinstance(value, str):
             return value
     return None
+
+
+#: The default hooks mmengine adds itself; ``name=None`` removes one.
+MMENGINE_DEFAULT_HOOKS = {'runtime_info', 'timer', 'sampler_seed', 'logger',
+                          'param_scheduler', 'checkpoint'}
+
+
+def _drop_disabled_default_hooks(cfg):
+    """``default_hooks=dict(health=None)`` turns off a default hook of ours
+    (mmengine accepts ``None`` only for the names it adds itself)."""
+    hooks = cfg.get('default_hooks')
+    if isinstance(hooks, dict):
+        cfg.default_hooks = {
+            name: hook for name, hook in hooks.items()
+            if hook is not None or name in MMENGINE_DEFAULT_HOOKS}
 
 
 def _add_deploy_hook(cfg):

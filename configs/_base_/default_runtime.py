@@ -16,6 +16,13 @@ default_hooks = dict(
         save_best='accuracy/top1',
         rule='greater'),
     sampler_seed=dict(type='DistSamplerSeedHook'),
+    # warn (console and TensorBoard health/* scalars) when a spiking layer
+    # stays silent or saturated, the loss stops moving or a layer's gradient
+    # vanishes, once per layer, with the usual fix (TrainingHealthHook's
+    # docstring lists the settings); tune with
+    # default_hooks = dict(health=dict(patience=5)), turn off with
+    # default_hooks = dict(health=None)
+    health=dict(type='TrainingHealthHook'),
 )
 custom_hooks = [
     # stop at the first NaN/Inf loss, parameter or buffer (checked after every
