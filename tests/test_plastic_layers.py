@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from bidl_train.errors import ConfigError
-from bidl_train.learning import (PlasticConv2dLif, PlasticFcLif,
-                                 PopulationClsHead)
+from bidl_train.learning import PlasticConv2dLif, PlasticFcLif
+from bidl_train.models.heads import PopulationClsHead
 from bidl_train.learning.teacher import teaching
 from bidl_train.registry import MODELS
 

@@ -4,19 +4,20 @@ schedules that combine them with global (BPTT) training
 the teaching signal (:func:`teaching`: the labels of the batch in flight).
 
 Importing this package registers the rules and schedules in
-:data:`~bidl_train.registry.LEARNING_RULES` and the plastic layers and the
-population head in :data:`~bidl_train.registry.MODELS`. The demo's data
+:data:`~bidl_train.registry.LEARNING_RULES` and the plastic layers in
+:data:`~bidl_train.registry.MODELS` (the population-vote readout their
+output layers use is :class:`~bidl_train.models.heads.PopulationClsHead`).
+The demo's data
 (``SyntheticMotion``, ``ShiftedDataset``) lives with the other datasets.
 """
 from .plastic import PlasticConv2dLif, PlasticFcLif, PlasticLayer
-from .population_head import PopulationClsHead
 from .rules import BCM, STDP, Hebbian, LocalRule, Oja, RewardSTDP, build_rule
 from .schedule import GlobalLocalSchedule, Phase, build_schedule
 from .teacher import current_teacher, teaching
 
 __all__ = [
     'LocalRule', 'build_rule', 'Hebbian', 'Oja', 'STDP', 'RewardSTDP', 'BCM',
-    'PlasticLayer', 'PlasticFcLif', 'PlasticConv2dLif', 'PopulationClsHead',
+    'PlasticLayer', 'PlasticFcLif', 'PlasticConv2dLif',
     'GlobalLocalSchedule', 'Phase', 'build_schedule', 'teaching',
     'current_teacher'
 ]

@@ -10,7 +10,7 @@
 import torch
 from torch import nn
 
-from bidl_train.learning.population_head import PopulationClsHead
+from bidl_train.models.heads.population_head import PopulationClsHead
 from bidl_train.models.heads import SpikingClsHead
 from ..lower import LAYER_LOWERINGS
 from ..nodes import AggregateNode, ChannelAffineNode, GroupMeanNode, ModuleNode

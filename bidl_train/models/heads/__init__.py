@@ -1,3 +1,4 @@
 from .cls_head import SpikingClsHead
+from .population_head import PopulationClsHead
 
-__all__ = ['SpikingClsHead']
+__all__ = ['SpikingClsHead', 'PopulationClsHead']
