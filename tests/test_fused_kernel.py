@@ -114,7 +114,7 @@ def test_parameter_only_gradients_and_no_grad(kernel):
 def test_auto_backend_choice():
     assert LIF().uses_fused()
     assert not LIF(backend='loop').uses_fused()
-    assert not LIF(norm_state=True, feature_shape=(3, )).uses_fused()
+    assert LIF(norm_state=True, feature_shape=(3, )).uses_fused()
     noisy = LIF(noise=0.2)
     assert not noisy.train().uses_fused()
     assert noisy.eval().uses_fused()

@@ -261,7 +261,7 @@ def test_each_layer_logs_its_kernel_once(captured, monkeypatch):
     monkeypatch.setattr(functional, '_ANNOUNCED', set())
     x = torch.rand(4, 2, 3, 5, 5)
     fused = LIF(name='conv1.lif', kernel='torch')
-    looped = LIF(name='conv2.lif', norm_state=True, feature_shape=(3, 5, 5))
+    looped = LIF(name='conv2.lif', backend='loop')
     for _ in range(3):
         fused(x)
         looped(x)
@@ -269,8 +269,7 @@ def test_each_layer_logs_its_kernel_once(captured, monkeypatch):
     assert lines == [
         "conv1.lif: runs the pure-PyTorch fused LIF kernel "
         "(kernel='torch')",
-        'conv2.lif: runs the per-step loop (norm_state: the fused kernel '
-        'has no membrane BatchNorm)']
+        "conv2.lif: runs the per-step loop (backend='loop')"]
 
 
 def test_kernel_log_names_the_fallback_reason(captured, monkeypatch):

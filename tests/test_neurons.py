@@ -164,7 +164,7 @@ def test_norm_state_is_batchnorm_on_membrane():
         v = 0.3 * np.where(s, 0.0, u)
     np.testing.assert_allclose(neuron(x).detach().numpy(), expected,
                                atol=1e-5)
-    assert not neuron.uses_fused()
+    assert neuron.uses_fused()  # the fused kernel with membrane BatchNorm
 
 
 def test_noise_only_in_training():
@@ -268,8 +268,6 @@ def test_registered_and_is_base_neuron():
     (dict(surrogate='box'), 'surrogate'),
     (dict(norm_state=True), 'norm_state'),
     (dict(backend='cuda'), 'backend'),
-    (dict(backend='fused', norm_state=True, feature_shape=(2, )),
-     'norm_state'),
     (dict(mode='analog', act='NoSuchAct'), 'activation'),
     (dict(alpha=torch.ones(3), feature_shape=(4, ), param_shape='channel'),
      'alpha'),
