@@ -35,12 +35,12 @@ DATASETS = Registry(
     locations=['bidl_train.datasets'])
 
 #: Data transforms: event augmentations, representations, frame transforms,
-#: and per-sample spike encoding (``SpikeEncode``, beside the encoders).
+#: and per-sample spike encoding (``SpikeEncode``).
 TRANSFORMS = Registry(
     'transform',
     parent=MMENGINE_TRANSFORMS,
     scope=SCOPE,
-    locations=['bidl_train.datasets', 'bidl_train.models.encoders'])
+    locations=['bidl_train.datasets'])
 
 #: Evaluation metrics.
 METRICS = Registry(

@@ -6,9 +6,10 @@ import torch
 
 from bidl_train.errors import ConfigError
 from bidl_train.models.data_preprocessor import SpikingDataPreprocessor
+from bidl_train.datasets.transforms import SpikeEncode
 from bidl_train.models.encoders import (DeltaEncoder, DirectEncoder,
                                         LatencyEncoder, PopulationEncoder,
-                                        RateEncoder, SpikeEncode)
+                                        RateEncoder)
 from bidl_train.registry import MODELS, TRANSFORMS
 
 
@@ -174,3 +175,13 @@ def test_config_errors_name_the_key():
 def test_population_rejects_missing_channel_axis():
     with pytest.raises(ConfigError, match='channel_dim'):
         PopulationEncoder(T=4)(torch.zeros(5))  # 1D input, channel_dim -3
+
+
+def test_spike_encode_accepts_exactly_the_registered_encoders():
+    from bidl_train.datasets.transforms.encode import ENCODER_TYPES
+    from bidl_train.models.encoders import _Encoder
+    registered = {name for name, cls in MODELS.module_dict.items()
+                  if isinstance(cls, type) and issubclass(cls, _Encoder)}
+    assert set(ENCODER_TYPES) == registered
+    with pytest.raises(ConfigError, match='encoder.type'):
+        SpikeEncode(dict(type='FcLif', in_features=2, out_features=2))

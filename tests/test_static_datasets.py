@@ -94,7 +94,7 @@ def test_raw_subfolder_and_pipeline_encoding(tmp_path):
     raw = tmp_path / 'raw'
     raw.mkdir()
     _write_mnist(raw, split='test')
-    from bidl_train.models.encoders import SpikeEncode
+    from bidl_train.datasets.transforms import SpikeEncode
     ds = MNIST(str(tmp_path), split='test', pipeline=[
         SpikeEncode(dict(type='LatencyEncoder', T=4, method='linear',
                          tau=None))

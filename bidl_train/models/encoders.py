@@ -7,8 +7,8 @@ registered in :data:`~bidl_train.registry.MODELS`, so a
 :class:`~bidl_train.models.data_preprocessor.SpikingDataPreprocessor` with
 ``encoder=dict(type='RateEncoder', T=20)`` turns a static batch
 ``[B, C, H, W]`` into ``[T, B, C, H, W]`` on the device; and
-:class:`SpikeEncode` (registered in TRANSFORMS) applies the same encoder to
-one sample inside a dataset pipeline.
+the pipeline transform :class:`~bidl_train.datasets.transforms.SpikeEncode`
+applies the same encoder to one sample inside a dataset pipeline.
 
 Codes (``x`` is expected in ``[0, 1]``, e.g. pixel intensities / 255):
 
@@ -48,7 +48,7 @@ import torch
 from torch import nn
 
 from bidl_train.errors import ConfigError
-from bidl_train.registry import MODELS, TRANSFORMS
+from bidl_train.registry import MODELS
 
 
 def _positive_int(value, name, owner):
@@ -323,42 +323,3 @@ class DirectEncoder(_Encoder):
         return (self.gain * x).unsqueeze(0).expand(
             (self.T, ) + tuple(x.shape)).contiguous()
 
-
-@TRANSFORMS.register_module()
-class SpikeEncode:
-    """Pipeline transform: encode ``results[key]`` of one sample.
-
-    A static sample ``[C, H, W]`` becomes ``[T, C, H, W]`` (population:
-    ``[T, C * n, H, W]``), the layout event datasets yield, so the standard
-    preprocessor (no ``encoder``) takes it from there.
-
-    Args:
-        encoder (dict | nn.Module): an encoder config from this module.
-        key (str): the entry to encode.
-    """
-
-    def __init__(self, encoder, key='inputs'):
-        if isinstance(encoder, dict):
-            encoder = MODELS.build(encoder)
-        if not isinstance(encoder, _Encoder):
-            raise ConfigError(
-                'SpikeEncode: encoder must be one of RateEncoder, '
-                'LatencyEncoder, PopulationEncoder, DeltaEncoder, '
-                f'DirectEncoder; got {type(encoder).__name__}')
-        self.encoder = encoder
-        self.key = key
-
-    def __call__(self, results):
-        if self.key not in results:
-            raise ConfigError(f'SpikeEncode: the sample has no {self.key!r} '
-                              f'entry (has {sorted(results)})')
-        with torch.no_grad():
-            results[self.key] = self.encoder(results[self.key])
-        return results
-
-    def __repr__(self):
-        return f'SpikeEncode(encoder={self.encoder!r}, key={self.key!r})'
-
-
-ENCODERS = ('RateEncoder', 'LatencyEncoder', 'PopulationEncoder',
-            'DeltaEncoder', 'DirectEncoder')
