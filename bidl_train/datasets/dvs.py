@@ -124,6 +124,14 @@ class EventDataset(Dataset):
     def get_label(self, index):
         return self.records[index]['label']
 
+    def as_tonic(self, transform=None, target_transform=None):
+        """This dataset as Tonic code expects one: ``view[i]`` is
+        ``(events, label)`` with the source events in Tonic's structured
+        dtype, plus ``sensor_size`` (W, H, 2) and ``classes``. See
+        :class:`~bidl_train.datasets.transforms.tonic.TonicView`."""
+        from .transforms.tonic import TonicView
+        return TonicView(self, transform, target_transform)
+
     # -- loading ------------------------------------------------------------
     def _cache_params(self):
         files = sorted({r['path'] for r in self.records})
