@@ -15,10 +15,10 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 RANK = {
     'errors': 0, 'registry': 0,
     'utils': 1,
-    'neurons': 2, 'datasets': 2, 'neurosim': 2,
+    'neurons': 2, 'datasets': 2,
     'layers': 3,
     'learning': 4,
-    'models': 5,
+    'models': 5, 'neurosim': 5,
     'visualization': 6,
     'evaluation': 7, 'deploy': 7,
     'engine': 8,

@@ -314,3 +314,66 @@ def test_simulate_tool_refuses_a_python_base_in_a_yaml_config(tmp_path,
     assert _load_tool().main([str(cfg), '--out', str(tmp_path / 'o')]) == 2
     assert not marker.exists()
     assert 'evil.py' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('regime', ['RS', 'IB', 'CH', 'FS', 'LTS', 'TC', 'RZ'])
+def test_izhikevich_population_equals_the_trainable_neuron(regime):
+    # one set of equations: the simulator's population and the trainable
+    # neuron (float64, the same dt and current) spike on the same steps
+    import torch
+
+    from bidl_train.neurons import Izhikevich as TrainableIzhikevich
+    from bidl_train.neurosim.neurons import Izhikevich as Population
+    steps, dt, current = 800, 0.5, 10.0
+    population = Population(regime=regime)
+    state = population.init_state(1, 1, 'cpu')
+    sim = []
+    for _ in range(steps):
+        state, spikes = population.step(
+            state, {'soma': torch.full((1, 1), current,
+                                       dtype=torch.float64)}, dt)
+        sim.append(bool(spikes.item()))
+    neuron = TrainableIzhikevich(preset=regime, dt=dt).double()
+    with torch.no_grad():
+        # parameters are created in float32: give them the float64 values
+        for name, value in zip('abcd', population.abcd.values()):
+            getattr(neuron, name).fill_(value[0])
+        trained = neuron(torch.full((steps, 1, 1), current,
+                                    dtype=torch.float64)).flatten()
+    assert np.flatnonzero(sim).tolist() == \
+        torch.nonzero(trained).flatten().tolist()
+    assert sum(sim) > 3
+
+
+def test_stdp_projection_equals_the_training_rule():
+    # the simulator's STDP and the training stack's trace rule give the same
+    # weight change for the same spike trains (weights far from the bounds)
+    import torch
+
+    from bidl_train.learning.rules import STDP as TraceSTDP
+    from bidl_train.neurosim.plasticity import STDP
+
+    class Projection:
+        weight = torch.full((3, 2), 0.5, dtype=torch.float64)
+        mask = torch.ones(3, 2, dtype=torch.bool)
+
+    gen = torch.Generator().manual_seed(0)
+    pre = torch.rand(40, 2, 3, generator=gen) < 0.3
+    post = torch.rand(40, 2, 2, generator=gen) < 0.3
+    rule = STDP(A_plus=0.001, A_minus=0.0012, tau_plus=10.0, tau_minus=15.0)
+    state = rule.init_state(2, 3, 2, 'cpu')
+    projection = Projection()
+    for t in range(40):
+        rule.update(projection, state, pre[t], post[t], dt=1.0)
+    # independent: the textbook trace recursion, written out here
+    x = np.zeros((2, 3))
+    y = np.zeros((2, 2))
+    w = np.full((3, 2), 0.5)
+    for t in range(40):
+        p, q = pre[t].double().numpy(), post[t].double().numpy()
+        earlier_y = y * math.exp(-1.0 / 15.0)
+        x = x * math.exp(-1.0 / 10.0) + p
+        y = earlier_y + q
+        w += (0.001 * x.T @ q - 0.0012 * p.T @ earlier_y) / 2
+    np.testing.assert_allclose(projection.weight.numpy(), w, rtol=1e-12)
+    assert isinstance(rule._rule(1.0), TraceSTDP)

@@ -30,9 +30,13 @@ preset                    behaviour               a      b     c    d
 ``chattering``            repetitive bursts (CH)  0.02   0.2   -50  2
 ``fast_spiking``          fast, no adapt. (FS)    0.1    0.2   -65  2
 ``low_threshold_spiking`` LTS                     0.02   0.25  -65  2
+``thalamo_cortical``      TC                      0.02   0.25  -65  0.05
+``resonator``             RZ                      0.1    0.26  -65  2
 ========================  ======================  =====  ====  ===  ===
 
-The short names ``RS, IB, CH, FS, LTS`` are accepted too.
+The short names ``RS, IB, CH, FS, LTS, TC, RZ`` are accepted too. The
+network simulator (:mod:`bidl_train.neurosim`) runs the same equations
+(:func:`izhikevich_euler`) and the same table.
 """
 import math
 
@@ -43,7 +47,8 @@ from bidl_train.registry import MODELS
 from .base import BaseNeuron
 from .surrogate import build_surrogate
 
-__all__ = ['Izhikevich', 'IZHIKEVICH_PRESETS']
+__all__ = ['Izhikevich', 'IZHIKEVICH_PRESETS', 'IZHIKEVICH_SHORT_NAMES',
+           'izhikevich_euler']
 
 #: ``name: (a, b, c, d)`` from Izhikevich (2003), Fig. 2.
 IZHIKEVICH_PRESETS = {
@@ -52,10 +57,25 @@ IZHIKEVICH_PRESETS = {
     'chattering': (0.02, 0.2, -50.0, 2.0),
     'fast_spiking': (0.1, 0.2, -65.0, 2.0),
     'low_threshold_spiking': (0.02, 0.25, -65.0, 2.0),
+    'thalamo_cortical': (0.02, 0.25, -65.0, 0.05),
+    'resonator': (0.1, 0.26, -65.0, 2.0),
 }
-_SHORT_NAMES = {'RS': 'regular_spiking', 'IB': 'intrinsically_bursting',
-                'CH': 'chattering', 'FS': 'fast_spiking',
-                'LTS': 'low_threshold_spiking'}
+#: the paper's abbreviations
+IZHIKEVICH_SHORT_NAMES = {
+    'RS': 'regular_spiking', 'IB': 'intrinsically_bursting',
+    'CH': 'chattering', 'FS': 'fast_spiking', 'LTS': 'low_threshold_spiking',
+    'TC': 'thalamo_cortical', 'RZ': 'resonator'}
+
+
+def izhikevich_euler(v, u, current, a, b, dt):
+    """Steps 1-2 of the module docstring: ``(v', u')`` from the old state.
+
+    The one place the sub-threshold equations are written; the trainable
+    neuron and the simulator's population both call it.
+    """
+    v_new = v + dt * (0.04 * v * v + 5.0 * v + 140.0 - u + current)
+    u_new = u + dt * a * (b * v - u)
+    return v_new, u_new
 
 
 def _finite(owner, name, value):
@@ -72,7 +92,7 @@ class Izhikevich(BaseNeuron):
 
     Args:
         preset (str): one of :data:`IZHIKEVICH_PRESETS` (or RS, IB, CH, FS,
-            LTS). Default ``'regular_spiking'``.
+            LTS, TC, RZ). Default ``'regular_spiking'``.
         a, b, c, d (float | Tensor | None): override the preset's value.
             ``a > 0`` (recovery rate), ``d >= 0`` (after-spike jump of u),
             ``c < v_peak`` (reset potential).
@@ -94,11 +114,12 @@ class Izhikevich(BaseNeuron):
                  param_shape='layer', learnable=(), name=None):
         super().__init__(feature_shape, param_shape, learnable, name)
         label = self._label
-        key = _SHORT_NAMES.get(preset, preset)
+        key = IZHIKEVICH_SHORT_NAMES.get(preset, preset)
         if key not in IZHIKEVICH_PRESETS:
             raise ConfigError(
                 f'{label}: preset must be one of '
-                f'{sorted(IZHIKEVICH_PRESETS)} or {sorted(_SHORT_NAMES)}, '
+                f'{sorted(IZHIKEVICH_PRESETS)} or '
+                f'{sorted(IZHIKEVICH_SHORT_NAMES)}, '
                 f'got {preset!r}')
         self.preset = key
         self.dt = _finite(label, 'dt', dt)
@@ -136,10 +157,8 @@ class Izhikevich(BaseNeuron):
         """One Euler step; ``state = {'v': v_{t-1}, 'u': u_{t-1}}``."""
         if state is None:
             state = self.init_state(x_t)
-        v, u = state['v'], state['u']
-        dv = 0.04 * v * v + 5.0 * v + 140.0 - u + x_t
-        v_new = v + self.dt * dv
-        u_new = u + self.dt * self.a * (self.b * v - u)
+        v_new, u_new = izhikevich_euler(state['v'], state['u'], x_t, self.a,
+                                        self.b, self.dt)
         over = v_new - self.v_peak
         # the surrogate fires on over > 0; the paper's rule is v >= v_peak
         s = self.surrogate(over) + (over == 0).to(over.dtype)

@@ -25,6 +25,9 @@ from abc import ABC, abstractmethod
 import torch
 
 from bidl_train.errors import ConfigError
+from bidl_train.neurons.izhikevich import (IZHIKEVICH_PRESETS,
+                                           IZHIKEVICH_SHORT_NAMES,
+                                           izhikevich_euler)
 
 
 def _check_params(name, given, allowed):
@@ -109,16 +112,10 @@ class LIF(NeuronModel):
         return dict(v=v_new, ref=ref), spikes
 
 
-#: Izhikevich (2003) parameter sets (a, b, c, d).
-IZHIKEVICH_REGIMES = {
-    'RS': (0.02, 0.2, -65.0, 8.0),    # regular spiking (adapting)
-    'IB': (0.02, 0.2, -55.0, 4.0),    # intrinsically bursting
-    'CH': (0.02, 0.2, -50.0, 2.0),    # chattering (fast rhythmic bursts)
-    'FS': (0.1, 0.2, -65.0, 2.0),     # fast spiking (no adaptation)
-    'LTS': (0.02, 0.25, -65.0, 2.0),  # low-threshold spiking
-    'TC': (0.02, 0.25, -65.0, 0.05),  # thalamo-cortical
-    'RZ': (0.1, 0.26, -65.0, 2.0),    # resonator
-}
+#: Izhikevich (2003) parameter sets ``(a, b, c, d)`` by the paper's abbreviation (RS, IB, CH, FS, LTS, TC, RZ):
+#: the trainable neuron's table, :data:`~bidl_train.neurons.IZHIKEVICH_PRESETS`
+IZHIKEVICH_REGIMES = {short: IZHIKEVICH_PRESETS[name]
+                      for short, name in IZHIKEVICH_SHORT_NAMES.items()}
 
 
 class Izhikevich(NeuronModel):
@@ -192,10 +189,7 @@ class Izhikevich(NeuronModel):
         v, u = state['v'], state['u']
         a, b, c, d = state['_a'], state['_b'], state['_c'], state['_d']
         current = self._input(inputs, 'soma', v)
-        dv = 0.04 * v * v + 5.0 * v + 140.0 - u + current
-        du = a * (b * v - u)
-        v = v + dt * dv
-        u = u + dt * du
+        v, u = izhikevich_euler(v, u, current, a, b, dt)
         spikes = v >= self.v_peak
         v = torch.where(spikes, c.expand_as(v), v)
         u = torch.where(spikes, u + d, u)

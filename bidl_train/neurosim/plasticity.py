@@ -15,12 +15,18 @@ Each synapse ``i -> j`` of a projection with ``plasticity=dict(type='STDP',
 The pre spike counts when it is emitted (axonal delays are not part of
 the pairing). Across the trials of a batch the update is averaged: the
 trials share one weight matrix.
+
+This is the training stack's rule, :class:`bidl_train.learning.rules.STDP`
+(additive, ``lr = 1``, ``a_plus = A_plus``, ``a_minus = A_minus``, trace
+decays ``exp(-dt / tau)``), run on a projection's ``[pre, post]`` weight
+with the parameters in physical units (ms) that a simulation config uses.
 """
 import math
 
 import torch
 
 from bidl_train.errors import ConfigError
+from bidl_train.learning.rules import STDP as TraceSTDP
 
 
 class STDP:
@@ -39,25 +45,36 @@ class STDP:
             setattr(self, key, float(value))
         if self.w_min > self.w_max:
             raise ConfigError('STDP: w_min must be <= w_max')
+        for key in ('tau_plus', 'tau_minus'):
+            if not getattr(self, key) > 0:
+                raise ConfigError(f'STDP: {key} must be > 0 ms')
+        self._rules = {}  # one trace rule per step length dt
+
+    def _rule(self, dt):
+        if dt not in self._rules:
+            self._rules[dt] = TraceSTDP(
+                lr=1.0, a_plus=self.A_plus, a_minus=self.A_minus,
+                pre_decay=math.exp(-dt / self.tau_plus),
+                post_decay=math.exp(-dt / self.tau_minus))
+        return self._rules[dt]
 
     def init_state(self, batch, n_pre, n_post, device):
+        # the trace rule's layout: [trials, positions (1 here), neurons]
         return dict(
-            x=torch.zeros(batch, n_pre, dtype=torch.float64, device=device),
-            y=torch.zeros(batch, n_post, dtype=torch.float64, device=device))
+            pre_trace=torch.zeros(batch, 1, n_pre, dtype=torch.float64,
+                                  device=device),
+            post_trace=torch.zeros(batch, 1, n_post, dtype=torch.float64,
+                                   device=device))
 
     def update(self, projection, state, pre_spikes, post_spikes, dt):
         """Apply one step of STDP to ``projection.weight`` in place."""
-        pre = pre_spikes.to(torch.float64)
-        post = post_spikes.to(torch.float64)
-        state['x'] = state['x'] * math.exp(-dt / self.tau_plus) + pre
-        state['y'] = state['y'] * math.exp(-dt / self.tau_minus) + post
-        batch = pre.shape[0]
-        # potentiation uses x including a simultaneous pre spike (dt = 0
-        # counts as causal); depression uses y before this step's post spike
-        ltp = state['x'].transpose(0, 1) @ post / batch
-        ltd = pre.transpose(0, 1) @ (state['y'] - post) / batch
-        w = projection.weight + self.A_plus * ltp - self.A_minus * ltd
-        w = w.clamp(self.w_min, self.w_max)
+        pre = pre_spikes.to(torch.float64).unsqueeze(1)
+        post = post_spikes.to(torch.float64).unsqueeze(1)
+        # the rule's weight is [post, pre]; a projection's is [pre, post]
+        dw, new_state = self._rule(dt).delta(pre, post,
+                                             projection.weight.t(), state)
+        state.update(new_state)
+        w = (projection.weight + dw.t()).clamp(self.w_min, self.w_max)
         projection.weight = torch.where(projection.mask, w,
                                         torch.zeros_like(w))
 
