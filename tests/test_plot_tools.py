@@ -163,3 +163,112 @@ def test_compare_runs_one_colour_per_run_in_every_panel(tmp_path):
     assert len({next(iter(c)) for c in colours.values()}) == 3
     # the accuracy panel draws b and c only, still in their loss colours
     assert [line.get_label() for line in panels[1].get_lines()] == ['b', 'c']
+
+
+def _spread_events(width, height, n=400, seed=0):
+    """Events whose coordinates reach exactly (width - 1, height - 1)."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, width, n)
+    y = rng.integers(0, height, n)
+    x[0], y[0] = width - 1, height - 1
+    return make_events(np.arange(n) * 10, x, y, rng.integers(0, 2, n))
+
+
+def test_plot_events_sensor_from_the_aedat_header(tmp_path, capsys):
+    """A DVS128 recording whose events reach only 113x111 is drawn on the
+    128x128 sensor its header names, not on 113x111."""
+    from bidl_train.datasets.io import write_aedat31
+    path = tmp_path / 'user01.aedat'
+    write_aedat31(path, _spread_events(113, 111))  # header: Source DVS128
+    tool = load_tool('plot_events')
+    tool.main([str(path), '--T', '2', '--out-dir', str(tmp_path)])
+    assert 'sensor 128x128 (W x H): the file header names a DVS128' in \
+        capsys.readouterr().out
+    with Image.open(tmp_path / 'user01.gif') as gif:
+        assert gif.size == (256, 256)  # 128 x 128 upscaled twice
+
+
+def test_plot_events_sensor_from_format_and_fallback(tmp_path, capsys):
+    from bidl_train.datasets.io import write_nmnist_bin
+    tool = load_tool('plot_events')
+    write_nmnist_bin(tmp_path / 'digit.bin', _spread_events(30, 31))
+    tool.main([str(tmp_path / 'digit.bin'), '--T', '2', '--no-gif',
+               '--out-dir', str(tmp_path)])
+    assert 'sensor 34x34 (W x H): the N-MNIST .bin sensor' in \
+        capsys.readouterr().out
+    np.save(tmp_path / 'plain.npy', _spread_events(30, 31))
+    tool.main([str(tmp_path / 'plain.npy'), '--T', '2', '--no-gif',
+               '--out-dir', str(tmp_path)])
+    out = capsys.readouterr().out
+    assert 'sensor 30x31 (W x H): guessed from the largest event ' \
+        'coordinates' in out
+
+
+def test_plot_events_header_too_small_for_the_events_is_enlarged(
+        tmp_path, capsys):
+    from bidl_train.datasets.io import write_aedat31
+    path = tmp_path / 'remapped.aedat'
+    write_aedat31(path, _spread_events(200, 100))  # names a DVS128
+    tool = load_tool('plot_events')
+    tool.main([str(path), '--T', '2', '--no-gif', '--out-dir',
+               str(tmp_path)])
+    out = capsys.readouterr().out
+    assert 'sensor 200x128 (W x H)' in out and 'enlarged' in out
+
+
+def test_aedat4_header_geometry(tmp_path):
+    """AEDAT 4 keeps sizeX/sizeY in the info XML of its IO header."""
+    xml = (b'<node name="outInfo"><node name="0"><node name="info">'
+           b'<attr key="sizeX" type="int">346</attr>'
+           b'<attr key="sizeY" type="int">260</attr>'
+           b'<attr key="source" type="string">DVXplorer_1</attr>'
+           b'</node></node></node>')
+    path = tmp_path / 'rec.aedat4'
+    path.write_bytes(b'#!AER-DAT4.0\r\n' + len(xml).to_bytes(4, 'little') +
+                     xml + b'\x00' * 64)
+    tool = load_tool('plot_events')
+    assert tool.known_sensor_size(str(path), None, (10, 10)) == (
+        (260, 346), 'from the file header (sizeX/sizeY)')
+    assert tool.header_geometry(b'#sizeX: 640\r\n#sizeY: 480') == (480, 640)
+    assert tool.header_geometry(b'#Source 1: DVS128') is None
+
+
+def test_plot_events_sensor_size_is_width_then_height(event_file, tmp_path,
+                                                       capsys):
+    tool = load_tool('plot_events')
+    tool.main([event_file, '--T', '2', '--sensor-size', '8', '6',
+               '--name', 'wide', '--out-dir', str(tmp_path)])
+    assert 'sensor 8x6 (W x H): from --sensor-size' in \
+        capsys.readouterr().out
+    with Image.open(tmp_path / 'wide.gif') as gif:
+        assert gif.size == (8 * 43, 6 * 43)  # short side 6 -> 43x to 256
+    with pytest.raises(SystemExit) as exit_info:
+        tool.main([event_file, '--sensor-size', '3', '8', '--out-dir',
+                   str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert '--sensor-size 3 8' in err and 'pass at least 4 4' in err
+
+
+def test_frames_grid_title_clear_of_the_frames_at_T60(event_file):
+    """The suptitle of a 60-frame grid (8 rows) overlaps no frame or frame
+    title, and stays inside the figure; the frames do not overlap."""
+    tool = load_tool('plot_events')
+    from bidl_train.visualization.events import frames_grid_figure
+    args = tool.parse_args([event_file, '--T', '60', '--split-by', 'time'])
+    frames, title = tool.frames_from_file(args)
+    assert frames.shape[0] == 60
+    for shown in (frames, frames[:1]):  # 8 rows; 1 frame: a narrow figure
+        fig = frames_grid_figure(shown, title, cols=8)
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        heading = fig._suptitle.get_window_extent(renderer)
+        boxes = [ax.get_tightbbox(renderer) for ax in fig.axes
+                 if ax.get_visible()]
+        assert len(boxes) == shown.shape[0]
+        assert not any(box.overlaps(heading) for box in boxes)
+        assert all(heading.y0 > box.y1 for box in boxes)
+        assert fig.bbox.x0 <= heading.x0 and heading.x1 <= fig.bbox.x1
+        assert heading.y1 <= fig.bbox.y1
+        for i, box in enumerate(boxes):
+            assert not any(box.overlaps(other) for other in boxes[i + 1:])

@@ -9,6 +9,8 @@ A frame tensor ``[T, C, H, W]`` becomes ``T`` RGB images:
 * ``C == 1``: grey levels (depth slices of a volume);
 * ``C == 3``: colour (video), rescaled to the clip's range.
 """
+import textwrap
+
 import numpy as np
 from PIL import Image
 
@@ -17,6 +19,8 @@ from bidl_train.errors import DataError
 from .figures import new_figure
 
 __all__ = ['frames_grid_figure', 'frames_to_rgb', 'save_gif']
+
+TITLE_FONTSIZE = 10
 
 
 def _unit(values, low, high):
@@ -57,7 +61,12 @@ def frames_grid_figure(frames, title=None, cols=8, step_labels=None):
     steps = rgb.shape[0]
     cols = max(1, min(cols, steps))
     rows = -(-steps // cols)
-    fig = new_figure(1.8 * cols, 1.9 * rows + (0.5 if title else 0.1))
+    width = max(1.8 * cols, 3.0)
+    title = _wrap(title, width, TITLE_FONTSIZE) if title else ''
+    title_height = 0.25 * (title.count('\n') + 1) if title else 0.0
+    # constrained layout reserves the suptitle's height above the first row
+    fig = new_figure(width, 1.9 * rows + 0.1 + title_height,
+                     layout='constrained')
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for t, ax in enumerate(axes):
         ax.set_xticks([])
@@ -69,9 +78,17 @@ def frames_grid_figure(frames, title=None, cols=8, step_labels=None):
         label = step_labels[t] if step_labels else f't = {t}'
         ax.set_title(label, fontsize=8)
     if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+        fig.suptitle(title, fontsize=TITLE_FONTSIZE)
     return fig
+
+
+def _wrap(text, width_inches, fontsize):
+    """Break ``text`` into lines that fit ``width_inches`` (a character is
+    at most about 0.7 em wide): a few frames make a narrow figure, and a long
+    title would run off both sides."""
+    chars = max(12, int(width_inches * 72 / (0.7 * fontsize)))
+    return textwrap.fill(text, chars, break_long_words=False,
+                         break_on_hyphens=False)
 
 
 def save_gif(frames, path, fps=4, min_size=256):

@@ -21,9 +21,15 @@ __all__ = [
 ]
 
 
-def new_figure(width, height, dpi=100):
-    """A figure attached to an Agg canvas."""
-    fig = Figure(figsize=(width, height), dpi=dpi)
+def new_figure(width, height, dpi=100, layout=None):
+    """A figure attached to an Agg canvas.
+
+    ``layout='constrained'`` lets matplotlib place the axes at every draw
+    with room reserved for the suptitle, axis titles and labels (use it
+    instead of ``tight_layout``, which can let a suptitle overlap the first
+    row of a tall grid).
+    """
+    fig = Figure(figsize=(width, height), dpi=dpi, layout=layout)
     FigureCanvasAgg(fig)
     return fig
 
