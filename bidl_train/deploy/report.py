@@ -118,12 +118,54 @@ def _spike_lines(ver):
     return [line]
 
 
+def _tie_lines(ver):
+    """How many spikes sat on a threshold tie and were synchronised, and
+    where (layer, step, margin |u - theta|)."""
+    ties = ver.get('ties_synchronised')
+    if not ties:
+        return []
+    if not ties['synchronised']:
+        return ['    threshold ties synchronised: 0']
+    where = {}
+    for event in ties['events']:  # both forms meet the same tie: once
+        key = (event['layer'], event['step'])
+        count, margin = where.get(key, (0, 0.0))
+        where[key] = (max(count, event['count']),
+                      max(margin, event['margin']))
+    listed = ', '.join(f'{layer} step {step} ({count}x, margin '
+                       f'{_fmt(margin)})' for (layer, step), (count, margin)
+                       in where.items())
+    if ties['events_not_listed']:
+        listed += f" and {ties['events_not_listed']} more"
+    return [f"    threshold ties synchronised: {ties['synchronised']} "
+            f"spike(s) where PyTorch's membrane lay within "
+            f"{_fmt(ties['rel_tolerance'])} x max(1, |theta|, |u|) of the "
+            f'threshold took the deployed spike: {listed}']
+
+
+def _failure_line(failure, ver):
+    """``FAILED <check>: <value> (limit <limit>)``, and for a spike check
+    how many spikes differ away from a threshold tie."""
+    line = (f"  FAILED {failure['check']}: {_fmt(failure['value'])} (limit "
+            f"{_fmt(failure['limit'])})")
+    check = failure['check']
+    run = ver.get('without_labels', {}) if check.startswith(
+        'without labels: ') else ver
+    if 'spikes.' in check:
+        layer = check[check.index('spikes.') + len('spikes.'):]
+        found = run.get('spike_mismatches', {}).get(layer)
+        if found:
+            line += (f": {found['count']} spike(s) differ away from a "
+                     f"threshold tie, first at step {found['first_step']}, "
+                     f"closest |u - theta| {_fmt(found['closest'])}")
+    return line
+
+
 def _check_lines(ver):
     """Which check failed and by how much, the warnings about what the
     verification could not show, and the threshold ties that explain a
     flipped spike."""
-    lines = [f"  FAILED {f['check']}: {_fmt(f['value'])} (limit "
-             f"{_fmt(f['limit'])})" for f in ver.get('failed_checks', [])]
+    lines = [_failure_line(f, ver) for f in ver.get('failed_checks', [])]
     lines += [f'  WARNING: {text}' for text in ver.get('warnings', [])]
     ties = ver.get('threshold_ties')
     if ties:
@@ -187,9 +229,12 @@ def format_summary(report):
         lines.append(f"  verified on {ver['samples']} samples x "
                      f"{ver['steps']} steps:")
         for name, diff in ver['max_abs_diff'].items():
+            if name.startswith('spikes.') and not diff:
+                continue  # equal spikes: said by the agreement line
             lines.append(f'    max |deployed - pytorch| {name}: '
                          f'{_fmt(diff)}')
         lines += _spike_lines(ver)
+        lines += _tie_lines(ver)
         top1 = ver['top1']
         line = f"    top-1 agreement: {top1['agreement']:.3f}"
         if 'deployed_accuracy' in top1:
