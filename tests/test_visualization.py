@@ -375,3 +375,109 @@ def test_membrane_replay_of_a_plastic_layer_names_nested_states():
     # u = 0.4 (v = 0.12), u = 0.52 fires (v = 0), u = 0.4 (v = 0.12)
     np.testing.assert_allclose(trace[v[0]][:, 0, 0].numpy(),
                                [0.12, 0.0, 0.12], atol=1e-6)
+
+
+# ---------------------------------------------------------------------------
+# which neurons a raster shows; the threshold on membrane histograms
+# ---------------------------------------------------------------------------
+def test_layer_raster_says_which_neurons():
+    from bidl_train.visualization.spikes import layer_raster
+    spikes = torch.zeros(3, 1, 16, 16, 16)  # 4096 neurons per sample
+    spikes.view(3, 1, -1)[:, 0, 65] = 1  # neuron 65 = the 2nd kept row
+    layer = layer_raster(spikes, max_neurons=64)
+    # linspace(0, 4095, 64) = 0, 65, 130, ..., 4095 exactly
+    np.testing.assert_array_equal(layer.indices, np.arange(0, 4096, 65))
+    assert layer.grid[1].all() and not layer.grid[0].any()
+    assert layer.describe() == ('64 of 4096 (16x16x16) neurons, evenly '
+                                'spaced: 0, 65, 130, ..., 4095')
+    assert layer_raster(hand_spikes()).describe() == 'neurons 0-2 (all 3)'
+
+
+def test_raster_figure_names_layer_and_neuron_indices():
+    from bidl_train.visualization.spikes import layer_raster
+    spikes = torch.zeros(4, 1, 4096)
+    fig = figures.raster_figure({
+        'backbone.lif1': layer_raster(spikes, max_neurons=64),
+        'head.lif': raster(hand_spikes()),  # a bare grid: every neuron
+    })
+    first, second = fig.axes
+    assert first.get_title(loc='left').startswith(
+        'backbone.lif1: 64 of 4096 neurons, evenly spaced: 0, 65, 130')
+    assert second.get_title(loc='left').startswith(
+        'head.lif: neurons 0-2 (all 3)')
+    fig.canvas.draw()
+    ticks = [t.get_text() for t in first.get_yticklabels()]
+    # y ticks are neuron indices, not row numbers: the last row is 4095
+    assert ticks[0] == '0' and ticks[-1] == '4095'
+    assert first.get_ylabel() == 'neuron index'
+
+
+def test_firing_threshold_is_read_from_the_neuron():
+    from bidl_train.neurons import ALIF, Izhikevich
+    from bidl_train.visualization.recording import firing_threshold
+    lif = firing_threshold(LIF(theta=0.7))
+    assert (lif.low, lif.high, lif.name) == (pytest.approx(0.7),
+                                             pytest.approx(0.7), 'theta')
+    assert lif.label() == 'theta = 0.7'
+    assert 'adapts' in firing_threshold(ALIF(theta=0.3)).label()
+    assert firing_threshold(Izhikevich()).low == 30.0
+    per_channel = LIF(theta=torch.tensor([0.2, 0.6]), feature_shape=(2, ),
+                      param_shape='channel')
+    band = firing_threshold(per_channel)
+    assert (band.low, band.high) == (pytest.approx(0.2), pytest.approx(0.6))
+    assert not band.uniform
+
+
+def test_membrane_thresholds_of_a_plastic_layer():
+    from bidl_train.learning import PlasticFcLif
+    from bidl_train.visualization.recording import membrane_thresholds
+    layer = PlasticFcLif(3, 2, neuron=dict(type='LIF', theta=0.8))
+    found = membrane_thresholds(layer, ['neuron.v', 'local.w', 'v'])
+    assert list(found) == ['neuron.v']  # the layer itself has no theta
+    assert found['neuron.v'].low == pytest.approx(0.8)
+
+
+def test_membrane_histogram_has_a_line_at_theta():
+    from bidl_train.visualization.recording import membrane_thresholds
+    model = torch.nn.Sequential(LIF(theta=0.45))
+    with record_activity(model, keep_inputs=True) as records:
+        model(lif_input())
+    trace = membrane_trace(records['0'].module, records['0'].input)
+    thresholds = {f'0/{k}': v for k, v in membrane_thresholds(
+        records['0'].module, trace).items()}
+    assert list(thresholds) == ['0/v']
+    fig = figures.histograms_figure(
+        {'0/v': trace['v'].flatten().numpy()}, thresholds=thresholds)
+    ax = fig.axes[0]
+    at_theta = [line for line in ax.get_lines()
+                if np.allclose(line.get_xdata(), 0.45)]
+    assert len(at_theta) == 1
+    assert at_theta[0].get_label() == 'theta = 0.45'
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == \
+        ['theta = 0.45']
+    # an entry without a threshold gets no line
+    plain = figures.histograms_figure({'x': np.arange(5)}, thresholds={})
+    assert not plain.axes[0].get_lines()
+
+
+def test_observe_batch_keeps_each_layers_threshold():
+    from bidl_train.visualization.observe import observe_batch
+
+    class Tiny(torch.nn.Module):
+        """The two calls observe_batch makes of a bidl-train model."""
+
+        def __init__(self):
+            super().__init__()
+            self.first = LIF(theta=0.45)
+            self.second = LIF(theta=0.2)
+
+        def data_preprocessor(self, batch, training):
+            return batch
+
+        def forward(self, inputs, data_samples=None, mode='tensor'):
+            return self.second(self.first(inputs)).mean(0)
+
+    seen = observe_batch(Tiny(), dict(inputs=lif_input()), membrane=True)
+    assert sorted(seen.thresholds) == ['first/v', 'second/v']
+    assert seen.thresholds['first/v'].low == pytest.approx(0.45)
+    assert seen.thresholds['second/v'].low == pytest.approx(0.2)

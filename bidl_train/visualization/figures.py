@@ -14,6 +14,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .spikes import LayerRaster
+
 __all__ = [
     'confusion_figure', 'firing_rates_figure', 'histograms_figure',
     'new_figure', 'per_class_figure', 'raster_figure',
@@ -54,28 +56,35 @@ def raster_figure(rasters, title=None):
     """Spike raster per layer, stacked vertically.
 
     Args:
-        rasters (dict[str, ndarray]): ``{layer: bool [neurons, T]}`` as from
-            :func:`bidl_train.visualization.spikes.raster`.
+        rasters (dict[str, LayerRaster | ndarray]): ``{layer: raster}`` as
+            from :func:`bidl_train.visualization.spikes.layer_raster` (or
+            a bare ``bool [neurons, T]`` grid, taken as every neuron).
         title (str, optional): figure title.
 
-    Every spike is a black cell at (step, neuron).
+    Every spike is a black cell at (step, neuron). Each panel's title says
+    the layer and which of its neurons are shown; the y ticks are their
+    neuron indices.
     """
     if not rasters:
         raise ValueError('raster_figure needs at least one layer')
-    heights = [max(1.0, min(3.0, grid.shape[0] / 40)) for grid in
+    rasters = {name: _as_layer_raster(r) for name, r in rasters.items()}
+    heights = [max(1.0, min(3.0, r.grid.shape[0] / 40)) for r in
                rasters.values()]
     fig = new_figure(8, sum(heights) + 1.0)
     axes = fig.subplots(len(rasters), 1, squeeze=False,
                         gridspec_kw=dict(height_ratios=heights))[:, 0]
-    for ax, (name, grid) in zip(axes, rasters.items()):
+    for ax, (name, layer) in zip(axes, rasters.items()):
+        grid = layer.grid
         neurons, steps = grid.shape
         ax.imshow(grid.astype(np.float32), aspect='auto', cmap='Greys',
                   vmin=0, vmax=1, interpolation='nearest',
                   extent=(-0.5, steps - 0.5, neurons - 0.5, -0.5))
         rate = grid.mean() if grid.size else 0.0
-        ax.set_ylabel('neuron', fontsize=8)
-        ax.set_title(f'{name}  ({neurons} neurons shown, their rate '
-                     f'{rate:.3f})',
+        rows = _tick_rows(neurons)
+        ax.set_yticks(rows)
+        ax.set_yticklabels([str(int(layer.indices[r])) for r in rows])
+        ax.set_ylabel('neuron index', fontsize=8)
+        ax.set_title(f'{name}: {layer.describe()}; their rate {rate:.3f}',
                      fontsize=9, loc='left')
         ax.tick_params(labelsize=7)
     axes[-1].set_xlabel('time step')
@@ -83,6 +92,21 @@ def raster_figure(rasters, title=None):
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def _as_layer_raster(raster):
+    if isinstance(raster, LayerRaster):
+        return raster
+    grid = np.asarray(raster, dtype=bool)
+    return LayerRaster(grid=grid, indices=np.arange(grid.shape[0]),
+                       total=grid.shape[0])
+
+
+def _tick_rows(rows, most=6):
+    """Up to ``most`` evenly spaced rows, the first and last included."""
+    if rows <= most:
+        return list(range(rows))
+    return sorted({int(round(r)) for r in np.linspace(0, rows - 1, most)})
 
 
 def rates_over_time_figure(rates, title=None):
@@ -184,10 +208,17 @@ def per_class_figure(per_class, class_names=None, title=None):
     return fig
 
 
-def histograms_figure(values, bins=50, xlabel='value', title=None):
-    """One histogram per entry of ``values`` (``{name: 1-D array}``)."""
+def histograms_figure(values, bins=50, xlabel='value', title=None,
+                      thresholds=None):
+    """One histogram per entry of ``values`` (``{name: 1-D array}``).
+
+    ``thresholds`` (``{name: Threshold}``, as in ``Observation.thresholds``)
+    adds a labelled vertical line at the firing threshold of that entry (a
+    shaded band between two lines when the threshold differs per neuron).
+    """
     if not values:
         raise ValueError('histograms_figure needs at least one entry')
+    thresholds = thresholds or {}
     count = len(values)
     cols = min(3, count)
     rows = math.ceil(count / cols)
@@ -200,12 +231,25 @@ def histograms_figure(values, bins=50, xlabel='value', title=None):
                      fontsize=8)
         ax.set_xlabel(xlabel, fontsize=8)
         ax.tick_params(labelsize=7)
+        if name in thresholds:
+            _threshold_line(ax, thresholds[name])
     for ax in axes[count:]:
         ax.set_visible(False)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def _threshold_line(ax, threshold):
+    """A dashed red line at the threshold (a band for a per-neuron one)."""
+    style = dict(color='tab:red', linestyle='--', linewidth=1.2)
+    ax.axvline(threshold.low, label=threshold.label(), **style)
+    if not threshold.uniform:
+        ax.axvline(threshold.high, **style)
+        ax.axvspan(threshold.low, threshold.high, color='tab:red',
+                   alpha=0.15)
+    ax.legend(fontsize=7, loc='best')
 
 
 def firing_rates_figure(rates, title=None):

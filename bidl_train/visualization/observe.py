@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .recording import membrane_trace, record_activity
-from .spikes import raster, rate_over_time
+from .recording import membrane_thresholds, membrane_trace, record_activity
+from .spikes import layer_raster, rate_over_time
 
 __all__ = ['Observation', 'observe_batch', 'slice_batch']
 
@@ -20,10 +20,13 @@ class Observation:
     logits: torch.Tensor  # [b, classes] for the kept samples
     spikes: dict  # {layer: Tensor[T, b, ...]}
     membranes: dict = field(default_factory=dict)  # {layer: {state: [T,b,..]}}
+    # {'<layer>/<state>': Threshold} of the potential states in membranes
+    thresholds: dict = field(default_factory=dict)
 
     def rasters(self, sample=0, max_neurons=None):
-        """``{layer: bool [neurons, T]}`` of one kept sample."""
-        return {name: raster(out, sample, max_neurons)
+        """``{layer: LayerRaster}`` of one kept sample (the grid and which
+        neurons its rows are)."""
+        return {name: layer_raster(out, sample, max_neurons)
                 for name, out in self.spikes.items()}
 
     def rates_over_time(self, sample=0):
@@ -68,13 +71,16 @@ def observe_batch(model, data_batch, samples=None, membrane=False):
                            mode='tensor')
         if samples is not None:
             logits = logits[list(samples)]
-        membranes = {}
+        membranes, thresholds = {}, {}
         if membrane:
             for name, record in records.items():
                 membranes[name] = membrane_trace(record.module, record.input)
+                for state, value in membrane_thresholds(
+                        record.module, membranes[name]).items():
+                    thresholds[f'{name}/{state}'] = value
         return Observation(
             logits=logits.detach().float().cpu(),
             spikes={name: r.output for name, r in records.items()},
-            membranes=membranes)
+            membranes=membranes, thresholds=thresholds)
     finally:
         model.train(was_training)

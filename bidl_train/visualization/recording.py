@@ -29,9 +29,12 @@ from bidl_train.utils.state import flatten_state
 from .spikes import layer_spike_stats, merge_stats
 
 __all__ = [
-    'NeuronActivity', 'membrane_trace', 'observe_spike_stats',
-    'record_activity'
+    'NeuronActivity', 'Threshold', 'firing_threshold', 'membrane_thresholds',
+    'membrane_trace', 'observe_spike_stats', 'record_activity'
 ]
+
+# the state holding the membrane potential, in every neuron of the library
+POTENTIAL = 'v'
 
 
 def _output_tensor(output):
@@ -129,3 +132,68 @@ def membrane_trace(neuron, x_seq):
         return {key: torch.stack(values, 0) for key, values in trace.items()}
     finally:
         neuron.train(was_training)
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A layer's firing threshold: ``low == high`` when one value holds for
+    every neuron, else the range of its per-channel/per-neuron values."""
+    low: float
+    high: float
+    name: str = 'threshold'  # 'theta', 'v_theta', 'v_peak'
+    note: str = ''  # e.g. ALIF: its baseline, the threshold adapts
+
+    @property
+    def uniform(self):
+        return self.low == self.high
+
+    def label(self):
+        value = (f'{self.low:.3g}' if self.uniform else
+                 f'{self.low:.3g} to {self.high:.3g} (per neuron)')
+        return f'{self.name} = {value}' + (f' {self.note}' if self.note
+                                           else '')
+
+
+def firing_threshold(neuron):
+    """The :class:`Threshold` a neuron module fires at, or None.
+
+    Read from the module: LIFPlus's ``threshold()`` (``theta``, or
+    ``v_theta`` with EXI/QDI initiation), the ``theta`` of the LIF family
+    (for ALIF its baseline: the threshold rises with every spike), or
+    Izhikevich's ``v_peak``.
+    """
+    if callable(getattr(neuron, 'threshold', None)):
+        value = neuron.threshold()
+        name = 'theta' if getattr(neuron, 'spike_init', None) is None \
+            else 'v_theta'
+    elif getattr(neuron, 'theta', None) is not None:
+        value, name = neuron.theta, 'theta'
+    elif getattr(neuron, 'v_peak', None) is not None:
+        value, name = neuron.v_peak, 'v_peak'
+    else:
+        return None
+    values = torch.as_tensor(value).detach().float()
+    note = '(baseline; adapts)' if hasattr(neuron, 'beta_a') else ''
+    return Threshold(low=float(values.min()), high=float(values.max()),
+                     name=name, note=note)
+
+
+def membrane_thresholds(module, states):
+    """``{state name: Threshold}`` for the potential states of ``states``.
+
+    ``states`` are the names :func:`membrane_trace` returns; a nested name
+    (``'neuron.v'`` of a plastic layer) is looked up on the submodule that
+    holds it.
+    """
+    found = {}
+    for state in states:
+        *path, leaf = state.split('.')
+        if leaf != POTENTIAL:
+            continue
+        owner = module
+        for part in path:
+            owner = getattr(owner, part, None)
+        threshold = firing_threshold(owner) if owner is not None else None
+        if threshold is not None:
+            found[state] = threshold
+    return found

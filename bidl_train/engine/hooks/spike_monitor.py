@@ -232,8 +232,8 @@ class SpikeMonitorHook(Hook):
                         writer.add_histogram(f'membrane/{tag}', data, step,
                                              bins=self.histogram_bins)
             vis.add_image('membrane_histogram', to_rgb(histograms_figure(
-                values, self.histogram_bins, 'membrane state', title)),
-                step=step)
+                values, self.histogram_bins, 'membrane state', title,
+                thresholds=seen.thresholds)), step=step)
 
 
 def _backends(visualizer):
