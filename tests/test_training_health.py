@@ -14,7 +14,6 @@ from mmengine.runner import Runner
 from bidl_train.engine import build_runner
 from bidl_train.engine.hooks.training_health import TrainingHealthHook
 from bidl_train.errors import ConfigError
-from bidl_train.visualization.spikes import LayerSpikeStats
 
 from test_commands import run, tiny_config, tool
 
@@ -157,10 +156,7 @@ def _fake_runner():
 def test_warns_again_only_after_recovery_and_relapse():
     hook = TrainingHealthHook(interval=1, patience=2)
     runner, logged = _fake_runner()
-    dead = LayerSpikeStats(rate=0.0, silent=1.0, saturated=0.0, neurons=4,
-                           binary=True)
-    alive = LayerSpikeStats(rate=0.2, silent=0.0, saturated=0.0, neurons=4,
-                            binary=True)
+    dead, alive = (0.0, True), (0.2, True)  # (firing rate, spiking)
     for i, stats in enumerate([dead, dead, dead, dead, alive, dead, dead,
                                dead]):
         runner.iter = i
@@ -173,17 +169,26 @@ def test_warns_again_only_after_recovery_and_relapse():
     assert 'iteration 7' in logged[2][1]
 
 
-def test_saturated_layer(tmp_path):
+def test_saturated_layer():
     hook = TrainingHealthHook(interval=1, patience=1, saturated_rate=0.9)
     runner, logged = _fake_runner()
-    full = LayerSpikeStats(rate=0.97, silent=0.0, saturated=0.8, neurons=4,
-                           binary=True)
-    analog = LayerSpikeStats(rate=5.0, silent=0.0, saturated=float('nan'),
-                             neurons=4, binary=False)
+    full = (0.97, True)
+    analog = (1.0, False)  # a LIAF layer: every output nonzero
     hook._check_spikes(runner, {'a.neuron': full, 'b.neuron': analog}, {})
     assert warned(hook) == [('saturated', 'a.neuron')]
     assert 'raise its firing threshold' in logged[0][1]
     assert 'firing rate 0.97' in logged[0][1]
+
+
+def test_saturated_layer_in_training(tmp_path):
+    # beta=10 is added to the membrane after every leak: from the second of
+    # the 4 steps on, every neuron fires at every step (rate >= 0.75)
+    always = dict(type='LIF', alpha=0.5, theta=0.3, beta=10.0)
+    hook, scalars = train(tmp_path, model(neuron2=always), iters=3,
+                          saturated_rate=0.7)
+    assert warned(hook, 'saturated') == [('saturated', 'backbone.2.neuron')]
+    assert [s['health/saturated_layers'] for s in scalars
+            if 'health/saturated_layers' in s] == [1, 1, 1]
 
 
 @pytest.mark.parametrize('settings, key', [
