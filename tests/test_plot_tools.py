@@ -272,3 +272,17 @@ def test_frames_grid_title_clear_of_the_frames_at_T60(event_file):
         assert heading.y1 <= fig.bbox.y1
         for i, box in enumerate(boxes):
             assert not any(box.overlaps(other) for other in boxes[i + 1:])
+
+
+def test_plot_events_sensor_from_a_prophesee_header(tmp_path, capsys):
+    """The reader's header geometry (a Prophesee .dat, 640x480) wins over
+    the few coordinates the events reach."""
+    from prophesee_writers import dat_bytes  # beside this file
+    path = tmp_path / 'rec.dat'
+    path.write_bytes(dat_bytes([(10, 0, 0, 0), (20, 5, 6, 1), (30, 9, 3, 1)],
+                               640, 480))
+    tool = load_tool('plot_events')
+    tool.main([str(path), '--T', '2', '--no-gif', '--out-dir',
+               str(tmp_path)])
+    assert 'sensor 640x480 (W x H): from the file header' in \
+        capsys.readouterr().out

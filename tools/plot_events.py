@@ -2,7 +2,8 @@
 
 Examples::
 
-    # any file read_events reads (AEDAT 2/3.1/4, N-MNIST .bin, .npy/.npz)
+    # any file read_events reads (AEDAT 2/3.1/4, N-MNIST .bin, Prophesee
+    # .dat/.raw, .npy/.npz)
     python tools/plot_events.py user01_fluorescent.aedat --T 8
     # sample 3 of the validation set of a config, as the network sees it
     python tools/plot_events.py configs/demo/synthetic_gesture.py \
@@ -12,11 +13,12 @@ Writes ``<out-dir>/<name>.png`` (all frames in a grid) and, unless
 ``--no-gif``, ``<out-dir>/<name>.gif``.
 
 The sensor size of an event file comes, in this order, from ``--sensor-size
-W H``, the file's header (AEDAT 4 ``sizeX``/``sizeY``; a camera named in an
-AEDAT 2/3.1/4 header: DVS128, DAVIS128/240/346, DVXplorer (Lite)), the
-format's fixed sensor (N-MNIST ``.bin``: 34x34; AEDAT 2.0 decoded with the
-DVS128 address layout: 128x128), and only when none of these says it, from
-the largest coordinates (said so on the console).
+W H``, the file's header (Prophesee ``.dat``/``.raw`` geometry, AEDAT 4
+``sizeX``/``sizeY``; a camera named in an AEDAT 2/3.1/4 header: DVS128,
+DAVIS128/240/346, DVXplorer (Lite)), the format's fixed sensor (N-MNIST
+``.bin``: 34x34; AEDAT 2.0 decoded with the DVS128 address layout:
+128x128), and only when none of these says it, from the largest
+coordinates (said so on the console).
 """
 import argparse
 import os
@@ -87,12 +89,13 @@ def frames_from_file(args):
     from bidl_train.datasets.io import read_events
     from bidl_train.datasets.representations import events_to_frames
     from bidl_train.errors import ConfigError, DataError
-    events = read_events(args.source, format=args.format)
+    events, recorded = read_events(args.source, format=args.format,
+                                   return_sensor_size=True)
     if len(events) == 0:
         raise DataError('the file holds no events', path=args.source)
     if args.T < 1:
         raise ConfigError(f'--T must be >= 1, got {args.T}')
-    sensor, source = choose_sensor_size(args, events)
+    sensor, source = choose_sensor_size(args, events, recorded)
     print(f'sensor {sensor[1]}x{sensor[0]} (W x H): {source}')
     frames = events_to_frames(events, sensor, T=args.T,
                               split_by=args.split_by, size=args.size)
@@ -103,10 +106,11 @@ def frames_from_file(args):
     return frames, title
 
 
-def choose_sensor_size(args, events):
+def choose_sensor_size(args, events, recorded=None):
     """``((H, W), where it came from)`` for the events of ``args.source``.
 
-    ``--sensor-size`` first, then what the file or its format says, and
+    ``--sensor-size`` first, then ``recorded`` (the ``(H, W)`` the reader
+    found in the file's header), what else the file or its format says, and
     the largest coordinates only when nothing says it.
     """
     from bidl_train.errors import ConfigError
@@ -119,7 +123,10 @@ def choose_sensor_size(args, events):
                 f'events of {args.source}, which reach x={reach[1] - 1}, '
                 f'y={reach[0] - 1}; pass at least {reach[1]} {reach[0]}')
         return (height, width), 'from --sensor-size'
-    known, source = known_sensor_size(args.source, args.format, reach)
+    if recorded is not None:
+        known, source = tuple(recorded), 'from the file header'
+    else:
+        known, source = known_sensor_size(args.source, args.format, reach)
     if known is None:
         return reach, ('guessed from the largest event coordinates: the '
                        'file records no sensor size (pass --sensor-size W H '
