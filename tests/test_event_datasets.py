@@ -475,3 +475,29 @@ def test_event_mix_cutmix_and_eventmix_boxes_and_labels():
     assert plain['soft_label'].tolist() == [0, 1, 0] and plain['label'] == 1
     with pytest.raises(DataError, match='mode'):
         EventMixDataset(_Frames(shape), mode='mixup')
+
+
+def test_event_folder_takes_the_sensor_size_from_a_prophesee_header(tmp_path):
+    from prophesee_writers import dat_bytes
+    for c in ('a', 'b'):
+        (tmp_path / 'train' / c).mkdir(parents=True)
+        (tmp_path / 'train' / c / 'rec.dat').write_bytes(
+            dat_bytes([(10, 5, 7, 1), (20, 300, 200, 0)], width=320,
+                      height=240))
+    ds = DATASETS.build(dict(type='EventFolder', data_root=str(tmp_path),
+                             cache=False,
+                             representation=dict(type='EventFrames', T=1)))
+    assert ds.metainfo['sensor_size'] == (240, 320)
+    frames = ds[0]['inputs']
+    assert frames.shape == (1, 2, 240, 320)
+    assert frames[0, 1, 7, 5] == 1 and frames[0, 0, 200, 300] == 1
+
+
+def test_event_folder_without_a_recorded_size_assumes_dvs128(tmp_path):
+    (tmp_path / 'train' / 'a').mkdir(parents=True)
+    np.save(tmp_path / 'train' / 'a' / '1.npy',
+            make_events([0, 5], [1, 2], [3, 4], [1, 0]))
+    ds = DATASETS.build(dict(type='EventFolder', data_root=str(tmp_path),
+                             cache=False,
+                             representation=dict(type='EventFrames', T=1)))
+    assert ds.metainfo['sensor_size'] == (128, 128)

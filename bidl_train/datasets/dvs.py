@@ -28,7 +28,7 @@ from bidl_train.registry import DATASETS, TRANSFORMS
 from bidl_train.utils.progress import track
 
 from .cache import SampleCache
-from .io import read_events
+from .io import EVENT_EXTENSIONS, read_events, read_sensor_size
 from .paths import open_annotation, resolve_inside, scan_inside
 from .seeding import TransformRNG
 
@@ -345,18 +345,23 @@ class EventFolder(EventDataset):
     folder names unless ``classes`` is given).
 
     Args:
-        sensor_size: (H, W) of the recordings.
+        sensor_size: (H, W) of the recordings. None (default): the size the
+            first file's header records (Prophesee ``.dat``/``.raw``), else
+            128x128 (DVS128), said in the log either way.
         classes: class folder names in label order (default: sorted).
-        extensions: file endings to read.
+        extensions: file endings to read (default: every format
+            :func:`read_events` reads, :data:`EVENT_EXTENSIONS`).
         Others: see :class:`EventDataset`.
     """
 
-    def __init__(self, data_root, split='train', sensor_size=(128, 128),
-                 classes=None, extensions=('.aedat', '.aedat4', '.bin',
-                                           '.npy', '.npz'),
+    #: the size assumed when neither the config nor a file header gives one
+    DEFAULT_SENSOR_SIZE = (128, 128)
+
+    def __init__(self, data_root, split='train', sensor_size=None,
+                 classes=None, extensions=EVENT_EXTENSIONS,
                  representation=dict(type='EventFrames', T=16), pipeline=(),
                  cache=True, cache_dir=None):
-        self.sensor_size = tuple(sensor_size)
+        self.sensor_size = None if sensor_size is None else tuple(sensor_size)
         self.extensions = tuple(extensions)
         root = os.path.join(os.fspath(data_root), split)
         if classes is None:
@@ -380,7 +385,23 @@ class EventFolder(EventDataset):
         print_log(f'EventFolder ({self.split}): {len(records)} files in '
                   f'{len(self.classes)} classes under {root}',
                   logger='current')
+        if self.sensor_size is None:
+            self.sensor_size = self._header_sensor_size(records)
         return records
+
+    def _header_sensor_size(self, records):
+        """The first file's recorded sensor size, else the DVS128 default."""
+        path = records[0]['path'] if records else None
+        size = read_sensor_size(path) if path else None
+        if size is None:
+            size = self.DEFAULT_SENSOR_SIZE
+            source = ('assumed (the files record none); set sensor_size=(H, '
+                      'W) if your camera differs')
+        else:
+            source = f'from the header of {path}'
+        print_log(f'EventFolder ({self.split}): sensor {size[0]}x{size[1]} '
+                  f'(H x W) {source}', logger='current')
+        return tuple(size)
 
 
 @DATASETS.register_module()
