@@ -211,6 +211,6 @@ def _export_and_verify(tgt, model, lowered, step_net, x_ref, x_dep, labels,
         state_names=export.state_names, spike_names=export.spike_names,
         time_steps=int(x_ref.shape[0]), folded=lowered.folded, notes=notes,
         verification=ver, accuracy=accuracy, latency_ms_per_step=latency,
-        resources=resources)
+        resources=resources, **export.report)  # target-specific entries
     report['files']['report'] = 'report.json'
     return report

@@ -60,6 +60,9 @@ class Export:
     #: the ``teacher`` input's description (name, dtype, shape, meaning,
     #: layers) where a layer learns from labels at inference, else None
     teacher: dict = None
+    #: target-specific entries for the deploy report (the ONNX target's
+    #: ``exporter``: which torch exporter wrote each graph, and why)
+    report: dict = field(default_factory=dict)
 
 
 class Runtime:

@@ -1,28 +1,30 @@
 """ONNX target: the state-aware step graph and the unrolled T-step graph.
 
-Exported with torch's TorchScript-based exporter (``dynamo=False``): in
-torch 2.13 the default (dynamo) exporter needs the ``onnxscript`` package,
-while the TorchScript-based one is still offered and needs only ``onnx``;
-it handles this plain-op graph fully. Graph inputs are named ``x`` and the
-state names (``backbone.0.v``, ``head.sum`` ...), outputs ``y``, the new
-states (``<name>.next``) and the spikes (``spikes.<layer>``). The batch axis
-of every non-scalar input and output is dynamic. ``unrolled.onnx`` is the
-scripted time loop of :func:`~.nets.script_unrolled`, exported as an ONNX
-``Loop`` whose trip count is ``x_seq``'s axis 0, so ``T`` is dynamic too
-(except at fp16, where the exporter cannot type the loop body, and with a
-learning persistent plastic conv layer, whose kernel is state with no
-static size inside a loop body: there the T-step graph is traced and ``T``
-is fixed, as the manifest and report say). Where a layer learns from
-labels at inference (reward-modulated STDP) both graphs take them as the
-input ``teacher`` (int64 ``[batch]``, ``-1``: no label), right after ``x``
-(step) or ``x_seq`` (unrolled: the same labels for every step).
+Exported with the exporter torch recommends, ``torch.onnx.export(...,
+dynamo=True)`` (``torch.export``; needs ``onnxscript``), at opset
+:data:`~.onnx_export.OPSET`. A graph it cannot express is written by the
+deprecated TorchScript-based exporter instead, and the report's
+``exporter`` entry says which exporter wrote each graph and why (see
+:mod:`.onnx_export`). Graph inputs are named ``x`` and the state names
+(``backbone.0.v``, ``head.sum`` ...), outputs ``y``, the new states
+(``<name>.next``) and the spikes (``spikes.<layer>``). The batch axis of
+every non-scalar input and output is dynamic. ``unrolled.onnx`` runs all
+steps from a fresh state: a ``torch.scan`` over ``x_seq``'s axis 0 that
+becomes an ONNX ``Scan`` (after a fallback: the scripted time loop of
+:func:`~.nets.script_unrolled`, an ONNX ``Loop``), so ``T`` is dynamic too
+(except at fp16, and with a learning persistent plastic conv layer, whose
+kernel is state: there the T-step graph is unrolled for the example's
+``T``, which is then fixed, as the manifest and report say). Where a layer
+learns from labels at inference (reward-modulated STDP) both graphs take
+them as the input ``teacher`` (int64 ``[batch]``, ``-1``: no label), right
+after ``x`` (step) or ``x_seq`` (unrolled: the same labels for every step).
 Verified in ONNX Runtime.
 """
 import os.path as osp
-import warnings
 
 import numpy as np
 import torch
+from torch import nn
 
 from bidl_train.errors import ConfigError
 from bidl_train.registry import DEPLOY_TARGETS
@@ -30,11 +32,11 @@ from .artefacts import (teacher_spec, tensor_spec, write_initial_state,
                         write_manifest)
 from .base import DeployTarget, Export, Runtime
 from .nets import UnrolledNet, example_teacher, script_unrolled
+from .onnx_export import (OPSET, TORCHSCRIPT, export_graph, exporter_note,
+                          exporter_summary)
 from .torchscript import example_states, trace_examples
 
 __all__ = ['OnnxTarget', 'OnnxRuntime', 'OPSET']
-
-OPSET = 17
 
 
 def _require(module):
@@ -43,26 +45,75 @@ def _require(module):
     except ImportError:
         raise ConfigError(
             f'the onnx target needs the {module!r} package: pip install '
-            'onnx onnxruntime (or pip install bidl-train[deploy])') from None
+            'onnx onnxruntime onnxscript (or pip install bidl-train[deploy])'
+        ) from None
 
 
-def _export(module, args, path, input_names, output_names, axes=None,
-            shared=()):
-    """``axes``: the dynamic axes of every non-scalar input (default: the
-    batch, axis 0) except the ``shared`` ones (no batch axis). The
-    ``teacher`` labels ``[batch]`` always have the batch on axis 0."""
-    axes = axes or {0: 'batch'}
-    dynamic = {name: ({0: 'batch'} if name == 'teacher' else dict(axes))
-               for name, arg in zip(input_names, args)
-               if arg.dim() > 0 and name not in shared}
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')  # the exporter's deprecation notice
-        torch.onnx.export(module, args, path, dynamo=False,
-                          opset_version=OPSET, input_names=input_names,
-                          output_names=output_names, dynamic_axes=dynamic,
-                          # folding would turn int8 weights back into
-                          # float initialisers (Cast * scale precomputed)
-                          do_constant_folding=False)
+def _scan():
+    """torch's ``scan`` (a private module in torch 2.13: no public name)."""
+    from torch._higher_order_ops.scan import scan
+    return scan
+
+
+class ScanUnrolled(nn.Module):
+    """``x_seq [T, B, ...] (, teacher) -> logits``: all steps from a fresh
+    state as one ``scan`` over axis 0, which ``torch.export`` keeps as a
+    loop of any length (ONNX ``Scan``) instead of unrolling it."""
+
+    def __init__(self, step_net):
+        super().__init__()
+        self.step_net = step_net
+
+    def forward(self, x_seq, teacher=None):
+        step_net = self.step_net
+
+        def step(states, x_t):
+            y, new_states, _ = step_net._run(x_t, states, teacher)
+            # a scan output may not alias a carried value
+            return new_states, y.clone()
+
+        fresh = step_net.initial_states(x_seq[0])
+        _, ys = _scan()(step, fresh, x_seq)
+        return ys[-1]
+
+
+def _dynamic(args, names, axes, shared=()):
+    """Per argument: its dynamic axes (``axes``; ``teacher``: the batch on
+    axis 0), or None for a scalar or a ``shared`` state (no batch axis)."""
+    return [({0: 'batch'} if name == 'teacher' else dict(axes))
+            if arg.dim() > 0 and name not in shared else None
+            for name, arg in zip(names, args)]
+
+
+def _export_step(step_net, example, path, outputs):
+    """The state-aware graph; ``forward(x, *inputs)`` takes the teacher and
+    states as varargs, so their dynamic shapes are one nested tuple."""
+    inputs = step_net.input_names
+    dynamic = _dynamic(example, inputs, {0: 'batch'},
+                       step_net.shared_state_names)
+    axes = {name: d for name, d in zip(inputs, dynamic) if d}
+    return export_graph(
+        path, inputs, outputs,
+        dynamo=(step_net, example, (dynamic[0], tuple(dynamic[1:]))),
+        torchscript=lambda: (step_net, example, axes))
+
+
+def _export_unrolled(step_net, x_t, args, names, path, dynamic_t):
+    """The T-step graph: a scan (dynamo) or scripted loop (TorchScript) for
+    a dynamic ``T``, else the Python loop unrolled for ``args[0]``'s T."""
+    axes = {0: 'T', 1: 'batch'} if dynamic_t else {1: 'batch'}
+    dynamic = _dynamic(args, names, axes)
+    legacy_axes = {name: d for name, d in zip(names, dynamic) if d}
+    if dynamic_t:
+        module = ScanUnrolled(step_net).eval()
+        legacy = script_unrolled  # built only on a fallback
+    else:
+        module = UnrolledNet(step_net).eval()
+        legacy = None
+    return export_graph(
+        path, names, ['logits'], dynamo=(module, args, tuple(dynamic)),
+        torchscript=lambda: (legacy(step_net, x_t) if legacy else module,
+                             args, legacy_axes))
 
 
 def _fix_loop_types(path):
@@ -128,20 +179,19 @@ class OnnxTarget(DeployTarget):
                'plastic conv layer: ' + ', '.join(unloopable) + ') has no '
                'static kernel size inside an ONNX Loop')
         with torch.no_grad():
-            _export(step_net, example, files['step'], inputs, outputs,
-                    shared=shared)
-            if dynamic_t:
-                _export(script_unrolled(step_net, example[0]), loop_args,
-                        files['unrolled'], loop_names, ['logits'],
-                        axes={0: 'T', 1: 'batch'})
-            else:
-                _export(UnrolledNet(step_net).eval(), loop_args,
-                        files['unrolled'], loop_names, ['logits'],
-                        axes={1: 'batch'})
+            graphs = {
+                'step.onnx': _export_step(step_net, example, files['step'],
+                                          outputs),
+                'unrolled.onnx': _export_unrolled(
+                    step_net, example[0], loop_args, loop_names,
+                    files['unrolled'], dynamic_t)}
             results = step_net(*example)
-        if dynamic_t:
+        if dynamic_t and graphs['unrolled.onnx']['used'] == TORCHSCRIPT:
             _fix_loop_types(files['unrolled'])
-        t_note = ('T (axis 0, an ONNX Loop) and batch (axis 1) are dynamic'
+        exporter = exporter_summary(graphs)
+        loop = ('Loop' if graphs['unrolled.onnx']['used'] == TORCHSCRIPT
+                else 'Scan')
+        t_note = (f'T (axis 0, an ONNX {loop}) and batch (axis 1) are dynamic'
                   if dynamic_t else f'T is FIXED at {steps} ({why}: '
                   'unrolled by tracing); batch (axis 1) is dynamic; the '
                   'step graph serves any T')
@@ -155,7 +205,7 @@ class OnnxTarget(DeployTarget):
         if teacher:
             unrolled['inputs'] = loop_names
         files['manifest'] = write_manifest(
-            out_dir, format='onnx', opset=OPSET,
+            out_dir, format='onnx', opset=OPSET, exporter=exporter,
             time_steps=steps, unrolled_time_steps=(
                 'dynamic' if dynamic_t else steps),
             step=dict(file='step.onnx',
@@ -174,10 +224,10 @@ class OnnxTarget(DeployTarget):
         return Export(files, inputs, ['y'] + step_net.state_names +
                       step_net.spike_names, step_net.state_names,
                       step_net.spike_names,
-                      notes=[f'ONNX opset {OPSET}, TorchScript-based '
-                             'exporter (dynamo=False)',
+                      notes=[exporter_note(exporter),
                              f'unrolled.onnx: {t_note}'],
-                      shared_states=shared, teacher=teacher)
+                      shared_states=shared, teacher=teacher,
+                      report=dict(exporter=exporter))
 
     def load(self, export):
         return OnnxRuntime(export.files['step'], export.files['unrolled'],

@@ -9,9 +9,16 @@ learns from labels at inference both take them right after the input:
 opens both without bidl-train. ``step.pt`` is traced (batch free);
 ``unrolled.pt`` is a scripted loop around the traced step, so ``T`` is free
 too (see :func:`~.nets.script_unrolled`).
+
+TorchScript is deprecated in torch (2.13 warns at every ``torch.jit.trace``,
+``script`` and ``load``). The target stays while torch ships TorchScript;
+the per-call warnings of bidl-train's own calls are silenced (no user can
+act on them) and the report carries one note saying that the format is
+deprecated and what to use instead.
 """
 import os.path as osp
 import warnings
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -23,7 +30,24 @@ from .base import DeployTarget, Export, Runtime
 from .nets import example_teacher, script_unrolled
 
 __all__ = ['TorchScriptTarget', 'TorchScriptRuntime', 'trace_examples',
-           'example_states']
+           'example_states', 'jit_quietly', 'DEPRECATION_NOTE']
+
+DEPRECATION_NOTE = (
+    'TorchScript (torch.jit) is deprecated in torch ' + torch.__version__ +
+    ': step.pt and unrolled.pt load with torch.jit.load while torch ships '
+    'TorchScript; for artefacts that outlive it deploy --target onnx')
+
+
+@contextmanager
+def jit_quietly():
+    """Run bidl-train's own ``torch.jit`` calls without torch's per-call
+    deprecation warnings (and the tracer's warnings about Python values it
+    freezes, which the verification covers); other warnings still show."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message=r'`torch\.jit\.',
+                                category=DeprecationWarning)
+        warnings.simplefilter('ignore', torch.jit.TracerWarning)
+        yield
 
 
 def trace_examples(step_net, x_seq):
@@ -50,14 +74,14 @@ class TorchScriptTarget(DeployTarget):
 
     def export(self, step_net, x_seq, out_dir):
         example = trace_examples(step_net, x_seq)
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter('ignore', torch.jit.TracerWarning)
-            step = torch.jit.trace(step_net, example, check_trace=False)
-        full = script_unrolled(step_net, example[0])
         files = dict(step=osp.join(out_dir, 'step.pt'),
                      unrolled=osp.join(out_dir, 'unrolled.pt'))
-        step.save(files['step'])
-        full.save(files['unrolled'])
+        with jit_quietly():
+            with torch.no_grad():
+                step = torch.jit.trace(step_net, example, check_trace=False)
+            full = script_unrolled(step_net, example[0])
+            step.save(files['step'])
+            full.save(files['unrolled'])
         files['initial_state'] = write_initial_state(
             out_dir, step_net.state_names, example_states(step_net, example))
         inputs = step_net.input_names
@@ -90,7 +114,8 @@ class TorchScriptTarget(DeployTarget):
         return Export(files, inputs, step_net.output_names,
                       step_net.state_names, step_net.spike_names,
                       notes=['unrolled.pt: T and batch dynamic (scripted '
-                             'time loop)'], shared_states=shared,
+                             'time loop)', DEPRECATION_NOTE],
+                      shared_states=shared,
                       teacher=teacher)
 
     def load(self, export):
@@ -101,8 +126,9 @@ class TorchScriptTarget(DeployTarget):
 class TorchScriptRuntime(Runtime):
 
     def __init__(self, step_path, unrolled_path):
-        self.step_module = torch.jit.load(step_path)
-        self.unrolled_module = torch.jit.load(unrolled_path)
+        with jit_quietly():
+            self.step_module = torch.jit.load(step_path)
+            self.unrolled_module = torch.jit.load(unrolled_path)
 
     @torch.no_grad()
     def step(self, x_t, states, teacher=None):
