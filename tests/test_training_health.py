@@ -169,6 +169,36 @@ def test_warns_again_only_after_recovery_and_relapse():
     assert 'iteration 7' in logged[2][1]
 
 
+def _feed_losses(hook, runner, per_check):
+    """Give ``hook`` one check per list of per-iteration losses."""
+    runner.model = SimpleNamespace(training=True)
+    for losses in per_check:
+        for loss in losses:
+            hook._add_loss(runner, dict(loss=loss))
+            runner.iter += 1
+        runner.iter -= 1  # the check runs in the last iteration
+        hook._check_loss(runner, {})
+        runner.iter += 1
+
+
+def test_default_flat_loss_rule_on_a_stuck_and_a_slow_run():
+    # the reported N-MNIST run: 2.3042 -> 2.3041 with batch-to-batch noise
+    # of 1e-4, logged every 20 iterations; the defaults (window 5 checks,
+    # loss_tol 1e-3) warn at the 5th check, iteration 100, and only there
+    hook = TrainingHealthHook(interval=20)
+    runner, logged = _fake_runner()
+    stuck = [[2.3042 - 1e-4 * c / 9 + 1e-4 * (i % 2) for i in range(20)]
+             for c in range(10)]
+    _feed_losses(hook, runner, stuck)
+    assert warned(hook) == [('flat_loss', None)]
+    assert 'iterations 1-100' in logged[0][1]
+    # a slow but real descent (2.30 -> 2.28 over 100 iterations) is not flat
+    hook = TrainingHealthHook(interval=20)
+    runner, logged = _fake_runner()
+    _feed_losses(hook, runner, [[2.30 - 0.004 * c] * 20 for c in range(10)])
+    assert warned(hook) == []
+
+
 def test_saturated_layer():
     hook = TrainingHealthHook(interval=1, patience=1, saturated_rate=0.9)
     runner, logged = _fake_runner()
@@ -223,18 +253,20 @@ def test_on_by_default_configurable_and_can_be_turned_off(tmp_path):
 
 
 def test_bidl_train_console_shows_the_warning(tmp_path):
-    cfg = tiny_config(tmp_path, epochs=2)
+    cfg = tiny_config(tmp_path, epochs=1)  # 2 iterations
     # every neuron's threshold out of reach: the whole network is silent
     proc = run([tool('train'), cfg, '--work-dir', str(tmp_path / 'work'),
                 '--cfg-options', 'model.backbone.neuron.theta=1000000.0',
+                'default_hooks.health.patience=2',
                 'default_hooks.checkpoint.save_best=None'], tmp_path)
     console = proc.stdout + proc.stderr
     lines = [line for line in console.splitlines()
              if 'TrainingHealthHook' in line and 'WARNING' in line]
     first = [line for line in lines if "'backbone.layers.0.neuron'" in line
              and 'emitted no spike' in line]
-    # patience 3, one check per logged iteration (interval 1 in the tiny
-    # config), 4 iterations: warned once, at iteration 3
+    # patience 2, one check per logged iteration (interval 1 in the tiny
+    # config): warned once, at iteration 2
     assert len(first) == 1, console[-3000:]
-    assert 'iteration 3' in first[0]
+    assert 'in 2 consecutive checks (every iteration) up to iteration 2' \
+        in first[0]
     assert 'lower its firing threshold' in first[0]
