@@ -29,6 +29,7 @@ from bidl_train.deploy.report import checkpoint_source
 from bidl_train.engine.hooks.deploy import weights_source
 from bidl_train.errors import ConfigError
 from bidl_train.registry import MODELS
+from deploy_runner import tiny_deploy_config
 
 init_default_scope('bidl_train')
 TESTS = osp.dirname(osp.abspath(__file__))
@@ -297,29 +298,12 @@ def test_report_names_its_provenance(tmp_path):
     assert plain['source']['checkpoint'] is None
 
 
-CONFIG = '''
-default_scope = 'bidl_train'
-model = dict(
-    type='SpikingClassifier',
-    backbone=dict(type='ConvLifNet', in_channels=2, input_size=16,
-                  channels=[4], pools=[2], fc=[16]),
-    head=dict(type='SpikingClsHead', in_features=16, num_classes=2))
-val_dataloader = dict(
-    batch_size=4, num_workers=0,
-    dataset=dict(type='SyntheticGesture', data_root={data!r},
-                 num_classes=2, split='test', users_train=1, users_test=1,
-                 conditions=1, cache=False,
-                 representation=dict(type='EventFrames', T=4,
-                                     split_by='number', size=16)))
-'''
-
-
 @pytest.fixture
 def cli_setup(tmp_path, monkeypatch):
     """A tiny config and a checkpoint for it; the working directory is a
     different folder, so relative paths must be resolved in the report."""
     cfg = tmp_path / 'tiny.py'
-    cfg.write_text(CONFIG.format(data=str(tmp_path / 'data')))
+    cfg.write_text(tiny_deploy_config(tmp_path / 'data', users_test=1))
     from bidl_train.cli.common import load_config
     torch.manual_seed(0)
     model = MODELS.build(load_config(str(cfg)).model)
@@ -349,14 +333,16 @@ def test_cli_refuses_a_checkpoint_that_changes_while_read(cli_setup,
     """The hash must be of the weights loaded: a file rewritten between
     hashing and loading (a training run saving it) is refused."""
     from bidl_train.cli import deploy as cli
+    from bidl_train.engine import checkpoint
     cfg, ckpt = cli_setup
-    load = cli._load_weights
+    load = checkpoint.load_model_weights  # bidl-deploy's weight loader
 
     def load_while_rewritten(model, path):
         load(model, path)
         with open(path, 'ab') as f:
             f.write(b'more')
-    monkeypatch.setattr(cli, '_load_weights', load_while_rewritten)
+    monkeypatch.setattr(checkpoint, 'load_model_weights',
+                        load_while_rewritten)
     with pytest.raises(SystemExit) as err:
         cli.main([str(cfg), ckpt, '--target', 'torchscript', '--out', 'out',
                   '--verify', '1'])
@@ -396,12 +382,12 @@ def test_deploy_hook_names_the_last_checkpoint_only_if_it_holds_the_weights(
 def test_training_time_deploy_names_the_saved_checkpoint(tmp_path):
     """``deploy=dict(...)`` in a config: the report after training names
     the last checkpoint of the run (epoch_1.pth) with its sha256."""
-    from test_commands import run, tiny_config, tool
+    from test_commands import run_here, tiny_config, tool
     cfg = tiny_config(tmp_path)
     work = tmp_path / 'work'
-    run([tool('train'), cfg, '--work-dir', str(work), '--seed', '1',
-         '--cfg-options', 'deploy.targets=[torchscript]', 'deploy.verify=1'],
-        tmp_path)
+    run_here([tool('train'), cfg, '--work-dir', str(work), '--seed', '1',
+              '--cfg-options', 'deploy.targets=[torchscript]',
+              'deploy.verify=1'], tmp_path)
     report = json.load(open(work / 'deploy' / 'torchscript' / 'report.json'))
     ckpt = str(work / 'epoch_1.pth')
     assert report['source']['checkpoint'] == dict(

@@ -80,11 +80,8 @@ def _random_batches(cfg, count, batch):
 def analyze(cfg, checkpoint=None, batches=4, random=False, memory_batch=2):
     model = MODELS.build(cfg.model)
     if checkpoint:
-        from bidl_train.engine.checkpoint import (install_safe_loader,
-                                                  load_checkpoint_file)
-        install_safe_loader()
-        state = load_checkpoint_file(checkpoint)  # a path or an http(s) URL
-        model.load_state_dict(state.get('state_dict', state))
+        from bidl_train.engine.checkpoint import load_model_weights
+        load_model_weights(model, checkpoint)  # a path or an http(s) URL
     model.eval()
     source = (_random_batches(cfg, batches, cfg.test_dataloader.batch_size)
               if random else _real_batches(cfg, model, batches))

@@ -3,21 +3,34 @@
 Builds the model from the config, loads the checkpoint's weights (safely,
 ``weights_only``), takes the first ``--verify N`` samples of the config's
 validation split (test split when it has none) through the model's own
-data preprocessor, and hands everything to :func:`bidl_train.deploy.deploy`.
-With ``--precision fp16|int8`` those N labelled samples measure the
+data preprocessor, and exports and verifies: all of that is
+:func:`bidl_train.engine.deploy.deploy_from_config`, which the training
+run's DeployHook calls too. When that split is not on disk, bidl-deploy
+refuses in one line unless ``--random-inputs [N]`` allows N random inputs
+of the config's input shape (agreement with PyTorch only; the report says
+so). With ``--precision fp16|int8`` those N labelled samples measure the
 accuracy change: the report states deployed vs PyTorch top-1 on them, so
 ``--verify 0`` is refused there. ``--list`` shows the registered targets.
-Exit status: 0 verified (or exported at reduced precision), 1 when the
-deployed artefact disagrees with PyTorch, 2 for user errors.
+
+``bidl-deploy CONFIG [CHECKPOINT] --check --target T`` exports nothing: it
+lists every layer the target cannot express, each with the config change
+that removes it (:mod:`bidl_train.deploy.check`).
+
+Exit status: 0 verified (or exported at reduced precision; with --check:
+deployable), 1 when the deployed artefact disagrees with PyTorch, 2 for
+user errors (with --check: blockers found).
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
-from bidl_train.errors import CheckpointError, ConfigError
+from bidl_train.errors import ConfigError
 
 from .common import add_cfg_options, add_data_root, load_config, user_errors
+
+
+#: ``--random-inputs`` without N: as many as ``--verify``
+_RANDOM_DEFAULT = -1
 
 
 def build_parser():
@@ -45,6 +58,18 @@ def build_parser():
         help='verify on the first N validation samples and report deployed '
         'vs PyTorch top-1 on them (0: export only, fp32 only; the first '
         'sample is still used as the tracing example)')
+    parser.add_argument(
+        '--random-inputs', type=int, nargs='?', const=_RANDOM_DEFAULT,
+        metavar='N', help='when the validation/test split is not on disk, '
+        'verify on N random inputs of the config\'s input shape (default N: '
+        '--verify) instead of refusing; they show agreement with PyTorch, '
+        'not accuracy, and the report says so')
+    parser.add_argument(
+        '--check', action='store_true',
+        help='check only (no checkpoint or data needed; random weights '
+        'unless CHECKPOINT is given): list every layer the target cannot '
+        'express, each with the config change that removes it; exit 0 '
+        'when deployable, 2 otherwise')
     parser.add_argument('--list', action='store_true',
                         help='list the registered targets and exit')
     add_data_root(parser)
@@ -61,44 +86,48 @@ def _target_list():
     return '\n'.join(f'  {name:<12} {desc}' for name, desc in list_targets())
 
 
-def _load_weights(model, path):
-    """Load ``path`` (local file or http(s) URL) into ``model``, safely."""
-    from bidl_train.engine.checkpoint import (install_safe_loader,
-                                              load_checkpoint_file)
-    # the same allow-listed loader for anything mmengine might load too
-    install_safe_loader()
-    ckpt = load_checkpoint_file(path)
-    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict):
-        raise CheckpointError(f'{path}: no state_dict in the checkpoint')
-    state = {k[len('module.'):] if k.startswith('module.') else k: v
-             for k, v in state.items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(
-            f'{path} does not match the model of the config: missing keys '
-            f'{missing[:5]}, unexpected keys {unexpected[:5]}; was it '
-            'trained with this config?')
+def _random_count(args):
+    """N of ``--random-inputs [N]`` (None: not given; bare: --verify's)."""
+    if args.random_inputs is None:
+        return None
+    if args.random_inputs == _RANDOM_DEFAULT:
+        return max(args.verify, 1)
+    if args.random_inputs < 1:
+        raise ConfigError(f'--random-inputs {args.random_inputs}: give a '
+                          'number of random inputs of at least 1')
+    return args.random_inputs
 
 
-def _read_checkpoint(model, path, config):
-    """Load ``path`` into ``model`` and return the report's ``source`` (its
-    sha256 is of the very bytes loaded: a file that changes meanwhile, say
-    a training run still saving it, is refused)."""
-    from bidl_train.deploy.report import checkpoint_source
+def _check(args, errors):
+    """``--check``: every blocker of the target at once, each with the
+    config change that removes it; exit 0 deployable, 2 otherwise."""
+    from mmengine.registry import init_default_scope
 
-    def identity():
-        st = os.stat(path)
-        return st.st_ino, st.st_size, st.st_mtime_ns
-    before = identity()
-    source = checkpoint_source(path, config)
-    _load_weights(model, path)
-    if identity() != before:
-        raise CheckpointError(
-            f'checkpoint {path} changed while bidl-deploy read it (is a '
-            'training run still saving it?); run bidl-deploy again once it '
-            'is complete')
-    return source
+    from bidl_train.deploy import get_target
+    from bidl_train.deploy.check import check_config, format_check
+    from bidl_train.registry import MODELS
+    if not args.config or not args.target:
+        raise ConfigError('usage: bidl-deploy CONFIG [CHECKPOINT] --check '
+                          '--target T; registered targets:\n' +
+                          _target_list())
+    get_target(args.target)
+    cfg = load_config(args.config, args.cfg_options, args.data_root)
+    errors.cfg = cfg
+    init_default_scope(cfg.get('default_scope', 'bidl_train'))
+    model, weights = None, 'random weights'
+    if args.checkpoint:
+        from bidl_train.engine.checkpoint import load_model_weights
+        model = MODELS.build(cfg.model)
+        load_model_weights(model, args.checkpoint)
+        weights = f'weights of {args.checkpoint}'
+    result = check_config(cfg, args.target, args.precision, model)
+    print(format_check(result, args.config, args.target, weights))
+    if not result.deployable:
+        sys.stderr.write(f'bidl-deploy: {len(result.blockers)} blocker(s) '
+                         f'keep {args.config} from deploying to '
+                         f'{args.target}; see the list above\n')
+        return 2
+    return 0
 
 
 def main(argv=None):
@@ -107,42 +136,33 @@ def main(argv=None):
         if args.list:
             print('registered deploy targets:\n' + _target_list())
             return 0
+        if args.check:
+            return _check(args, errors)
         if not args.config or not args.checkpoint or not args.target:
             raise ConfigError('usage: bidl-deploy CONFIG CHECKPOINT --target '
                               'T; registered targets:\n' + _target_list())
         from mmengine.registry import init_default_scope
 
-        from bidl_train.deploy import deploy, get_target
+        from bidl_train.deploy import get_target
         from bidl_train.deploy.report import format_summary
-        from bidl_train.deploy.samples import verification_batch
-        from bidl_train.registry import MODELS
+        from bidl_train.engine.deploy import deploy_from_config
         get_target(args.target)  # unknown target: fail before any work
         if args.precision != 'fp32' and args.verify < 1:
             raise ConfigError(
                 f'--precision {args.precision} changes the numbers: give '
                 '--verify N (N > 0) validation samples to measure the '
                 'accuracy change on')
+        random_inputs = _random_count(args)
         cfg = load_config(args.config, args.cfg_options, args.data_root)
         errors.cfg = cfg
         init_default_scope(cfg.get('default_scope', 'bidl_train'))
-        from bidl_train.engine.checkpoint import (check_checkpoint_source,
-                                                  is_url, local_checkpoint)
-        check_checkpoint_source(args.checkpoint)  # before building anything
-        model = MODELS.build(cfg.model)
-        # an http(s) URL is read from a downloaded copy; the report names it
-        with local_checkpoint(args.checkpoint) as local_path:
-            source = _read_checkpoint(model, local_path, args.config)
-        if is_url(args.checkpoint):
-            source['checkpoint']['path'] = args.checkpoint
-        model.eval()
-        x_seq, labels, split = verification_batch(cfg, model, args.verify)
         out = args.out or osp.join(
             'work_dirs', osp.splitext(osp.basename(args.config))[0],
             'deploy', args.target)
-        report = deploy(model, args.target, x_seq, out,
-                        labels=labels, precision=args.precision,
-                        verify_samples=args.verify > 0, split=split,
-                        source=source)
+        report = deploy_from_config(
+            cfg, args.target, out, checkpoint=args.checkpoint,
+            config_path=args.config, precision=args.precision,
+            verify=args.verify, random_inputs=random_inputs)
         print(format_summary(report))
         print(f'report written to {osp.join(out, "report.json")}')
         if report['status'] == 'MISMATCH':

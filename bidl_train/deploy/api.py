@@ -7,6 +7,7 @@ runtime and compared with the PyTorch model before the report says
 "verified".
 """
 import os.path as osp
+import tempfile
 
 import numpy as np
 import torch
@@ -14,6 +15,7 @@ import torch
 from bidl_train.errors import ConfigError
 from bidl_train.registry import DEPLOY_TARGETS
 from .artefacts import read_initial_state
+from .blockers import Blocker, collecting, refusals
 from .lower import lower_model
 from .precision import input_dtype, prepare
 from .outdir import staged_output
@@ -21,7 +23,8 @@ from .report import provenance, write_report
 from .resources import resource_summary
 from .verify import measure_latency, threshold_ties, verify
 
-__all__ = ['deploy', 'get_target', 'list_targets', 'failed_checks']
+__all__ = ['deploy', 'get_target', 'list_targets', 'failed_checks',
+           'find_blockers']
 
 #: fp32 tolerance: deployed logits may differ from PyTorch by float
 #: rounding only (BatchNorm folding reorders sums), spikes must agree. A
@@ -104,7 +107,7 @@ def _input_shapes(export, x_dep, initial):
 
 
 def deploy(model, target, x_seq, out_dir, labels=None, precision='fp32',
-           verify_samples=True, split=None, source=None):
+           verify_samples=True, split=None, source=None, inputs=None):
     """Export ``model`` for ``target`` and verify it on ``x_seq``.
 
     Args:
@@ -126,6 +129,9 @@ def deploy(model, target, x_seq, out_dir, labels=None, precision='fp32',
             ``source`` section: :func:`~bidl_train.deploy.report.
             checkpoint_source` or :func:`~bidl_train.deploy.report.
             memory_source` (default: in-memory weights of no named file).
+        inputs (dict): what ``x_seq`` is, for the report's
+            ``verification_inputs`` (see :func:`~bidl_train.deploy.samples.
+            verification_samples`); random inputs also get a note.
 
     Returns:
         dict: the report (also written to ``out_dir/report.json``).
@@ -166,9 +172,61 @@ def deploy(model, target, x_seq, out_dir, labels=None, precision='fp32',
                 for key in ('target', 'precision', 'status')}
         report = dict(head, **provenance(source), **report,
                       recovered=recovered)
-        report['notes'] = notes + report['notes']
+        report['notes'] = notes + _inputs_notes(inputs) + report['notes']
+        if inputs is not None:
+            report['verification_inputs'] = inputs
         write_report(report, staging)
     return report
+
+
+def _inputs_notes(inputs):
+    """A note saying the verification ran on random inputs, not data."""
+    if not inputs or inputs.get('kind') != 'random':
+        return []
+    what = ('token ids' if inputs.get('density') is None else
+            f"binary frames ({inputs['density']:g} ones)")
+    return [f"verification inputs: {inputs['samples']} random {what} of "
+            f"shape {inputs['shape']} (seed {inputs['seed']}), not data: "
+            f"{inputs['reason']}; they show agreement with PyTorch, not "
+            'accuracy']
+
+
+def find_blockers(model, target, x_seq, precision='fp32', try_export=True):
+    """Every reason ``model`` cannot be deployed to ``target``, at once.
+
+    Lowers ``model`` and runs the target's check in collecting mode
+    (:mod:`.blockers`): each layer the lowering or the target refuses is
+    one :class:`~.blockers.Blocker`, and the walk goes on past it. When
+    none is found and ``try_export``, the model is also exported (into a
+    temporary folder, then deleted) on ``x_seq`` (``[T, B, ...]``), since
+    a few refusals only show when the graph is built; an export failure is
+    one more blocker.
+
+    Returns:
+        list[Blocker]: empty when the model deploys.
+    """
+    tgt = get_target(target)
+    tgt.check_precision(precision)
+    model = model.eval()
+    with collecting() as blockers:
+        with refusals('model'):
+            lowered = lower_model(model, x_seq[0, :1])
+            tgt.check(lowered)
+    if blockers or not try_export:
+        return blockers
+    try:
+        step_net, _ = prepare(lowered, precision)
+        x_dep = x_seq if not x_seq.is_floating_point() else \
+            x_seq.float().to(input_dtype(precision))
+        with tempfile.TemporaryDirectory(prefix='bidl_check_') as tmp:
+            tgt.export(step_net, x_dep, tmp)
+    except Exception as err:  # noqa: BLE001 (any failure blocks the export)
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        layer = getattr(err, 'layer', None) or 'export'
+        feature = getattr(err, 'feature', None) or \
+            f'the {target} export fails: {first}'
+        blockers.append(Blocker(layer, feature, first))
+    return blockers
 
 
 def _export_and_verify(tgt, model, lowered, step_net, x_ref, x_dep, labels,

@@ -42,6 +42,7 @@ from torch import nn
 
 from bidl_train.errors import ConfigError
 from bidl_train.models.backbones.stateful import SingleStepContext
+from .blockers import refusals
 from .nodes import (ChannelAffineNode, ModuleNode, StatefulNode,
                     WeightedNode)
 
@@ -273,21 +274,23 @@ class Lowerer:
     def layer(self, module, source, state_path):
         """Lower a spiking layer, backbone or head by its registered
         lowering; a class with none is refused by name."""
-        lowering = LAYER_LOWERINGS.get(module)
-        if lowering is None:
-            raise LoweringError(f'layer {source}: '
-                                f'{LAYER_LOWERINGS.missing(module)}')
-        lowering(self, module, source, state_path)
+        with refusals(source):  # collecting mode: record, go on
+            lowering = LAYER_LOWERINGS.get(module)
+            if lowering is None:
+                raise LoweringError(f'layer {source}: '
+                                    f'{LAYER_LOWERINGS.missing(module)}')
+            lowering(self, module, source, state_path)
 
     def stateless(self, module, source, fold_bn=True):
         """Lower a stateless torch module. ``fold_bn``: fold a BatchNorm
         into the conv/linear before it (where exact up to rounding) or
         keep it as the model's own op."""
-        lowering = OP_LOWERINGS.get(module)
-        if lowering is None:
-            raise LoweringError(f'layer {source}: '
-                                f'{OP_LOWERINGS.missing(module)}')
-        lowering(self, module, source, fold_bn)
+        with refusals(source):  # collecting mode: record, go on
+            lowering = OP_LOWERINGS.get(module)
+            if lowering is None:
+                raise LoweringError(f'layer {source}: '
+                                    f'{OP_LOWERINGS.missing(module)}')
+            lowering(self, module, source, fold_bn)
 
     def neuron_node(self, neuron, source):
         """The node of a neuron module (refused by name if its kind has no

@@ -58,6 +58,7 @@ from bidl_train.errors import ConfigError
 from bidl_train.registry import DEPLOY_TARGETS
 from .artefacts import write_initial_state, write_manifest
 from .base import DeployTarget, Export, Runtime, UnsupportedFeature
+from .blockers import refusals
 from .nir_graph import (DT, GraphBuilder, add_stateful, check_neuron,
                         check_stateful, cuba_of, load_nir, membrane_affine)
 from .nodes import (AggregateNode, ChannelAffineNode, GroupMeanNode,
@@ -142,47 +143,53 @@ class NirTarget(DeployTarget):
         aggregate = max((i for i, lay in enumerate(layers)
                          if isinstance(lay.node, AggregateNode)), default=None)
         for i, layer in enumerate(layers):
-            node, name = layer.node, layer.source
-            refuse = lambda feature, hint='': (  # noqa: E731
-                UnsupportedFeature('nir', name, feature, hint))
-            if aggregate is not None and i > aggregate:
-                self._check_tail(node, layers[aggregate].node, refuse)
-            elif isinstance(node, LIFNode) or hasattr(node, 'neuron'):
-                # a neuron: LIF family and CubaLIF pass their checks, any
-                # other kind (ALIF, LIFPlus, Izhikevich ...) is refused
-                check_neuron(node, name, membrane_bn=True)
-                prev = layers[i - 1].node if i else None
-                if type(node) is LIFNode and node.norm is not None and not (
-                        isinstance(prev, WeightedNode) and
-                        prev.kind in ('linear', 'conv2d')):
-                    raise refuse('BatchNorm on the membrane (norm_state) with'
-                                 ' no conv/linear directly before the neuron'
-                                 ' to fold its scale into')
-            elif isinstance(node, WeightedNode):
-                if node.kind not in ('linear', 'conv2d'):
-                    raise refuse(f'{node.kind} (only 2D convs)')
-                if node.kind == 'conv2d' and node.groups != 1:
-                    raise refuse('grouped convolution (groups='
-                                 f'{node.groups})')
-            elif isinstance(node, ModuleNode):
-                self._check_module(node.module, layers, i, refuse)
-            elif isinstance(node, StatefulNode):
-                check_stateful(node, name)
-                if not _folds_into_next(layers, i):
-                    raise refuse('global average pooling not followed by a '
-                                 'conv/linear to fold its 1/(H W) into')
-            elif isinstance(node, AggregateNode):
-                pass  # the head's, outside the graph (checked above)
-            elif isinstance(node, ChannelAffineNode):
-                # a BatchNorm with no conv/linear before it: folded into
-                # the layer after it or a channel-diagonal 1x1 conv/Affine
-                if node.scale.dim() not in (2, 4):
-                    raise refuse('BatchNorm on a 1D/3D map with no conv/'
-                                 'linear before it to fold into')
-            elif isinstance(node, GroupMeanNode):
-                pass  # a linear map: an Affine
-            else:
-                raise refuse(f'{type(node).__name__} (no exact NIR mapping)')
+            with refusals(layer.source):  # collecting mode: record, go on
+                self._check_layer(layers, i, aggregate)
+
+    def _check_layer(self, layers, i, aggregate):
+        """Refuse layer ``i`` if it has no exact NIR form (``aggregate``:
+        the index of the head's temporal aggregation, or None)."""
+        node, name = layers[i].node, layers[i].source
+        refuse = lambda feature, hint='': (  # noqa: E731
+            UnsupportedFeature('nir', name, feature, hint))
+        if aggregate is not None and i > aggregate:
+            self._check_tail(node, layers[aggregate].node, refuse)
+        elif isinstance(node, LIFNode) or hasattr(node, 'neuron'):
+            # a neuron: LIF family and CubaLIF pass their checks, any
+            # other kind (ALIF, LIFPlus, Izhikevich ...) is refused
+            check_neuron(node, name, membrane_bn=True)
+            prev = layers[i - 1].node if i else None
+            if type(node) is LIFNode and node.norm is not None and not (
+                    isinstance(prev, WeightedNode) and
+                    prev.kind in ('linear', 'conv2d')):
+                raise refuse('BatchNorm on the membrane (norm_state) with'
+                             ' no conv/linear directly before the neuron'
+                             ' to fold its scale into')
+        elif isinstance(node, WeightedNode):
+            if node.kind not in ('linear', 'conv2d'):
+                raise refuse(f'{node.kind} (only 2D convs)')
+            if node.kind == 'conv2d' and node.groups != 1:
+                raise refuse('grouped convolution (groups='
+                             f'{node.groups})')
+        elif isinstance(node, ModuleNode):
+            self._check_module(node.module, layers, i, refuse)
+        elif isinstance(node, StatefulNode):
+            check_stateful(node, name)
+            if not _folds_into_next(layers, i):
+                raise refuse('global average pooling not followed by a '
+                             'conv/linear to fold its 1/(H W) into')
+        elif isinstance(node, AggregateNode):
+            pass  # the head's, outside the graph (checked above)
+        elif isinstance(node, ChannelAffineNode):
+            # a BatchNorm with no conv/linear before it: folded into
+            # the layer after it or a channel-diagonal 1x1 conv/Affine
+            if node.scale.dim() not in (2, 4):
+                raise refuse('BatchNorm on a 1D/3D map with no conv/'
+                             'linear before it to fold into')
+        elif isinstance(node, GroupMeanNode):
+            pass  # a linear map: an Affine
+        else:
+            raise refuse(f'{type(node).__name__} (no exact NIR mapping)')
 
     @staticmethod
     def _check_tail(node, aggregate, refuse):

@@ -29,6 +29,7 @@ from torch import nn
 from bidl_train.errors import ConfigError
 from bidl_train.neurons import CubaLIF
 from .base import UnsupportedFeature
+from .blockers import refusals
 from .lower import Lowerings, batchnorm_affine
 from .nodes import LIFNode
 
@@ -349,26 +350,33 @@ def join(scope, name):
 def check_part(module, layer):
     """Run the NIR check of ``module`` (at path ``layer``); a class with no
     NIR lowering is refused by name."""
-    lowering = NIR_LOWERINGS.get(module)
-    if lowering is None:
-        raise UnsupportedFeature('nir', layer, NIR_LOWERINGS.missing(module),
-                                 'use the onnx or torchscript target')
-    lowering.check(module, layer)
+    with refusals(layer):  # collecting mode: record, go on
+        lowering = NIR_LOWERINGS.get(module)
+        if lowering is None:
+            raise UnsupportedFeature('nir', layer,
+                                     NIR_LOWERINGS.missing(module),
+                                     'use the onnx or torchscript target')
+        lowering.check(module, layer)
 
 
 def check_convs_and_batchnorms(module, source):
     """Refuse what :meth:`StatefulGraph.conv_bn` cannot fold: a BatchNorm
     without running statistics, a grouped or non-zero-padded conv."""
     for path, sub in module.named_modules(prefix=source):
-        if isinstance(sub, nn.BatchNorm2d) and sub.running_mean is None:
-            raise UnsupportedFeature(
-                'nir', path, 'BatchNorm without running statistics (cannot '
-                'be folded into the conv)')
-        if isinstance(sub, nn.Conv2d) and (sub.groups != 1 or
-                                           sub.padding_mode != 'zeros'):
-            raise UnsupportedFeature(
-                'nir', path, f'grouped or non-zero-padded convolution '
-                f'(groups={sub.groups}, padding_mode={sub.padding_mode!r})')
+        with refusals(path):  # collecting mode: record, go on
+            _check_conv_or_batchnorm(sub, path)
+
+
+def _check_conv_or_batchnorm(sub, path):
+    if isinstance(sub, nn.BatchNorm2d) and sub.running_mean is None:
+        raise UnsupportedFeature(
+            'nir', path, 'BatchNorm without running statistics (cannot '
+            'be folded into the conv)')
+    if isinstance(sub, nn.Conv2d) and (sub.groups != 1 or
+                                       sub.padding_mode != 'zeros'):
+        raise UnsupportedFeature(
+            'nir', path, f'grouped or non-zero-padded convolution '
+            f'(groups={sub.groups}, padding_mode={sub.padding_mode!r})')
 
 
 def check_stateful(node, source):
@@ -377,7 +385,8 @@ def check_stateful(node, source):
     own NIR lowering's check, then every neuron's."""
     check_part(node.module, source)
     for key, neuron in zip(node.keys, node.neurons):
-        check_neuron(neuron, f'{source}.{key}')
+        with refusals(f'{source}.{key}'):  # collecting mode: record, go on
+            check_neuron(neuron, f'{source}.{key}')
 
 
 class StatefulGraph:

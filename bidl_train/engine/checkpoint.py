@@ -256,6 +256,72 @@ def load_from_bidl_safe(filename, map_location=None):
 
 
 # ---------------------------------------------------------------------------
+# Loading weights into a model built from a config
+# ---------------------------------------------------------------------------
+def _names(keys, limit=5):
+    more = len(keys) - limit
+    return ', '.join(keys[:limit]) + (f' (+{more} more)' if more > 0 else '')
+
+
+def _shape(value):
+    return list(value.shape) if torch.is_tensor(value) else \
+        type(value).__name__
+
+
+def weights_mismatch(state, model):
+    """One line saying how ``state`` does not fit ``model`` (None: it fits).
+
+    Names the first key whose shape differs with both shapes, then the
+    keys the model lacks and those it does not have, by name.
+    """
+    mine = model.state_dict()
+    missing = [k for k in mine if k not in state]
+    unexpected = [k for k in state if k not in mine]
+    wrong = [k for k in mine if k in state and (
+        not torch.is_tensor(state[k]) or state[k].shape != mine[k].shape)]
+    parts = []
+    if wrong:
+        key = wrong[0]
+        more = f' ({len(wrong) - 1} more keys differ)' if len(wrong) > 1 \
+            else ''
+        parts.append(f'{key} has shape {_shape(state[key])} in the '
+                     f'checkpoint but {_shape(mine[key])} in the model{more}')
+    if missing:
+        parts.append(f'missing keys {_names(missing)}')
+    if unexpected:
+        parts.append(f'unexpected keys {_names(unexpected)}')
+    return '; '.join(parts) or None
+
+
+def load_model_weights(model, source):
+    """Load the weights of checkpoint ``source`` (a local path or an
+    http(s) URL) into ``model``, safely (:func:`load_checkpoint_file`).
+
+    The one weight loader of bidl-deploy and tools/analyze.py. Accepts a
+    full training checkpoint (``state_dict`` inside) or a bare state dict,
+    with or without a ``module.`` prefix (saved from a wrapped model).
+
+    Raises:
+        CheckpointError: no state dict in the file, or one that does not
+            fit the model: one line naming the first key whose shape
+            differs (with both shapes) and the missing and unexpected keys.
+    """
+    install_safe_loader()  # anything mmengine loads goes through it too
+    ckpt = load_checkpoint_file(source)
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        raise CheckpointError(f'{source}: no state_dict in the checkpoint')
+    state = {k[len('module.'):] if k.startswith('module.') else k: v
+             for k, v in state.items()}
+    problem = weights_mismatch(state, model)
+    if problem:
+        raise CheckpointError(
+            f'{source} does not fit the model of the config: {problem}; was '
+            'it trained with this config (and the same --cfg-options)?')
+    model.load_state_dict(state, strict=True)
+
+
+# ---------------------------------------------------------------------------
 # Writing: atomic files, so a kill during saving never leaves a torn file
 # ---------------------------------------------------------------------------
 class AtomicLocalBackend(LocalBackend):

@@ -7,8 +7,11 @@ Enabled by a top-level config key, for example::
 which :func:`bidl_train.engine.build_runner` turns into this hook. The model
 as it is at the end of training is exported to
 ``<work_dir>/deploy/<target>/`` and verified on the first ``verify``
-validation samples, exactly as ``bidl-deploy`` would do from the last
-checkpoint.
+validation samples by :func:`bidl_train.engine.deploy.deploy_from_config`,
+the very function ``bidl-deploy`` runs from a checkpoint. With
+``random_inputs=N`` a validation split that is not on disk is replaced by N
+random inputs of the config's input shape (the report says so), as
+``bidl-deploy --random-inputs N`` does.
 A target that refuses the model (a feature it cannot express) is reported
 as an error in the log; the other targets still run and the trained
 checkpoints are untouched.
@@ -38,10 +41,13 @@ class DeployHook(Hook):
         precision (str): 'fp32', 'fp16' or 'int8'.
         verify (int): number of validation samples to verify on (and to
             measure the accuracy change of fp16/int8 on).
+        random_inputs (int): when the validation split is not on disk,
+            verify on this many random inputs instead (None: refuse).
     """
     priority = 'VERY_LOW'
 
-    def __init__(self, targets=('onnx', ), precision='fp32', verify=8):
+    def __init__(self, targets=('onnx', ), precision='fp32', verify=8,
+                 random_inputs=None):
         if isinstance(targets, str):
             targets = [targets]
         if not targets:
@@ -57,39 +63,36 @@ class DeployHook(Hook):
         self.targets = list(targets)
         self.precision = precision
         self.verify = verify
+        if random_inputs is not None and (
+                not isinstance(random_inputs, int) or random_inputs < 1):
+            raise ConfigError(f'deploy.random_inputs={random_inputs!r}: give '
+                              'a number of random inputs of at least 1 (or '
+                              'None)')
+        self.random_inputs = random_inputs
         self.reports = {}
 
     def after_train(self, runner):
         if runner.rank != 0:
             return
-        from bidl_train.deploy import deploy
         from bidl_train.deploy.report import format_summary
-        from bidl_train.deploy.samples import verification_batch
+        from ..deploy import deploy_from_config
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
-        was_training = model.training
-        model.eval()
-        try:
-            x_seq, labels, split = verification_batch(runner.cfg, model,
-                                                      self.verify)
-            source = weights_source(runner, model)
-            for name in self.targets:
-                out = osp.join(runner.work_dir, 'deploy', name)
-                try:
-                    report = deploy(model, name, x_seq, out,
-                                    labels=labels, precision=self.precision,
-                                    verify_samples=self.verify > 0,
-                                    split=split, source=source)
-                except BidlError as err:
-                    runner.logger.error(f'deploy to {name} refused: {err}')
-                    self.reports[name] = dict(status='refused',
-                                              reason=str(err))
-                    continue
-                self.reports[name] = report
-                runner.logger.info(f'deploy to {name}:\n' +
-                                   format_summary(report))
-        finally:
-            model.train(was_training)
+        source = weights_source(runner, model)
+        for name in self.targets:
+            out = osp.join(runner.work_dir, 'deploy', name)
+            try:
+                report = deploy_from_config(
+                    runner.cfg, name, out, model=model, source=source,
+                    precision=self.precision, verify=self.verify,
+                    random_inputs=self.random_inputs)
+            except BidlError as err:
+                runner.logger.error(f'deploy to {name} refused: {err}')
+                self.reports[name] = dict(status='refused', reason=str(err))
+                continue
+            self.reports[name] = report
+            runner.logger.info(f'deploy to {name}:\n' +
+                               format_summary(report))
 
 
 def _last_checkpoint(work_dir):
