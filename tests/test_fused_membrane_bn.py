@@ -307,3 +307,20 @@ def test_channel_mismatch_is_refused():
                        '4 channels'):
         lif_multistep_bn(torch.rand(3, 2, 5), one, one * 0, one, one * 0,
                          SigmoidSurrogate().derivative, norm, layer='fc9')
+
+
+def test_cuba_lif_keeps_its_membrane_batchnorm():
+    """CubaLIF runs its own multi-step form: with norm_state it must still
+    normalise the membrane (its fused path has no BatchNorm)."""
+    from bidl_train.neurons.cuba import CubaLIF
+    torch.manual_seed(4)
+    fused = CubaLIF(norm_state=True, feature_shape=(3, ), mode='analog',
+                    act=None)
+    loop = copy.deepcopy(fused)
+    loop.backend = 'loop'
+    x = torch.randn(5, 4, 3) * 3 + 2
+    torch.testing.assert_close(fused(x), loop(x))
+    # the BatchNorm matters here: without it the output differs
+    plain = copy.deepcopy(loop)
+    plain.norm = None
+    assert not torch.allclose(plain(x), loop(x))

@@ -38,8 +38,13 @@ Usage::
     python tools/benchmark_neurons.py                 # the full default set
     python tools/benchmark_neurons.py --steps 16 --batch 8 --repeats 2
     python tools/benchmark_neurons.py --steps 16 --net-steps 0  # no network
+    # training steps of real configs with membrane BatchNorm (norm_state):
+    python tools/benchmark_neurons.py --steps --net-steps 0 --repeats 5 \
+        --configs configs/dvs_gesture.py configs/cifar10_dvs.py \
+        configs/jester.py configs/n_mnist.py
 """
 import argparse
+import copy
 import random
 import statistics
 import time
@@ -287,13 +292,201 @@ def net_candidates(device):
 
 
 # ---------------------------------------------------------------------------
+# Training steps of real configs (membrane BatchNorm)
+# ---------------------------------------------------------------------------
+#: The configs of the training-step table (``--configs``).
+STEP_CONFIGS = ('configs/dvs_gesture.py', 'configs/cifar10_dvs.py',
+                'configs/jester.py', 'configs/n_mnist.py')
+
+
+def config_input_shape(cfg):
+    """``(T, C, H, W)`` of one sample of ``cfg`` (``_input_shape``, else
+    the representation's T and the backbone's input size and channels)."""
+    if cfg.get('_input_shape'):
+        return tuple(cfg._input_shape)
+    dataset = cfg.test_dataloader.dataset
+    rep = dataset.get('representation') or {}
+    steps = rep.get('T') or dataset.get('T')
+    size = cfg.model.backbone.input_size
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    if not steps:
+        raise ConfigError(f'{cfg.filename}: no T for the benchmark; add '
+                          '_input_shape = (T, C, H, W)')
+    return (steps, cfg.model.backbone.in_channels) + size
+
+
+class SynapticBN(nn.Module):
+    """The BatchNorm moved from the membrane to the synaptic current: one
+    BatchNorm over all ``T * B`` samples of the input sequence, then the
+    LIF without ``norm_state`` (which the fused kernel has always run)."""
+
+    def __init__(self, lif):
+        super().__init__()
+        self.norm, self.lif = lif.norm, lif
+        lif.norm = None
+
+    def forward(self, x_seq):
+        x = self.norm(x_seq.flatten(0, 1)).view_as(x_seq)
+        return self.lif(x)
+
+
+def sj_membrane_bn_node(lif):
+    """SpikingJelly's equivalent of a ``norm_state`` LIF, or None.
+
+    SpikingJelly 2.0 has no BatchNorm on the membrane, and its fused
+    multi-step LIF cannot take one between charge and fire; so this is its
+    ``LIFNode`` (multi-step, ``decay_input=False``, ``tau = 1 / (1 -
+    alpha)``, same threshold, hard reset to ``v0``) with its one-step
+    function overridden by SpikingJelly's own LIF arithmetic plus the
+    layer's BatchNorm module: ``H = V - V / tau + X`` (BIDL's ``x + alpha
+    r``), ``H = BN(H)``, spike by its surrogate, hard reset. Its
+    ``multi_step_forward`` then steps over T, as any SpikingJelly neuron
+    with a per-step extra does. Surrogate: ``Rect`` for BIDL's rectangle
+    (same width), else ``Sigmoid(4)``. Analog (LIAF) layers output BIDL's
+    ``act([H, H - theta, r, v][memb_mode])`` instead of the spikes.
+    """
+    try:
+        from spikingjelly.activation_based import neuron, surrogate
+    except ImportError:
+        return None
+    alpha = float(lif.leak_factor().detach().mean())
+    name = type(lif.surrogate).__name__
+    spike_fn = (surrogate.Rect() if name == 'RectangleSurrogate' else
+                surrogate.Sigmoid(alpha=4.0))
+
+    class MembraneBNLIFNode(neuron.LIFNode):
+
+        def single_step_functional_forward(self, inputs, states, **kwargs):
+            x, v = inputs[0], states[0]
+            h = self.norm(v - v / self.tau + x)
+            spike = self.surrogate_function(h - self.v_threshold)
+            spike_r = spike.detach() if self.detach_reset else spike
+            v = (1.0 - spike_r) * h + spike_r * self.v_reset
+            if lif.mode == 'analog':  # LIAF: BIDL's analog output
+                out = (h, h - self.v_threshold, v,
+                       v - v / self.tau)[lif.memb_mode]
+                return (lif.act(out) if lif.act is not None else out, ), (
+                    v, *states[1:])
+            return (spike, ), (v, *states[1:])
+
+    node = MembraneBNLIFNode(
+        tau=1.0 / max(1.0 - alpha, 1e-6), decay_input=False,
+        v_threshold=float(lif.theta.detach().mean()),
+        v_reset=float(lif.v0.detach().mean()), surrogate_function=spike_fn,
+        detach_reset=lif.detach_reset, step_mode='m')
+    node.norm = lif.norm
+
+    class Reset(nn.Module):  # a fresh state per sequence, as BIDL's
+
+        def __init__(self):
+            super().__init__()
+            self.node = node
+
+        def forward(self, x_seq):
+            self.node.reset()
+            return self.node(x_seq)
+
+    return Reset()
+
+
+def replace_lifs(model, make):
+    """Replace every ``norm_state`` LIF of ``model`` by ``make(lif)``."""
+    for parent in list(model.modules()):
+        for child_name, child in list(parent.named_children()):
+            if isinstance(child, LIF) and child.norm is not None:
+                setattr(parent, child_name, make(child))
+    return model
+
+
+def config_step_candidates(cfg):
+    """{row: (model, kernel setting)} for one config: the loop, the fused
+    kernel the library picks (the compiled one on CPU), the pure-PyTorch
+    fused one, the fused kernel with BatchNorm on the synaptic current
+    instead, and SpikingJelly with the same membrane BatchNorm. Every row
+    starts from the same weights."""
+    from bidl_train.registry import MODELS
+    from mmengine.registry import init_default_scope
+    init_default_scope(cfg.get('default_scope', 'bidl_train'))
+    torch.manual_seed(0)
+    base = MODELS.build(cfg.model)
+    rows = {}
+    lifs = [m for m in base.modules() if isinstance(m, LIF)]
+    if not any(m.norm is not None for m in lifs):
+        # no membrane BatchNorm: the other rows would be this model again
+        noisy = any(m.noise > 0 for m in lifs)
+        print(f'{cfg.filename}: no LIF with norm_state (BatchNorm is on the '
+              'synaptic current already)' + (
+                  '; training noise > 0, so the fused rows run the loop '
+                  'too' if noisy else '') + ': loop and fused rows only')
+        lifs_loop = copy.deepcopy(base)
+        for module in lifs_loop.modules():
+            if isinstance(module, LIF):
+                module.backend = 'loop'
+        return {'bidl loop': lifs_loop, 'bidl fused': base}
+
+    def variant(backend=None, kernel=None):
+        model = copy.deepcopy(base)
+        for module in model.modules():
+            if isinstance(module, LIF):
+                if backend:
+                    module.backend = backend
+                if kernel:
+                    module.kernel = kernel
+        return model
+
+    rows['bidl loop'] = variant(backend='loop')
+    rows['bidl fused'] = variant()
+    rows['bidl fused (torch)'] = variant(kernel='torch')
+    rows['fused, synaptic BN'] = replace_lifs(variant(), SynapticBN)
+    sj = replace_lifs(copy.deepcopy(base), sj_membrane_bn_node)
+    if sj is not None and not any(isinstance(m, LIF) and m.norm is not None
+                                  for m in sj.modules()):
+        rows['spikingjelly'] = sj
+    return rows
+
+
+def training_step(model, labels):
+    """forward + cross-entropy + backward of ``model`` (training mode)."""
+    model.train()
+
+    def step(x):
+        logits = model(x, mode='tensor')
+        return nn.functional.cross_entropy(logits, labels[:logits.shape[0]])
+    return step
+
+
+def config_steps(paths, batch, repeats, device, skip=()):
+    """One table per config: a training step's time and memory kept for
+    backward, every row measured in turns in the same run."""
+    from mmengine.config import Config
+    for path in paths:
+        cfg = Config.fromfile(path)
+        shape = (config_input_shape(cfg)[0], batch) + \
+            config_input_shape(cfg)[1:]
+        classes = cfg.model.head.num_classes
+        labels = torch.randint(0, classes, (batch, ), device=device)
+        rows = config_step_candidates(cfg)
+        fns = {name: training_step(model.to(device), labels)
+               for name, model in rows.items()}
+
+        def make_input(shape=shape):
+            # sparse binary events, as DVS frames are after thresholding
+            return (torch.rand(shape, device=device) < 0.1).float(
+            ).requires_grad_()
+
+        results = measure_all(fns, make_input, repeats, device, skip)
+        report(f'{path}: one training step (F+B), input [T, B, ...] = '
+               f'{list(shape)}', results)
+
+
+# ---------------------------------------------------------------------------
 def report(title, results):
     """One row per implementation: time, saved memory and their ratios to
     SpikingJelly and to the pure-PyTorch fused kernel (when they ran)."""
     print(f'\n== {title}')
     bases = [(label, results.get(name)) for label, name in
              (('SJ', 'spikingjelly'), ('torch', 'bidl fused (torch)'),
-              ('floor', 'memory floor'))]
+              ('synBN', 'fused, synaptic BN'), ('floor', 'memory floor'))]
     bases = [(label, base) for label, base in bases if base is not None]
     header = ''.join(f' {"time/" + label:>10s} {"saved/" + label:>11s}'
                      for label, _ in bases)
@@ -311,13 +504,18 @@ def report(title, results):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--steps', type=int, nargs='+', default=[16, 64])
+    parser.add_argument('--steps', type=int, nargs='*', default=[16, 64],
+                        help='T of the LIF-layer tables (none: no table)')
     parser.add_argument('--batch', type=int, default=32)
     parser.add_argument('--channels', type=int, default=128)
     parser.add_argument('--size', type=int, default=32)
     parser.add_argument('--net-steps', type=int, default=16,
                         help='time steps of the network workload; 0 skips it')
     parser.add_argument('--net-batch', type=int, default=16)
+    parser.add_argument('--configs', nargs='*', default=[],
+                        help='configs of the training-step table (membrane '
+                        'BatchNorm): e.g. ' + ' '.join(STEP_CONFIGS))
+    parser.add_argument('--config-batch', type=int, default=8)
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--surrogates', nargs='+', default=['sigmoid'],
@@ -347,6 +545,9 @@ def main(argv=None):
                               args.repeats, device, args.skip)
         report(f'LIF layer, input {list(shape)} float32', results)
 
+    if args.configs:
+        config_steps(args.configs, args.config_batch, args.repeats, device,
+                     args.skip)
     if args.net_steps <= 0:
         return
     shape = (args.net_steps, args.net_batch, 2, 32, 32)

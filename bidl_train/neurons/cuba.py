@@ -109,7 +109,8 @@ class CubaLIF(LIF):
 
     def forward(self, x_seq):
         self.check_sequence(x_seq)
-        if not self.uses_fused():
+        # the membrane BatchNorm (norm_state) runs in the loop here
+        if not self.uses_fused() or self.norm is not None:
             return BaseNeuron.forward(self, x_seq)
         out_mode = 'spike' if self.mode == 'spike' else self.memb_mode
         y = lif_multistep(self.synaptic_current(x_seq), self.leak_factor(),
