@@ -1,13 +1,20 @@
 """End-to-end smoke tests of the command-line tools on tiny generated data.
 
-Each command runs in a subprocess exactly as a user would run it.
+The first training run and the distributed runs are subprocesses exactly
+as a user starts them; the rest run the same tool scripts in this process
+(``run_here``), which saves a Python, torch and mmengine start each.
 """
+import contextlib
+import io
 import json
 import os
 import os.path as osp
+import runpy
 import socket
 import subprocess
 import sys
+import traceback
+import weakref
 
 import pytest
 
@@ -56,6 +63,122 @@ def tool(name):
     return osp.join(REPO, 'tools', f'{name}.py')
 
 
+#: the output streams of earlier ``run_here`` calls: a logger made during
+#: one (mmengine keeps its loggers by name) may still write to them
+_CAPTURED = weakref.WeakKeyDictionary()
+
+
+def run_here(args, cwd, check=True, env_extra=None):
+    """``run`` without starting Python: the script ``args[0]`` (a tool)
+    runs as ``__main__`` in this process, as ``python script args`` runs
+    it once the interpreter is up, in ``cwd`` with ``env_extra`` set.
+    Returns the same ``returncode``/``stdout``/``stderr``: SystemExit's
+    code, and for an uncaught exception exit 1 with the traceback Python
+    prints. Importing torch and mmengine is most of a tiny run's time, so
+    tests about what a command does and prints use this; tests about the
+    process itself (signals, other processes, ranks, memory caps, what a
+    fresh interpreter prints: warnings, C-level output) use ``run``."""
+    from bidl_train.cli.config_safety import restrict_registry_imports
+    out, err = io.StringIO(), io.StringIO()
+    _repoint_loggers({'stdout': out, 'stderr': err})
+    _CAPTURED[out], _CAPTURED[err] = 'stdout', 'stderr'
+    saved_env = {key: os.environ.get(key) for key in env_extra or {}}
+    saved_cwd, saved_argv = os.getcwd(), list(sys.argv)
+    before = _mmengine_instances()
+    restrict_registry_imports(False)  # as in a new process
+    code = 0
+    try:
+        os.environ.update(env_extra or {})
+        os.chdir(cwd)
+        sys.argv = [str(a) for a in args]
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                runpy.run_path(sys.argv[0], run_name='__main__')
+            except SystemExit as stop:
+                code = _exit_status(stop.code, err)
+            except BaseException:  # noqa: B902 (what Python prints)
+                traceback.print_exc(file=err)
+                code = 1
+    finally:
+        os.chdir(saved_cwd)
+        sys.argv = saved_argv
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        restrict_registry_imports(False)
+        _forget_instances_since(before)
+    proc = subprocess.CompletedProcess(args, code, out.getvalue(),
+                                       err.getvalue())
+    if check and code != 0:
+        raise AssertionError(f'{args} exited {code}\n{proc.stdout[-3000:]}'
+                             f'\n{proc.stderr[-3000:]}')
+    return proc
+
+
+def _exit_status(code, err):
+    """The exit status Python gives ``raise SystemExit(code)``."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=err)
+    return 1
+
+
+def _repoint_loggers(streams):
+    """Handlers still writing to an earlier ``run_here`` capture write to
+    this one's (a new process would have made them on its own streams)."""
+    import logging
+
+    from mmengine.logging import MMLogger
+    loggers = [logging.getLogger()] + [
+        logger for logger in logging.Logger.manager.loggerDict.values()
+        if isinstance(logger, logging.Logger)] + list(
+            MMLogger._instance_dict.values())  # not in logging's table
+    earlier = list(_CAPTURED.items())
+    for logger in loggers:
+        for handler in logger.handlers:
+            stream = getattr(handler, 'stream', None)
+            for capture, kind in earlier:
+                if stream is capture:
+                    handler.setStream(streams[kind])
+
+
+def _manager_classes():
+    """mmengine's named global objects (loggers, message hubs,
+    visualizers, default scopes), one instance table per class."""
+    from mmengine.utils import ManagerMixin
+    todo, found = [ManagerMixin], []
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+def _mmengine_instances():
+    return {cls: set(cls._instance_dict) for cls in _manager_classes()}
+
+
+def _forget_instances_since(before):
+    """Drop what a run made in mmengine's tables (keeping the 'mmengine'
+    logger of the import): a run started in the same second from the same
+    config would otherwise get the earlier run's logger and visualizer by
+    name, which a new process never does. Their log files are closed, as
+    at a process's exit."""
+    for cls in _manager_classes():
+        for name in set(cls._instance_dict) - before.get(cls, set()):
+            if name == 'mmengine':
+                continue
+            instance = cls._instance_dict.pop(name)
+            for handler in list(getattr(instance, 'handlers', [])):
+                if hasattr(handler, 'baseFilename'):
+                    handler.close()
+                    instance.removeHandler(handler)
+
+
 def test_train_resume_test(tmp_path):
     # the deploy targets below: the optional [deploy] extra
     for module in ('onnx', 'onnxruntime', 'nir'):
@@ -89,7 +212,7 @@ def test_train_resume_test(tmp_path):
     assert logs and 'accuracy/top1' in open(logs[0]).read()
 
     # resume continues at epoch 2 with optimizer and scheduler state
-    proc = run([
+    proc = run_here([
         tool('train'), cfg, '--work-dir',
         str(work), '--resume', '--cfg-options', 'train_cfg.max_epochs=2'
     ], tmp_path)
@@ -97,7 +220,7 @@ def test_train_resume_test(tmp_path):
     assert (work / 'epoch_2.pth').is_file()
 
     out = tmp_path / 'metrics.json'
-    proc = run([
+    proc = run_here([
         tool('test'), cfg,
         str(work / 'epoch_2.pth'), '--work-dir',
         str(work), '--out',
@@ -112,7 +235,7 @@ def test_train_resume_test(tmp_path):
     assert len(metrics['per_class_accuracy']) == 4
     assert any(k.startswith('firing_rate/backbone') for k in metrics)
 
-    proc = run([
+    proc = run_here([
         tool('deploy'), cfg,
         str(work / 'epoch_2.pth'), '--target', 'onnx', '--out',
         str(tmp_path / 'onnx'), '--verify', '2'
@@ -178,7 +301,7 @@ def _fails_cleanly(proc, *needles):
 
 def test_unknown_type_suggests_close_names(tmp_path):
     cfg = tiny_config(tmp_path)
-    proc = run([
+    proc = run_here([
         tool('train'), cfg, '--work-dir',
         str(tmp_path / 'w'), '--cfg-options', 'model.backbone.type=ConvLifNt'
     ], tmp_path, check=False)
@@ -189,14 +312,14 @@ def test_misspelt_top_level_key_is_named(tmp_path):
     cfg = tiny_config(tmp_path)
     with open(cfg, 'a') as f:
         f.write('train_dataloder = dict()\n')
-    proc = run([tool('train'), cfg, '--work-dir', str(tmp_path / 'w')],
+    proc = run_here([tool('train'), cfg, '--work-dir', str(tmp_path / 'w')],
                tmp_path, check=False)
     _fails_cleanly(proc, 'train_dataloder', 'train_dataloader')
 
 
 def test_misspelt_override_path_is_named(tmp_path):
     cfg = tiny_config(tmp_path)
-    proc = run([
+    proc = run_here([
         tool('train'), cfg, '--work-dir',
         str(tmp_path / 'w'), '--cfg-options', 'model.backbon.channels=[2,2]'
     ], tmp_path, check=False)
@@ -205,7 +328,7 @@ def test_misspelt_override_path_is_named(tmp_path):
 
 def test_wrong_constructor_argument_is_reported(tmp_path):
     cfg = tiny_config(tmp_path)
-    proc = run([
+    proc = run_here([
         tool('train'), cfg, '--work-dir',
         str(tmp_path / 'w'), '--cfg-options', 'model.backbone.chanels=[2,2]'
     ], tmp_path, check=False)
@@ -220,7 +343,7 @@ _ds = dict(_delete_=True, type='DVS128Gesture',
            data_root={str(tmp_path / "nowhere")!r}, split='train')
 train_dataloader = dict(dataset=_ds)
 ''')
-    proc = run([tool('train'), str(cfg), '--work-dir', str(tmp_path / 'w')],
+    proc = run_here([tool('train'), str(cfg), '--work-dir', str(tmp_path / 'w')],
                tmp_path, check=False)
     _fails_cleanly(proc, 'nowhere')
     assert 'DVS128 Gesture' in proc.stderr or 'DvsGesture' in proc.stderr
@@ -230,13 +353,13 @@ def test_amp_on_cpu_is_refused(tmp_path):
     import torch
     if torch.cuda.is_available():
         pytest.skip('CUDA present: --amp is valid here')
-    proc = run([tool('train'), tiny_config(tmp_path), '--amp'], tmp_path,
+    proc = run_here([tool('train'), tiny_config(tmp_path), '--amp'], tmp_path,
                check=False)
     _fails_cleanly(proc, '--amp needs a CUDA GPU')
 
 
 def test_missing_checkpoint_for_test(tmp_path):
-    proc = run([tool('test'), tiny_config(tmp_path), 'missing.pth'],
+    proc = run_here([tool('test'), tiny_config(tmp_path), 'missing.pth'],
                tmp_path, check=False)
     _fails_cleanly(proc, 'missing.pth')
 
@@ -247,7 +370,7 @@ def test_nan_loss_stops_with_iteration_and_keeps_last_good_checkpoint(
     cfg = tiny_config(tmp_path)
     work = tmp_path / 'work'
     # an absurd learning rate drives the weights to inf and the loss to NaN
-    proc = run([
+    proc = run_here([
         tool('train'), cfg, '--work-dir',
         str(work), '--cfg-options', 'train_cfg.max_epochs=4',
         'optim_wrapper.optimizer.type=SGD', 'optim_wrapper.optimizer.lr=1e38'

@@ -19,6 +19,7 @@ from bidl_train.deploy.base import UnsupportedFeature
 from bidl_train.deploy.lower import LoweringError
 from bidl_train.errors import ConfigError
 from bidl_train.registry import MODELS
+from deploy_runner import tiny_deploy_config
 
 init_default_scope('bidl_train')
 
@@ -280,20 +281,7 @@ def test_cli_int8_measures_accuracy_on_validation_split(tmp_path, capsys):
     ort = pytest.importorskip('onnxruntime')
     data = str(tmp_path / 'data')
     cfg = tmp_path / 'tiny_val.py'
-    cfg.write_text(f'''
-default_scope = 'bidl_train'
-model = dict(
-    type='SpikingClassifier',
-    backbone=dict(type='ConvLifNet', in_channels=2, input_size=16,
-                  channels=[4], pools=[2], fc=[16]),
-    head=dict(type='SpikingClsHead', in_features=16, num_classes=2))
-val_dataloader = dict(
-    batch_size=4, num_workers=0,
-    dataset=dict(type='SyntheticGesture', data_root={data!r},
-                 num_classes=2, split='test', users_train=1, users_test=2,
-                 conditions=1, cache=False,
-                 representation=dict(type='EventFrames', T=4,
-                                     split_by='number', size=16)))
+    cfg.write_text(tiny_deploy_config(data, users_test=2) + f'''
 test_dataloader = dict(dataset=dict(type='DVS128Gesture',
                                     data_root={str(tmp_path / 'missing')!r}))
 ''')
