@@ -14,7 +14,7 @@ from bidl_train.models.data_preprocessor import SpikingDataPreprocessor
 from bidl_train.neurons.base import BaseNeuron
 from bidl_train.registry import MODELS
 
-from test_commands import REPO, run, tiny_config, tool
+from test_commands import REPO, run_here, tiny_config, tool
 
 
 def _build(model_cfg):
@@ -231,7 +231,7 @@ def test_cli_reports_and_bidl_test_prints_the_baseline(tmp_path):
     work = tmp_path / 'work'
     ckpt = work / 'epoch_1.pth'
     _checkpoint(cfg, ckpt)
-    proc = run([tool('baseline'), cfg, '--work-dir', str(work),
+    proc = run_here([tool('baseline'), cfg, '--work-dir', str(work),
                 '--snn-checkpoint', str(ckpt), '--epochs', '1'], tmp_path)
     report = json.loads((work / 'baseline.json').read_text())
     assert 'logistic regression' in proc.stdout
@@ -246,7 +246,7 @@ def test_cli_reports_and_bidl_test_prints_the_baseline(tmp_path):
     assert osp.isdir(ann['work_dir'])
 
     out = tmp_path / 'metrics.json'
-    proc = run([tool('test'), cfg, str(ckpt), '--work-dir', str(work),
+    proc = run_here([tool('test'), cfg, str(ckpt), '--work-dir', str(work),
                 '--out', str(out)], tmp_path)
     test_top1 = json.loads(out.read_text())['metrics']['accuracy/top1']
     # the tiny config's test split is its val split: the tool scored the

@@ -17,7 +17,7 @@ import torch
 from mmengine.runner.checkpoint import (CheckpointLoader, _load_checkpoint,
                                         load_checkpoint)
 from test_checkpoint import _RunsShell  # unpickling runs `touch marker`
-from test_commands import run, tiny_config, tool
+from test_commands import run_here, tiny_config, tool
 
 from bidl_train.engine import checkpoint as ckpt_mod
 from bidl_train.engine.checkpoint import (install_safe_loader,
@@ -87,7 +87,7 @@ def served(tmp_path_factory):
     root = tmp_path_factory.mktemp('sources')
     cfg = tiny_config(root)
     work = root / 'work'
-    run([tool('train'), cfg, '--work-dir', str(work), '--seed', '1'], root)
+    run_here([tool('train'), cfg, '--work-dir', str(work), '--seed', '1'], root)
     www = root / 'www'
     www.mkdir()
     shutil.copy(work / 'epoch_1.pth', www / 'good.pth')
@@ -239,7 +239,8 @@ def test_resume_with_other_scheme_is_refused_by_merge_args(served):
 
 
 # ---------------------------------------------------------------------------
-# the commands, as a user runs them
+# the commands, as a user runs them (the tool scripts, run in this process:
+# exit status and stderr as a new Python would give them, see run_here)
 # ---------------------------------------------------------------------------
 def _commands(served, source, out):
     """Every command that reads a checkpoint, reading ``source``."""
@@ -274,7 +275,7 @@ def test_malicious_url_is_refused_by_every_command(served, tmp_path,
                                                    command):
     url = served['url'] + '/evil.pth'
     argv = _commands(served, url, tmp_path)[command]
-    proc = run(argv, tmp_path, check=False, env_extra=NO_PROXY)
+    proc = run_here(argv, tmp_path, check=False, env_extra=NO_PROXY)
     _refused_in_one_line(proc, 'refusing to load checkpoint', url)
     assert not served['marker'].exists()
 
@@ -284,28 +285,28 @@ def test_malicious_url_is_refused_by_every_command(served, tmp_path,
 @pytest.mark.parametrize('command', ['train --resume', 'analyze'])
 def test_other_scheme_is_refused_by_the_commands(served, tmp_path, command):
     argv = _commands(served, 'pavi://model/epoch_1.pth', tmp_path)[command]
-    proc = run(argv, tmp_path, check=False)
+    proc = run_here(argv, tmp_path, check=False)
     _refused_in_one_line(proc, 'pavi://', 'pass its local path')
 
 
 def test_valid_url_resumes_tests_deploys_and_analyzes(served, tmp_path):
     url = served['url'] + '/good.pth'
     commands = _commands(served, url, tmp_path)
-    proc = run(commands['train --resume'], tmp_path, env_extra=NO_PROXY)
+    proc = run_here(commands['train --resume'], tmp_path, env_extra=NO_PROXY)
     assert 'resumed epoch: 1' in proc.stdout + proc.stderr
     assert (tmp_path / 'work' / 'epoch_2.pth').is_file()
 
-    proc = run(commands['test'] + ['--out', str(tmp_path / 'm.json')],
+    proc = run_here(commands['test'] + ['--out', str(tmp_path / 'm.json')],
                tmp_path, env_extra=NO_PROXY)
     metrics = json.loads((tmp_path / 'm.json').read_text())
     assert metrics['checkpoint'] == url
     assert 0 <= metrics['metrics']['accuracy/top1'] <= 100
 
-    run(commands['deploy'], tmp_path, env_extra=NO_PROXY)
+    run_here(commands['deploy'], tmp_path, env_extra=NO_PROXY)
     report = json.loads((tmp_path / 'deploy' / 'report.json').read_text())
     assert report['status'] == 'verified'
     # the report names the URL the weights came from, not the temporary copy
     assert report['source']['checkpoint']['path'] == url
 
-    proc = run(commands['analyze'], tmp_path, env_extra=NO_PROXY)
+    proc = run_here(commands['analyze'], tmp_path, env_extra=NO_PROXY)
     assert 'SynOps' in proc.stdout

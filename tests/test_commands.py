@@ -84,7 +84,7 @@ def run_here(args, cwd, check=True, env_extra=None):
     _CAPTURED[out], _CAPTURED[err] = 'stdout', 'stderr'
     saved_env = {key: os.environ.get(key) for key in env_extra or {}}
     saved_cwd, saved_argv = os.getcwd(), list(sys.argv)
-    before = _mmengine_instances()
+    before = _process_state()
     restrict_registry_imports(False)  # as in a new process
     code = 0
     try:
@@ -108,7 +108,7 @@ def run_here(args, cwd, check=True, env_extra=None):
             else:
                 os.environ[key] = value
         restrict_registry_imports(False)
-        _forget_instances_since(before)
+        _as_at_exit(before)
     proc = subprocess.CompletedProcess(args, code, out.getvalue(),
                                        err.getvalue())
     if check and code != 0:
@@ -158,18 +158,27 @@ def _manager_classes():
     return found
 
 
-def _mmengine_instances():
-    return {cls: set(cls._instance_dict) for cls in _manager_classes()}
+def _process_state():
+    """What a run may add that a process keeps until it exits: mmengine's
+    named objects and the work dirs it locked."""
+    from bidl_train.engine import work_dir_lock
+    return dict(instances={cls: set(cls._instance_dict)
+                           for cls in _manager_classes()},
+                locks=set(work_dir_lock._held))
 
 
-def _forget_instances_since(before):
-    """Drop what a run made in mmengine's tables (keeping the 'mmengine'
-    logger of the import): a run started in the same second from the same
-    config would otherwise get the earlier run's logger and visualizer by
-    name, which a new process never does. Their log files are closed, as
-    at a process's exit."""
+def _as_at_exit(before):
+    """Undo what a run added (see ``_process_state``) as its process's exit
+    would: a run started in the same second from the same config would
+    otherwise get the earlier run's logger and visualizer by name, and a
+    later run on the same work dir would find it locked by this process.
+    The 'mmengine' logger of the import stays; log files are closed."""
+    from bidl_train.engine import work_dir_lock
+    for key in set(work_dir_lock._held) - before['locks']:
+        work_dir_lock.unlock_work_dir(key)
     for cls in _manager_classes():
-        for name in set(cls._instance_dict) - before.get(cls, set()):
+        old = before['instances'].get(cls, set())
+        for name in set(cls._instance_dict) - old:
             if name == 'mmengine':
                 continue
             instance = cls._instance_dict.pop(name)

@@ -1,8 +1,8 @@
 """A researcher's first day (issue 20): install, data, console, outputs.
 
 One tiny training run in a subprocess (stdout a pipe, as in CI logs) is
-shared by the console tests; bidl-test then runs on its checkpoint. The
-other tests call the commands or their helpers in-process.
+shared by the console tests; bidl-test then runs on its checkpoint, in this
+process. The other tests call the commands or their helpers in-process.
 """
 import argparse
 import csv
@@ -24,7 +24,7 @@ from bidl_train.cli.common import (apply_data_root, explain_arguments,
 from bidl_train.errors import ConfigError
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from test_commands import REPO, run, tiny_config, tool  # noqa: E402
+from test_commands import REPO, run, run_here, tiny_config, tool  # noqa: E402,E501
 
 
 # ---------------------------------------------------------------------------
@@ -119,10 +119,10 @@ def test_progress_lines_without_a_terminal(trained):
 def test_bidl_test_out_writes_predictions_and_metrics_apart(trained):
     tmp = trained['tmp']
     preds, metrics = tmp / 'preds.json', tmp / 'metrics.json'
-    run([tool('test'), trained['cfg'], str(trained['work'] / 'epoch_1.pth'),
-         '--work-dir', str(trained['work']), '--data-root',
-         str(trained['data']), '--out', str(preds), '--metrics-out',
-         str(metrics)], tmp)
+    run_here([tool('test'), trained['cfg'],
+              str(trained['work'] / 'epoch_1.pth'), '--work-dir',
+              str(trained['work']), '--data-root', str(trained['data']),
+              '--out', str(preds), '--metrics-out', str(metrics)], tmp)
     scores = json.loads(metrics.read_text())['metrics']
     result = json.loads(preds.read_text())
     samples = result['predictions']

@@ -13,20 +13,20 @@ timeout. A header declaring a size far beyond the file must be refused
 before anything is allocated (the cap turns an attempt into MemoryError,
 which is no DataError).
 
-The runs are started together (each spends most of its time importing
-torch and mmengine), so the file costs about as long as its slowest run.
+A run spends most of its time importing torch and mmengine, so the cases
+run in two processes (tests/fuzz_cli_driver.py, one per core), each
+calling ``bidl-train``'s ``main`` for its cases in turn and capturing file
+descriptors 1 and 2 (so output of C code and DataLoader workers counts).
 """
 import gzip
 import importlib.util
+import json
 import os
 import os.path as osp
 import resource
-import shutil
 import struct
 import subprocess
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import numpy.lib.format as npy_format
@@ -42,10 +42,11 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 MEMORY_CAP = 3 << 30
 TIMEOUT = 240  # seconds per run, on a loaded 2-core machine
-PARALLEL = 4
+PARALLEL = 2  # driver processes: one per core
+DRIVER = osp.join(ROOT, 'tests', 'fuzz_cli_driver.py')
 HUGE = 2 ** 40
 
-pytestmark = pytest.mark.slow  # about 100 s of CPU in 12 runs
+pytestmark = pytest.mark.slow  # 12 runs in 2 processes
 
 
 # -- damage -------------------------------------------------------------------
@@ -190,13 +191,8 @@ def _cap_memory():
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
 
 
-def _command():
-    """The installed ``bidl-train`` entry point, else its module."""
-    exe = shutil.which('bidl-train')
-    return [exe] if exe else [sys.executable, '-m', 'bidl_train.cli.train']
-
-
-def _run_case(name, base):
+def _case_spec(name, base):
+    """Write the case's damaged data; its ``bidl-train`` command line."""
     config, writer, damage, extra = CASES[name]
     data_root = base / name / 'data'
     writer(data_root)
@@ -206,34 +202,41 @@ def _run_case(name, base):
     options.update({f'{loader}.num_workers': 0 for loader in LOADERS})
     options['train_cfg.max_epochs'] = 1
     options.update(extra)
-    args = _command() + [
-        osp.join(ROOT, 'configs', f'{config}.py'), '--work-dir',
-        str(base / name / 'work'), '--cfg-options'] + [
-            f'{k}={v}' for k, v in options.items()]
+    argv = [osp.join(ROOT, 'configs', f'{config}.py'), '--work-dir',
+            str(base / name / 'work'), '--cfg-options'] + [
+                f'{k}={v}' for k, v in options.items()]
+    return dict(case=name, argv=argv, cwd=str(base / name),
+                timeout=TIMEOUT, damaged=damaged)
+
+
+def _drive(base, spec, part):
+    """Start a driver process (memory-capped) for ``spec``."""
+    spec_path = base / f'spec{part}.json'
+    spec_path.write_text(json.dumps(spec))
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1')
-    start = time.monotonic()
-    try:
-        proc = subprocess.run(args, cwd=str(base / name), env=env,
-                              capture_output=True, text=True,
-                              timeout=TIMEOUT, preexec_fn=_cap_memory)
-    except subprocess.TimeoutExpired as err:
-        return dict(timeout=True, damaged=damaged, stdout=str(err.stdout),
-                    stderr=str(err.stderr), rc=None, seconds=TIMEOUT)
-    return dict(timeout=False, damaged=damaged, rc=proc.returncode,
-                stdout=proc.stdout, stderr=proc.stderr,
-                seconds=time.monotonic() - start)
+    proc = subprocess.Popen(
+        [sys.executable, DRIVER, str(spec_path),
+         str(base / f'result{part}.json')], cwd=str(base), env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_cap_memory)
+    return proc, base / f'result{part}.json'
 
 
 @pytest.fixture(scope='module')
 def results(tmp_path_factory):
-    """Every case's run, started together (see module doc)."""
+    """Every case's run: the cases split over PARALLEL driver processes."""
     base = tmp_path_factory.mktemp('fuzz_cli')
-    # a few at a time: each run then gets a share of the CPU that keeps it
-    # far inside TIMEOUT (all at once took 150 s each on a loaded machine)
-    with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
-        futures = {name: pool.submit(_run_case, name, base)
-                   for name in CASES if not _missing_extra(name)}
-    return {name: f.result() for name, f in futures.items()}
+    spec = [_case_spec(name, base) for name in sorted(CASES)
+            if not _missing_extra(name)]
+    drivers = [_drive(base, spec[part::PARALLEL], part)
+               for part in range(PARALLEL)]
+    found = {}
+    for proc, result in drivers:
+        _, stderr = proc.communicate(timeout=TIMEOUT * len(spec))
+        assert proc.returncode == 0, stderr[-3000:]
+        found.update({item['case']: item
+                      for item in json.loads(result.read_text())})
+    return found
 
 
 #: cases whose files need an optional package (SHD is HDF5: [events])

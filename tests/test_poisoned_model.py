@@ -28,7 +28,7 @@ from bidl_train.engine.hooks.nan_guard import (DivergenceError, NanGuardHook,
 from bidl_train.errors import ConfigError
 from bidl_train.evaluation import Accuracy
 
-from test_commands import REPO, run, tiny_config, tool
+from test_commands import REPO, run_here, tiny_config, tool
 
 NAN, INF = float('nan'), float('inf')
 
@@ -318,7 +318,7 @@ def data_cfg(tmp_path_factory):
 
 
 def _train(cfg, work, *options, epochs=1):
-    return run([
+    return run_here([
         tool('train'), cfg, '--work-dir',
         str(work), '--cfg-options', f'train_cfg.max_epochs={epochs}',
         *options
@@ -435,7 +435,7 @@ def test_resuming_a_poisoned_checkpoint_is_refused(poisoned_in_epoch_2,
     shutil.copytree(work, copy)
     (copy / 'last_checkpoint').write_text(str(copy / 'epoch_1.pth'))
     key = _poison(work / 'epoch_1.pth', copy / 'epoch_1.pth', 'running_var')
-    proc = run([tool('train'), cfg, '--work-dir', str(copy), '--resume'],
+    proc = run_here([tool('train'), cfg, '--work-dir', str(copy), '--resume'],
                osp.dirname(cfg), check=False)
     line = _error_line(proc)
     assert f'{key} is non-finite' in line
@@ -447,7 +447,7 @@ def test_bidl_test_warns_about_nonfinite_scores(poisoned_in_epoch_2,
     cfg, work, _ = poisoned_in_epoch_2
     poisoned = tmp_path / 'poisoned.pth'
     _poison(work / 'epoch_1.pth', poisoned, 'head.')
-    proc = run([tool('test'), cfg, str(poisoned), '--work-dir',
+    proc = run_here([tool('test'), cfg, str(poisoned), '--work-dir',
                 str(tmp_path / 'test')], osp.dirname(cfg))
     warnings = [l for l in proc.stderr.splitlines()
                 if l.startswith('bidl-test: warning:')]

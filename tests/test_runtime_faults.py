@@ -21,7 +21,7 @@ from bidl_train.engine.work_dir_lock import (LOCK_NAME, WorkDirInUse,
                                              lock_work_dir, unlock_work_dir)
 from bidl_train.errors import CheckpointError, ConfigError
 
-from test_commands import REPO, run, tiny_config, tool
+from test_commands import REPO, run, run_here, tiny_config, tool
 
 ENV = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1')
 
@@ -95,21 +95,33 @@ def test_lock_names_the_holder_and_dies_with_it(tmp_path):
         unlock_work_dir(str(work))
 
 
+def _long_training(cfg, tmp_path, *args, env=ENV,
+                   stderr=subprocess.DEVNULL):
+    """``bidl-train`` on ``cfg`` (a tiny config of 50 epochs: long enough
+    to be interrupted) with work dir ``tmp_path/work``, started in the
+    background; used by the busy-work-dir and the lost-rank tests."""
+    return subprocess.Popen(
+        [sys.executable, tool('train'), cfg, '--work-dir',
+         str(tmp_path / 'work'), *args], cwd=tmp_path, env=env,
+        stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+
+
 @pytest.mark.slow
 def test_second_training_run_on_a_busy_work_dir_is_refused(tmp_path):
     cfg = tiny_config(tmp_path, epochs=50)
     work = tmp_path / 'work'
-    cmd = [sys.executable, tool('train'), cfg, '--work-dir', str(work)]
-    first = subprocess.Popen(cmd, cwd=tmp_path, env=ENV,
-                             stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+    first = _long_training(cfg, tmp_path)
     try:
         lock = work / LOCK_NAME
         _wait_for(lambda: lock.is_file() and
                   lock.read_text().startswith(f'pid {first.pid} '),
                   first, 120, 'lock taken by the first run')
-        second = run(cmd[1:], tmp_path, check=False)
-        _one_line_error(second.returncode, second.stderr, f'work dir {work} is in use',
+        # the second run needs no process of its own: the lock is held by
+        # the first one's
+        second = run_here([tool('train'), cfg, '--work-dir', str(work)],
+                          tmp_path, check=False)
+        _one_line_error(second.returncode, second.stderr,
+                        f'work dir {work} is in use',
                         f'pid {first.pid} on host {socket.gethostname()}',
                         '--work-dir')
         assert first.poll() is None, 'the first run was disturbed'
@@ -207,45 +219,23 @@ def test_full_disk_outside_checkpoints_is_one_line(tmp_path):
             open(tmp_path / 'missing')
 
 
-# the training command with a disk that fills up while epoch_2.pth is saved
-_FULL_DISK_TRAIN = '''
-import builtins, errno, os, sys
-real_open = builtins.open
-
-class Filling:
-    def __init__(self, f):
-        self.f = f
-    def write(self, data):
-        self.f.write(data[:len(data) // 2])
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    def __getattr__(self, name):
-        return getattr(self.f, name)
-    def __enter__(self):
-        return self
-    def __exit__(self, *exc):
-        self.f.close()
-
-def open_(file, *args, **kwargs):
-    f = real_open(file, *args, **kwargs)
-    return Filling(f) if 'epoch_2.pth.tmp' in os.fspath(file) else f
-
-builtins.open = open_
-from bidl_train.cli.train import main
-main(sys.argv[1:])
-'''
-
-
 @pytest.mark.slow
-def test_full_disk_during_save_stops_cleanly_and_resumes(tmp_path):
+def test_full_disk_during_save_stops_cleanly_and_resumes(tmp_path,
+                                                         monkeypatch):
     cfg = tiny_config(tmp_path, epochs=2)
     work = tmp_path / 'work'
-    script = tmp_path / 'full_disk_train.py'
-    script.write_text(_FULL_DISK_TRAIN)
-    # max_keep_ckpts=1: mmengine's own hook deleted epoch_1.pth before
-    # writing epoch_2.pth, so the failed save left nothing to resume from
-    proc = run([str(script), cfg, '--work-dir', str(work), '--cfg-options',
-                'default_hooks.checkpoint.max_keep_ckpts=1'], tmp_path,
-               check=False)
+    # the disk fills up after 100 bytes of epoch_2.pth (the run is in
+    # this process, so the patched open is the one the save uses)
+    with monkeypatch.context() as patch:
+        _failing_open(patch, 'epoch_2.pth.tmp', errno.ENOSPC,
+                      after_bytes=100)
+        # max_keep_ckpts=1: mmengine's own hook deleted epoch_1.pth
+        # before writing epoch_2.pth, so the failed save left nothing to
+        # resume from
+        proc = run_here([tool('train'), cfg, '--work-dir', str(work),
+                         '--cfg-options',
+                         'default_hooks.checkpoint.max_keep_ckpts=1'],
+                        tmp_path, check=False)
     _one_line_error(
         proc.returncode, proc.stderr, f'could not write checkpoint {work / "epoch_2.pth"}: No space '
         'left on device; the last complete checkpoint is '
@@ -256,8 +246,8 @@ def test_full_disk_during_save_stops_cleanly_and_resumes(tmp_path):
     assert (work / 'last_checkpoint').read_text().strip() == str(
         work / 'epoch_1.pth')
 
-    proc = run([tool('train'), cfg, '--work-dir', str(work), '--resume'],
-               tmp_path)
+    proc = run_here([tool('train'), cfg, '--work-dir', str(work),
+                     '--resume'], tmp_path)
     assert 'resumed epoch: 1' in proc.stdout + proc.stderr
     assert (work / 'epoch_2.pth').is_file()
 
@@ -292,12 +282,10 @@ def _start_two_ranks(tmp_path, timeout_s):
     for rank in range(2):
         env = dict(ENV, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE='2',
                    MASTER_ADDR='127.0.0.1', MASTER_PORT=port)
-        ranks.append(subprocess.Popen(
-            [sys.executable, tool('train'), cfg, '--launcher', 'pytorch',
-             '--work-dir', str(work), '--cfg-options',
-             f'env_cfg.dist_cfg.timeout={timeout_s}'],
-            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, text=True))
+        ranks.append(_long_training(
+            cfg, tmp_path, '--launcher', 'pytorch', '--cfg-options',
+            f'env_cfg.dist_cfg.timeout={timeout_s}', env=env,
+            stderr=subprocess.PIPE))
     # both ranks are inside the training loop once epoch 1 is saved
     _wait_for((work / 'epoch_1.pth').is_file, ranks[0], 180, 'epoch_1.pth')
     time.sleep(0.5)

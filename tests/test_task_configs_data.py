@@ -25,8 +25,6 @@ import json
 import os
 import os.path as osp
 import pickle
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -363,15 +361,14 @@ def test_n_mnist_config_trains_and_tests_through_the_cli(tmp_path):
     """The whole path a user takes: bidl-train on configs/n_mnist.py as
     shipped, only data_root and the epoch count overridden, then bidl-test
     on the checkpoint it wrote."""
+    from test_commands import run_here
     data_root = write_n_mnist(tmp_path / 'data')
     work = tmp_path / 'work'
-    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1')
 
     def run(*args):
-        proc = subprocess.run([sys.executable, *args], cwd=tmp_path,
-                              env=env, capture_output=True, text=True,
-                              timeout=300)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        # the tool scripts in this process: a new Python each would cost
+        # more than the tiny run (see test_commands.run_here)
+        run_here(list(args), tmp_path)
 
     roots = [f'{loader}.dataset.data_root={data_root}' for loader in LOADERS]
     run(osp.join(ROOT, 'tools', 'train.py'),
