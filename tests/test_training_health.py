@@ -1,6 +1,7 @@
 """TrainingHealthHook: silent and saturated spiking layers, a flat loss and
 vanishing gradients are warned about once per layer, in a real Runner on a
 tiny model, and on the console of a ``bidl-train`` run."""
+import collections
 import copy
 import glob
 import json
@@ -8,6 +9,7 @@ import os.path as osp
 from types import SimpleNamespace
 
 import pytest
+import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
@@ -270,3 +272,168 @@ def test_bidl_train_console_shows_the_warning(tmp_path):
     assert 'in 2 consecutive checks (every iteration) up to iteration 2' \
         in first[0]
     assert 'lower its firing threshold' in first[0]
+
+
+# ----------------------------------------------------------------------
+# validation: layers that fire in training but not in evaluation
+# ----------------------------------------------------------------------
+class _Visualizer:
+
+    def __init__(self):
+        self.scalars = []
+
+    def add_scalars(self, scalars, step):
+        self.scalars.append((step, dict(scalars)))
+
+
+def _lif_runner():
+    """A fake runner around one real LIF layer (theta 0.5, T=4) and the
+    hook's training and validation calls on it."""
+    from bidl_train.neurons import LIF
+    runner, logged = _fake_runner()
+    runner.model = torch.nn.Sequential(LIF(alpha=0.5, theta=0.5))
+    runner.rank, runner.hooks, runner.epoch = 0, [], 0
+    runner.visualizer = _Visualizer()
+    runner._train_loop = SimpleNamespace()  # training has started
+    return runner, logged
+
+
+def _train_check(hook, runner, level):
+    """One training check whose forward gets the constant input ``level``
+    (above 0.5: every neuron fires at every step; 0: none)."""
+    runner.model.train()
+    hook.before_train_iter(runner, 0)
+    runner.model(torch.full((4, 2, 3), float(level)))
+    hook.after_train_iter(runner, 0, outputs={})
+    runner.iter += 1
+
+
+def _validate(hook, runner, *levels):
+    """One validation epoch, one batch per input level."""
+    runner.model.eval()
+    hook.before_val_epoch(runner)
+    for i, level in enumerate(levels):
+        hook.before_val_iter(runner, i)
+        runner.model(torch.full((4, 2, 3), float(level)))
+        hook.after_val_iter(runner, i)
+    hook.after_val_epoch(runner, metrics={})
+    runner.epoch += 1
+
+
+def test_silent_in_evaluation_warns_once_and_again_after_recovery():
+    hook = TrainingHealthHook(interval=1, checks=('val_silent', ))
+    runner, logged = _lif_runner()
+    # fires in training, silent in the validation: warned at once
+    _train_check(hook, runner, 0.4)  # u = 0.4, 0.6 (fires), 0.4, 0.6
+    _validate(hook, runner, 0.0, 0.0)
+    assert warned(hook) == [('val_silent', '0')]
+    message = logged[0][1]
+    assert "spiking layer '0' fires in training but emitted no spike in " \
+        'evaluation mode over the whole validation after iteration 1' \
+        in message
+    assert 'training rate 0.5, evaluation rate 0' in message
+    # the advice: BatchNorm statistics, a larger batch does not help
+    assert 'The model has no BatchNorm.' in message
+    assert "norm_stats='per_step'" in message
+    assert 'a larger evaluation batch does not help' in message
+    assert runner.visualizer.scalars[-1] == (
+        0, {'health/val_rate/0': 0.0, 'health/warnings': 1})
+    # still silent: not repeated
+    _train_check(hook, runner, 0.4)
+    _validate(hook, runner, 0.0)
+    assert len(hook.warnings) == 1
+    # one spike in one batch of the epoch is enough to recover
+    _validate(hook, runner, 0.0, 0.4)
+    assert logged[-1][0] == 'INFO'
+    assert "'0' recovered at the validation after iteration 2" in \
+        logged[-1][1]
+    assert runner.visualizer.scalars[-1][1]['health/val_rate/0'] == \
+        pytest.approx(0.25)  # 2 of 8 steps in one batch of two
+    _validate(hook, runner, 0.0)
+    assert warned(hook) == [('val_silent', '0'), ('val_silent', '0')]
+
+
+def test_validation_is_judged_against_training_mode_checks_only():
+    hook = TrainingHealthHook(interval=1, checks=('val_silent', ))
+    runner, logged = _lif_runner()
+    # validation before any training check: rates logged, nothing judged
+    _validate(hook, runner, 0.0)
+    assert runner.visualizer.scalars == [
+        (0, {'health/val_rate/0': 0.0, 'health/warnings': 0})]
+    # silent in training as well: the training 'silent' check's case
+    _train_check(hook, runner, 0.0)
+    _validate(hook, runner, 0.0)
+    # a check in eval mode (a local co-learning phase) is not training
+    runner.model.eval()
+    hook.before_train_iter(runner, 0)
+    runner.model(torch.full((4, 2, 3), 0.4))
+    hook.after_train_iter(runner, 0, outputs={})
+    _validate(hook, runner, 0.0)
+    assert hook.warnings == []
+    # the mean of the training checks since the last validation
+    _train_check(hook, runner, 0.4)  # rate 0.5
+    _train_check(hook, runner, 0.0)  # rate 0
+    _validate(hook, runner, 0.0)
+    assert 'training rate 0.25, evaluation rate 0' in logged[0][1]
+
+
+def test_saturated_in_evaluation_only():
+    hook = TrainingHealthHook(interval=1, saturated_rate=0.9,
+                              checks=('val_saturated', ))
+    runner, logged = _lif_runner()
+    _train_check(hook, runner, 0.4)  # rate 0.5
+    _validate(hook, runner, 1.0, 1.0)  # every neuron, every step
+    assert warned(hook) == [('val_saturated', '0')]
+    assert 'fired at a rate >= 0.9 in evaluation mode' in logged[0][1]
+    assert 'training rate 0.5, evaluation rate 1' in logged[0][1]
+    assert 'raise the layer' in logged[0][1]
+    # saturated in training too: nothing new to say in validation
+    hook = TrainingHealthHook(interval=1, saturated_rate=0.9,
+                              checks=('val_saturated', ))
+    runner, logged = _lif_runner()
+    _train_check(hook, runner, 1.0)
+    _validate(hook, runner, 1.0)
+    assert hook.warnings == []
+
+
+def test_batchnorm_layers_silent_only_in_evaluation(tmp_path):
+    """The reported case: the tiny demo network after one epoch fires in
+    every spiking layer in training mode, but its BatchNorms' running
+    statistics leave layers 2 and 4 silent in evaluation mode."""
+    from bidl_train.models.monitor import record_firing_rates
+    cfg = Config.fromfile(tiny_config(tmp_path, epochs=1))
+    cfg.work_dir = str(tmp_path / 'work')
+    cfg.default_hooks.checkpoint = None
+    runner = build_runner(cfg)
+    runner.train()
+    (hook, ) = [h for h in runner.hooks if isinstance(h, TrainingHealthHook)]
+    # independently: the trained model on the validation set, both modes
+    model, rates = runner.model, {}
+    for training in (True, False):
+        model.train(training)
+        totals = collections.Counter()
+        with torch.no_grad(), record_firing_rates(model) as batch_rates:
+            for batch in runner.val_dataloader:
+                model.val_step(batch)
+                totals.update({k: float(v.sum())
+                               for k, v in batch_rates.items()})
+        rates[training] = totals
+    layers = ['backbone.layers.0.neuron', 'backbone.layers.1.neuron',
+              'backbone.layers.2.neuron', 'backbone.layers.4.neuron']
+    assert all(rates[True][name] > 0 for name in layers)
+    silent = sorted(n for n in layers if rates[False][n] == 0)
+    assert silent == ['backbone.layers.2.neuron', 'backbone.layers.4.neuron']
+
+    assert warned(hook, 'val_silent') == [('val_silent', n) for n in silent]
+    first, second = [m for c, _, m in hook.warnings if c == 'val_silent']
+    assert 'after iteration 2' in first
+    assert 'Its block normalises with BatchNorm (backbone.layers.2.norm)' \
+        in first
+    assert "earlier in the forward, 'backbone.layers.2.neuron' is silent " \
+        'in evaluation too' in second
+    files = glob.glob(osp.join(runner.log_dir, 'vis_data', 'scalars.json'))
+    with open(files[0]) as f:
+        val = [json.loads(line) for line in f if 'health/val_rate' in line]
+    assert [s['step'] for s in val] == [1]  # epoch 1, as the val metrics
+    for name in layers:
+        assert (val[0][f'health/val_rate/{name}'] == 0) == (name in silent)

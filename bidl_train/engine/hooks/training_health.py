@@ -21,7 +21,24 @@ when one of them stays wrong:
 ``vanishing_grad``
     the gradient norm of a layer's own parameters was below ``grad_tol``,
     or below ``grad_ratio`` times the largest layer's norm, in ``patience``
-    consecutive checks.
+    consecutive checks;
+``val_silent``
+    a spiking layer that fires in training (mean rate of the training
+    checks since the previous validation above 0) emitted no spike over a
+    whole validation epoch (every batch, sample, step and neuron, in
+    evaluation mode);
+``val_saturated``
+    a spiking layer below ``saturated_rate`` in training fired at a rate of
+    at least ``saturated_rate`` over a whole validation epoch.
+
+The two validation checks catch a network that learns in training mode but
+not in evaluation mode, which is the one that ``bidl-test`` measures and
+``bidl-deploy`` exports. The usual cause is BatchNorm: in training it
+normalises with each batch's own statistics, in evaluation with running
+statistics that follow those only slowly (PyTorch's momentum 0.1, once per
+batch), so after little training a layer can get almost no input in
+evaluation. A validation epoch is enough evidence: they warn at the first
+validation where the condition holds (no ``patience``).
 
 Layers are named by their module path, as in ``model.named_modules()``
 (spiking layers: the neuron modules observed by :class:`SpikeMonitorHook`
@@ -33,7 +50,10 @@ check the visualizer (TensorBoard) receives the scalars
 ``health/vanishing_grad_layers`` (layers in that condition at this check),
 ``health/min_grad_ratio`` (smallest layer gradient norm over the largest),
 ``health/loss_rel_change`` (once ``loss_window`` checks ran) and
-``health/warnings`` (conditions warned and not recovered).
+``health/warnings`` (conditions warned and not recovered). After each
+validation it receives ``health/val_rate/<layer>`` (the layer's firing rate
+over the whole validation epoch), at the step mmengine logs the validation
+metrics at (the epoch, or the iteration with ``log_metric_by_epoch=False``).
 
 Configure or turn off from a config::
 
@@ -51,7 +71,9 @@ in two host syncs. Measured on the demo config
 (``configs/demo/synthetic_gesture.py``, batch 16, CPU, one thread, CPU
 time, median of 40 interleaved iterations): a check adds about 1.5 ms to a
 52 ms iteration (3 %); at the default interval (every logged iteration,
-10 in the demo) that is 0.3 % of the training time.
+10 in the demo) that is 0.3 % of the training time. In validation each
+spiking layer's output costs the same single sum (no host sync until the
+end of the validation epoch).
 """
 import collections
 import contextlib
@@ -60,6 +82,7 @@ import numbers
 
 import torch
 from mmengine.hooks import Hook, LoggerHook
+from torch import nn
 
 from bidl_train.errors import ConfigError
 from bidl_train.models.monitor import hooked_spike_sources
@@ -67,7 +90,12 @@ from bidl_train.registry import HOOKS
 
 from .spike_monitor import unwrap
 
-CHECKS = ('silent', 'saturated', 'flat_loss', 'vanishing_grad')
+CHECKS = ('silent', 'saturated', 'flat_loss', 'vanishing_grad',
+          'val_silent', 'val_saturated')
+#: the checks that need the spikes of the training checks
+SPIKE_CHECKS = ('silent', 'saturated', 'val_silent', 'val_saturated')
+#: the checks made on the spikes of a whole validation epoch
+VAL_CHECKS = ('val_silent', 'val_saturated')
 
 #: What usually fixes each condition (the end of its warning).
 ADVICE = {
@@ -85,6 +113,25 @@ ADVICE = {
                        'width, a smaller sigmoid/atan alpha), use fewer time '
                        'steps, add normalisation, or add residual '
                        'connections'),
+    # the end of the validation warnings; what the model holds that behaves
+    # differently in evaluation mode comes before it (see _eval_differences)
+    'val_silent': ("train longer (BatchNorm's running statistics follow the "
+                   "batch statistics by its momentum, PyTorch's 0.1, once "
+                   "per batch), or set norm_stats='per_step' (they are then "
+                   "updated T times per batch); a larger evaluation batch "
+                   "does not help (evaluation does not use the batch's "
+                   "statistics); check what model.eval() does to a membrane "
+                   "BatchNorm (norm_state), which also switches to running "
+                   "statistics; or lower the layer's firing threshold "
+                   "(theta)"),
+    'val_saturated': ("train longer (BatchNorm's running statistics follow "
+                      "the batch statistics by its momentum, PyTorch's 0.1, "
+                      "once per batch), or set norm_stats='per_step' (they "
+                      "are then updated T times per batch); a larger "
+                      "evaluation batch does not help (evaluation does not "
+                      "use the batch's statistics); check what model.eval() "
+                      "does to a membrane BatchNorm (norm_state); or raise "
+                      "the layer's firing threshold (theta)"),
 }
 
 #: Check interval when neither the config nor a LoggerHook gives one.
@@ -96,7 +143,8 @@ CONVERGED_LOSS = 1e-6
 
 @HOOKS.register_module()
 class TrainingHealthHook(Hook):
-    """Warn about silent/saturated layers, a flat loss, vanishing gradients.
+    """Warn about silent/saturated layers, a flat loss, vanishing gradients,
+    and layers that fire in training but not in validation.
 
     See the module docstring for the rules, the scalars and the cost.
 
@@ -159,6 +207,12 @@ class TrainingHealthHook(Hook):
         self._loss_means = collections.deque(maxlen=loss_window)
         self._window_start = collections.deque(maxlen=loss_window)
         self._probe = None  # what the current check iteration observes
+        # {layer: [sum of rates, checks]} of the training checks since the
+        # last validation, and the means the last validation compared with
+        self._train_rate_sums = {}
+        self._train_rates = {}
+        self._val_counts = {}  # spikes of this validation epoch so far
+        self._val_probe = None  # (ExitStack, counts) of this val iteration
 
     # ------------------------------------------------------------------
     # the check iterations
@@ -174,7 +228,7 @@ class TrainingHealthHook(Hook):
         model = unwrap(runner.model)
         stack = contextlib.ExitStack()
         spikes = {}
-        if {'silent', 'saturated'} & set(self.checks):
+        if set(SPIKE_CHECKS) & set(self.checks):
             spikes = stack.enter_context(_count_spikes(model))
         grads = {}
         if 'vanishing_grad' in self.checks:
@@ -192,14 +246,95 @@ class TrainingHealthHook(Hook):
         self._probe = None
         stack.close()
         scalars = {}
-        self._check_spikes(runner, firing_rates(spikes), scalars)
+        rates = firing_rates(spikes)
+        self._check_spikes(runner, rates, scalars)
+        self._note_train_rates(runner, rates)
         self._check_gradients(runner, grads, scalars)
         self._check_loss(runner, scalars)
         scalars['health/warnings'] = len(self._active)
         runner.visualizer.add_scalars(scalars, step=runner.iter + 1)
 
     # ------------------------------------------------------------------
-    # the four conditions
+    # validation: the spikes of every batch, compared with training
+    # ------------------------------------------------------------------
+    def before_val_epoch(self, runner):
+        self._val_counts = {}
+
+    def before_val_iter(self, runner, batch_idx, data_batch=None):
+        # hooked for the model's val_step only: another hook's extra
+        # forward after the epoch (the spike monitor's sample) is not counted
+        if runner.rank != 0 or not set(VAL_CHECKS) & set(self.checks):
+            return
+        stack = contextlib.ExitStack()
+        counts = stack.enter_context(_count_spikes(unwrap(runner.model)))
+        self._val_probe = (stack, counts)
+
+    def after_val_iter(self, runner, batch_idx, data_batch=None,
+                       outputs=None):
+        if self._val_probe is None:
+            return
+        stack, counts = self._val_probe
+        self._val_probe = None
+        stack.close()
+        _add_counts(self._val_counts, counts)
+
+    def after_val_epoch(self, runner, metrics=None):
+        if runner.rank != 0 or not self._val_counts:
+            return
+        val_rates = firing_rates(self._val_counts)
+        self._val_counts = {}
+        # the training rates since the previous validation; without a
+        # training check since then, the ones the previous one used
+        if self._train_rate_sums:
+            self._train_rates = {name: total / checks for name, (
+                total, checks) in self._train_rate_sums.items()}
+            self._train_rate_sums = {}
+        self._check_val_spikes(runner, val_rates)
+        scalars = {f'health/val_rate/{name}': rate
+                   for name, (rate, _) in val_rates.items()}
+        scalars['health/warnings'] = len(self._active)
+        runner.visualizer.add_scalars(scalars, step=_val_step(runner))
+
+    def _note_train_rates(self, runner, rates):
+        """Add a training check's rates to the means the next validation
+        compares with (training mode only: a local co-learning phase runs
+        the model in eval mode)."""
+        if not runner.model.training:
+            return
+        for name, (rate, _) in rates.items():
+            total, checks = self._train_rate_sums.get(name, (0.0, 0))
+            self._train_rate_sums[name] = (total + rate, checks + 1)
+
+    def _check_val_spikes(self, runner, val_rates):
+        """``val_rates``: ``{layer: (firing rate, spiking)}`` over a whole
+        validation epoch, in forward order. A layer without a training rate
+        yet (validation before any training check) is not judged."""
+        model = unwrap(runner.model)
+        silent_before = []  # earlier layers silent in evaluation
+        for name, (rate, spiking) in val_rates.items():
+            train = self._train_rates.get(name)
+            if train is None:
+                continue
+            measured = (f'training rate {train:.4g}, evaluation rate '
+                        f'{rate:.4g}')
+            if rate == 0 and silent_before:
+                # a layer fed by a silent one is silent because of it
+                measured += (f'; earlier in the forward, '
+                             f'{silent_before[0]!r} is silent in evaluation '
+                             f'too: fix that one first')
+            if rate == 0:
+                silent_before.append(name)
+            if 'val_silent' in self.checks:
+                self._update(runner, 'val_silent', name,
+                             train > 0 and rate == 0, measured, model=model)
+            if 'val_saturated' in self.checks:
+                self._update(runner, 'val_saturated', name,
+                             spiking and train < self.saturated_rate
+                             and rate >= self.saturated_rate, measured,
+                             model=model)
+
+    # ------------------------------------------------------------------
+    # the four training conditions
     # ------------------------------------------------------------------
     def _check_spikes(self, runner, rates, scalars):
         """``rates``: ``{layer: (firing rate, spiking)}`` (see
@@ -278,7 +413,12 @@ class TrainingHealthHook(Hook):
     # ------------------------------------------------------------------
     # warn once, again only after a recovery
     # ------------------------------------------------------------------
-    def _update(self, runner, condition, layer, bad, measured):
+    def _update(self, runner, condition, layer, bad, measured, model=None):
+        """Count ``condition`` for ``layer`` at this check; warn when it
+        held long enough (``patience`` checks for the training conditions
+        of a layer, at once for the loss and the validation ones). ``model``
+        (validation conditions) names what behaves differently in
+        evaluation."""
         key = (condition, layer)
         if not bad:
             self._streaks.pop(key, None)
@@ -286,18 +426,21 @@ class TrainingHealthHook(Hook):
                 self._active.discard(key)
                 runner.logger.info(
                     f'TrainingHealthHook: {_subject(condition, layer)} '
-                    f'recovered at iteration {runner.iter + 1} ({measured})')
+                    f'recovered {_when(runner, condition)} ({measured})')
             return
         self._streaks[key] += 1
-        needed = 1 if condition == 'flat_loss' else self.patience
+        needed = self.patience if condition in PATIENT else 1
         if key in self._active or self._streaks[key] < needed:
             return
         self._active.add(key)
-        message = self._message(runner, condition, layer, measured)
+        message = self._message(runner, condition, layer, measured, model)
         self.warnings.append((condition, layer, message))
         runner.logger.warning(message)
 
-    def _message(self, runner, condition, layer, measured):
+    def _message(self, runner, condition, layer, measured, model=None):
+        if condition in VAL_CHECKS:
+            return self._val_message(runner, condition, layer, measured,
+                                     model)
         checks = self._streaks[(condition, layer)]
         what = {
             'silent': 'emitted no spike',
@@ -315,6 +458,90 @@ class TrainingHealthHook(Hook):
                     f'{runner.iter + 1} ({measured})')
         return (f'TrainingHealthHook: {head}. What usually fixes it: '
                 f'{ADVICE[condition]}.')
+
+    def _val_message(self, runner, condition, layer, measured, model):
+        what = ('emitted no spike' if condition == 'val_silent' else
+                f'fired at a rate >= {self.saturated_rate:g}')
+        return (f'TrainingHealthHook: {_subject(condition, layer)} fires in '
+                f'training but {what} in evaluation mode over the whole '
+                f'validation after iteration {_trained_iters(runner)} '
+                f'({measured}). '
+                f'{_eval_differences(model, layer)} What usually fixes it: '
+                f'{ADVICE[condition]}.')
+
+
+#: the conditions that must hold in ``patience`` consecutive checks
+PATIENT = ('silent', 'saturated', 'vanishing_grad')
+
+
+def _when(runner, condition):
+    """``'at iteration N'`` of a training check, ``'at the validation after
+    iteration N'`` of a validation."""
+    if condition in VAL_CHECKS:
+        return f'at the validation after iteration {_trained_iters(runner)}'
+    return f'at iteration {runner.iter + 1}'
+
+
+def _trained_iters(runner):
+    """Iterations trained so far; 0 when validating without training
+    (reading ``runner.iter`` there would build the training loop)."""
+    loop = getattr(runner, '_train_loop', None)
+    if loop is None or isinstance(loop, dict):
+        return 0
+    return runner.iter
+
+
+def _val_step(runner):
+    """The step mmengine's LoggerHook logs validation metrics at: the epoch,
+    or the iteration with ``log_metric_by_epoch=False``."""
+    loop = getattr(runner, '_train_loop', None)
+    if loop is None or isinstance(loop, dict):
+        return 0  # validation without training
+    by_epoch = True
+    for hook in runner.hooks:
+        if isinstance(hook, LoggerHook):
+            by_epoch = hook.log_metric_by_epoch
+    return runner.epoch if by_epoch else runner.iter
+
+
+def _eval_differences(model, layer):
+    """A sentence naming what in ``model`` computes differently in
+    evaluation mode than in training: the BatchNorms of ``layer``'s block
+    (else of the model), training noise of neurons, dropout."""
+    if model is None:
+        return ''
+    block = layer.rsplit('.', 1)[0] + '.' if '.' in layer else ''
+    norms, noisy, dropouts = [], [], []
+    for name, module in model.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            norms.append(name)
+        elif isinstance(module, nn.modules.dropout._DropoutNd) and \
+                module.p > 0:
+            dropouts.append(name)
+        elif _is_number(getattr(module, 'noise', None)) and module.noise > 0:
+            noisy.append(name)
+    near = [name for name in norms if name.startswith(block)]
+    parts = []
+    if near:
+        parts.append(f'Its block normalises with BatchNorm '
+                     f'({", ".join(near)}): batch statistics in training, '
+                     f'running statistics in evaluation.')
+    elif norms:
+        parts.append(f'The model normalises with BatchNorm ({_few(norms)}): '
+                     f'batch statistics in training, running statistics in '
+                     f'evaluation.')
+    else:
+        parts.append('The model has no BatchNorm.')
+    if noisy:
+        parts.append(f'Training noise (off in evaluation): {_few(noisy)}.')
+    if dropouts:
+        parts.append(f'Dropout (off in evaluation): {_few(dropouts)}.')
+    return ' '.join(parts)
+
+
+def _few(names, shown=3):
+    more = f' and {len(names) - shown} more' if len(names) > shown else ''
+    return ', '.join(names[:shown]) + more
 
 
 def _subject(condition, layer):
@@ -362,6 +589,17 @@ def _count_spikes(model):
 
     with hooked_spike_sources(model, make_hook):
         yield counts
+
+
+def _add_counts(totals, counts):
+    """Add one forward's :func:`_count_spikes` counts into ``totals`` (no
+    host sync)."""
+    for name, (total, size, spiking) in counts.items():
+        if name in totals:
+            totals[name][0] = totals[name][0] + total
+            totals[name][1] += size
+        else:
+            totals[name] = [total, size, spiking]
 
 
 def firing_rates(counts):
