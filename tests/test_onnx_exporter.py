@@ -191,6 +191,23 @@ def test_missing_onnxscript_falls_back_with_reason(tmp_path, monkeypatch):
     _run_affine(tmp_path / 'a.onnx')
 
 
+def test_unforeseen_exporter_failure_falls_back(tmp_path, monkeypatch):
+    """An error torch does not wrap as an exporter error still means the
+    new exporter wrote nothing: fall back, naming the error."""
+    real = torch.onnx.export
+
+    def broken(*args, dynamo=True, **kwargs):
+        if dynamo:
+            raise AssertionError('exported_program must be non-None')
+        return real(*args, dynamo=dynamo, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, 'export', broken)
+    info = _export_affine(tmp_path / 'a.onnx')
+    assert info == dict(used='torchscript', fallback_reason=(
+        'AssertionError: exported_program must be non-None'))
+    _run_affine(tmp_path / 'a.onnx')
+
+
 def test_graph_left_at_another_opset_falls_back(tmp_path, monkeypatch):
     """The dynamo exporter writes opset 18 and converts down; where that
     conversion fails it keeps opset 18, which runtimes pinned to 17 cannot

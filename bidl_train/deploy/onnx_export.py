@@ -106,7 +106,11 @@ def _export_dynamo(module, args, path, input_names, output_names,
                 # the optimiser's constant folding would turn int8 weights
                 # back into float initialisers (Cast * scale precomputed)
                 optimize=False)
-    except torch.onnx.errors.OnnxExporterError as error:
+    except Exception as error:  # noqa: B902
+        # torch wraps what torch.export or the translation refuses in
+        # OnnxExporterError, but a construct it does not foresee can fail
+        # with any error inside it: either way the graph is not written,
+        # and the fallback (whose reason names the error) still is
         raise CannotExpress(_root_cause(error)) from None
     _check_written(path)
 
