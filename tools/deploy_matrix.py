@@ -20,7 +20,11 @@ deployability are the config's own.
 Usage::
 
     python tools/deploy_matrix.py [--targets onnx nir] [--configs PATTERN]
-                                  [--work-dir DIR]
+                                  [--work-dir DIR] [--check-only]
+
+``--check-only`` skips training and export: each model is lowered and
+each target refuses it or not (``deployable``), with the config change of
+each refusal.
 """
 import argparse
 import glob
@@ -190,14 +194,18 @@ def remedy(err, cfg=None, target=None):
         result = check_config(cfg, target)
     except Exception:  # --check not available, or it failed: the hint
         return hint
-    fixes = [str(b.fix) for b in result.blockers + result.later if b.fix]
-    if not fixes:
-        return f'no config key found ({hint})' if hint != '-' else \
-            'no config key found'
-    text = '; '.join(dict.fromkeys(fixes))
+    # each fix once, with how many blocked layers it frees; blockers no
+    # config key removes by their feature
+    groups = {}
+    for b in result.blockers + result.later:
+        key = str(b.fix) if b.fix else \
+            f"no config key removes {b.feature.split(' (')[0]}"
+        groups[key] = groups.get(key, 0) + 1
+    text = '; '.join(f"{key} ({count} layer{'s' if count > 1 else ''})"
+                     for key, count in groups.items())
     if result.fixed_deploys:
-        text += ' (then it deploys)'
-    return text
+        text += '; then it deploys'
+    return text or hint
 
 
 def prepare(path, work_dir, seed=0):
@@ -266,7 +274,36 @@ def deploy_cell(prepared, target, out_dir, config_path=None, fixes=True):
                 layer=None, report=report)
 
 
-def run_matrix(paths, targets, work_dir, log=None):
+def check_cell(path, target):
+    """The refusals of ``target`` for the (shrunk, untrained) model of
+    config ``path``, without exporting: ``dict(status, detail, remedy,
+    layer, shrunk)``; status ``deployable`` (lowered and checked, not
+    exported) or ``refused``."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from bidl_train.deploy.api import get_target
+    from bidl_train.deploy.lower import lower_model
+    from bidl_train.errors import BidlError
+    from bidl_train.registry import MODELS
+    init_default_scope('bidl_train')
+    cfg = Config.fromfile(path)
+    shape, changes = shrink(cfg)
+    model = MODELS.build(cfg.model).eval()
+    cell = dict(status='deployable', detail='lowered and checked, not '
+                'exported (--check-only)', remedy='-', layer=None,
+                shrunk=', '.join(changes) or '-')
+    try:
+        get_target(target).check(lower_model(
+            model, random_inputs(cfg, (1, ) + tuple(shape[1:]))[0, :1]))
+    except BidlError as err:
+        cell.update(status='refused', detail=str(err).splitlines()[0],
+                    remedy=remedy(err, cfg, target),
+                    layer=getattr(err, 'layer', None))
+    return cell
+
+
+def run_matrix(paths, targets, work_dir, log=None, check_only=False):
     """Every cell of ``paths`` x ``targets``: a list of row dicts;
     ``log(row)`` is called as each one is done."""
     rows = []
@@ -275,6 +312,13 @@ def run_matrix(paths, targets, work_dir, log=None):
         folder = osp.join(work_dir, osp.splitext(name)[0].replace('/', '_'))
         os.makedirs(folder, exist_ok=True)
         start = time.time()
+        if check_only:
+            for target in targets:
+                rows.append(dict(config=name, target=target,
+                                 **check_cell(path, target)))
+                if log:
+                    log(rows[-1])
+            continue
         try:
             prepared = prepare(path, folder)
         except Exception:
@@ -321,6 +365,9 @@ def main(argv=None):
                         choices=TARGETS)
     parser.add_argument('--configs', default=None, metavar='PATTERN',
                         help='only the configs whose path contains PATTERN')
+    parser.add_argument('--check-only', action='store_true',
+                        help='no training and no export: lower each '
+                        'model and let each target refuse it (fast)')
     parser.add_argument('--work-dir', default=None,
                         help='where checkpoints and artefacts go (default: '
                         'a temporary folder, removed afterwards)')
@@ -338,10 +385,12 @@ def main(argv=None):
         print(markdown_row(row), flush=True)
     print(HEADER, flush=True)
     if args.work_dir:
-        rows = run_matrix(paths, args.targets, args.work_dir, log)
+        rows = run_matrix(paths, args.targets, args.work_dir, log,
+                          args.check_only)
     else:
         with tempfile.TemporaryDirectory() as work_dir:
-            rows = run_matrix(paths, args.targets, work_dir, log)
+            rows = run_matrix(paths, args.targets, work_dir, log,
+                              args.check_only)
     failed = [r for r in rows if r['status'] in ('error', 'MISMATCH')]
     for row in failed:
         print(f"\n{row['config']} {row['target']}: {row['detail']}",
