@@ -120,6 +120,25 @@ def test_check_collects_blockers_of_different_layers_at_once(tmp_path):
                      ('backbone.layers.2.neuron', 'soft reset')}
 
 
+def test_check_replaces_a_neuron_kind_the_target_lacks(tmp_path):
+    """ALIF has no NIR neuron; its own argument (rho) is not LIF's, so
+    changing the type alone does not build: the fix replaces the neuron
+    config, and the config with it deploys."""
+    pytest.importorskip('nir')
+    from bidl_train.cli.common import load_config
+    from bidl_train.deploy.check import check_config, format_check
+    cfg = load_config(_config(tmp_path, neuron=dict(type='ALIF', rho=0.8)))
+    result = check_config(cfg, 'nir')
+    assert [b.layer for b in result.blockers] == [
+        'backbone.layers.0.neuron', 'backbone.layers.2.neuron']
+    fixes = {str(b.fix) for b in result.blockers}
+    assert fixes == {"set model.backbone.neuron = dict(type='LIF') in the "
+                     'config'}
+    assert result.fixed_deploys and not result.later
+    assert 'with all 1 change it deploys to nir' in format_check(
+        result, 'cfg.py', 'nir', 'random weights')
+
+
 def test_check_passes_a_deployable_config_without_checkpoint_or_data(
         tmp_path, capsys):
     path = _config(tmp_path)  # plain LIF: every target

@@ -26,8 +26,7 @@ from .samples import random_batch
 __all__ = ['check_config', 'CheckResult', 'ConfigBlocker', 'Change',
            'format_check']
 
-#: what in a refusal's feature text points at which config key and value;
-#: a value that is a function computes the new value from the current one
+#: what in a refusal's text points at which config key and value
 _CANDIDATES = [
     ('norm_state', [('norm_state', False)]),
     ('analog (LIAF) output', [('mode', 'spike')]),
@@ -149,7 +148,7 @@ def _literal(text):
 
 
 def _candidates(blocker):
-    """``[(key, value or function, only_type)]`` that may remove
+    """``[(key, value, only_type)]`` that may remove
     ``blocker``; ``only_type``: a neuron kind, whose dicts change type."""
     found = []
     text = f'{blocker.feature} {blocker.message}'
@@ -193,13 +192,9 @@ def _changes(model_cfg, key, value, only_type):
                 lacking.append(Change(path, key, {'type': value}, True))
             continue
         if key in node:
-            old = node[key]
-            if callable(value) and not isinstance(old, (list, tuple)):
-                continue
-            new = value(old) if callable(value) else value
-            if new != old:
-                having.append(Change(path, key, new))
-        elif 'type' in node and not callable(value):
+            if node[key] != value:
+                having.append(Change(path, key, value))
+        elif 'type' in node:
             lacking.append(Change(path, key, value))
     return having + lacking
 
