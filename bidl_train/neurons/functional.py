@@ -610,8 +610,18 @@ class MembraneBN:
             self.invstd = invstd.expand(steps, channels).contiguous()
         self.stats = None
 
+    def _next_factor(self):
+        """Count one step in ``num_batches_tracked`` and return its update
+        factor, as nn.BatchNorm's forward does."""
+        norm = self.norm
+        norm.num_batches_tracked.add_(1)
+        if norm.momentum is None:  # cumulative moving average
+            return 1.0 / float(norm.num_batches_tracked)
+        return norm.momentum
+
     def update_running_stats(self):
-        """Step by step, nn.BatchNorm's update from the recorded stats."""
+        """Step by step, nn.BatchNorm's update from the recorded stats
+        (the compiled kernel's; the PyTorch one updates in :meth:`native`)."""
         if not self.updates or self.stats is None:
             return
         norm, (mean, var) = self.norm, self.stats
@@ -620,31 +630,52 @@ class MembraneBN:
             self.count / (self.count - 1))
         with torch.no_grad():
             for t in range(mean.shape[0]):
-                norm.num_batches_tracked.add_(1)
-                factor = norm.momentum
-                if factor is None:  # cumulative moving average
-                    factor = 1.0 / float(norm.num_batches_tracked)
+                factor = self._next_factor()
                 norm.running_mean.copy_(mean[t] * factor +
                                         norm.running_mean * (1 - factor))
                 norm.running_var.copy_(unbiased[t] * factor +
                                        norm.running_var * (1 - factor))
 
+    def native(self, u, weight, bias, update):
+        """ATen's BatchNorm of one step ``u``, the op ``nn.BatchNorm``
+        runs: ``(z, mean, invstd)``; with ``update`` (the forward) the
+        running statistics are updated as the module would."""
+        norm = self.norm
+        if not self.batch_stats:
+            return torch.native_batch_norm(u, weight, bias, norm.running_mean,
+                                           norm.running_var, False, 0.0,
+                                           self.eps)
+        if update and self.updates:
+            return torch.native_batch_norm(u, weight, bias, norm.running_mean,
+                                           norm.running_var, True,
+                                           self._next_factor(), self.eps)
+        return torch.native_batch_norm(u, weight, bias, None, None, True, 0.0,
+                                       self.eps)
 
-def _channel_shape(x_step):
-    """``(1, C, 1, ...)`` for one step ``[B, C, ...]``."""
-    return (1, x_step.shape[1]) + (1, ) * (x_step.dim() - 2)
+    def native_backward(self, grad_z, u, weight, mean, invstd, mask):
+        """ATen's BatchNorm backward of one step: ``(dL/du, dL/dweight,
+        dL/dbias)`` (None where ``mask`` is False)."""
+        norm = self.norm
+        running = (None, None) if self.batch_stats else (norm.running_mean,
+                                                         norm.running_var)
+        return torch.ops.aten.native_batch_norm_backward(
+            grad_z, u, weight, *running, mean, invstd, self.batch_stats,
+            self.eps, list(mask))
 
 
 class LIFMultiStepBN(torch.autograd.Function):
     """The fused LIF with membrane BatchNorm in pure PyTorch; use
     :func:`lif_multistep_bn`.
 
-    One autograd node for all ``T`` steps: the forward runs without
-    autograd and saves the pre-norm potentials ``u_t`` (one input-sized
-    tensor) and the per-step, per-channel mean and invstd; the backward
-    recomputes ``z_t`` from them with the forward's arithmetic (so the
-    spikes are the forward's) and runs BPTT through fire, reset, leak and
-    BatchNorm (through the batch statistics when they were used) by hand.
+    One autograd node for all ``T`` steps. Each step's BatchNorm is ATen's
+    own (``native_batch_norm`` forward, ``native_batch_norm_backward``), the
+    very ops the loop's ``nn.BatchNorm`` runs, so its numbers and running
+    statistics are the loop's. The forward runs without autograd and saves
+    the pre-norm potentials ``u_t`` (one input-sized tensor) and the
+    per-step, per-channel mean and invstd; the backward recomputes ``z_t``
+    with the forward's op on the same ``u_t`` (so the spikes are the
+    forward's) and runs BPTT through fire, reset, leak and BatchNorm by
+    hand.
     """
 
     @staticmethod
@@ -654,93 +685,101 @@ class LIFMultiStepBN(torch.autograd.Function):
         dtype = x_seq.dtype
         a, b, th, rv = (p.detach().to(dtype) for p in (alpha, beta, theta,
                                                        v0))
-        steps, channels = x_seq.shape[0], x_seq.shape[2]
-        cshape = _channel_shape(x_seq[0])
-        dims = (0, ) + tuple(range(2, x_seq.dim() - 1))
-        gamma, shift = weight.detach().to(dtype), bias.detach().to(dtype)
-        if bn.batch_stats:
-            mean = x_seq.new_empty(steps, channels)
-            var = x_seq.new_empty(steps, channels)
-            invstd = x_seq.new_empty(steps, channels)
-        else:
-            mean, invstd, var = bn.mean, bn.invstd, None
+        gamma, shift = weight.detach(), bias.detach()
         u_seq, y = torch.empty_like(x_seq), torch.empty_like(x_seq)
-        v = torch.zeros_like(x_seq[0])
-        for t in range(steps):
-            u = torch.add(x_seq[t], v, out=u_seq[t])
-            if bn.batch_stats:
-                # statistics in float32 at least, as nn.BatchNorm keeps them
-                wide = u if dtype in (torch.float32, torch.float64) else \
-                    u.float()
-                var_t, mean_t = torch.var_mean(wide, dims, correction=0)
-                mean[t], var[t] = mean_t, var_t
-                torch.rsqrt(var_t + bn.eps, out=invstd[t])
-            z = _normalise(u, mean[t], invstd[t], gamma, shift, cshape)
-            s = (z > th).to(dtype)
-            r = _reset(z, s, th, rv, hard)
+        v, s, diff = (torch.empty_like(x_seq[0]) for _ in range(3))
+        means, invstds = [], []
+        for t in range(x_seq.shape[0]):
+            u = u_seq[t]
+            if t == 0:
+                u.copy_(x_seq[0])
+            else:
+                torch.add(x_seq[t], v, out=u)
+            z, mean, invstd = bn.native(u, gamma, shift, update=True)
+            means.append(mean)
+            invstds.append(invstd)
+            torch.gt(z, th, out=s)
+            if hard:  # r = z + s (v0 - z)
+                r = torch.addcmul(z, s, torch.sub(rv, z, out=diff))
+            else:
+                r = torch.addcmul(z, s, th, value=-1)
             torch.addcmul(b, a, r, out=v)
             y[t] = _output_of(out_mode, s, z, th, r, v)
-        if bn.batch_stats:
-            bn.stats = (mean, var)
-        ctx.save_for_backward(u_seq, mean, invstd, alpha, beta, theta, v0,
-                              weight, bias)
+        ctx.save_for_backward(u_seq, torch.stack(means), torch.stack(invstds),
+                              alpha, beta, theta, v0, weight, bias)
         ctx.derivative, ctx.hard, ctx.out_mode = derivative, hard, out_mode
-        ctx.keep_ds, ctx.batch_stats = not detach_reset, bn.batch_stats
+        ctx.keep_ds, ctx.bn = not detach_reset, bn
         return y
 
     @staticmethod
     def backward(ctx, grad_y):
-        (u_seq, mean, invstd, alpha, beta, theta, v0, weight,
+        (u_seq, means, invstds, alpha, beta, theta, v0, weight,
          bias) = ctx.saved_tensors
         dtype, hard, mode = u_seq.dtype, ctx.hard, ctx.out_mode
         a, th, rv = (p.to(dtype) for p in (alpha, theta, v0))
-        gamma, shift = weight.to(dtype), bias.to(dtype)
-        cshape = _channel_shape(u_seq[0])
-        dims = (0, ) + tuple(range(2, u_seq.dim() - 1))
-        count = u_seq[0].numel() // u_seq.shape[2]
+        need = ctx.needs_input_grad
+        need_params = any(need[1:5])
         grad_x = torch.empty_like(u_seq)
         zero = torch.zeros_like(u_seq[0])
-        g_next = zero  # dL/dv_t from step t + 1
         acc = {name: zero.clone() for name in ('a', 'b', 'th', 'v0')}
-        g_w = mean.new_zeros(mean.shape[1])
-        g_bias = mean.new_zeros(mean.shape[1])
+        g_w, g_bias = torch.zeros_like(weight), torch.zeros_like(bias)
+        # per-step buffers written with out= / in place: fresh large
+        # tensors every step cost page faults (see LIFMultiStep)
+        s, g_r, g_s, g_z, tmp = (torch.empty_like(zero) for _ in range(5))
+        g_next = zero  # dL/dv_t from step t + 1
         for t in range(u_seq.shape[0] - 1, -1, -1):
             u, gy = u_seq[t], grad_y[t]
-            z = _normalise(u, mean[t], invstd[t], gamma, shift, cshape)
-            s = (z > th).to(dtype)
-            sg = ctx.derivative(z - th)
+            z = ctx.bn.native(u, weight, bias, update=False)[0]
+            torch.gt(z, th, out=s)
             g_v = g_next + gy if mode == 3 else g_next
-            g_r = a * g_v + gy if mode == 2 else a * g_v
-            g_s = gy if mode == 'spike' else zero
+            torch.mul(g_v, a, out=g_r)
+            if mode == 2:
+                g_r.add_(gy)
+            # dL/ds: the output (y = s) and, unless detached, the reset
             if ctx.keep_ds:
-                g_s = g_s + g_r * ((rv - z) if hard else -th)
-            g_ssg = g_s * sg
-            g_z = (g_r * (1 - s) if hard else g_r) + g_ssg
-            if mode in (0, 1):
-                g_z = g_z + gy
-            acc['a'] += g_v * _reset(z, s, th, rv, hard)
-            acc['b'] += g_v
-            acc['th'] -= g_ssg + (0 if hard else g_r * s) + (
-                gy if mode == 1 else 0)
+                ds = torch.sub(rv, z, out=tmp) if hard else -th
+                if mode == 'spike':
+                    torch.addcmul(gy, g_r, ds, out=g_s)
+                else:
+                    torch.mul(g_r, ds, out=g_s)
+            elif mode == 'spike':
+                g_s.copy_(gy)
+            else:
+                g_s.zero_()
+            g_s.mul_(ctx.derivative(z - th))
+            # dL/dz: through r (dr/dz = 1 - s or 1), s, and y = z, z - th
             if hard:
-                acc['v0'] += g_r * s
-            # BatchNorm's backward: z = u_hat * gamma + bias
-            u_hat = (u - mean[t].view(cshape)) * invstd[t].view(cshape)
-            sum_gz, sum_gzuh = g_z.sum(dims), (g_z * u_hat).sum(dims)
-            g_w += sum_gzuh
-            g_bias += sum_gz
-            k = (invstd[t] * gamma).view(cshape)
-            if ctx.batch_stats:  # through the step's mean and variance
-                g_z = g_z - (sum_gz / count).view(cshape) - u_hat * (
-                    sum_gzuh / count).view(cshape)
-            g_next = torch.mul(g_z, k, out=grad_x[t])
-        need = ctx.needs_input_grad
+                torch.addcmul(g_r, g_r, s, value=-1, out=g_z)
+            else:
+                g_z.copy_(g_r)
+            g_z.add_(g_s)
+            if mode in (0, 1):
+                g_z.add_(gy)
+            if need_params:
+                acc['a'].addcmul_(g_v, _reset(z, s, th, rv, hard))
+                acc['b'].add_(g_v)
+                acc['th'].sub_(g_s)
+                if not hard:
+                    acc['th'].addcmul_(g_r, s, value=-1)
+                if mode == 1:
+                    acc['th'].sub_(gy)
+                if hard:
+                    acc['v0'].addcmul_(g_r, s)
+            g_u, gw_t, gb_t = ctx.bn.native_backward(
+                g_z, u, weight, means[t], invstds[t], (True, need[5],
+                                                       need[6]))
+            grad_x[t] = g_u
+            g_next = grad_x[t]
+            if need[5]:
+                g_w += gw_t
+            if need[6]:
+                g_bias += gb_t
         grads = [grad_x if need[0] else None]
         for name, param, needed in zip(('a', 'b', 'th', 'v0'),
                                        (alpha, beta, theta, v0), need[1:5]):
             grads.append(_reduce_to(acc[name], param) if needed else None)
-        grads.append(g_w.to(weight.dtype) if need[5] else None)
-        grads.append(g_bias.to(bias.dtype) if need[6] else None)
+        grads.append(g_w if need[5] else None)
+        grads.append(g_bias if need[6] else None)
         return tuple(grads) + (None, ) * 5
 
 
@@ -749,14 +788,6 @@ def _output_of(out_mode, s, z, theta, r, v):
     if out_mode == 'spike':
         return s
     return z - theta if out_mode == 1 else (z, None, r, v)[out_mode]
-
-
-def _normalise(u, mean, invstd, gamma, shift, cshape):
-    """``z = u * k + c`` with ``k = invstd * gamma``, ``c = bias - mean *
-    k`` per channel: ATen's own arithmetic for BatchNorm's output."""
-    k = invstd.to(u.dtype) * gamma
-    c = shift - mean.to(u.dtype) * k
-    return torch.addcmul(c.view(cshape), u, k.view(cshape))
 
 
 def _reset(z, s, theta, v0, hard):
