@@ -13,6 +13,9 @@ two configs whose ONNX verification used to fail on a threshold tie
 (jester, medmnist3d) and checks the others' deployability (lowering and
 the target's refusals, everything before the export);
 ``BIDL_DEPLOY_MATRIX_FULL=1`` exports and verifies every onnx cell.
+
+Cost: about 20 CPU seconds per config (training, the torchscript and nir
+deploys), so the file takes minutes, not seconds: it is marked ``slow``.
 """
 import functools
 import importlib.util
