@@ -227,3 +227,162 @@ def test_bidl_test_writes_report_and_misclassified_rasters(run, capsys):
     # the JSON of the metrics is still written where it was
     metrics = json.load(open(osp.join(work, 'test_metrics.json')))['metrics']
     assert metrics['accuracy/top1'] == 50.0
+
+
+# ----------------------------------------------------------------------
+# the per-layer statistics: same numbers as a per-neuron reference
+# ----------------------------------------------------------------------
+class _Net(torch.nn.Module):
+    """A conv layer, a LIF called three times on different currents, and an
+    analog LIF whose output (u - theta) takes both signs."""
+
+    def __init__(self):
+        super().__init__()
+        from bidl_train.layers import Conv2dLif
+        from bidl_train.neurons import LIF
+        self.conv = Conv2dLif(2, 3, neuron=dict(type='LIF', theta=0.3))
+        self.lif = LIF(alpha=0.5, theta=0.5)
+        self.analog = LIF(theta=0.5, mode='analog', memb_mode=1, act=None)
+
+    def forward(self, frames, currents):
+        self.conv(frames)
+        for scale in (1.0, 0.5, 0.0):  # three calls of the same layer
+            self.lif(currents * scale)
+        return self.analog(currents - 0.2)
+
+
+def _net_inputs():
+    g = torch.Generator().manual_seed(0)
+    frames = (torch.rand(4, 3, 2, 6, 6, generator=g) < 0.3).float()
+    # per neuron: 2.0 fires at every step (saturated), 0 never (silent),
+    # the others some of the time
+    currents = torch.tensor([2.0, 0.0, 0.4, 0.3, 0.7, 0.0]).repeat(4, 3, 1)
+    currents[:, 1, 3] = 0.0  # neuron 3 silent in sample 1 only
+    return frames, currents
+
+
+def _reference(outputs):
+    """LayerSpikeStats of the calls ``outputs`` of one layer, neuron by
+    neuron in plain Python (float64), averaged over the calls."""
+    per_call = []
+    for out in outputs:
+        values = out.double().flatten(2).numpy()  # [T, B, N]
+        neurons = values.shape[2]
+        series = [values[:, :, n].ravel().tolist() for n in range(neurons)]
+        binary = all(v in (0.0, 1.0) for s in series for v in s)
+        silent = sum(all(v == 0 for v in s) for s in series) / neurons
+        saturated = (sum(all(v == 1 for v in s) for s in series) / neurons
+                     if binary else float('nan'))
+        rate = sum(sum(s) for s in series) / (neurons * len(series[0]))
+        per_call.append((rate, silent, saturated, neurons, binary))
+    calls = len(per_call)
+    return LayerSpikeStats(
+        rate=sum(c[0] for c in per_call) / calls,
+        silent=sum(c[1] for c in per_call) / calls,
+        saturated=sum(c[2] for c in per_call) / calls,
+        neurons=per_call[0][3], binary=all(c[4] for c in per_call))
+
+
+def test_layer_statistics_match_a_per_neuron_reference():
+    from bidl_train.engine.hooks.spike_monitor import (observe_layer_stats,
+                                                       read_layer_stats)
+    from bidl_train.models.monitor import hooked_spike_sources
+    net = _Net()
+    outputs = {}
+
+    def keep(name):
+        return lambda module, args, out: outputs.setdefault(
+            name, []).append(out.detach().clone())
+
+    with torch.no_grad(), hooked_spike_sources(net, keep), \
+            observe_layer_stats(net) as sums:
+        net(*_net_inputs())
+    stats = read_layer_stats(sums)
+    assert list(stats) == ['conv.neuron', 'lif', 'analog']
+    assert [len(outputs[name]) for name in stats] == [1, 3, 1]
+    for name, got in stats.items():
+        want = _reference(outputs[name])
+        assert (got.neurons, got.binary) == (want.neurons, want.binary)
+        assert got.rate == pytest.approx(want.rate, rel=1e-6, abs=1e-9)
+        assert got.silent == pytest.approx(want.silent, abs=1e-12)
+        if want.binary:
+            assert got.saturated == pytest.approx(want.saturated, abs=1e-12)
+        else:
+            assert np.isnan(got.saturated)
+    # by hand (alpha 0.5, theta 0.5, 4 steps): currents x1 leave 0 and 0
+    # silent, 2.0 and 0.7 saturated; x0.5 leave 0, 0.2, 0.15, 0 silent and
+    # 1.0 saturated; x0 all silent. The mean of the three calls, not the
+    # pairwise merge (which gave the last call half the weight: 0.75)
+    assert stats['lif'].silent == pytest.approx((2 / 6 + 4 / 6 + 1) / 3)
+    assert stats['lif'].saturated == pytest.approx((2 / 6 + 1 / 6 + 0) / 3)
+    # the analog layer (u - theta) is never exactly 0: never "silent"
+    assert stats['analog'].silent == 0 and not stats['analog'].binary
+
+
+def test_binary_is_decided_exactly():
+    from bidl_train.engine.hooks.spike_monitor import layer_stats
+    spikes = torch.zeros(2, 1, 3)
+    spikes[:, 0, 0] = 1
+    spikes[0, 0, 1] = -0.0  # still 0
+    cases = {
+        'spikes': (spikes, True),
+        'half precision spikes': (spikes.half(), True),
+        'integer spikes': (spikes.long(), True),
+        'one value just below 1': (spikes.index_put(
+            (torch.tensor([1]), torch.tensor([0]), torch.tensor([0])),
+            torch.tensor(1 - 2**-24)), False),
+        'one value just above 1': (spikes + torch.tensor(
+            [[[2**-23, 0, 0]], [[0, 0, 0]]]), False),
+        'a NaN': (spikes.index_put((torch.tensor([0]), torch.tensor([0]),
+                                    torch.tensor([2])),
+                                   torch.tensor(float('nan'))), False),
+        'an Inf': (spikes * float('inf'), False),
+        'a tiny value': (spikes + 1e-45, False),
+    }
+    for case, (tensor, binary) in cases.items():
+        values, neurons, got = layer_stats(tensor)
+        assert got == binary, case
+        assert neurons == 3
+    values, _, _ = layer_stats(spikes)
+    assert values.tolist() == pytest.approx([2 / 6, 2 / 3, 1 / 3])
+    # +1 and -1 in the same neuron: sums to 0, yet not silent
+    analog = torch.tensor([[[1.0, 0.0]], [[-1.0, 0.0]]])
+    values, _, binary = layer_stats(analog)
+    assert not binary
+    rate, silent, saturated = values.tolist()
+    assert (rate, silent) == (0.0, 0.5) and np.isnan(saturated)
+
+
+def test_statistics_read_a_spiking_output_once():
+    """The cost: the statistics of a spiking layer touch its whole output
+    in one operation (about ten before), three when the values must show
+    whether they are spikes; the rest works on one number per neuron."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from bidl_train.engine.hooks.spike_monitor import (_emits_spikes,
+                                                       layer_stats)
+    from bidl_train.neurons import LIF, Izhikevich
+
+    class FullSizeOps(TorchDispatchMode):
+
+        def __init__(self, size):
+            super().__init__()
+            self.size, self.ops = size, []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            tensors = [a for a in args if isinstance(a, torch.Tensor)]
+            if any(t.numel() == self.size for t in tensors) and \
+                    func.__name__ not in ('detach.default', 'view.default',
+                                          '_unsafe_view.default'):
+                self.ops.append(func.__name__)
+            return func(*args, **(kwargs or {}))
+
+    spikes = (torch.rand(4, 8, 16, 5, 5) < 0.3).float()
+    for binary, passes in ((True, 1), (None, 3)):
+        with FullSizeOps(spikes.numel()) as mode:
+            layer_stats(spikes, binary=binary)
+        assert len(mode.ops) == passes, mode.ops
+    # the hook trusts the output of a neuron in spike mode only
+    assert _emits_spikes(LIF())
+    assert not _emits_spikes(LIF(mode='analog'))
+    assert not _emits_spikes(Izhikevich())
