@@ -59,6 +59,9 @@ Configure or turn off from a config::
 
     default_hooks = dict(health=dict(patience=5, loss_tol=1e-4))
     default_hooks = dict(health=dict(checks=('silent', 'flat_loss')))
+    # everything but the validation checks
+    default_hooks = dict(health=dict(checks=(
+        'silent', 'saturated', 'flat_loss', 'vanishing_grad')))
     default_hooks = dict(health=None)          # off
 
 Cost: between checks, adding the loss to a running sum (about 50 us). A
@@ -259,6 +262,9 @@ class TrainingHealthHook(Hook):
     # ------------------------------------------------------------------
     def before_val_epoch(self, runner):
         self._val_counts = {}
+        if self._val_probe is not None:  # a validation that raised
+            self._val_probe[0].close()
+            self._val_probe = None
 
     def before_val_iter(self, runner, batch_idx, data_batch=None):
         # hooked for the model's val_step only: another hook's extra
