@@ -27,6 +27,22 @@ the sigmoid surrogate (alpha = 4). Ratios are to SpikingJelly
 to the memory floor ``y = x * 0.5`` (``/floor``: one read and one write of
 the tensor forward and backward) of the same run.
 
+``--configs`` adds one table per config: a whole training step (forward,
+cross-entropy on random labels, backward) of the config's model at
+``--config-batch`` on random sparse event frames of its ``[T, C, H, W]``,
+for the configs whose LIFs have BatchNorm on the membrane (``norm_state``):
+``bidl loop`` (every LIF stepped by autograd), ``bidl fused`` (the kernel
+the library picks: on CPU the compiled one with the membrane BatchNorm
+inside), ``bidl fused (torch)``, ``fused, synaptic BN`` (each membrane
+BatchNorm moved onto the synaptic current, one BatchNorm over ``T * B``
+before the plain fused LIF: the alternative model the fused kernel could
+already run) and ``spikingjelly`` (its multi-step ``LIFNode`` with the same
+BatchNorm module between charge and fire, see :func:`sj_membrane_bn_node`:
+SpikingJelly has no membrane BatchNorm of its own). All rows start from
+the same weights; ``saved`` counts everything the step keeps for backward
+(convolutions included). Configs without ``norm_state`` get the loop and
+fused rows only.
+
 Everything runs on ``--device`` (CUDA when available, else CPU); on CUDA
 each timed pass is bracketed by synchronisations. SpikingJelly 2.0 picks
 its CUDA implementation itself (native CUDA when built from source, else

@@ -54,6 +54,24 @@ Three implementations of the same equations:
   then, so a missing or broken Triton never stops ``bidl_train`` from
   importing: the pure-PyTorch kernel runs instead.
 
+With BatchNorm on the membrane (``norm_state``),
+:func:`lif_multistep_bn` runs the same recurrence on ``z_t = BN(u_t)``
+(per-step batch statistics over batch and spatial dims per channel in
+training mode, the running ones in eval mode; the running statistics
+updated every step as ``nn.BatchNorm`` does) and back-propagates through
+the batch statistics and the BN weight and bias:
+
+* :class:`LIFMultiStepBNCpp` (the compiled CPU kernel; each thread runs its
+  channels through all ``T`` steps, so no barrier per step) saves the input
+  and the per-step, per-channel mean and invstd, and recomputes the
+  potentials in backward;
+* :class:`LIFMultiStepBN` (pure PyTorch, every device) runs ATen's own
+  BatchNorm ops per step (its outputs and running statistics are the
+  loop's bit for bit) and saves the pre-norm potentials and the statistics.
+
+The Triton kernel has no membrane BatchNorm: on CUDA ``'auto'`` runs the
+pure-PyTorch one.
+
 ``kernel='torch'`` forces the pure-PyTorch kernel; ``'cpp'`` and
 ``'triton'`` force theirs and raise a ConfigError saying why when it cannot
 run (``'triton'`` runs CPU tensors only under Triton's interpreter,

@@ -30,6 +30,15 @@ result is a normal number), so gradients agree with the loop to rounding.
 The build targets the CPU it runs on (``-march=native``: AVX2 where
 present), falling back to a portable build if the compiler refuses.
 
+``lif_bn_forward``/``lif_bn_backward`` are the same with BatchNorm on the
+membrane (``norm_state``): each step's channel statistics need every neuron
+of the channel, so there a task owns whole channels (all batch and spatial
+positions) and runs them through all ``T`` steps: per step a sum, a sum of
+squared deviations (two passes, double accumulators), then normalise, fire,
+reset and leak; the backward recomputes ``u_t`` from the saved input and
+the saved per-step mean and invstd, then per step sums ``dL/dz`` and
+``dL/dz * u_hat`` over the channel and applies BatchNorm's backward.
+
 Availability: CPU tensors of float32/float64 and the six built-in surrogates
 (``surrogate<KIND>`` below has one branch per code of
 :data:`bidl_train.neurons.surrogate.SURROGATE_TABLE`; tests/test_lif_parity.py
