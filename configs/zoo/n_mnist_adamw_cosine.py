@@ -40,10 +40,11 @@ It converges in a few epochs, twelve points above the BIDL schedule, and
 MATCHES logistic regression (equal; one standard error on 500 digits is
 about 1.1 points); it does not beat it. The same network with ReLUs in
 place of the spiking neurons, trained by this recipe, is 3.4 points
-better: the spiking neurons cost accuracy here. Tried and not kept: TET (the head's
-``per_step_loss=True``, a cross-entropy at every step averaged over time)
-together with ``RandomCropPad(padding=2)`` reached 58.8 / 74.6 after
-epochs 1-2 at batch 64 (without them: 71.0 / 80.4) and was stopped.
+better: the spiking neurons cost accuracy here. Tried and not kept: TET
+(the head's ``per_step_loss=True``, a cross-entropy at every step
+averaged over time) together with ``RandomCropPad(padding=2)`` reached
+58.8 / 74.6 after epochs 1-2 at batch 64 (without them: 71.0 / 80.4) and
+was stopped.
 
 Reproduce::
 
