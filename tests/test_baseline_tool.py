@@ -396,3 +396,17 @@ def test_make_real_subsets_refuses_a_non_empty_folder(tmp_path, capsys):
     with pytest.raises(SystemExit):
         _subsets(['nmnist', str(tmp_path / 'N')])
     assert 'is not empty' in capsys.readouterr().err
+
+
+def test_cli_data_root_points_every_split_at_the_folder(tmp_path):
+    # the demo's synthetic set is written wherever data_root points: with
+    # --data-root the baselines read (and so generate) the data there
+    cfg = tiny_config(tmp_path)
+    other = tmp_path / 'elsewhere'
+    out = tmp_path / 'report.json'
+    assert _tool_main()([cfg, '--baselines', 'lr', '--out', str(out),
+                         '--work-dir', str(tmp_path / 'w'), '--data-root',
+                         str(other)]) == 0
+    assert any(other.iterdir())
+    assert not (tmp_path / 'data').exists()
+    assert json.loads(out.read_text())['eval_samples'] == 4

@@ -35,12 +35,13 @@ SPIKING_HOOKS = ('SpikeMonitorHook', 'DeployHook', 'ColearningHook')
 
 
 def parse_args(argv=None):
-    from bidl_train.cli.common import add_cfg_options
+    from bidl_train.cli.common import add_cfg_options, add_data_root
     parser = argparse.ArgumentParser(
         prog='baseline', description='Logistic regression and a ReLU ANN '
         'on the config\'s own data, beside the SNN')
     parser.add_argument('config')
     add_cfg_options(parser)
+    add_data_root(parser)
     parser.add_argument('--epochs', type=int,
                         help='epochs of the ReLU ANN (default: the '
                         'config\'s train_cfg.max_epochs; the same as '
@@ -199,7 +200,8 @@ def run(args):
     from bidl_train.errors import ConfigError
     from bidl_train.evaluation import baseline as bl
     from bidl_train.registry import MODELS
-    cfg = load_config(args.config, args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options,
+                      data_root=args.data_root)
     if args.epochs is not None:
         if args.epochs < 1:
             raise ConfigError(f'--epochs must be >= 1, got {args.epochs}')
