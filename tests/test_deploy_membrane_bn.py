@@ -82,13 +82,18 @@ def _membrane_margins(model, x):
                 margins[name] = min(margins.get(name, margin), margin)
                 return type(module).neuronal_fire(module, u, threshold)
             module.neuronal_fire = fire
-            patched.append(module)
+            # the fused kernels fire inside the kernel: step through the loop
+            patched.append((module, getattr(module, 'backend', None)))
+            if hasattr(module, 'backend'):
+                module.backend = 'loop'
     try:
         with torch.no_grad():
             model(x, mode='tensor')
     finally:
-        for module in patched:
+        for module, backend in patched:
             del module.neuronal_fire
+            if backend is not None:
+                module.backend = backend
     return margins
 
 
