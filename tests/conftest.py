@@ -26,6 +26,14 @@ def _registry_imports_unrestricted():
     restrict_registry_imports(False)
 
 
+# The recommended (torch.export-based) ONNX exporter takes seconds to tens
+# of seconds per graph, the TorchScript-based one well under a second: the
+# suite's many ONNX deploys use the latter (subprocesses inherit it), and
+# tests/test_onnx_exporter.py and the deploy matrix's ONNX cells unset it
+# to hold the default path.
+os.environ.setdefault('BIDL_TRAIN_ONNX_EXPORTER', 'torchscript')
+
+
 @pytest.fixture(autouse=True)
 def _log_handlers_on_open_streams():
     """A logger made during an earlier test (mmengine keeps its loggers by

@@ -61,6 +61,13 @@ def _dims(value):
             for d in value.type.tensor_type.shape.dim]
 
 
+@pytest.fixture(autouse=True)
+def _default_exporter(monkeypatch):
+    """These tests hold the default path: the suite's conftest asks for the
+    TorchScript-based exporter everywhere else (it is much faster)."""
+    monkeypatch.delenv('BIDL_TRAIN_ONNX_EXPORTER', raising=False)
+
+
 @pytest.fixture
 def export_calls(monkeypatch):
     """Every ``torch.onnx.export`` call's ``dynamo`` argument."""
@@ -248,3 +255,21 @@ def test_jit_quietly_silences_only_torch_jit_deprecations():
             warnings.warn('`torch.jit.x` changed', UserWarning)
     assert [str(w.message) for w in caught] == [
         '`numpy.foo` is deprecated.', '`torch.jit.x` changed']
+
+
+def test_environment_asks_for_the_torchscript_exporter(tmp_path,
+                                                       monkeypatch,
+                                                       export_calls):
+    monkeypatch.setenv('BIDL_TRAIN_ONNX_EXPORTER', 'torchscript')
+    report = deploy(_classifier(), 'onnx', _inputs(), str(tmp_path / 'o'))
+    assert report['exporter']['used'] == 'torchscript'
+    assert 'BIDL_TRAIN_ONNX_EXPORTER=torchscript' in \
+        report['exporter']['fallback_reason']
+    assert export_calls and not any(export_calls)  # never dynamo=True
+
+
+def test_unknown_exporter_choice_is_one_line(tmp_path, monkeypatch):
+    from bidl_train.errors import ConfigError
+    monkeypatch.setenv('BIDL_TRAIN_ONNX_EXPORTER', 'fast')
+    with pytest.raises(ConfigError, match='BIDL_TRAIN_ONNX_EXPORTER'):
+        deploy(_classifier(), 'onnx', _inputs(), str(tmp_path / 'o'))
