@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from bidl_train.datasets.io import make_events
-from bidl_train.datasets.representations import (events_to_frames,
+from bidl_train.datasets.event_binning import (events_to_frames,
                                                  events_to_time_surface,
                                                  events_to_voxel_grid)
 from bidl_train.datasets.transforms import EventFrames
@@ -153,7 +153,7 @@ def test_event_frames_transform_from_registry():
 
 
 def test_spike_bins_fixed_window_hand_counts():
-    from bidl_train.datasets.representations import events_to_spike_bins
+    from bidl_train.datasets.event_binning import events_to_spike_bins
     # t (us), channel: bins of 250 us over [0, 1000)
     ev = make_events([0, 249, 250, 999, 1000, 600, 600],
                      [2, 2, 0, 1, 1, 3, 3], [0] * 7, [1] * 7)

@@ -21,7 +21,7 @@ from bidl_train.datasets.io import (make_events, read_events, write_aedat31,
                                     write_aedat2_dvs128, write_nmnist_bin)
 from bidl_train.datasets.emulator import emulate_events
 from bidl_train.datasets.io import read_spike_h5
-from bidl_train.datasets.representations import (events_to_frames,
+from bidl_train.datasets.event_binning import (events_to_frames,
                                                  events_to_spike_bins,
                                                  events_to_time_surface,
                                                  events_to_voxel_grid)

@@ -87,7 +87,7 @@ def parse_args(argv=None):
 
 def frames_from_file(args):
     from bidl_train.datasets.io import read_events
-    from bidl_train.datasets.representations import events_to_frames
+    from bidl_train.datasets.event_binning import events_to_frames
     from bidl_train.errors import ConfigError, DataError
     events, recorded = read_events(args.source, format=args.format,
                                    return_sensor_size=True)

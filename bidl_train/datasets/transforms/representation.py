@@ -4,12 +4,12 @@ They read the event array from ``results['events']`` and the sensor size
 ``(H, W)`` from ``results['sensor_size']`` (set by every event dataset) unless
 ``sensor_size`` is given, and write a float32 numpy array ``[T, 2, H, W]`` to
 ``results['inputs']``. The equations are in
-:mod:`bidl_train.datasets.representations`.
+:mod:`bidl_train.datasets.event_binning`.
 """
 from bidl_train.errors import DataError
 from bidl_train.registry import TRANSFORMS
 
-from ..representations import (SPLIT_BY, events_to_frames,
+from ..event_binning import (SPLIT_BY, events_to_frames,
                                events_to_spike_bins, events_to_time_surface,
                                events_to_voxel_grid)
 
@@ -107,7 +107,7 @@ class SpikeBins:
     Output ``inputs``: ``layout='flat'`` gives ``[T, C]``; ``'image'`` gives
     ``[T, 1, 1, C]`` (one polarity channel, a 1 x C "image", for conv/flatten
     backbones). C is ``sensor_size[1]`` (700 for SHD/SSC). Equation in
-    :func:`~bidl_train.datasets.representations.events_to_spike_bins`.
+    :func:`~bidl_train.datasets.event_binning.events_to_spike_bins`.
 
     Args:
         T: number of bins.

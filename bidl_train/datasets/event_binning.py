@@ -1,4 +1,8 @@
-"""Dense representations of event streams: frames, voxel grids, time surfaces.
+"""Binning event streams into dense arrays: frames, voxel grids, time surfaces.
+
+The maths only; the pipeline transforms that call it (``EventFrames``,
+``VoxelGrid``, ``TimeSurface``, ``SpikeBins``) are in
+:mod:`bidl_train.datasets.transforms.representation`.
 
 All functions take an event array with fields ``t, x, y, p`` (see
 :mod:`bidl_train.datasets.io`), a ``sensor_size=(H, W)`` and return float32
