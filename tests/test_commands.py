@@ -181,7 +181,11 @@ def _as_at_exit(before):
         for name in set(cls._instance_dict) - old:
             if name == 'mmengine':
                 continue
-            instance = cls._instance_dict.pop(name)
+            # a logger stays the current one (its console stream is this
+            # run's capture): popping it would make an older logger
+            # current, maybe one on a test's closed capture stream
+            instance = cls._instance_dict[name] if hasattr(
+                cls, 'handlers') else cls._instance_dict.pop(name)
             for handler in list(getattr(instance, 'handlers', [])):
                 if hasattr(handler, 'baseFilename'):
                     handler.close()
