@@ -10,19 +10,20 @@ import json
 import warnings
 
 import numpy as np
-import onnx
 import pytest
 import torch
 from mmengine.registry import init_default_scope
 
-from bidl_train.deploy import deploy
-from bidl_train.deploy import onnx_export
-from bidl_train.deploy.onnx import ScanUnrolled
-from bidl_train.deploy.torchscript import jit_quietly
-from bidl_train.registry import MODELS
-
+onnx = pytest.importorskip('onnx')
 pytest.importorskip('onnxruntime')
 pytest.importorskip('onnxscript')
+
+from bidl_train.deploy import deploy  # noqa: E402
+from bidl_train.deploy import onnx_export  # noqa: E402
+from bidl_train.deploy.onnx import ScanUnrolled  # noqa: E402
+from bidl_train.deploy.torchscript import jit_quietly  # noqa: E402
+from bidl_train.registry import MODELS  # noqa: E402
+
 init_default_scope('bidl_train')
 
 STEP_INPUTS = ['x', 'backbone.0.v', 'backbone.2.v', 'head.sum', 'head.count']

@@ -96,3 +96,32 @@ def test_every_package_data_pattern_matches_files(package, patterns):
         matches = [p for p in glob.glob(osp.join(base, pattern),
                                         recursive=True) if osp.isfile(p)]
         assert matches, f'package_data {package}: {pattern!r} matches nothing'
+
+
+#: packages of the optional extras (setup.cfg) and of the comparison tests:
+#: the README installs only `.[test]`, so a test module may import them
+#: only through pytest.importorskip (or inside a test that skips first)
+OPTIONAL = {'onnx', 'onnxruntime', 'onnxscript', 'nir', 'nirtorch', 'h5py',
+            'aedat', 'nibabel', 'spikingjelly', 'snntorch', 'norse',
+            'triton', 'tonic', 'expelliarmus', 'sklearn', 'mlxtend',
+            'scattertext'}
+
+
+def test_test_modules_import_optional_packages_only_guarded():
+    offenders = []
+    for path in sorted(glob.glob(osp.join(ROOT, 'tests', '*.py'))):
+        with open(path, encoding='utf-8') as f:
+            tree = ast.parse(f.read(), path)
+        for node in tree.body:  # module level: runs at collection
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                if name.split('.')[0] in OPTIONAL:
+                    offenders.append(f'{osp.relpath(path, ROOT)}:'
+                                     f'{node.lineno} imports {name}')
+    assert not offenders, ('use pytest.importorskip for optional packages: '
+                           + '; '.join(offenders))
