@@ -14,8 +14,10 @@ exporter tens. So the default run checks every cell's deployability
 exports and verifies the cells of ``VERIFIED_CELLS``: one config per
 lowering family (sequential conv stacks with membrane BatchNorm, ResNetLif,
 SEW-ResNet, 3D convs, the text model, 1D spike inputs, Spikformer, LIFPlus,
-plastic layers) on the targets that express it, plus the two ONNX cells
-that used to fail on a threshold tie (jester, medmnist3d).
+plastic layers) on the targets that express it, plus MedMNIST-3D's ONNX
+cell (one of the two that used to fail on a threshold tie; Jester's ONNX
+export alone takes about a minute, and the tie itself is held by
+tests/test_deploy_verify_vacuous.py).
 ``BIDL_DEPLOY_MATRIX_FULL=1`` exports and verifies every cell (the table in
 docs/deploy_matrix.md comes from ``tools/deploy_matrix.py``, which does).
 """
@@ -41,7 +43,7 @@ CONFIGS = matrix.config_paths()
 #: (config, targets) exported and verified in the default run
 VERIFIED_CELLS = {
     'configs/dvs_gesture.py': ('torchscript', 'nir'),
-    'configs/jester.py': ('torchscript', 'onnx'),
+    'configs/jester.py': ('torchscript', ),
     'configs/medmnist3d.py': ('onnx', ),
     'configs/imdb.py': ('torchscript', ),
     'configs/shd.py': ('nir', ),
