@@ -208,23 +208,9 @@ def test_random_inputs_verify_without_the_dataset(tmp_path, capsys):
 
 def test_random_inputs_are_not_used_when_the_data_is_there(tmp_path):
     """With the data on disk the option changes nothing: data is used."""
-    data = tmp_path / 'data'
+    from deploy_runner import tiny_deploy_config
     path = tmp_path / 'synthetic.py'
-    path.write_text(f'''
-default_scope = 'bidl_train'
-model = dict(
-    type='SpikingClassifier',
-    backbone=dict(type='ConvLifNet', in_channels=2, input_size=16,
-                  channels=[4], pools=[2], fc=[16]),
-    head=dict(type='SpikingClsHead', in_features=16, num_classes=2))
-val_dataloader = dict(
-    batch_size=4, num_workers=0,
-    dataset=dict(type='SyntheticGesture', data_root={str(data)!r},
-                 num_classes=2, split='test', users_train=1, users_test=1,
-                 conditions=1, cache=False,
-                 representation=dict(type='EventFrames', T=4,
-                                     split_by='number', size=16)))
-''')
+    path.write_text(tiny_deploy_config(tmp_path / 'data', users_test=1))
     ckpt = _save(_model(str(path)), tmp_path / 'ck.pth')
     out = tmp_path / 'out'
     assert _main([str(path), ckpt, '--target', 'torchscript', '--out',

@@ -29,6 +29,7 @@ from mmengine.logging import print_log
 
 from bidl_train.errors import ConfigError
 from bidl_train.registry import METRICS
+from .classification import scored_samples, stack_scored
 
 __all__ = ['AUC', 'binary_auc', 'one_vs_rest_auc']
 
@@ -88,18 +89,10 @@ class AUC(BaseMetric):
     default_prefix = ''
 
     def process(self, data_batch, data_samples):
-        for sample in data_samples:
-            if 'gt_label' not in sample:
-                raise ConfigError(
-                    'AUC needs ground-truth labels; the dataset of this '
-                    'split yields samples without "label"')
-            self.results.append(
-                dict(score=np.asarray(sample['pred_score'], dtype=np.float32),
-                     label=int(sample['gt_label'])))
+        self.results.extend(scored_samples(data_samples, 'AUC'))
 
     def compute_metrics(self, results):
-        scores = np.stack([r['score'] for r in results])
-        labels = np.array([r['label'] for r in results])
+        scores, labels = stack_scored(results)
         classes = scores.shape[1]
         outside = labels[(labels < 0) | (labels >= classes)]
         if outside.size:

@@ -47,18 +47,10 @@ class Accuracy(BaseMetric):
         self.num_classes = num_classes
 
     def process(self, data_batch, data_samples):
-        for sample in data_samples:
-            if 'gt_label' not in sample:
-                raise ConfigError(
-                    'Accuracy needs ground-truth labels; the dataset of this '
-                    'split yields samples without "label"')
-            self.results.append(
-                dict(score=np.asarray(sample['pred_score'], dtype=np.float32),
-                     label=int(sample['gt_label'])))
+        self.results.extend(scored_samples(data_samples, 'Accuracy'))
 
     def compute_metrics(self, results):
-        scores = np.stack([r['score'] for r in results])
-        labels = np.array([r['label'] for r in results])
+        scores, labels = stack_scored(results)
         score_size = scores.shape[1]
         if labels.max() >= score_size:
             raise ConfigError(
@@ -132,6 +124,27 @@ class FiringRate(BaseMetric):
             metrics['firing_rate/mean'] = float(
                 np.mean([np.mean(v) for v in layers.values()]))
         return metrics
+
+
+def scored_samples(data_samples, metric):
+    """``[{score, label}]`` of a batch's data samples, for a metric that
+    needs each sample's scores and its ground-truth label."""
+    results = []
+    for sample in data_samples:
+        if 'gt_label' not in sample:
+            raise ConfigError(
+                f'{metric} needs ground-truth labels; the dataset of this '
+                'split yields samples without "label"')
+        results.append(
+            dict(score=np.asarray(sample['pred_score'], dtype=np.float32),
+                 label=int(sample['gt_label'])))
+    return results
+
+
+def stack_scored(results):
+    """``(scores [N, C], labels [N])`` from :func:`scored_samples`."""
+    return (np.stack([r['score'] for r in results]),
+            np.array([r['label'] for r in results]))
 
 
 def _classes_at_least_true(scores, labels, finite):
