@@ -274,23 +274,23 @@ class Lowerer:
     def layer(self, module, source, state_path):
         """Lower a spiking layer, backbone or head by its registered
         lowering; a class with none is refused by name."""
-        with refusals(source):  # collecting mode: record, go on
-            lowering = LAYER_LOWERINGS.get(module)
-            if lowering is None:
-                raise LoweringError(f'layer {source}: '
-                                    f'{LAYER_LOWERINGS.missing(module)}')
-            lowering(self, module, source, state_path)
+        self._dispatch(LAYER_LOWERINGS, module, source, state_path)
 
     def stateless(self, module, source, fold_bn=True):
         """Lower a stateless torch module. ``fold_bn``: fold a BatchNorm
         into the conv/linear before it (where exact up to rounding) or
         keep it as the model's own op."""
-        with refusals(source):  # collecting mode: record, go on
-            lowering = OP_LOWERINGS.get(module)
+        self._dispatch(OP_LOWERINGS, module, source, fold_bn)
+
+    def _dispatch(self, registry, module, source, *args):
+        """Run ``module``'s lowering from ``registry``; a class with none is
+        refused by name (recorded and skipped in collecting mode)."""
+        with refusals(source):
+            lowering = registry.get(module)
             if lowering is None:
                 raise LoweringError(f'layer {source}: '
-                                    f'{OP_LOWERINGS.missing(module)}')
-            lowering(self, module, source, fold_bn)
+                                    f'{registry.missing(module)}')
+            lowering(self, module, source, *args)
 
     def neuron_node(self, neuron, source):
         """The node of a neuron module (refused by name if its kind has no
