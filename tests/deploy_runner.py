@@ -204,8 +204,8 @@ def assert_matches_model(got, logits, spikes, steps, state_tol=1e-5,
 
 
 #: a tiny deployable config (16x16 event frames, T = 4, 2 classes) whose
-#: val_dataloader reads SyntheticGesture's test split from ``{data!r}``
-#: with ``{users_test}`` users: bidl-deploy's CLI tests write it
+#: ``{loader}`` reads SyntheticGesture's test split from ``{data!r}`` with
+#: ``{users_test}`` users: bidl-deploy's CLI tests write it
 TINY_DEPLOY_CONFIG = '''
 default_scope = 'bidl_train'
 model = dict(
@@ -213,7 +213,7 @@ model = dict(
     backbone=dict(type='ConvLifNet', in_channels=2, input_size=16,
                   channels=[4], pools=[2], fc=[16]),
     head=dict(type='SpikingClsHead', in_features=16, num_classes=2))
-val_dataloader = dict(
+{loader} = dict(
     batch_size=4, num_workers=0,
     dataset=dict(type='SyntheticGesture', data_root={data!r},
                  num_classes=2, split='test', users_train=1,
@@ -223,6 +223,8 @@ val_dataloader = dict(
 '''
 
 
-def tiny_deploy_config(data, users_test=2):
-    """TINY_DEPLOY_CONFIG's text for data root ``data``."""
-    return TINY_DEPLOY_CONFIG.format(data=str(data), users_test=users_test)
+def tiny_deploy_config(data, users_test=2, loader='val_dataloader'):
+    """TINY_DEPLOY_CONFIG's text for data root ``data``, the split read by
+    the dataloader ``loader``."""
+    return TINY_DEPLOY_CONFIG.format(data=str(data), users_test=users_test,
+                                     loader=loader)

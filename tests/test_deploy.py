@@ -232,21 +232,8 @@ def test_unknown_target_lists_targets(tmp_path):
 def test_cli_end_to_end(tmp_path):
     pytest.importorskip('onnxruntime')
     cfg = tmp_path / 'tiny.py'
-    cfg.write_text(f'''
-default_scope = 'bidl_train'
-model = dict(
-    type='SpikingClassifier',
-    backbone=dict(type='ConvLifNet', in_channels=2, input_size=16,
-                  channels=[4], pools=[2], fc=[16]),
-    head=dict(type='SpikingClsHead', in_features=16, num_classes=2))
-test_dataloader = dict(
-    batch_size=4, num_workers=0,
-    dataset=dict(type='SyntheticGesture', data_root={str(tmp_path / 'data')!r},
-                 num_classes=2, split='test', users_train=1, users_test=2,
-                 conditions=1, cache=False,
-                 representation=dict(type='EventFrames', T=4,
-                                     split_by='number', size=16)))
-''')
+    cfg.write_text(tiny_deploy_config(tmp_path / 'data', users_test=2,
+                                      loader='test_dataloader'))
     from bidl_train.cli.common import load_config
     from bidl_train.cli.deploy import main
     model = MODELS.build(load_config(str(cfg)).model)
