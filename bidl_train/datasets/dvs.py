@@ -3,10 +3,13 @@
 Every dataset here lists its samples as *records* (source file, label and an
 optional time window), reads events with :func:`bidl_train.datasets.io.
 read_events`, turns them into a dense array with ``representation`` (a
-TRANSFORMS config such as ``dict(type='EventFrames', T=16, size=32)``),
+TRANSFORMS config such as ``dict(type='EventFrames', num_steps=16, size=32)``),
 caches that array on disk, then runs ``pipeline`` (augmentations) on
 ``{'inputs': array, 'label': int}``. ``__getitem__`` returns
-``{'inputs': float32 Tensor [T, 2, H, W], 'label': int}``.
+``{'inputs': float32 Tensor [T, 2, H, W], 'label': int}``, T being the
+representation's ``num_steps`` (``metainfo['num_steps']``; None when the
+representation sets no fixed count, e.g. ``EventFrames(num_steps=None,
+duration=...)``).
 
 With ``representation=None`` the cache holds the sliced events instead and
 ``pipeline`` receives ``{'events', 'sensor_size', 'label'}``; it must then
@@ -28,6 +31,7 @@ from bidl_train.registry import DATASETS, TRANSFORMS
 from bidl_train.utils.progress import track
 
 from .cache import SampleCache
+from .pipeline import transforms_num_steps
 from .io import EVENT_EXTENSIONS, read_events, read_sensor_size
 from .paths import open_annotation, resolve_inside, scan_inside
 from .seeding import TransformRNG
@@ -45,6 +49,19 @@ def _build_transform(cfg):
                         f'transform config dict with a "type" key, got '
                         f'{cfg!r}')
     return TRANSFORMS.build(cfg)
+
+
+def _cache_key(representation):
+    """The representation as the cache key records it: a config dict with
+    ``T`` spelt ``num_steps`` (one cache whichever name the config uses), or
+    the repr of a callable."""
+    if callable(representation):
+        return repr(representation)
+    if isinstance(representation, dict) and 'T' in representation \
+            and 'num_steps' not in representation:
+        representation = dict(representation)
+        representation['num_steps'] = representation.pop('T')
+    return representation
 
 
 def _fingerprint(path):
@@ -88,7 +105,7 @@ class EventDataset(Dataset):
     splits = ('train', 'test')
 
     def __init__(self, data_root, split='train', representation=dict(
-            type='EventFrames', T=16, split_by='number'), pipeline=(),
+            type='EventFrames', split_by='number'), pipeline=(),
                  cache=True, cache_dir=None):
         self.data_root = os.fspath(data_root)
         if split not in self.splits:
@@ -116,7 +133,15 @@ class EventDataset(Dataset):
     @property
     def metainfo(self):
         return dict(classes=list(self.classes),
-                    sensor_size=tuple(self.sensor_size))
+                    sensor_size=tuple(self.sensor_size),
+                    num_steps=self.num_steps)
+
+    @property
+    def num_steps(self):
+        """T of the samples: the representation's ``num_steps`` (with
+        ``representation=None``, that of the pipeline's representation)."""
+        start = getattr(self.representation, 'num_steps', None)
+        return transforms_num_steps(self.pipeline.transforms, start)
 
     def __len__(self):
         return len(self.records)
@@ -140,9 +165,7 @@ class EventDataset(Dataset):
             dataset=type(self).__name__,
             split=self.split,
             sensor_size=list(self.sensor_size),
-            representation=self.representation_cfg
-            if not callable(self.representation_cfg) else
-            repr(self.representation_cfg),
+            representation=_cache_key(self.representation_cfg),
             files=[_fingerprint(p) for p in files],
             records=[[os.path.basename(r['path']), r['label'],
                       r.get('window')] for r in self.records])
@@ -248,7 +271,7 @@ class DVS128Gesture(EventDataset):
     classes = DVS_GESTURE_CLASSES
 
     def __init__(self, data_root, split='train', representation=dict(
-            type='EventFrames', T=16, split_by='number', size=32),
+            type='EventFrames', split_by='number', size=32),
                  pipeline=(), cache=True, cache_dir=None, classes=None):
         if classes is not None:
             self.classes = tuple(classes)
@@ -359,7 +382,7 @@ class EventFolder(EventDataset):
 
     def __init__(self, data_root, split='train', sensor_size=None,
                  classes=None, extensions=EVENT_EXTENSIONS,
-                 representation=dict(type='EventFrames', T=16), pipeline=(),
+                 representation=dict(type='EventFrames'), pipeline=(),
                  cache=True, cache_dir=None):
         self.sensor_size = None if sensor_size is None else tuple(sensor_size)
         self.extensions = tuple(extensions)
@@ -635,7 +658,7 @@ class DVSMNIST(EventDataset):
     SPLIT_FILE = os.path.join(SPLITS_DIR, 'dvs_mnist_split.txt')
 
     def __init__(self, data_root, split='train', scale=16,
-                 representation=dict(type='EventFrames', T=20,
+                 representation=dict(type='EventFrames', num_steps=20,
                                      split_by='number', size=40),
                  pipeline=(), cache=True, cache_dir=None):
         scales = (scale, ) if isinstance(scale, int) else tuple(scale)

@@ -45,6 +45,7 @@ from bidl_train.registry import DATASETS, TRANSFORMS
 
 from .io.npy import load_checked
 from .paths import check_relative, open_annotation, resolve_inside
+from .pipeline import transforms_num_steps
 
 #: Label list and sample folder of each split.
 SPLITS = {
@@ -201,7 +202,10 @@ class ESImageNet(Dataset):
 
     @property
     def metainfo(self):
-        return dict(classes=list(self._classes))
+        # the release stores TIME_STEPS frames per sample
+        return dict(classes=list(self._classes),
+                    num_steps=transforms_num_steps(self.pipeline.transforms,
+                                                   TIME_STEPS))
 
     def __len__(self):
         return len(self._items)

@@ -15,3 +15,17 @@ def compose(pipeline):
         TRANSFORMS.build(t) if isinstance(t, dict) else t
         for t in (pipeline or [])
     ])
+
+
+def transforms_num_steps(transforms, start=None):
+    """T of what ``transforms`` (run in order) output: the ``num_steps`` of
+    the last one that states it (an event representation, a
+    ``SpikeEncode``), else ``start`` (the steps the input already has).
+
+    A transform that makes the steps exposes ``num_steps``; the others
+    (crops, flips, event augmentations) keep the steps they receive.
+    """
+    steps = start
+    for transform in transforms:
+        steps = getattr(transform, 'num_steps', steps)
+    return steps

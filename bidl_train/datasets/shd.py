@@ -15,8 +15,8 @@ SSC    ``ssc_train.h5``, ``ssc_valid.h5``,          35       75466 / 9981 /
 
 Spikes become events ``x = channel``, ``y = 0``, ``p = 1``, ``t`` in us, on
 a ``sensor_size = (1, 700)``, so every event representation applies:
-``EventFrames(T=100, split_by='time')`` gives ``[T, 2, 1, 700]`` (channel 0,
-OFF, stays empty), and :class:`~.transforms.representation.SpikeBins`
+``EventFrames(num_steps=100, split_by='time')`` gives ``[T, 2, 1, 700]``
+(channel 0, OFF, stays empty), and :class:`~.transforms.representation.SpikeBins`
 gives the common fixed-window bins ``[T, 700]`` or ``[T, 1, 1, 700]``.
 """
 import os
@@ -59,7 +59,8 @@ class SHD(EventDataset):
     Args:
         data_root: folder holding the (gunzipped) ``.h5`` files.
         split: ``'train'`` or ``'test'`` (SSC also ``'valid'``).
-        representation: default ``EventFrames(T=100, split_by='time')``.
+        representation: default ``EventFrames(num_steps=100,
+            split_by='time')``.
         Others: see :class:`EventDataset`.
     """
 
@@ -72,7 +73,7 @@ class SHD(EventDataset):
             'into <data_root>. See datasets/SHD/README.md.')
 
     def __init__(self, data_root, split='train', representation=dict(
-            type='EventFrames', T=100, split_by='time'), pipeline=(),
+            type='EventFrames', num_steps=100, split_by='time'), pipeline=(),
                  cache=True, cache_dir=None):
         self._samples = None  # events of the split, read on first need
         super().__init__(data_root, split, representation, pipeline, cache,

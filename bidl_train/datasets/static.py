@@ -37,6 +37,7 @@ from bidl_train.registry import DATASETS, TRANSFORMS
 
 from .paths import resolve_inside
 from .pipeline import compose as _compose
+from .pipeline import transforms_num_steps
 
 #: File names of MNIST-format sets, per split.
 IDX_FILES = {
@@ -210,7 +211,11 @@ class MNIST(Dataset):
 
     @property
     def metainfo(self):
-        return dict(classes=list(self._classes))
+        # images have no time axis (None) until a SpikeEncode in the
+        # pipeline gives them one; an encoder in the model's data
+        # preprocessor is the model's business, not the dataset's
+        return dict(classes=list(self._classes),
+                    num_steps=transforms_num_steps(self.pipeline.transforms))
 
     def __len__(self):
         return len(self._labels)

@@ -3,19 +3,20 @@
 Sample contract
 ---------------
 ``__getitem__`` returns ``{'inputs': LongTensor[T], 'length': int, 'label': int}``
-where ``T = max_len``. Token ids:
+where ``T = num_steps`` (one token per step; ``max_len`` is accepted as its
+old name, see :mod:`bidl_train.time_steps`). Token ids:
 
 * ``0``            padding,
 * ``1 .. K``       the K most frequent training words (rank 1 = most frequent),
 * ``K + 1``        unknown word (any word outside the top K),
 
 so an embedding table needs ``K + 2`` rows whatever the corpus size.
-``length`` is the number of real (non-padding) tokens, ``min(n, max_len)``.
+``length`` is the number of real (non-padding) tokens, ``min(n, num_steps)``.
 
 Padding and truncation follow BIDL's ``pre_imdb.py``: a review is padded at
 the *front* (``[0, 0, ..., w1, w2, ...]``, so the last step of a recurrent
 spiking network always sees the end of the review) and truncated at the
-*end* (the first ``max_len`` tokens are kept). Both ends are options
+*end* (the first ``num_steps`` tokens are kept). Both ends are options
 (``pad_side``, ``truncate_side``).
 
 Tokenizer
@@ -53,8 +54,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from bidl_train.errors import DataError
+from bidl_train.errors import ConfigError, DataError
 from bidl_train.registry import DATASETS, TRANSFORMS
+from bidl_train.time_steps import UNSET, resolve_num_steps
 
 from .paths import scan_inside
 from .pipeline import compose as _compose
@@ -211,11 +213,19 @@ class _TokenSequenceDataset(Dataset):
     (per-sample dict of extra keys) and set ``self.vocab``.
     """
 
-    def __init__(self, classes, max_len, pad_side, truncate_side, pipeline):
-        if int(max_len) < 1:
-            raise ValueError(f'max_len must be >= 1, got {max_len}')
+    #: tokens per sample when the config gives none (BIDL's IMDB: 500)
+    DEFAULT_NUM_STEPS = 500
+
+    def __init__(self, classes, num_steps, max_len, pad_side, truncate_side,
+                 pipeline):
+        owner = type(self).__name__
+        steps = resolve_num_steps(owner, num_steps, max_len=max_len,
+                                  default=self.DEFAULT_NUM_STEPS)
+        if steps is None or int(steps) < 1:
+            raise ConfigError(f'{owner}: num_steps (tokens per sample) must '
+                              f'be >= 1, got {steps!r}')
         self._classes = list(classes)
-        self.max_len = int(max_len)
+        self.num_steps = int(steps)
         self.pad_side = pad_side
         self.truncate_side = truncate_side
         self.pipeline = _compose(pipeline)
@@ -228,7 +238,7 @@ class _TokenSequenceDataset(Dataset):
             num_embeddings=self.vocab.num_embeddings,
             pad_id=self.vocab.pad_id,
             unk_id=self.vocab.unk_id,
-            max_len=self.max_len)
+            num_steps=self.num_steps)
 
     def __len__(self):
         return len(self._labels)
@@ -236,7 +246,7 @@ class _TokenSequenceDataset(Dataset):
     def __getitem__(self, idx):
         idx = range(len(self))[idx]  # negative indices, IndexError
         ids = self.vocab.encode(self._token_lists[idx])
-        arr, length = pad_or_truncate(ids, self.max_len, self.pad_side,
+        arr, length = pad_or_truncate(ids, self.num_steps, self.pad_side,
                                       self.truncate_side)
         results = dict(
             inputs=torch.from_numpy(arr),
@@ -323,7 +333,8 @@ class IMDB(_TokenSequenceDataset):
         data_root (str): folder holding ``aclImdb/`` (or ``aclImdb`` itself).
         split (str): ``'train'`` or ``'test'``.
         vocab_size (int): K, the number of words kept (BIDL: 999).
-        max_len (int): T, tokens per sample (BIDL: 500).
+        num_steps (int): T, tokens per sample (BIDL: 500); ``max_len`` is
+            its old name.
         vocab_file (str | None): vocabulary JSON. Default
             ``<cache_dir>/imdb_vocab_<K>.json``; built from the training
             split when missing, whichever split is read first.
@@ -340,17 +351,18 @@ class IMDB(_TokenSequenceDataset):
                  data_root,
                  split='train',
                  vocab_size=999,
-                 max_len=500,
+                 num_steps=UNSET,
                  vocab_file=None,
                  cache_dir=None,
                  pad_side='pre',
                  truncate_side='post',
-                 pipeline=()):
+                 pipeline=(),
+                 max_len=UNSET):
         if split not in ('train', 'test'):
             raise DataError(f"split must be 'train' or 'test', got {split!r}",
                             path=data_root)
-        super().__init__(self.CLASSES, max_len, pad_side, truncate_side,
-                         pipeline)
+        super().__init__(self.CLASSES, num_steps, max_len, pad_side,
+                         truncate_side, pipeline)
         self.data_root = data_root
         self.split = split
         root = _imdb_root(data_root)
@@ -415,9 +427,9 @@ class TextClassificationCSV(_TokenSequenceDataset):
             list or an integer index into it. When None: integer labels give
             ``['0', ..., str(max)]``, names give the sorted names of the
             TRAINING file. Labels outside the list raise ``DataError``.
-        vocab_size, max_len, vocab_file, cache_dir, pad_side, truncate_side,
-        pipeline: as :class:`IMDB`; the default vocab file is
-            ``<cache_dir>/<train stem>_vocab_<K>.json``.
+        vocab_size, num_steps (old name max_len), vocab_file, cache_dir,
+        pad_side, truncate_side, pipeline: as :class:`IMDB`; the default
+            vocab file is ``<cache_dir>/<train stem>_vocab_<K>.json``.
     """
 
     def __init__(self,
@@ -426,12 +438,13 @@ class TextClassificationCSV(_TokenSequenceDataset):
                  train_file='train.csv',
                  classes=None,
                  vocab_size=999,
-                 max_len=500,
+                 num_steps=UNSET,
                  vocab_file=None,
                  cache_dir=None,
                  pad_side='pre',
                  truncate_side='post',
-                 pipeline=()):
+                 pipeline=(),
+                 max_len=UNSET):
         if osp.isfile(data_root):
             folder = osp.dirname(osp.abspath(data_root))
             ann_path = train_path = data_root
@@ -455,7 +468,8 @@ class TextClassificationCSV(_TokenSequenceDataset):
                 classes = [str(i) for i in range(max(map(int, labels)) + 1)]
             else:
                 classes = sorted(set(labels))
-        super().__init__(classes, max_len, pad_side, truncate_side, pipeline)
+        super().__init__(classes, num_steps, max_len, pad_side, truncate_side,
+                         pipeline)
         self.data_root = data_root
         index = {name: i for i, name in enumerate(self._classes)}
         self._labels, self._token_lists, self._extra = [], [], []

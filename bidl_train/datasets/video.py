@@ -66,6 +66,7 @@ from torch.utils.data import Dataset
 import bidl_train.datasets.transforms.video  # noqa: F401
 from bidl_train.errors import DataError
 from bidl_train.registry import DATASETS, TRANSFORMS
+from bidl_train.time_steps import DEFAULT_NUM_STEPS, UNSET, resolve_num_steps
 
 from .io.npy import load_checked
 from .paths import check_file_inside, check_relative, open_annotation, \
@@ -186,14 +187,15 @@ class _ClipDataset(Dataset):
 
     _root = None
 
-    def __init__(self, classes, T, stride, test_mode, pipeline,
+    def __init__(self, classes, num_steps, T, stride, test_mode, pipeline,
                  representation, diff_threshold, frame_dropout):
         if representation not in ('rgb', 'diff'):
             raise DataError(
                 f"representation must be 'rgb' or 'diff', got "
                 f'{representation!r}')
         self._classes = list(classes)
-        self.T = int(T)
+        self.num_steps = int(resolve_num_steps(
+            type(self).__name__, num_steps, T=T, default=DEFAULT_NUM_STEPS))
         self.stride = stride
         self.test_mode = bool(test_mode)
         self.pipeline = _compose(pipeline)
@@ -203,7 +205,7 @@ class _ClipDataset(Dataset):
 
     @property
     def metainfo(self):
-        return dict(classes=list(self._classes))
+        return dict(classes=list(self._classes), num_steps=self.num_steps)
 
     def __len__(self):
         return len(self._items)
@@ -237,7 +239,9 @@ class _ClipDataset(Dataset):
     def __getitem__(self, idx):
         idx = range(len(self))[idx]
         source, label = self._source(idx), self._items[idx][1]
-        n = self.T + 1 if self.representation == 'diff' else self.T
+        # 'diff' makes T frames from the differences of T + 1
+        n = self.num_steps + 1 if self.representation == 'diff' \
+            else self.num_steps
         clip = self._read(source, n)
         if self.frame_dropout > 0 and not self.test_mode:
             # BIDL: blank whole frames at random during training
@@ -287,7 +291,9 @@ class Jester(_ClipDataset):
     Args:
         data_root (str): folder with ``20bn-jester-v1/`` and the CSVs.
         split (str): ``'train'`` or ``'val'``.
-        T (int): time steps per clip (BIDL: 16 or 8).
+        num_steps (int): T, frames per clip (BIDL: 16 or 8; default
+            :data:`~bidl_train.time_steps.DEFAULT_NUM_STEPS`); ``T`` is its
+            old name.
         stride: see module doc. Default: bell-shaped ``(1.0, 2.0, 0.1)``
             for training, ``1.5`` for validation (BIDL's settings).
         test_mode (bool | None): fixed centred clips; default
@@ -301,14 +307,15 @@ class Jester(_ClipDataset):
     def __init__(self,
                  data_root,
                  split='train',
-                 T=16,
+                 num_steps=UNSET,
                  stride=None,
                  test_mode=None,
                  pipeline=(),
                  representation='rgb',
                  diff_threshold=None,
                  frame_dropout=0.0,
-                 class_order='sorted'):
+                 class_order='sorted',
+                 T=UNSET):
         if split not in ('train', 'val'):
             raise DataError(f"split must be 'train' or 'val', got {split!r}",
                             path=data_root)
@@ -318,7 +325,7 @@ class Jester(_ClipDataset):
             stride = 1.5 if test_mode else (1.0, 2.0, 0.1)
         classes = _read_jester_labels(
             osp.join(data_root, 'jester-v1-labels.csv'), class_order)
-        super().__init__(classes, T, stride, test_mode, pipeline,
+        super().__init__(classes, num_steps, T, stride, test_mode, pipeline,
                          representation, diff_threshold, frame_dropout)
         self.data_root = data_root
         ann = osp.join(data_root, 'jester-v1-train.csv' if split == 'train'
@@ -369,21 +376,22 @@ class VideoFolder(_ClipDataset):
     Args:
         data_root (str): ``<data_root>/<class>/<video file or frame dir>``.
         classes (list[str] | None): default sorted sub-folder names.
-        T, stride, test_mode, pipeline, representation, diff_threshold,
-        frame_dropout: as :class:`Jester` (default stride 1, test_mode
-            False).
+        num_steps (old name T), stride, test_mode, pipeline,
+        representation, diff_threshold, frame_dropout: as :class:`Jester`
+            (default stride 1, test_mode False).
     """
 
     def __init__(self,
                  data_root,
                  classes=None,
-                 T=16,
+                 num_steps=UNSET,
                  stride=1.0,
                  test_mode=False,
                  pipeline=(),
                  representation='rgb',
                  diff_threshold=None,
-                 frame_dropout=0.0):
+                 frame_dropout=0.0,
+                 T=UNSET):
         if not osp.isdir(data_root):
             raise DataError('video folder not found', path=data_root)
         found = sorted(d for d in os.listdir(data_root)
@@ -394,7 +402,7 @@ class VideoFolder(_ClipDataset):
             if d not in classes:
                 raise DataError(f'sub-folder {d!r} is not one of the classes '
                                 f'{classes}', path=osp.join(data_root, d))
-        super().__init__(classes, T, stride, test_mode, pipeline,
+        super().__init__(classes, num_steps, T, stride, test_mode, pipeline,
                          representation, diff_threshold, frame_dropout)
         items = []
         for label, cls in enumerate(classes):
@@ -500,7 +508,9 @@ class RGBGesture(Dataset):
 
     @property
     def metainfo(self):
-        return dict(classes=list(self.CLASSES))
+        # the stored clips fix T: data is [N, T, C, H, W]
+        return dict(classes=list(self.CLASSES),
+                    num_steps=int(self._data.shape[1]))
 
     def __len__(self):
         return len(self._labels)

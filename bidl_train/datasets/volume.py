@@ -10,14 +10,18 @@ Sample contract
 
 Data flow: reader -> volume ``float32 [D, H, W]`` in ``results['inputs']``
 -> ``pipeline`` (3D transforms from ``transforms/volume.py``) -> depth
-selection (``slice_stride``, ``num_slices``) -> layout above.
+selection (``slice_stride``, ``num_steps``) -> layout above.
 ``uint8`` files are scaled to ``[0, 1]`` (``/255``); other dtypes keep their
 values (e.g. Hounsfield units: add ``IntensityWindow`` to the pipeline).
 
 Depth selection: ``slices = volume[::slice_stride]``; then, when
-``num_slices`` is set, the ``num_slices`` central ones
-(start ``(D' - num_slices) // 2``). A volume with fewer slices than asked is
-an error, never silently padded.
+``num_steps`` is set, the ``num_steps`` central ones
+(start ``(D' - num_steps) // 2``): one slice per time step, T = num_steps
+(``num_slices`` is accepted as its old name, see :mod:`bidl_train.time_steps`;
+with ``as_time=False`` it is the depth kept). A volume with fewer slices than
+asked is an error, never silently padded. ``metainfo['num_steps']`` is T with
+``as_time=True`` and ``num_steps`` set, else None (no time axis, or a depth
+that the files decide).
 
 Layouts
 -------
@@ -46,6 +50,7 @@ from torch.utils.data import Dataset
 import bidl_train.datasets.transforms.volume  # noqa: F401
 from bidl_train.errors import DataError
 from bidl_train.registry import DATASETS, TRANSFORMS
+from bidl_train.time_steps import UNSET, resolve_num_steps
 
 from .io.npy import load_checked
 from .paths import resolve_inside, scan_inside
@@ -95,8 +100,8 @@ def select_slices(volume, slice_stride=1, num_slices=None, path=None):
         if depth < num_slices:
             raise DataError(
                 f'{depth} depth slices (after slice_stride={slice_stride}) '
-                f'but num_slices={num_slices}; lower num_slices or '
-                'slice_stride', path=path)
+                f'but num_steps={num_slices} asked (num_slices in older '
+                'configs); lower num_steps or slice_stride', path=path)
         start = (depth - num_slices) // 2
         volume = volume[start:start + num_slices]
     return volume
@@ -108,17 +113,19 @@ class _VolumeDataset(Dataset):
     ``_load`` returns ``(volume float32 [D, H, W], label, extra dict)``.
     """
 
-    def __init__(self, classes, as_time, slice_stride, num_slices,
-                 pipeline):
+    def __init__(self, classes, as_time, slice_stride, num_steps,
+                 num_slices, pipeline):
         self._classes = list(classes)
         self.as_time = bool(as_time)
         self.slice_stride = int(slice_stride)
-        self.num_slices = num_slices
+        self.num_steps = resolve_num_steps(type(self).__name__, num_steps,
+                                           num_slices=num_slices)
         self.pipeline = _compose(pipeline)
 
     @property
     def metainfo(self):
-        return dict(classes=list(self._classes))
+        steps = self.num_steps if self.as_time else None
+        return dict(classes=list(self._classes), num_steps=steps)
 
     def _check_label(self, label, path):
         if not 0 <= label < len(self._classes):
@@ -135,7 +142,7 @@ class _VolumeDataset(Dataset):
         results = self.pipeline(results)
         vol = select_slices(
             np.asarray(results['inputs']), self.slice_stride,
-            self.num_slices, path=extra.get('path'))
+            self.num_steps, path=extra.get('path'))
         vol = torch.from_numpy(np.ascontiguousarray(vol, dtype=np.float32))
         results['inputs'] = vol.unsqueeze(1) if self.as_time else \
             vol.unsqueeze(0)
@@ -151,7 +158,8 @@ class MedMNIST3D(_VolumeDataset):
         flavor (str): file stem, e.g. ``'nodulemnist3d'``,
             ``'organmnist3d_64'``.
         split (str): ``'train'``, ``'val'`` or ``'test'``.
-        as_time, slice_stride, num_slices, pipeline: see module doc.
+        as_time, slice_stride, num_steps (old name num_slices), pipeline:
+            see module doc.
         classes (list[str] | None): default from ``MEDMNIST3D_CLASSES``;
             required for an unknown flavour.
     """
@@ -162,9 +170,10 @@ class MedMNIST3D(_VolumeDataset):
                  split='train',
                  as_time=True,
                  slice_stride=1,
-                 num_slices=None,
+                 num_steps=UNSET,
                  pipeline=(),
-                 classes=None):
+                 classes=None,
+                 num_slices=UNSET):
         path = data_root if data_root.endswith('.npz') else osp.join(
             data_root, f'{flavor}.npz')
         if split not in ('train', 'val', 'test'):
@@ -178,8 +187,8 @@ class MedMNIST3D(_VolumeDataset):
                     f'unknown MedMNIST flavour {flavor!r}; pass classes=[...] '
                     f'(known: {sorted(MEDMNIST3D_CLASSES)})', path=path)
             classes = MEDMNIST3D_CLASSES[base]
-        super().__init__(classes, as_time, slice_stride, num_slices,
-                         pipeline)
+        super().__init__(classes, as_time, slice_stride, num_steps,
+                         num_slices, pipeline)
         if path != data_root:  # no link out of the data root
             path = resolve_inside(data_root, f'{flavor}.npz')
         self.path = path
@@ -281,12 +290,13 @@ class Luna16Cls(_FileVolumeDataset):
                  split='train',
                  as_time=True,
                  slice_stride=1,
-                 num_slices=None,
+                 num_steps=UNSET,
                  pipeline=(),
                  classes=('non-nodule', 'nodule'),
-                 patch_shape=(8, 32, 32)):
-        super().__init__(classes, as_time, slice_stride, num_slices,
-                         pipeline)
+                 patch_shape=(8, 32, 32),
+                 num_slices=UNSET):
+        super().__init__(classes, as_time, slice_stride, num_steps,
+                         num_slices, pipeline)
         self.patch_shape = tuple(patch_shape)
         folder = osp.join(data_root, split)
         if not osp.isdir(folder):
@@ -337,9 +347,10 @@ class VolumeFolder(_FileVolumeDataset):
                  classes=None,
                  as_time=True,
                  slice_stride=1,
-                 num_slices=None,
+                 num_steps=UNSET,
                  pipeline=(),
-                 extensions=('.npy', '.nii', '.nii.gz')):
+                 extensions=('.npy', '.nii', '.nii.gz'),
+                 num_slices=UNSET):
         if not osp.isdir(data_root):
             raise DataError('volume folder not found', path=data_root)
         found = sorted(d for d in os.listdir(data_root)
@@ -354,8 +365,8 @@ class VolumeFolder(_FileVolumeDataset):
                     f'{list(classes)}', path=osp.join(data_root, d))
         if not classes:
             raise DataError('no class sub-folders', path=data_root)
-        super().__init__(classes, as_time, slice_stride, num_slices,
-                         pipeline)
+        super().__init__(classes, as_time, slice_stride, num_steps,
+                         num_slices, pipeline)
         items = []
         for label, cls in enumerate(self._classes):
             folder = osp.join(data_root, cls)

@@ -8,8 +8,8 @@ padded text) travel in ``data_samples``.
 
 Static data (images ``[B, C, H, W]``) has no time axis: with ``encoder=``
 (a config of :mod:`bidl_train.models.encoders`, e.g.
-``dict(type='RateEncoder', T=20)``) the batch is encoded on the device into
-``[T, B, C, H, W]`` spike trains, already time first.
+``dict(type='RateEncoder', num_steps=20)``) the batch is encoded on the
+device into ``[T, B, C, H, W]`` spike trains, already time first.
 """
 import torch
 from mmengine.model import BaseDataPreprocessor

@@ -2,10 +2,12 @@
 
 Every encoder is an ``nn.Module`` with no trainable parameters whose
 ``forward(x, generator=None)`` returns a tensor with a new leading time axis,
-``[T, *x.shape]`` (population coding also widens the channel axis). They are
+``[T, *x.shape]`` (population coding also widens the channel axis), T being
+the encoder's ``num_steps`` (``T=`` is accepted as its old name, see
+:mod:`bidl_train.time_steps`). They are
 registered in :data:`~bidl_train.registry.MODELS`, so a
 :class:`~bidl_train.models.data_preprocessor.SpikingDataPreprocessor` with
-``encoder=dict(type='RateEncoder', T=20)`` turns a static batch
+``encoder=dict(type='RateEncoder', num_steps=20)`` turns a static batch
 ``[B, C, H, W]`` into ``[T, B, C, H, W]`` on the device; and
 the pipeline transform :class:`~bidl_train.datasets.transforms.SpikeEncode`
 applies the same encoder to one sample inside a dataset pipeline.
@@ -49,6 +51,7 @@ from torch import nn
 
 from bidl_train.errors import ConfigError
 from bidl_train.registry import MODELS
+from bidl_train.time_steps import UNSET, resolve_num_steps
 
 
 def _positive_int(value, name, owner):
@@ -66,11 +69,21 @@ def _choice(value, choices, name, owner):
 
 
 class _Encoder(nn.Module):
-    """Shared generator handling; subclasses implement ``encode``."""
+    """Shared generator handling; subclasses implement ``encode``.
 
-    def __init__(self, T, seed=None):
+    ``num_steps`` is required; ``T`` is its old name (either may be given,
+    both only when equal)."""
+
+    def __init__(self, num_steps=UNSET, seed=None, T=UNSET):
         super().__init__()
-        self.T = _positive_int(T, 'T', type(self).__name__)
+        owner = type(self).__name__
+        steps = resolve_num_steps(owner, num_steps, T=T)
+        if steps is None:
+            raise ConfigError(f'{owner}: give num_steps (the number of time '
+                              'steps to encode over)')
+        # name the key the config used, old or new
+        key = 'T' if num_steps is UNSET else 'num_steps'
+        self.num_steps = _positive_int(steps, key, owner)
         self.seed = seed
         self._generator = None
 
@@ -97,7 +110,7 @@ class _Encoder(nn.Module):
         return self.encode(x, self._get_generator(x.device, generator))
 
     def extra_repr(self):
-        return f'T={self.T}, seed={self.seed}'
+        return f'num_steps={self.num_steps}, seed={self.seed}'
 
 
 @MODELS.register_module()
@@ -105,16 +118,16 @@ class RateEncoder(_Encoder):
     """Rate (Bernoulli / Poisson) coding: ``[...] -> [T, ...]`` of 0/1.
 
     Args:
-        T (int): time steps.
+        num_steps (int): time steps (``T``: its old name).
         method (str): ``'bernoulli'`` or ``'poisson'`` (see module doc).
         gain (float): multiplies the input before clipping.
         offset (float): added after the gain.
         seed (int | None): see module doc.
     """
 
-    def __init__(self, T, method='bernoulli', gain=1.0, offset=0.0,
-                 seed=None):
-        super().__init__(T, seed)
+    def __init__(self, num_steps=UNSET, method='bernoulli', gain=1.0,
+                 offset=0.0, seed=None, T=UNSET):
+        super().__init__(num_steps, seed, T=T)
         self.method = _choice(method, ('bernoulli', 'poisson'), 'method',
                               'RateEncoder')
         self.gain = float(gain)
@@ -129,7 +142,7 @@ class RateEncoder(_Encoder):
 
     def encode(self, x, generator):
         p = self.spike_probability(x)
-        u = self._uniform((self.T, ) + tuple(x.shape), x, generator)
+        u = self._uniform((self.num_steps, ) + tuple(x.shape), x, generator)
         return (u < p.unsqueeze(0)).to(x.dtype)
 
 
@@ -138,20 +151,22 @@ class LatencyEncoder(_Encoder):
     """Time-to-first-spike coding: one spike per input above threshold.
 
     Args:
-        T (int): time steps (BIDL's MNIST latency config: 8).
+        num_steps (int): time steps (BIDL's MNIST latency config: 8;
+            ``T``: its old name).
         method (str): ``'log'`` (BIDL's default) or ``'linear'``.
         tau (float): time constant in steps (BIDL: 7). ``None`` with
-            ``'linear'`` picks ``T - 1`` (``x = 1`` at step 0, ``x -> 0`` at
-            the last step).
+            ``'linear'`` picks ``num_steps - 1`` (``x = 1`` at step 0,
+            ``x -> 0`` at the last step).
         threshold (float): inputs ``<= threshold`` never spike.
     """
 
-    def __init__(self, T, method='log', tau=7.0, threshold=0.01):
-        super().__init__(T, None)
+    def __init__(self, num_steps=UNSET, method='log', tau=7.0, threshold=0.01,
+                 T=UNSET):
+        super().__init__(num_steps, None, T=T)
         self.method = _choice(method, ('log', 'linear'), 'method',
                               'LatencyEncoder')
         if tau is None:
-            tau = T - 1
+            tau = self.num_steps - 1
         if tau <= 0:
             raise ConfigError(f'LatencyEncoder: tau must be > 0, got {tau}')
         if not 0.0 <= threshold < 1.0:
@@ -168,18 +183,18 @@ class LatencyEncoder(_Encoder):
             t = self.tau * torch.log(safe / (safe - self.threshold))
         else:
             t = self.tau * (1.0 - safe)
-        t = torch.clamp(torch.round(t), 0, self.T - 1)
+        t = torch.clamp(torch.round(t), 0, self.num_steps - 1)
         return torch.where(fires, t, torch.full_like(t, math.inf))
 
     def encode(self, x, generator):
         t = self.spike_times(x)
-        steps = torch.arange(self.T, device=x.device, dtype=x.dtype)
-        steps = steps.view((self.T, ) + (1, ) * x.dim())
+        steps = torch.arange(self.num_steps, device=x.device, dtype=x.dtype)
+        steps = steps.view((self.num_steps, ) + (1, ) * x.dim())
         return (steps == t.unsqueeze(0)).to(x.dtype)
 
     def extra_repr(self):
-        return (f'T={self.T}, method={self.method}, tau={self.tau}, '
-                f'threshold={self.threshold}')
+        return (f'num_steps={self.num_steps}, method={self.method}, '
+                f'tau={self.tau}, threshold={self.threshold}')
 
 
 @MODELS.register_module()
@@ -191,7 +206,8 @@ class PopulationEncoder(_Encoder):
     channels ``c * n .. c * n + n - 1``.
 
     Args:
-        T (int): time steps (BIDL's MNIST population config: 10).
+        num_steps (int): time steps (BIDL's MNIST population config: 10;
+            ``T``: its old name).
         num_neurons (int): neurons per input (BIDL: 5).
         low, high (float): range the centres span.
         beta (float): width factor, ``sigma = (high - low) /
@@ -205,7 +221,7 @@ class PopulationEncoder(_Encoder):
     """
 
     def __init__(self,
-                 T,
+                 num_steps=UNSET,
                  num_neurons=5,
                  low=0.0,
                  high=1.0,
@@ -215,8 +231,9 @@ class PopulationEncoder(_Encoder):
                  spike='latency',
                  cutoff=0.1,
                  channel_dim=-3,
-                 seed=None):
-        super().__init__(T, seed)
+                 seed=None,
+                 T=UNSET):
+        super().__init__(num_steps, seed, T=T)
         if centres is None:
             n = _positive_int(num_neurons, 'num_neurons', 'PopulationEncoder')
             if n == 1:
@@ -256,13 +273,15 @@ class PopulationEncoder(_Encoder):
     def encode(self, x, generator):
         r, dim = self.responses(x)
         if self.spike == 'latency':
-            t = torch.round((1.0 - r) * (self.T - 1))
-            steps = torch.arange(self.T, device=x.device, dtype=x.dtype)
-            steps = steps.view((self.T, ) + (1, ) * r.dim())
+            t = torch.round((1.0 - r) * (self.num_steps - 1))
+            steps = torch.arange(self.num_steps, device=x.device,
+                                 dtype=x.dtype)
+            steps = steps.view((self.num_steps, ) + (1, ) * r.dim())
             out = (steps == t.unsqueeze(0)) & (r >= self.cutoff).unsqueeze(0)
             out = out.to(x.dtype)
         else:
-            u = self._uniform((self.T, ) + tuple(r.shape), x, generator)
+            u = self._uniform((self.num_steps, ) + tuple(r.shape), x,
+                              generator)
             out = (u < r.unsqueeze(0)).to(x.dtype)
         # merge (C, n) -> C * n; dims shift by one for the time axis
         return out.flatten(dim + 1, dim + 2)
@@ -287,7 +306,7 @@ class DeltaEncoder(_Encoder):
 
     def __init__(self, delta, time_dim=0, binary=False):
         super().__init__(1, None)
-        self.T = None  # the output has as many steps as the signal
+        self.num_steps = None  # the output has as many steps as the signal
         if delta <= 0:
             raise ConfigError(f'DeltaEncoder: delta must be > 0, got {delta}')
         self.delta = float(delta)
@@ -313,13 +332,14 @@ class DeltaEncoder(_Encoder):
 
 @MODELS.register_module()
 class DirectEncoder(_Encoder):
-    """Direct ("repeat") input: ``s_t = gain * x`` for every step."""
+    """Direct ("repeat") input: ``s_t = gain * x`` for every one of
+    ``num_steps`` steps (``T``: its old name)."""
 
-    def __init__(self, T, gain=1.0):
-        super().__init__(T, None)
+    def __init__(self, num_steps=UNSET, gain=1.0, T=UNSET):
+        super().__init__(num_steps, None, T=T)
         self.gain = float(gain)
 
     def encode(self, x, generator):
         return (self.gain * x).unsqueeze(0).expand(
-            (self.T, ) + tuple(x.shape)).contiguous()
+            (self.num_steps, ) + tuple(x.shape)).contiguous()
 

@@ -251,8 +251,8 @@ class SyntheticGesture(Dataset):
     """
 
     def __init__(self, data_root, num_classes=4, split='train',
-                 representation=dict(type='EventFrames', T=16,
-                                     split_by='number', size=32),
+                 representation=dict(type='EventFrames', split_by='number',
+                                     size=32),
                  pipeline=(), cache=True, cache_dir=None,
                  **generator_options):
         ensure_synthetic_gestures(data_root, num_classes, **generator_options)

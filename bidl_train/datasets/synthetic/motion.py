@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 
 from bidl_train.errors import ConfigError
 from bidl_train.registry import DATASETS
+from bidl_train.time_steps import UNSET, resolve_num_steps
 
 __all__ = ['SyntheticMotion', 'DIRECTIONS']
 
@@ -32,36 +33,40 @@ class SyntheticMotion(Dataset):
     Args:
         split (str): 'train', 'val' or 'test' (different samples).
         num_samples (int): samples in the split.
-        T (int): time steps; size (int): sensor side; blob (int): blob side.
+        num_steps (int): time steps, T (``T`` is its old name).
+        size (int): sensor side; blob (int): blob side.
         noise (float): background event probability.
         seed (int): base seed.
     """
 
-    def __init__(self, split='train', num_samples=400, T=8, size=16,
-                 blob=3, noise=0.02, seed=0):
+    def __init__(self, split='train', num_samples=400, num_steps=UNSET,
+                 size=16, blob=3, noise=0.02, seed=0, T=UNSET):
         if split not in _SPLITS:
             raise ConfigError(f'SyntheticMotion: split must be one of '
                               f'{sorted(_SPLITS)}, got {split!r}')
+        T = int(resolve_num_steps('SyntheticMotion', num_steps, T=T,
+                                  default=8))
         if size < blob + T:
             raise ConfigError(f'SyntheticMotion: size ({size}) must be at '
-                              f'least blob + T ({blob + T}) so the blob '
-                              'stays in view')
+                              f'least blob + num_steps ({blob + T}) so the '
+                              'blob stays in view')
         if not 0 <= noise < 1:
             raise ConfigError(f'SyntheticMotion: noise must lie in [0, 1), '
                               f'got {noise!r}')
         self.split, self.num_samples = split, int(num_samples)
-        self.T, self.size, self.blob = int(T), int(size), int(blob)
+        self.num_steps, self.size, self.blob = T, int(size), int(blob)
         self.noise, self.seed = float(noise), int(seed)
 
     @property
     def metainfo(self):
-        return dict(classes=('right', 'left', 'down', 'up'), synthetic=True)
+        return dict(classes=('right', 'left', 'down', 'up'), synthetic=True,
+                    num_steps=self.num_steps)
 
     def __len__(self):
         return self.num_samples
 
     def _blob_frames(self, label, gen):
-        T, size, blob = self.T, self.size, self.blob
+        T, size, blob = self.num_steps, self.size, self.blob
         dy, dx = DIRECTIONS[label]
         span = size - blob - (T - 1)  # start range keeping the blob inside
 

@@ -25,7 +25,8 @@ class SpikeEncode:
 
     Args:
         encoder (dict | nn.Module): an encoder config, e.g.
-            ``dict(type='RateEncoder', T=20)``; one of ``ENCODER_TYPES``.
+            ``dict(type='RateEncoder', num_steps=20)``; one of
+            ``ENCODER_TYPES``.
         key (str): the entry to encode.
     """
 
@@ -43,6 +44,12 @@ class SpikeEncode:
                 f'{", ".join(ENCODER_TYPES)}; got {type(encoder).__name__}')
         self.encoder = encoder
         self.key = key
+
+    @property
+    def num_steps(self):
+        """T of the encoded sample (None: as long as the signal, for
+        ``DeltaEncoder``)."""
+        return self.encoder.num_steps
 
     def __call__(self, results):
         if self.key not in results:

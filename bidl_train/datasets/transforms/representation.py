@@ -5,9 +5,15 @@ They read the event array from ``results['events']`` and the sensor size
 ``sensor_size`` is given, and write a float32 numpy array ``[T, 2, H, W]`` to
 ``results['inputs']``. The equations are in
 :mod:`bidl_train.datasets.event_binning`.
+
+``num_steps`` (T, the number of frames or bins) is each transform's
+``num_steps`` attribute; ``T=`` is accepted as its old name
+(:func:`bidl_train.time_steps.resolve_num_steps`).
 """
 from bidl_train.errors import DataError
 from bidl_train.registry import TRANSFORMS
+from bidl_train.time_steps import (DEFAULT_NUM_STEPS, UNSET,
+                                   resolve_num_steps)
 
 from ..event_binning import (SPLIT_BY, events_to_frames,
                                events_to_spike_bins, events_to_time_surface,
@@ -31,72 +37,87 @@ class EventFrames:
     """Integrate events into count frames.
 
     Args:
-        T: number of frames (None with ``duration`` = as many as needed).
+        num_steps: number of frames, T (None with ``duration`` = as many as
+            needed); default :data:`~bidl_train.time_steps.DEFAULT_NUM_STEPS`.
+            ``T`` is its old name.
         split_by: ``'number'`` or ``'time'``.
         size: output spatial size, int or (H, W); None keeps the sensor's.
         duration: fixed frame duration in us (overrides ``split_by``).
         sensor_size: (H, W) of the coordinates; default from the results.
     """
 
-    def __init__(self, T=16, split_by='number', size=None, duration=None,
-                 sensor_size=None):
+    def __init__(self, num_steps=UNSET, split_by='number', size=None,
+                 duration=None, sensor_size=None, T=UNSET):
         if split_by not in SPLIT_BY:
             raise DataError(f'EventFrames: split_by must be one of '
                             f'{SPLIT_BY}, got {split_by!r}')
-        if T is None and duration is None:
-            raise DataError('EventFrames: give T, duration or both')
-        self.T, self.split_by, self.size = T, split_by, size
+        self.num_steps = resolve_num_steps('EventFrames', num_steps, T=T,
+                                           default=DEFAULT_NUM_STEPS)
+        if self.num_steps is None and duration is None:
+            raise DataError('EventFrames: give num_steps, duration or both')
+        self.split_by, self.size = split_by, size
         self.duration, self.sensor_size = duration, sensor_size
 
     def __call__(self, results):
         events, size = _events_and_size(results, self.sensor_size,
                                         'EventFrames')
-        results['inputs'] = events_to_frames(events, size, self.T,
+        results['inputs'] = events_to_frames(events, size, self.num_steps,
                                              self.split_by, self.duration,
                                              self.size)
         return results
 
     def __repr__(self):
-        return (f'EventFrames(T={self.T}, split_by={self.split_by!r}, '
-                f'size={self.size}, duration={self.duration})')
+        return (f'EventFrames(num_steps={self.num_steps}, '
+                f'split_by={self.split_by!r}, size={self.size}, '
+                f'duration={self.duration})')
 
 
 @TRANSFORMS.register_module()
 class VoxelGrid:
-    """Voxel grid with bilinear interpolation in time (``T`` bins)."""
+    """Voxel grid with bilinear interpolation in time (``num_steps`` bins,
+    default :data:`~bidl_train.time_steps.DEFAULT_NUM_STEPS`; ``T`` is its
+    old name)."""
 
-    def __init__(self, T=16, size=None, sensor_size=None):
-        self.T, self.size, self.sensor_size = T, size, sensor_size
+    def __init__(self, num_steps=UNSET, size=None, sensor_size=None, T=UNSET):
+        self.num_steps = resolve_num_steps('VoxelGrid', num_steps, T=T,
+                                           default=DEFAULT_NUM_STEPS)
+        self.size, self.sensor_size = size, sensor_size
 
     def __call__(self, results):
         events, size = _events_and_size(results, self.sensor_size,
                                         'VoxelGrid')
-        results['inputs'] = events_to_voxel_grid(events, size, self.T,
+        results['inputs'] = events_to_voxel_grid(events, size,
+                                                 self.num_steps,
                                                  self.size)
         return results
 
     def __repr__(self):
-        return f'VoxelGrid(T={self.T}, size={self.size})'
+        return f'VoxelGrid(num_steps={self.num_steps}, size={self.size})'
 
 
 @TRANSFORMS.register_module()
 class TimeSurface:
-    """Exponential time surfaces at the end of each of ``T`` segments."""
+    """Exponential time surfaces at the end of each of ``num_steps``
+    segments (default :data:`~bidl_train.time_steps.DEFAULT_NUM_STEPS`;
+    ``T`` is its old name)."""
 
-    def __init__(self, T=16, tau=50_000, split_by='time', size=None,
-                 sensor_size=None):
-        self.T, self.tau, self.split_by = T, tau, split_by
+    def __init__(self, num_steps=UNSET, tau=50_000, split_by='time', size=None,
+                 sensor_size=None, T=UNSET):
+        self.num_steps = resolve_num_steps('TimeSurface', num_steps, T=T,
+                                           default=DEFAULT_NUM_STEPS)
+        self.tau, self.split_by = tau, split_by
         self.size, self.sensor_size = size, sensor_size
 
     def __call__(self, results):
         events, size = _events_and_size(results, self.sensor_size,
                                         'TimeSurface')
         results['inputs'] = events_to_time_surface(
-            events, size, self.T, self.tau, self.split_by, self.size)
+            events, size, self.num_steps, self.tau, self.split_by,
+            self.size)
         return results
 
     def __repr__(self):
-        return (f'TimeSurface(T={self.T}, tau={self.tau}, '
+        return (f'TimeSurface(num_steps={self.num_steps}, tau={self.tau}, '
                 f'split_by={self.split_by!r}, size={self.size})')
 
 
@@ -110,7 +131,8 @@ class SpikeBins:
     :func:`~bidl_train.datasets.event_binning.events_to_spike_bins`.
 
     Args:
-        T: number of bins.
+        num_steps: number of bins, T (``T`` is its old name; default 100,
+            the SHD/SSC convention of 10 ms bins over 1 s).
         window: window length in us (default 1 s: SHD words last < 1.4 s,
             most < 1 s).
         binary: clip counts to 1.
@@ -120,25 +142,28 @@ class SpikeBins:
 
     LAYOUTS = ('flat', 'image')
 
-    def __init__(self, T=100, window=1_000_000, binary=False, layout='flat',
-                 sensor_size=None):
+    def __init__(self, num_steps=UNSET, window=1_000_000, binary=False,
+                 layout='flat', sensor_size=None, T=UNSET):
         if layout not in self.LAYOUTS:
             raise DataError(f'SpikeBins: layout must be one of '
                             f'{self.LAYOUTS}, got {layout!r}')
-        self.T, self.window, self.binary = T, window, binary
+        self.num_steps = resolve_num_steps('SpikeBins', num_steps, T=T,
+                                           default=100)
+        self.window, self.binary = window, binary
         self.layout, self.sensor_size = layout, sensor_size
 
     def __call__(self, results):
         events, size = _events_and_size(results, self.sensor_size,
                                         'SpikeBins')
         channels = size[1] if not isinstance(size, int) else size
-        bins = events_to_spike_bins(events, channels, self.T, self.window,
+        bins = events_to_spike_bins(events, channels, self.num_steps,
+                                    self.window,
                                     binary=self.binary)
         if self.layout == 'image':
-            bins = bins.reshape(self.T, 1, 1, channels)
+            bins = bins.reshape(self.num_steps, 1, 1, channels)
         results['inputs'] = bins
         return results
 
     def __repr__(self):
-        return (f'SpikeBins(T={self.T}, window={self.window}, '
+        return (f'SpikeBins(num_steps={self.num_steps}, window={self.window}, '
                 f'binary={self.binary}, layout={self.layout!r})')
