@@ -4,8 +4,14 @@ Under CI (``CI`` set) the hypothesis fuzz tests replay a fixed set of
 examples, so a run is reproducible; locally they explore new ones each run.
 """
 import os
+import sys
 
 from hypothesis import settings
+
+# Shared test code lives in tests/helpers/ (``from helpers.commands import
+# run``); test modules sit in folders mirroring the package, so put tests/
+# itself on the path once here instead of in every module.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 settings.register_profile('ci', derandomize=True, print_blob=True)
 if os.environ.get('CI'):
@@ -29,7 +35,7 @@ def _registry_imports_unrestricted():
 # The recommended (torch.export-based) ONNX exporter takes seconds to tens
 # of seconds per graph, the TorchScript-based one well under a second: the
 # suite's many ONNX deploys use the latter (subprocesses inherit it), and
-# tests/test_onnx_exporter.py and the deploy matrix's ONNX cells unset it
+# tests/deploy/test_onnx_exporter.py and the deploy matrix's ONNX cells unset it
 # to hold the default path.
 os.environ.setdefault('BIDL_TRAIN_ONNX_EXPORTER', 'torchscript')
 

@@ -109,7 +109,8 @@ OPTIONAL = {'onnx', 'onnxruntime', 'onnxscript', 'nir', 'nirtorch', 'h5py',
 
 def test_test_modules_import_optional_packages_only_guarded():
     offenders = []
-    for path in sorted(glob.glob(osp.join(ROOT, 'tests', '*.py'))):
+    for path in sorted(glob.glob(osp.join(ROOT, 'tests', '**', '*.py'),
+                                 recursive=True)):
         with open(path, encoding='utf-8') as f:
             tree = ast.parse(f.read(), path)
         for node in tree.body:  # module level: runs at collection
