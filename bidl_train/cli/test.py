@@ -7,6 +7,13 @@ accuracy and confusion matrix as CSV and PNG and the per-layer firing
 rates, with ``--out FILE`` every sample's prediction (as mmpretrain's
 ``--out`` does, in JSON, CSV or NPZ), and with ``--show-dir DIR`` raster
 plots of the misclassified samples.
+
+It also judges the health of the evaluated model: the config's
+``TrainingHealthHook`` (``default_hooks.health``; added with its defaults
+when the config has no such key, left out when the config sets it to None)
+measures every spiking layer's firing rate over the test set, warns on the
+console about each silent or saturated layer with what usually fixes it,
+and the rates and warnings go into the JSON report under ``health``.
 """
 import argparse
 import csv
@@ -160,6 +167,7 @@ def _test(args, errors):
     cfg.resume = False
     cfg.launcher = args.launcher
     _add_firing_rate_metric(cfg)
+    _add_health_hook(cfg)
     if args.show_dir:
         _add_raster_hook(cfg, args.show_dir, args.show_max)
     if args.out:
@@ -183,8 +191,12 @@ def _test(args, errors):
         print(f'bidl-test: warning: {metrics["nonfinite_scores"]} samples '
               'got non-finite (NaN/Inf) scores and count as misclassified; '
               f'check {args.checkpoint} for NaN/Inf weights', file=sys.stderr)
+    health = _health_report(runner)
+    summary = health_summary(health)
+    if summary:
+        print(summary)
     header = dict(config=args.config, checkpoint=args.checkpoint,
-                  metrics=_nan_to_none(metrics))
+                  metrics=_nan_to_none(metrics), health=health)
     out = args.metrics_out or osp.join(cfg.work_dir, 'test_metrics.json')
     _write_json(out, header)
     print(f'metrics written to {out}')
@@ -205,6 +217,49 @@ def _add_firing_rate_metric(cfg):
     if isinstance(evaluator, dict) and 'metrics' in evaluator:
         return  # an Evaluator config of its own: leave it as written
     _add_metric(cfg, 'FiringRate')
+
+
+def _add_health_hook(cfg):
+    """Judge the tested model's spiking layers (TrainingHealthHook's test
+    checks), unless the config turned the hook off (``health=None``) or
+    adds one as a custom hook."""
+    hooks = dict(cfg.get('default_hooks') or {})
+    if 'health' in hooks or any(
+            isinstance(h, dict) and h.get('type') == 'TrainingHealthHook'
+            for h in cfg.get('custom_hooks') or []):
+        return
+    hooks['health'] = dict(type='TrainingHealthHook')
+    cfg.default_hooks = hooks
+
+
+def _health_report(runner):
+    """The ``TrainingHealthHook.test_report`` of this test run (None when
+    the hook is off or watches neither silent nor saturated layers)."""
+    from bidl_train.engine.hooks.training_health import TrainingHealthHook
+    for hook in runner.hooks:
+        if isinstance(hook, TrainingHealthHook):
+            return hook.test_report
+    return None
+
+
+def health_summary(health):
+    """One line naming the silent and saturated spiking layers of a
+    ``TrainingHealthHook.test_report``; None without a report."""
+    if not health:
+        return None
+    layers, samples = health['layers'], health['samples']
+    found = [(condition, [name for name, layer in layers.items()
+                          if layer['condition'] == condition])
+             for condition in ('silent', 'saturated')]
+    parts = [f'{len(names)} {condition} ({", ".join(names)})'
+             for condition, names in found if names]
+    if not parts:
+        return (f'health: all {len(layers)} spiking layers fired over the '
+                f'{samples} test samples, none at a rate >= '
+                f'{health["saturated_rate"]:g}')
+    return (f'health: of {len(layers)} spiking layers over the {samples} '
+            f'test samples, {" and ".join(parts)}; see the '
+            'TrainingHealthHook warnings above')
 
 
 def _add_metric(cfg, name):

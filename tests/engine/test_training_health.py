@@ -1,6 +1,7 @@
 """TrainingHealthHook: silent and saturated spiking layers, a flat loss and
 vanishing gradients are warned about once per layer, in a real Runner on a
-tiny model, and on the console of a ``bidl-train`` run."""
+tiny model, on the console of a ``bidl-train`` run and in TensorBoard; in a
+test run, silent and saturated layers over the whole test set."""
 import collections
 import copy
 import glob
@@ -14,7 +15,8 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 from bidl_train.engine import build_runner
-from bidl_train.engine.hooks.training_health import TrainingHealthHook
+from bidl_train.engine.hooks.training_health import (ADVICE,
+                                                     TrainingHealthHook)
 from bidl_train.errors import ConfigError
 
 from helpers.commands import run, tiny_config, tool
@@ -47,15 +49,24 @@ NO_GRADIENT = dict(type='LIF', alpha=0.5, theta=0.3,
 _runs = 0
 
 
-def train(tmp_path, net, iters=6, lr=1e-2, **settings):
+def train(tmp_path, net, iters=6, lr=1e-2, optimizer=None, tensorboard=False,
+          with_log_dir=False, **settings):
     """Train ``net`` for ``iters`` iterations on one fixed batch of 8
     samples with a TrainingHealthHook checking every iteration; returns the
-    hook and the scalars the visualizer received."""
+    hook and the scalars the visualizer received (and the run's log dir
+    with ``with_log_dir``). ``optimizer``: an optimizer config instead of
+    Adam at ``lr``; ``tensorboard``: log to TensorBoard too."""
     global _runs
     _runs += 1  # mmengine reuses a visualizer of the same name
     settings = dict(dict(interval=1, patience=2, loss_window=3), **settings)
     hook = TrainingHealthHook(**settings)
     data = dict(type='SyntheticMotion', num_samples=8, T=4, size=8, blob=2)
+    extra = {}
+    if tensorboard:
+        extra['visualizer'] = dict(
+            type='Visualizer', name=f'health_vis_{_runs}',
+            vis_backends=[dict(type='LocalVisBackend'),
+                          dict(type='TensorboardVisBackend')])
     runner = Runner(
         model=copy.deepcopy(net),
         work_dir=str(tmp_path / 'work'),
@@ -64,18 +75,21 @@ def train(tmp_path, net, iters=6, lr=1e-2, **settings):
             batch_size=8, num_workers=0, dataset=data,
             sampler=dict(type='InfiniteSampler', shuffle=False),
             collate_fn=dict(type='default_collate')),
-        optim_wrapper=dict(optimizer=dict(type='Adam', lr=lr)),
+        optim_wrapper=dict(optimizer=optimizer or dict(type='Adam', lr=lr)),
         train_cfg=dict(by_epoch=False, max_iters=iters),
         default_hooks=dict(logger=dict(type='LoggerHook', interval=1),
                            checkpoint=None),
         custom_hooks=[hook],
         default_scope='bidl_train',
         randomness=dict(seed=0),
-        log_level='WARNING')
+        log_level='WARNING',
+        **extra)
     runner.train()
     files = glob.glob(osp.join(runner.log_dir, 'vis_data', 'scalars.json'))
     with open(files[0]) as f:
         scalars = [json.loads(line) for line in f]
+    if with_log_dir:
+        return hook, scalars, runner.log_dir
     return hook, scalars
 
 
@@ -437,3 +451,162 @@ def test_batchnorm_layers_silent_only_in_evaluation(tmp_path):
     assert [s['step'] for s in val] == [1]  # epoch 1, as the val metrics
     for name in layers:
         assert (val[0][f'health/val_rate/{name}'] == 0) == (name in silent)
+
+
+# ----------------------------------------------------------------------
+# the reported N-MNIST run, in miniature
+# ----------------------------------------------------------------------
+def _text_summaries(log_dir, tag='health/warning'):
+    """``[(step, text)]`` of the TensorBoard text summaries under
+    ``log_dir``, read back with TensorBoard's own event reader."""
+    from tensorboard.backend.event_processing.event_accumulator import \
+        EventAccumulator
+    (events, ) = glob.glob(osp.join(log_dir, 'vis_data', 'events.out.*'))
+    reader = EventAccumulator(events, size_guidance={'tensors': 0})
+    reader.Reload()
+    return [(e.step, e.tensor_proto.string_val[0].decode())
+            for e in reader.Tensors(f'{tag}/text_summary')]
+
+
+def test_two_silent_layers_and_a_flat_loss_warn_on_console_and_tensorboard(
+        tmp_path):
+    """Issue #19's report: an N-MNIST run with two silent layers and a flat
+    loss (2.3042 -> 2.3041) printed no warning. In miniature: neither
+    spiking layer can reach its threshold, trained at the N-MNIST
+    schedule's first learning rate (SGD, Nesterov momentum 0.9, lr 0.1
+    warmed up from 0.01x: 1e-3) with the hook's default patience (3),
+    loss window (5) and tolerance (1e-3), checked every iteration."""
+    sgd = dict(type='SGD', lr=1e-3, momentum=0.9, nesterov=True)
+    hook, scalars, log_dir = train(
+        tmp_path, model(neuron0=SILENT, neuron2=SILENT), iters=6,
+        optimizer=sgd, tensorboard=True, patience=3, loss_window=5,
+        with_log_dir=True)
+    # independently: a threshold of 1e6 is out of reach, so both layers
+    # are silent; the rectangle surrogate is 0 that far from it, so every
+    # parameter below the FcLif's neuron gets no gradient; the head sees
+    # only zeros, so its weights do not change the loss, and a learning
+    # rate of 1e-3 moves its bias too little to move the loss
+    assert sorted(warned(hook), key=str) == sorted([
+        ('silent', 'backbone.0.neuron'), ('silent', 'backbone.2.neuron'),
+        ('vanishing_grad', 'backbone.0.conv'),
+        ('vanishing_grad', 'backbone.0.norm'),
+        ('vanishing_grad', 'backbone.2.linear'),
+        ('flat_loss', None)], key=str)
+    messages = {(c, layer): m for c, layer, m in hook.warnings}
+    for layer in ('backbone.0.neuron', 'backbone.2.neuron'):
+        assert 'in 3 consecutive checks (every iteration) up to iteration 3' \
+            in messages[('silent', layer)]
+        assert ADVICE['silent'] in messages[('silent', layer)]
+    flat = messages[('flat_loss', None)]
+    assert 'over iterations 1-5' in flat and ADVICE['flat_loss'] in flat
+    assert 'silent layers now: backbone.0.neuron, backbone.2.neuron' in flat
+    assert 'silent layers now: backbone.0.neuron, backbone.2.neuron, ' \
+        'which pass no gradient: fix those first' in \
+        messages[('vanishing_grad', 'backbone.0.conv')]
+    assert [s['health/loss_rel_change'] < 1e-3 for s in scalars
+            if 'health/loss_rel_change' in s] == [True, True]
+    # the console: the run's logger prints what its log file holds
+    (log_file, ) = glob.glob(osp.join(log_dir, '*.log'))
+    logged = [line for line in open(log_file).read().splitlines()
+              if 'WARNING - TrainingHealthHook' in line]
+    assert [line.split('WARNING - ', 1)[1] for line in logged] == \
+        [m for _, _, m in hook.warnings]
+    # TensorBoard: each warning as text, at the iteration of its check
+    texts = _text_summaries(log_dir)
+    assert [text for _, text in texts] == [m for _, _, m in hook.warnings]
+    assert [step for step, _ in texts] == [3] * 5 + [5]
+
+
+# ----------------------------------------------------------------------
+# test runs: the whole test set, judged at once (bidl-test's report)
+# ----------------------------------------------------------------------
+def run_test(tmp_path, net, evaluator=None, **settings):
+    """``runner.test()`` of ``net`` (as built, no checkpoint) on 6 samples
+    in batches of 4 with a TrainingHealthHook; returns the hook and the
+    metrics."""
+    global _runs
+    _runs += 1
+    hook = TrainingHealthHook(**settings)
+    data = dict(type='SyntheticMotion', split='test', num_samples=6, T=4,
+                size=8, blob=2)
+    runner = Runner(
+        model=copy.deepcopy(net),
+        work_dir=str(tmp_path / 'work'),
+        experiment_name=f'health_test_{_runs}',
+        test_dataloader=dict(
+            batch_size=4, num_workers=0, dataset=data,
+            sampler=dict(type='DefaultSampler', shuffle=False),
+            collate_fn=dict(type='default_collate')),
+        test_evaluator=evaluator or dict(type='Accuracy'),
+        test_cfg=dict(),
+        default_hooks=dict(checkpoint=None),
+        custom_hooks=[hook],
+        default_scope='bidl_train',
+        randomness=dict(seed=0),
+        log_level='WARNING')
+    metrics = runner.test()
+    return hook, metrics
+
+
+def test_test_run_names_two_silent_layers(tmp_path):
+    hook, _ = run_test(tmp_path, model(neuron0=SILENT, neuron2=SILENT))
+    report = hook.test_report
+    assert report['samples'] == 6 and report['saturated_rate'] == 0.95
+    # a threshold of 1e6 is out of reach: nothing spikes
+    assert report['layers'] == {
+        name: dict(firing_rate=0.0, spiking=True, condition='silent')
+        for name in ('backbone.0.neuron', 'backbone.2.neuron')}
+    first, second = report['warnings']
+    assert (first['condition'], first['layer']) == (
+        'silent', 'backbone.0.neuron')
+    assert (second['condition'], second['layer']) == (
+        'silent', 'backbone.2.neuron')
+    assert "spiking layer 'backbone.0.neuron' emitted no spike over the " \
+        'whole test set (6 samples, evaluation mode; firing rate 0)' in \
+        first['message']
+    assert ADVICE['silent'] in first['message']
+    # its Conv2dLif has a BatchNorm: the evaluation-mode advice follows
+    assert 'Its block normalises with BatchNorm (backbone.0.norm)' in \
+        first['message']
+    assert ADVICE['val_silent'] in first['message']
+    assert "earlier in the forward, 'backbone.0.neuron' is silent too: " \
+        'fix that one first' in second['message']
+    assert warned(hook) == [('silent', 'backbone.0.neuron'),
+                            ('silent', 'backbone.2.neuron')]
+
+
+def test_test_run_of_a_healthy_model_reports_the_rates(tmp_path):
+    hook, metrics = run_test(
+        tmp_path, model(),
+        evaluator=[dict(type='Accuracy'), dict(type='FiringRate')])
+    report = hook.test_report
+    assert report['warnings'] == [] and hook.warnings == []
+    # the same rates as the FiringRate metric's (a mean of per-sample
+    # rates recorded by the model's predict; all samples the same size)
+    assert set(report['layers']) == {'backbone.0.neuron',
+                                     'backbone.2.neuron'}
+    for name, layer in report['layers'].items():
+        assert layer['condition'] is None and layer['spiking']
+        assert 0 < layer['firing_rate'] < 0.95
+        assert layer['firing_rate'] == pytest.approx(
+            metrics[f'firing_rate/{name}'], rel=1e-6)
+
+
+def test_test_run_names_a_saturated_layer(tmp_path):
+    # beta=10 after every leak: every neuron fires from the 2nd of 4 steps
+    always = dict(type='LIF', alpha=0.5, theta=0.3, beta=10.0)
+    hook, _ = run_test(tmp_path, model(neuron2=always), saturated_rate=0.7)
+    report = hook.test_report
+    assert report['layers']['backbone.2.neuron']['condition'] == 'saturated'
+    assert report['layers']['backbone.2.neuron']['firing_rate'] >= 0.75
+    assert report['layers']['backbone.0.neuron']['condition'] is None
+    (warning, ) = report['warnings']
+    assert 'fired at a rate >= 0.7 over the whole test set' in \
+        warning['message']
+    assert ADVICE['saturated'] in warning['message']
+
+
+def test_test_run_without_spike_checks_has_no_report(tmp_path):
+    hook, _ = run_test(tmp_path, model(neuron0=SILENT),
+                       checks=('flat_loss', 'vanishing_grad'))
+    assert hook.test_report is None and hook.warnings == []

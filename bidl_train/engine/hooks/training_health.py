@@ -40,13 +40,25 @@ batch), so after little training a layer can get almost no input in
 evaluation. A validation epoch is enough evidence: they warn at the first
 validation where the condition holds (no ``patience``).
 
+In a test run (``runner.test()``, which ``bidl-test`` runs) the hook
+measures each spiking layer's firing rate over the whole test set, in
+evaluation mode, and warns at once about a layer that is ``silent`` (no
+spike at all) or ``saturated`` (rate of at least ``saturated_rate``), with
+the same advice as in training (plus what the model computes differently in
+evaluation mode, when it has BatchNorm, training noise or dropout: a layer
+that fires in training can be silent in evaluation). The rates and warnings
+are kept in :attr:`TrainingHealthHook.test_report`, which ``bidl-test``
+writes into its JSON report. Under a distributed launcher they are rank 0's
+share of the test set (``samples`` says how many).
+
 Layers are named by their module path, as in ``model.named_modules()``
 (spiking layers: the neuron modules observed by :class:`SpikeMonitorHook`
 too; gradients: the module owning the parameters, e.g.
 ``backbone.layers.0.conv``). Each condition warns once per layer; it warns
-again only after the layer recovered (logged at INFO) and relapsed. At each
-check the visualizer (TensorBoard) receives the scalars
-``health/silent_layers``, ``health/saturated_layers`` and
+again only after the layer recovered (logged at INFO) and relapsed. Each
+warning also goes to TensorBoard as text (tag ``health/warning``, at the
+step of the check). At each check the visualizer (TensorBoard) receives the
+scalars ``health/silent_layers``, ``health/saturated_layers`` and
 ``health/vanishing_grad_layers`` (layers in that condition at this check),
 ``health/min_grad_ratio`` (smallest layer gradient norm over the largest),
 ``health/loss_rel_change`` (once ``loss_window`` checks ran) and
@@ -215,7 +227,11 @@ class TrainingHealthHook(Hook):
         self._train_rate_sums = {}
         self._train_rates = {}
         self._val_counts = {}  # spikes of this validation epoch so far
-        self._val_probe = None  # (ExitStack, counts) of this val iteration
+        self._eval_probe = None  # (ExitStack, counts) of a val/test iteration
+        self._test_counts, self._test_samples = {}, 0  # of this test epoch
+        #: the firing rates and warnings of the last test epoch (see
+        #: :meth:`after_test_epoch`); None before one, and on ranks but 0
+        self.test_report = None
 
     # ------------------------------------------------------------------
     # the check iterations
@@ -262,27 +278,42 @@ class TrainingHealthHook(Hook):
     # ------------------------------------------------------------------
     def before_val_epoch(self, runner):
         self._val_counts = {}
-        if self._val_probe is not None:  # a validation that raised
-            self._val_probe[0].close()
-            self._val_probe = None
+        self._drop_probe()
 
     def before_val_iter(self, runner, batch_idx, data_batch=None):
         # hooked for the model's val_step only: another hook's extra
         # forward after the epoch (the spike monitor's sample) is not counted
         if runner.rank != 0 or not set(VAL_CHECKS) & set(self.checks):
             return
-        stack = contextlib.ExitStack()
-        counts = stack.enter_context(_count_spikes(unwrap(runner.model)))
-        self._val_probe = (stack, counts)
+        self._start_probe(runner)
 
     def after_val_iter(self, runner, batch_idx, data_batch=None,
                        outputs=None):
-        if self._val_probe is None:
-            return
-        stack, counts = self._val_probe
-        self._val_probe = None
+        self._end_probe(self._val_counts)
+
+    def _start_probe(self, runner):
+        """Count the spikes of this iteration's forward (validation or
+        test)."""
+        stack = contextlib.ExitStack()
+        counts = stack.enter_context(_count_spikes(unwrap(runner.model)))
+        self._eval_probe = (stack, counts)
+
+    def _end_probe(self, totals):
+        """Stop counting; add this iteration's counts into ``totals``.
+        Returns whether a probe was running."""
+        if self._eval_probe is None:
+            return False
+        stack, counts = self._eval_probe
+        self._eval_probe = None
         stack.close()
-        _add_counts(self._val_counts, counts)
+        _add_counts(totals, counts)
+        return True
+
+    def _drop_probe(self):
+        """Unhook the probe of a validation or test that raised."""
+        if self._eval_probe is not None:
+            self._eval_probe[0].close()
+            self._eval_probe = None
 
     def after_val_epoch(self, runner, metrics=None):
         if runner.rank != 0 or not self._val_counts:
@@ -300,6 +331,100 @@ class TrainingHealthHook(Hook):
                    for name, (rate, _) in val_rates.items()}
         scalars['health/warnings'] = len(self._active)
         runner.visualizer.add_scalars(scalars, step=_val_step(runner))
+
+    # ------------------------------------------------------------------
+    # test: the spikes of the whole test set (bidl-test's health report)
+    # ------------------------------------------------------------------
+    def before_test_epoch(self, runner):
+        self.test_report = None
+        self._test_counts, self._test_samples = {}, 0
+        self._drop_probe()
+
+    def before_test_iter(self, runner, batch_idx, data_batch=None):
+        if runner.rank != 0 or not {'silent', 'saturated'} & set(
+                self.checks):
+            return
+        self._start_probe(runner)
+
+    def after_test_iter(self, runner, batch_idx, data_batch=None,
+                        outputs=None):
+        if self._end_probe(self._test_counts):
+            self._test_samples += len(outputs or ())
+
+    def after_test_epoch(self, runner, metrics=None):
+        """Judge each spiking layer on its firing rate over the whole test
+        set; warn at once (no ``patience``: a test set is the evidence) and
+        keep :attr:`test_report`::
+
+            {'samples': int, 'saturated_rate': float,
+             'layers': {layer: {'firing_rate': float, 'spiking': bool,
+                                'condition': 'silent' | 'saturated' | None}},
+             'warnings': [{'condition', 'layer', 'message'}]}
+        """
+        if runner.rank != 0 or not self._test_counts:
+            return
+        rates = firing_rates(self._test_counts)
+        self._test_counts = {}
+        conditions = self.judge_rates(rates)
+        model = unwrap(runner.model)
+        report = dict(samples=self._test_samples,
+                      saturated_rate=self.saturated_rate, layers={},
+                      warnings=[])
+        silent_before = []  # earlier layers silent over the test set
+        for name, (rate, spiking) in rates.items():
+            condition = conditions[name]
+            report['layers'][name] = dict(firing_rate=rate, spiking=spiking,
+                                          condition=condition)
+            if condition is None:
+                continue
+            message = self._test_message(condition, name, rate,
+                                         silent_before, model)
+            if condition == 'silent':
+                silent_before.append(name)
+            report['warnings'].append(dict(condition=condition, layer=name,
+                                           message=message))
+            self.warnings.append((condition, name, message))
+            runner.logger.warning(message)
+            _to_tensorboard(runner, message, step=0)
+        self.test_report = report
+
+    def judge_rates(self, rates):
+        """``{layer: 'silent' | 'saturated' | None}`` for ``{layer: (firing
+        rate, spiking)}``, by the checks this hook makes: silent is no
+        output at all, saturated a spiking layer's rate of at least
+        ``saturated_rate`` (an analog layer has no saturation)."""
+        judged = {}
+        for name, (rate, spiking) in rates.items():
+            condition = None
+            if rate == 0 and 'silent' in self.checks:
+                condition = 'silent'
+            elif spiking and rate >= self.saturated_rate and \
+                    'saturated' in self.checks:
+                condition = 'saturated'
+            judged[name] = condition
+        return judged
+
+    def _test_message(self, condition, layer, rate, silent_before, model):
+        what = ('emitted no spike' if condition == 'silent' else
+                f'fired at a rate >= {self.saturated_rate:g}')
+        measured = f'firing rate {rate:.4g}'
+        if condition == 'silent' and silent_before:
+            # a layer fed by a silent one is silent because of it
+            measured += (f'; earlier in the forward, {silent_before[0]!r} '
+                         'is silent too: fix that one first')
+        message = (f'TrainingHealthHook: {_subject(condition, layer)} {what} '
+                   f'over the whole test set ({self._test_samples} samples, '
+                   f'evaluation mode; {measured}). What usually fixes it: '
+                   f'{ADVICE[condition]}.')
+        differences = _eval_differences(model, layer, say_none=False)
+        if differences:
+            # a layer that fires in training can be silent (or saturated)
+            # only in evaluation: the validation checks' advice
+            unlike = ('fires in training' if condition == 'silent' else
+                      'fires less in training')
+            message += (f' {differences} If the layer {unlike}, what '
+                        f'usually fixes it: {ADVICE["val_" + condition]}.')
+        return message
 
     def _note_train_rates(self, runner, rates):
         """Add a training check's rates to the means the next validation
@@ -345,13 +470,11 @@ class TrainingHealthHook(Hook):
     def _check_spikes(self, runner, rates, scalars):
         """``rates``: ``{layer: (firing rate, spiking)}`` (see
         :func:`firing_rates`)."""
-        silent = {name for name, (rate, _) in rates.items() if rate == 0}
-        saturated = {name for name, (rate, spiking) in rates.items()
-                     if spiking and rate >= self.saturated_rate}
-        for condition, found in (('silent', silent),
-                                 ('saturated', saturated)):
+        judged = self.judge_rates(rates)
+        for condition in ('silent', 'saturated'):
             if condition not in self.checks:
                 continue
+            found = {name for name, c in judged.items() if c == condition}
             scalars[f'health/{condition}_layers'] = len(found)
             for name, (rate, _) in rates.items():
                 self._update(runner, condition, name, name in found,
@@ -368,12 +491,17 @@ class TrainingHealthHook(Hook):
             n < limit for n in norms.values())
         if largest > 0:
             scalars['health/min_grad_ratio'] = min(norms.values()) / largest
+        # a layer below a silent one gets no gradient through it (the
+        # surrogate is zero far from the threshold): the silence is the cause
+        silent = self._silent_now()
+        upstream = (f'; silent layers now: {", ".join(silent)}, which pass '
+                    'no gradient: fix those first' if silent else '')
         for name, norm in norms.items():
             ratio = f'{norm / largest:.2g}' if largest > 0 else 'n/a'
             self._update(
                 runner, 'vanishing_grad', name, norm < limit,
                 f'gradient norm {norm:.3g}, {ratio} of the largest '
-                f'({largest_name}: {largest:.3g})')
+                f'({largest_name}: {largest:.3g}){upstream}')
 
     def _check_loss(self, runner, scalars):
         if 'flat_loss' not in self.checks or not self._loss_count:
@@ -389,8 +517,7 @@ class TrainingHealthHook(Hook):
         change = (max(self._loss_means) - min(self._loss_means)) / abs(mean)
         scalars['health/loss_rel_change'] = change
         first, last = self._loss_means[0], self._loss_means[-1]
-        silent = sorted(layer for condition, layer in self._active
-                        if condition == 'silent')
+        silent = self._silent_now()
         upstream = (f'; silent layers now: {", ".join(silent)}'
                     if silent else '')
         self._update(
@@ -398,6 +525,11 @@ class TrainingHealthHook(Hook):
             f'mean loss {first:.5g} -> {last:.5g} over iterations '
             f'{self._window_start[0]}-{runner.iter + 1}, relative change '
             f'{change:.2g}{upstream}')
+
+    def _silent_now(self):
+        """The spiking layers warned silent and not recovered, sorted."""
+        return sorted(layer for condition, layer in self._active
+                      if condition == 'silent')
 
     def _add_loss(self, runner, outputs):
         """Sum the training loss between checks (global training only: a
@@ -442,6 +574,8 @@ class TrainingHealthHook(Hook):
         message = self._message(runner, condition, layer, measured, model)
         self.warnings.append((condition, layer, message))
         runner.logger.warning(message)
+        if getattr(runner, 'visualizer', None) is not None:
+            _to_tensorboard(runner, message, _check_step(runner, condition))
 
     def _message(self, runner, condition, layer, measured, model=None):
         if condition in VAL_CHECKS:
@@ -510,10 +644,29 @@ def _val_step(runner):
     return runner.epoch if by_epoch else runner.iter
 
 
-def _eval_differences(model, layer):
+def _check_step(runner, condition):
+    """The step of the check that found ``condition``: the validation's
+    for the validation checks, else the training iteration's."""
+    if condition in VAL_CHECKS:
+        return _val_step(runner)
+    return runner.iter + 1
+
+
+def _to_tensorboard(runner, message, step):
+    """``message`` as TensorBoard text (tag ``health/warning``): mmengine's
+    visualizer has no text, its TensorBoard backend's writer has."""
+    backends = getattr(runner.visualizer, '_vis_backends', {}) or {}
+    for backend in backends.values():
+        writer = getattr(backend, 'experiment', None)
+        if hasattr(writer, 'add_text'):
+            writer.add_text('health/warning', message, step)
+
+
+def _eval_differences(model, layer, say_none=True):
     """A sentence naming what in ``model`` computes differently in
     evaluation mode than in training: the BatchNorms of ``layer``'s block
-    (else of the model), training noise of neurons, dropout."""
+    (else of the model), training noise of neurons, dropout. Without any
+    of them: 'The model has no BatchNorm.', or '' with ``say_none=False``."""
     if model is None:
         return ''
     block = layer.rsplit('.', 1)[0] + '.' if '.' in layer else ''
@@ -536,7 +689,7 @@ def _eval_differences(model, layer):
         parts.append(f'The model normalises with BatchNorm ({_few(norms)}): '
                      f'batch statistics in training, running statistics in '
                      f'evaluation.')
-    else:
+    elif say_none:
         parts.append('The model has no BatchNorm.')
     if noisy:
         parts.append(f'Training noise (off in evaluation): {_few(noisy)}.')
