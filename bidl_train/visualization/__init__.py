@@ -14,10 +14,9 @@ One concern per module:
 * :mod:`.progress`: console progress bars that vanish off a terminal.
 """
 from bidl_train.utils.progress import ProgressDisplay, is_interactive, track
-from .spikes import (LayerSpikeStats, is_binary, layer_spike_stats, raster,
-                     rate_over_time)
+from .spikes import LayerSpikeStats, raster, rate_over_time
 
 __all__ = [
-    'LayerSpikeStats', 'ProgressDisplay', 'is_binary', 'is_interactive',
-    'layer_spike_stats', 'raster', 'rate_over_time', 'track'
+    'LayerSpikeStats', 'ProgressDisplay', 'is_interactive', 'raster',
+    'rate_over_time', 'track'
 ]

@@ -1,14 +1,11 @@
 """Observe the neurons of a model during one forward call.
 
-Two context managers attach forward hooks to every :class:`BaseNeuron` of a
-model (each neuron's multi-step ``[T, B, ...]`` output is visible to a forward
-hook) and remove them on exit, so nothing stays attached:
-
-* :func:`observe_spike_stats` reduces each layer's output to
-  :class:`~bidl_train.visualization.spikes.LayerSpikeStats` on the fly and
-  keeps no tensor (cheap enough for training iterations);
-* :func:`record_activity` keeps the outputs, and optionally the inputs, of
-  chosen samples for plots.
+:func:`record_activity` attaches forward hooks to every :class:`BaseNeuron`
+of a model (each neuron's multi-step ``[T, B, ...]`` output is visible to a
+forward hook) and removes them on exit, so nothing stays attached; it keeps
+the outputs, and optionally the inputs, of chosen samples for plots. (The
+per-layer statistics of a training forward, which keep no tensor, are
+:func:`bidl_train.engine.hooks.spike_monitor.observe_layer_stats`.)
 
 The membrane potential is state, not output. :func:`membrane_trace` replays a
 neuron's single-step form ``step()`` over the input it received in the
@@ -26,11 +23,9 @@ import torch
 from bidl_train.models.monitor import hooked_spike_sources
 from bidl_train.utils.state import flatten_state
 
-from .spikes import layer_spike_stats, merge_stats
-
 __all__ = [
     'NeuronActivity', 'Threshold', 'firing_threshold', 'membrane_thresholds',
-    'membrane_trace', 'observe_spike_stats', 'record_activity'
+    'membrane_trace', 'record_activity'
 ]
 
 # the state holding the membrane potential, in every neuron of the library
@@ -39,27 +34,6 @@ POTENTIAL = 'v'
 
 def _output_tensor(output):
     return output[0] if isinstance(output, tuple) else output
-
-
-@contextlib.contextmanager
-def observe_spike_stats(model):
-    """Yield a dict filled with ``{layer name: LayerSpikeStats}``.
-
-    A layer called several times in one forward keeps the mean of its calls.
-    """
-    stats = {}
-
-    def make_hook(name):
-
-        def hook(module, args, output):
-            current = layer_spike_stats(_output_tensor(output))
-            stats[name] = merge_stats(stats[name], current) \
-                if name in stats else current
-
-        return hook
-
-    with hooked_spike_sources(model, make_hook):
-        yield stats
 
 
 @dataclass

@@ -20,15 +20,16 @@ import numpy as np
 import torch
 
 __all__ = [
-    'LayerRaster', 'LayerSpikeStats', 'is_binary', 'layer_raster',
-    'layer_spike_stats', 'merge_stats', 'raster', 'raster_rows',
-    'rate_over_time'
+    'LayerRaster', 'LayerSpikeStats', 'layer_raster', 'raster',
+    'raster_rows', 'rate_over_time'
 ]
 
 
 @dataclass(frozen=True)
 class LayerSpikeStats:
-    """Summary of one layer's output over one observed batch."""
+    """Summary of one layer's output over one observed batch, as
+    :func:`bidl_train.engine.hooks.spike_monitor.read_layer_stats` computes
+    it."""
     rate: float  # mean output per neuron per step
     silent: float  # fraction of neurons that never fire
     saturated: float  # fraction firing at every step (NaN: analog layer)
@@ -43,39 +44,6 @@ def _check_sequence(spikes):
         raise ValueError('expected a [T, B, neurons...] tensor, got shape '
                          f'{tuple(spikes.shape)}')
     return spikes.detach()
-
-
-def is_binary(tensor):
-    """Whether every entry of ``tensor`` is 0 or 1."""
-    tensor = tensor.detach()
-    return bool(((tensor == 0) | (tensor == 1)).all())
-
-
-def layer_spike_stats(spikes):
-    """:class:`LayerSpikeStats` of a ``[T, B, ...]`` layer output."""
-    spikes = _check_sequence(spikes)
-    flat = spikes.float().flatten(2)  # [T, B, N]
-    fired = flat != 0
-    binary = is_binary(flat)
-    per_neuron_any = fired.any(0).any(0)  # [N]
-    silent = float((~per_neuron_any).float().mean())
-    if binary:
-        saturated = float(fired.all(0).all(0).float().mean())
-    else:
-        saturated = float('nan')
-    return LayerSpikeStats(rate=float(flat.mean()), silent=silent,
-                           saturated=saturated, neurons=flat.shape[2],
-                           binary=binary)
-
-
-def merge_stats(first, second):
-    """Mean of two observations of the same layer (a layer called twice)."""
-    return LayerSpikeStats(
-        rate=(first.rate + second.rate) / 2,
-        silent=(first.silent + second.silent) / 2,
-        saturated=(first.saturated + second.saturated) / 2,
-        neurons=first.neurons,
-        binary=first.binary and second.binary)
 
 
 @dataclass(frozen=True)

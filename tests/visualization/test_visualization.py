@@ -3,7 +3,6 @@ import csv
 import io
 import json
 import logging
-import math
 
 import numpy as np
 import pytest
@@ -17,12 +16,9 @@ from bidl_train.visualization.curves import read_curves
 from bidl_train.visualization.events import frames_to_rgb, save_gif
 from bidl_train.visualization.observe import slice_batch
 from bidl_train.utils.progress import ProgressDisplay, track
-from bidl_train.visualization.recording import (membrane_trace,
-                                                observe_spike_stats,
-                                                record_activity)
+from bidl_train.visualization.recording import membrane_trace, record_activity
 from bidl_train.visualization.reports import write_test_report
-from bidl_train.visualization.spikes import (layer_spike_stats, merge_stats,
-                                             raster, rate_over_time)
+from bidl_train.visualization.spikes import raster, rate_over_time
 
 
 def hand_spikes():
@@ -39,44 +35,9 @@ def hand_spikes():
 
 
 # ---------------------------------------------------------------------------
-# spike statistics
+# rasters (the per-layer statistics are the spike monitor's:
+# tests/engine/test_spike_monitor.py)
 # ---------------------------------------------------------------------------
-def test_stats_of_hand_made_spikes():
-    stats = layer_spike_stats(hand_spikes())
-    # 8 + 0 + 1 spikes over 4 steps * 2 samples * 3 neurons
-    assert stats.rate == pytest.approx(9 / 24)
-    assert stats.silent == pytest.approx(1 / 3)
-    assert stats.saturated == pytest.approx(1 / 3)
-    assert stats.neurons == 3 and stats.binary
-
-
-def test_stats_flatten_feature_maps():
-    s = torch.zeros(2, 1, 2, 2, 2)  # [T, B, C, H, W]: 8 neurons
-    s[:, 0, 0, 0, 0] = 1  # one saturated neuron
-    s[0, 0, 1, 1, 1] = 1  # one neuron firing once
-    stats = layer_spike_stats(s)
-    assert stats.neurons == 8
-    assert stats.saturated == pytest.approx(1 / 8)
-    assert stats.silent == pytest.approx(6 / 8)
-    assert stats.rate == pytest.approx(3 / 16)
-
-
-def test_analog_outputs_have_no_saturation():
-    out = torch.tensor([[[0.0, 0.5]], [[0.0, 2.0]]])  # [T=2, B=1, 2]
-    stats = layer_spike_stats(out)
-    assert not stats.binary
-    assert math.isnan(stats.saturated)
-    assert stats.silent == pytest.approx(0.5)
-    assert stats.rate == pytest.approx(2.5 / 4)
-
-
-def test_merge_is_the_mean_of_two_calls():
-    a = layer_spike_stats(torch.ones(2, 1, 4))
-    b = layer_spike_stats(torch.zeros(2, 1, 4))
-    m = merge_stats(a, b)
-    assert (m.rate, m.silent, m.saturated) == (0.5, 0.5, 0.5)
-
-
 def test_raster_rows_are_neurons_columns_steps():
     grid = raster(hand_spikes(), sample=0)
     expected = np.array([[1, 1, 1, 1], [0, 0, 0, 0], [0, 1, 0, 0]], bool)
@@ -115,18 +76,6 @@ def lif_input():
     0.4: u = 0.4, v = 0.12; u = 0.52 fires, v = 0; ...   -> t = 1, 3
     """
     return torch.tensor([1.0, 0.0, 0.4]).repeat(4, 1, 1)  # [4, 1, 3]
-
-
-def test_observed_stats_of_a_lif_layer():
-    model = torch.nn.Sequential(LIF())
-    with observe_spike_stats(model) as stats:
-        model(lif_input())
-    s = stats['0']
-    assert s.rate == pytest.approx((4 + 0 + 2) / 12)
-    assert s.silent == pytest.approx(1 / 3)
-    assert s.saturated == pytest.approx(1 / 3)
-    # hooks are gone afterwards
-    assert not model[0]._forward_hooks
 
 
 def test_record_activity_and_membrane_replay():

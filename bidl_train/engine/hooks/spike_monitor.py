@@ -21,7 +21,7 @@ What is logged (choose with ``log=(...)``; all by default):
     time, paired medians of 100 interleaved train steps on a loaded
     machine): a recorded iteration costs 3-4 ms more than a plain one
     (about 5 %; it was 15-16 ms, 24 %, with the per-neuron statistics of
-    :func:`~bidl_train.visualization.spikes.layer_spike_stats`).
+    the former ``visualization.spikes.layer_spike_stats``).
 ``'raster'``, ``'rate_over_time'``, ``'membrane'``
     at every ``render_interval``-th validation and the last one of the
     training (drawing them costs a forward pass and matplotlib's
@@ -304,7 +304,7 @@ def read_layer_stats(sums):
 def layer_stats(output, binary=None):
     """``(tensor [rate, silent, saturated], neurons, binary)`` of one
     ``[T, B, neurons...]`` output, with the definitions of
-    :func:`bidl_train.visualization.spikes.layer_spike_stats` (saturated is
+    :mod:`bidl_train.visualization.spikes` (saturated is
     NaN for a non-binary output), in one pass over the output for spikes
     (about ten before).
 
