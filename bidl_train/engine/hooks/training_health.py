@@ -86,9 +86,9 @@ in two host syncs. Measured on the demo config
 (``configs/demo/synthetic_gesture.py``, batch 16, CPU, one thread, CPU
 time, median of 40 interleaved iterations): a check adds about 1.5 ms to a
 52 ms iteration (3 %); at the default interval (every logged iteration,
-10 in the demo) that is 0.3 % of the training time. In validation each
-spiking layer's output costs the same single sum (no host sync until the
-end of the validation epoch).
+10 in the demo) that is 0.3 % of the training time. In validation and
+test each spiking layer's output costs the same single sum (no host sync
+until the end of the epoch).
 """
 import collections
 import contextlib
