@@ -37,11 +37,13 @@ inside), ``bidl fused (torch)``, ``fused, synaptic BN`` (each membrane
 BatchNorm moved onto the synaptic current, one BatchNorm over ``T * B``
 before the plain fused LIF: the alternative model the fused kernel could
 already run) and ``spikingjelly`` (its multi-step ``LIFNode`` with the same
-BatchNorm module between charge and fire, see :func:`sj_membrane_bn_node`:
+BatchNorm module between charge and fire, see :func:`sj_node`:
 SpikingJelly has no membrane BatchNorm of its own). All rows start from
 the same weights; ``saved`` counts everything the step keeps for backward
-(convolutions included). Configs without ``norm_state`` get the loop and
-fused rows only.
+(convolutions included). Configs without ``norm_state`` get the loop,
+fused and ``spikingjelly`` rows (every LIF replaced by SpikingJelly's
+equivalent: its fused ``LIFNode`` for plain spiking LIFs, its stepped
+node with BIDL's training noise or LIAF output where the LIF has them).
 
 Everything runs on ``--device`` (CUDA when available, else CPU); on CUDA
 each timed pass is bracketed by synchronisations. SpikingJelly 2.0 picks
@@ -72,6 +74,7 @@ from bidl_train.errors import ConfigError
 from bidl_train.layers import Aggregation, Conv2dLif, FcLif, SpikingSequential
 from bidl_train.neurons import LIF, SigmoidSurrogate
 from bidl_train.neurons.functional import select_kernel
+from bidl_train.utils.time_steps import config_num_steps
 
 TAU = 2.0
 ALPHA = 1.0 - 1.0 / TAU
@@ -317,17 +320,13 @@ STEP_CONFIGS = ('configs/dvs_gesture.py', 'configs/cifar10_dvs.py',
 
 def config_input_shape(cfg):
     """``(T, C, H, W)`` of one sample of ``cfg`` (``_input_shape``, else
-    the representation's T and the backbone's input size and channels)."""
+    the config's ``num_steps`` and the backbone's input size and
+    channels)."""
     if cfg.get('_input_shape'):
         return tuple(cfg._input_shape)
-    dataset = cfg.test_dataloader.dataset
-    rep = dataset.get('representation') or {}
-    steps = rep.get('T') or dataset.get('T')
+    steps = config_num_steps(cfg)
     size = cfg.model.backbone.input_size
     size = (size, size) if isinstance(size, int) else tuple(size)
-    if not steps:
-        raise ConfigError(f'{cfg.filename}: no T for the benchmark; add '
-                          '_input_shape = (T, C, H, W)')
     return (steps, cfg.model.backbone.in_channels) + size
 
 
@@ -346,51 +345,75 @@ class SynapticBN(nn.Module):
         return self.lif(x)
 
 
-def sj_membrane_bn_node(lif):
-    """SpikingJelly's equivalent of a ``norm_state`` LIF, or None.
+def sj_node(lif):
+    """SpikingJelly's equivalent of the BIDL ``lif``, or None (no
+    SpikingJelly).
 
-    SpikingJelly 2.0 has no BatchNorm on the membrane, and its fused
-    multi-step LIF cannot take one between charge and fire; so this is its
-    ``LIFNode`` (multi-step, ``decay_input=False``, ``tau = 1 / (1 -
-    alpha)``, same threshold, hard reset to ``v0``) with its one-step
-    function overridden by SpikingJelly's own LIF arithmetic plus the
-    layer's BatchNorm module: ``H = V - V / tau + X`` (BIDL's ``x + alpha
-    r``), ``H = BN(H)``, spike by its surrogate, hard reset. Its
+    Its multi-step ``LIFNode`` (``decay_input=False``, ``tau = 1 / (1 -
+    alpha)``, same threshold, hard reset to ``v0`` or soft reset, same
+    surrogate: ``Rect`` for BIDL's rectangle, same width, else
+    ``Sigmoid(4)``). A plain spiking LIF runs SpikingJelly's own fused
+    multi-step path. SpikingJelly has no membrane BatchNorm, no training
+    noise and no LIAF output, and its fused path takes no per-step extra;
+    so a LIF with any of them gets the node with its one-step function
+    overridden by SpikingJelly's own LIF arithmetic plus BIDL's extras:
+    ``H = V - V / tau + X`` (BIDL's ``x + alpha r``), ``H = BN(H)``
+    (``norm_state``: the layer's BatchNorm module itself), ``H~ = H +
+    noise std(H) N(0, 1)`` (training noise, BIDL's scale), spike by its
+    surrogate from ``H~``, reset; analog (LIAF) layers output BIDL's
+    ``act([H, H~ - theta, r, v][memb_mode])`` instead of the spikes. Its
     ``multi_step_forward`` then steps over T, as any SpikingJelly neuron
-    with a per-step extra does. Surrogate: ``Rect`` for BIDL's rectangle
-    (same width), else ``Sigmoid(4)``. Analog (LIAF) layers output BIDL's
-    ``act([H, H - theta, r, v][memb_mode])`` instead of the spikes.
+    with a per-step extra does.
     """
     try:
-        from spikingjelly.activation_based import neuron, surrogate
+        from spikingjelly.activation_based import base, neuron, surrogate
     except ImportError:
         return None
+    from bidl_train.neurons.lif import noise_scale
     alpha = float(lif.leak_factor().detach().mean())
     name = type(lif.surrogate).__name__
     spike_fn = (surrogate.Rect() if name == 'RectangleSurrogate' else
                 surrogate.Sigmoid(alpha=4.0))
+    norm, noise = lif.norm, lif.noise
 
-    class MembraneBNLIFNode(neuron.LIFNode):
+    class BIDLExtrasLIFNode(neuron.LIFNode):
+        # LIFNode's multi-step function is its fused kernel, which never
+        # calls the one-step function below: step over T instead, as
+        # SpikingJelly's base class does for any neuron
+        multi_step_functional_forward = \
+            base.MemoryModule.multi_step_functional_forward
 
         def single_step_functional_forward(self, inputs, states, **kwargs):
             x, v = inputs[0], states[0]
-            h = self.norm(v - v / self.tau + x)
-            spike = self.surrogate_function(h - self.v_threshold)
+            h = v - v / self.tau + x
+            if norm is not None:
+                h = self.norm(h)
+            h_noisy = h
+            if self.training and noise > 0:
+                with torch.no_grad():
+                    jitter = torch.randn_like(h) * (noise_scale(h) * noise)
+                h_noisy = h + jitter
+            spike = self.surrogate_function(h_noisy - self.v_threshold)
             spike_r = spike.detach() if self.detach_reset else spike
-            v = (1.0 - spike_r) * h + spike_r * self.v_reset
+            if self.v_reset is None:  # soft reset
+                v = h_noisy - spike_r * self.v_threshold
+            else:
+                v = (1.0 - spike_r) * h_noisy + spike_r * self.v_reset
             if lif.mode == 'analog':  # LIAF: BIDL's analog output
-                out = (h, h - self.v_threshold, v,
+                out = (h, h_noisy - self.v_threshold, v,
                        v - v / self.tau)[lif.memb_mode]
                 return (lif.act(out) if lif.act is not None else out, ), (
                     v, *states[1:])
             return (spike, ), (v, *states[1:])
 
-    node = MembraneBNLIFNode(
+    plain = norm is None and noise == 0 and lif.mode == 'spike'
+    node = (neuron.LIFNode if plain else BIDLExtrasLIFNode)(
         tau=1.0 / max(1.0 - alpha, 1e-6), decay_input=False,
         v_threshold=float(lif.theta.detach().mean()),
-        v_reset=float(lif.v0.detach().mean()), surrogate_function=spike_fn,
+        v_reset=(float(lif.v0.detach().mean()) if lif.reset == 'hard'
+                 else None), surrogate_function=spike_fn,
         detach_reset=lif.detach_reset, step_mode='m')
-    node.norm = lif.norm
+    node.norm = norm
 
     class Reset(nn.Module):  # a fresh state per sequence, as BIDL's
 
@@ -405,40 +428,33 @@ def sj_membrane_bn_node(lif):
     return Reset()
 
 
-def replace_lifs(model, make):
-    """Replace every ``norm_state`` LIF of ``model`` by ``make(lif)``."""
+def replace_lifs(model, make, membrane_bn_only=True):
+    """Replace every ``norm_state`` LIF of ``model`` (every LIF, without
+    ``membrane_bn_only``) by ``make(lif)``; None if ``make`` gives None."""
     for parent in list(model.modules()):
         for child_name, child in list(parent.named_children()):
-            if isinstance(child, LIF) and child.norm is not None:
-                setattr(parent, child_name, make(child))
+            if isinstance(child, LIF) and (child.norm is not None or
+                                           not membrane_bn_only):
+                replacement = make(child)
+                if replacement is None:
+                    return None
+                setattr(parent, child_name, replacement)
     return model
 
 
 def config_step_candidates(cfg):
-    """{row: (model, kernel setting)} for one config: the loop, the fused
-    kernel the library picks (the compiled one on CPU), the pure-PyTorch
-    fused one, the fused kernel with BatchNorm on the synaptic current
-    instead, and SpikingJelly with the same membrane BatchNorm. Every row
-    starts from the same weights."""
+    """{row: model} for one config, every row from the same weights.
+
+    With membrane BatchNorm (``norm_state``): the loop, the fused kernel
+    the library picks (the compiled one on CPU), the pure-PyTorch fused
+    one, the fused kernel with BatchNorm on the synaptic current instead,
+    and SpikingJelly with the same membrane BatchNorm. Without: the loop,
+    the fused kernel and SpikingJelly (see :func:`sj_node`)."""
     from bidl_train.registry import MODELS
     from mmengine.registry import init_default_scope
     init_default_scope(cfg.get('default_scope', 'bidl_train'))
     torch.manual_seed(0)
     base = MODELS.build(cfg.model)
-    rows = {}
-    lifs = [m for m in base.modules() if isinstance(m, LIF)]
-    if not any(m.norm is not None for m in lifs):
-        # no membrane BatchNorm: the other rows would be this model again
-        noisy = any(m.noise > 0 for m in lifs)
-        print(f'{cfg.filename}: no LIF with norm_state (BatchNorm is on the '
-              'synaptic current already)' + (
-                  '; training noise > 0, so the fused rows run the loop '
-                  'too' if noisy else '') + ': loop and fused rows only')
-        lifs_loop = copy.deepcopy(base)
-        for module in lifs_loop.modules():
-            if isinstance(module, LIF):
-                module.backend = 'loop'
-        return {'bidl loop': lifs_loop, 'bidl fused': base}
 
     def variant(backend=None, kernel=None):
         model = copy.deepcopy(base)
@@ -450,13 +466,22 @@ def config_step_candidates(cfg):
                     module.kernel = kernel
         return model
 
-    rows['bidl loop'] = variant(backend='loop')
-    rows['bidl fused'] = variant()
-    rows['bidl fused (torch)'] = variant(kernel='torch')
-    rows['fused, synaptic BN'] = replace_lifs(variant(), SynapticBN)
-    sj = replace_lifs(copy.deepcopy(base), sj_membrane_bn_node)
-    if sj is not None and not any(isinstance(m, LIF) and m.norm is not None
-                                  for m in sj.modules()):
+    rows = {'bidl loop': variant(backend='loop'), 'bidl fused': variant()}
+    lifs = [m for m in base.modules() if isinstance(m, LIF)]
+    membrane_bn = any(m.norm is not None for m in lifs)
+    if membrane_bn:
+        rows['bidl fused (torch)'] = variant(kernel='torch')
+        rows['fused, synaptic BN'] = replace_lifs(variant(), SynapticBN)
+    else:
+        noisy = any(m.noise > 0 for m in lifs)
+        print(f'{cfg.filename}: no LIF with norm_state (BatchNorm is on the '
+              'synaptic current already)' + (
+                  '; training noise > 0, so the fused rows run the loop '
+                  'too' if noisy else '') + ': loop, fused and SpikingJelly '
+              'rows only')
+    sj = replace_lifs(copy.deepcopy(base), sj_node,
+                      membrane_bn_only=membrane_bn)
+    if sj is not None:
         rows['spikingjelly'] = sj
     return rows
 
