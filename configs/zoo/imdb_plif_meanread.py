@@ -68,10 +68,10 @@ Reproduce::
 """
 _base_ = ['../imdb.py']
 
-_max_len = 64
+num_steps = 64  # T: tokens per review, one per step
 _epochs = 5
-train_dataloader = dict(batch_size=32, dataset=dict(max_len=_max_len))
-val_dataloader = dict(batch_size=128, dataset=dict(max_len=_max_len))
+train_dataloader = dict(batch_size=32, dataset=dict(num_steps=num_steps))
+val_dataloader = dict(batch_size=128, dataset=dict(num_steps=num_steps))
 test_dataloader = val_dataloader
 
 model = dict(
