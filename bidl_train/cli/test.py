@@ -13,7 +13,10 @@ It also judges the health of the evaluated model: the config's
 when the config has no such key, left out when the config sets it to None)
 measures every spiking layer's firing rate over the test set, warns on the
 console about each silent or saturated layer with what usually fixes it,
-and the rates and warnings go into the JSON report under ``health``.
+and the rates and warnings go into the JSON report under ``health``. Where
+``tools/baseline.py`` left a ``baseline.json`` beside the checkpoint (or in
+the work dir), it prints the baselines beside the checkpoint's accuracy and
+the report holds them under ``baseline``.
 """
 import argparse
 import csv
@@ -181,11 +184,13 @@ def _test(args, errors):
                or {}).get('classes')
     print(format_metrics(metrics, classes))
     # tools/baseline.py's report beside the checkpoint (or in the work dir)
-    from bidl_train.evaluation.baseline import find_baseline_line
-    line = find_baseline_line(args.checkpoint, cfg.work_dir,
-                              metrics.get('accuracy/top1'))
-    if line:
-        print(line)
+    from bidl_train.evaluation.baseline import (baseline_line,
+                                                baseline_summary,
+                                                find_baseline)
+    baseline = find_baseline(args.checkpoint, cfg.work_dir)
+    if baseline:
+        print(baseline_line(baseline, metrics.get('accuracy/top1')))
+        baseline = baseline_summary(baseline)
     if metrics.get('nonfinite_scores'):
         # a poisoned checkpoint (NaN/Inf weights) scores NaN: say so loudly
         print(f'bidl-test: warning: {metrics["nonfinite_scores"]} samples '
@@ -196,7 +201,8 @@ def _test(args, errors):
     if summary:
         print(summary)
     header = dict(config=args.config, checkpoint=args.checkpoint,
-                  metrics=_nan_to_none(metrics), health=health)
+                  metrics=_nan_to_none(metrics), health=health,
+                  baseline=baseline)
     out = args.metrics_out or osp.join(cfg.work_dir, 'test_metrics.json')
     _write_json(out, header)
     print(f'metrics written to {out}')

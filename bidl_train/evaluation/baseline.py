@@ -33,7 +33,7 @@ __all__ = [
     'StepReLU', 'relu_ann', 'Features', 'extract_features', 'loader_labels',
     'bag_of_words', 'fit_logistic_regression', 'sample_span',
     'evaluate_model', 'best_and_last_accuracy', 'format_table',
-    'baseline_line', 'find_baseline_line'
+    'baseline_line', 'baseline_summary', 'find_baseline'
 ]
 
 #: L2 strengths tried on the hold-out (on the mean loss, standardised data)
@@ -371,17 +371,35 @@ def baseline_line(path, snn_accuracy=None):
     return (f'baseline ({split} split, {path}): ' + ', '.join(parts))
 
 
-def find_baseline_line(checkpoint, work_dir, snn_accuracy=None):
-    """:func:`baseline_line` of the ``baseline.json`` beside ``checkpoint``,
-    else in ``work_dir``; None when neither exists (or the checkpoint is a
-    URL and the work dir has none)."""
+def baseline_summary(path):
+    """What bidl-test's JSON report says of ``baseline.json`` at ``path``:
+    ``{path, split, majority_class, logistic_regression, relu_ann}`` (top-1
+    %; None for a baseline that was not run), or ``{path, error}`` when the
+    file is unreadable."""
+    try:
+        with open(path) as f:
+            report = json.load(f)
+        lr, ann = report.get('logistic_regression'), report.get('relu_ann')
+        return dict(path=path, split=report['split'],
+                    majority_class=report.get('majority_class'),
+                    logistic_regression=lr['accuracy'] if lr else None,
+                    relu_ann=ann['accuracy'] if ann else None)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return dict(path=path, error=f'unreadable ({err}); rerun '
+                    'tools/baseline.py')
+
+
+def find_baseline(checkpoint, work_dir):
+    """The path of the ``baseline.json`` beside ``checkpoint``, else in
+    ``work_dir``; None when neither exists (or the checkpoint is a URL and
+    the work dir has none)."""
     folders = [osp.dirname(osp.abspath(checkpoint))] if '://' not in str(
         checkpoint) else []
     folders.append(osp.abspath(work_dir))
     for folder in dict.fromkeys(folders):
-        line = baseline_line(osp.join(folder, 'baseline.json'), snn_accuracy)
-        if line:
-            return line
+        path = osp.join(folder, 'baseline.json')
+        if osp.isfile(path):
+            return path
     return None
 
 

@@ -195,8 +195,12 @@ def test_baseline_line_reads_the_report(tmp_path):
     assert 'ReLU ANN 95.50% (4 epochs)' in line
     assert 'this checkpoint 80.00% (test split)' in line
     assert '\n' not in line
+    assert bl.baseline_summary(str(path)) == dict(
+        path=str(path), split='val', majority_class=None,
+        logistic_regression=91.25, relu_ann=95.5)
     path.write_text('{not json')
     assert 'unreadable' in bl.baseline_line(str(path))
+    assert 'unreadable' in bl.baseline_summary(str(path))['error']
 
 
 def test_best_and_last_accuracy_of_a_work_dir(tmp_path):
@@ -248,7 +252,8 @@ def test_cli_reports_and_bidl_test_prints_the_baseline(tmp_path):
     out = tmp_path / 'metrics.json'
     proc = run_here([tool('test'), cfg, str(ckpt), '--work-dir', str(work),
                 '--out', str(out)], tmp_path)
-    test_top1 = json.loads(out.read_text())['metrics']['accuracy/top1']
+    written = json.loads(out.read_text())
+    test_top1 = written['metrics']['accuracy/top1']
     # the tiny config's test split is its val split: the tool scored the
     # same checkpoint on the same samples as bidl-test
     assert report['snn']['accuracy'] == pytest.approx(test_top1)
@@ -257,6 +262,13 @@ def test_cli_reports_and_bidl_test_prints_the_baseline(tmp_path):
     assert len(lines) == 1
     assert f'logistic regression {lr["accuracy"]:.2f}%' in lines[0]
     assert f'ReLU ANN {ann["accuracy"]:.2f}%' in lines[0]
+    # and bidl-test's JSON reports hold them
+    metrics_json = json.loads((work / 'test_metrics.json').read_text())
+    for held in (written['baseline'], metrics_json['baseline']):
+        assert held == dict(
+            path=str(work / 'baseline.json'), split='val',
+            majority_class=report['majority_class'],
+            logistic_regression=lr['accuracy'], relu_ann=ann['accuracy'])
 
 
 def _tool_main():
