@@ -16,10 +16,11 @@ default_hooks = dict(
         save_best='accuracy/top1',
         rule='greater'),
     sampler_seed=dict(type='DistSamplerSeedHook'),
-    # warn (console and TensorBoard health/* scalars) when a spiking layer
-    # stays silent or saturated, the loss stops moving or a layer's gradient
-    # vanishes, once per layer, with the usual fix (TrainingHealthHook's
-    # docstring lists the settings); tune with
+    # warn (console, TensorBoard text health/warning and health/* scalars)
+    # when a spiking layer stays silent or saturated, the loss stops moving
+    # or a layer's gradient vanishes, once per layer, with the usual fix;
+    # in bidl-test, per silent/saturated layer over the test set
+    # (TrainingHealthHook's docstring lists the settings); tune with
     # default_hooks = dict(health=dict(patience=5)), turn off with
     # default_hooks = dict(health=None)
     health=dict(type='TrainingHealthHook'),
