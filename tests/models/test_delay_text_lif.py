@@ -20,9 +20,9 @@ def _digit_model(bidirectional=False, neuron=None):
     with torch.no_grad():
         model.embedding.weight.copy_(torch.arange(4.0).unsqueeze(1))
         for synapse in synapses:
-            # conv tap k multiplies the embedding delayed by 2 - k steps
-            synapse.conv.weight.copy_(torch.tensor([[[100.0, 10.0, 1.0]]]))
-            synapse.conv.bias.fill_(0.5)
+            # the weights of delays 0, 1, 2 steps
+            synapse.linear.weight.copy_(torch.tensor([[1.0, 10.0, 100.0]]))
+            synapse.linear.bias.fill_(0.5)
     return model.eval()
 
 

@@ -15,9 +15,7 @@ where ``m_t = [token_t != pad_id]`` (padded steps get no current, as in
 :class:`FastTextLif`, so leading padding leaves the neurons at rest). A
 neuron therefore sees a word together with the ``delays - 1`` words before
 it in one step, an n-gram, instead of relying on its leak alone to remember
-them. ``delays=1`` is :class:`FastTextLif`'s synapse. The sum is computed as
-a causal 1-D convolution over the steps; ``W_d`` is ``conv.weight[:, :,
-delays - 1 - d]``.
+them. ``delays=1`` is :class:`FastTextLif`'s synapse.
 
 Backward reading (``bidirectional=True``): a second population with its
 own synapses and neurons reads the token sequence reversed; its spikes are
@@ -40,24 +38,32 @@ __all__ = ['DelayTextLif']
 
 
 class _DelayedSynapse(nn.Module):
-    """``[T, B, E]`` embeddings -> ``[T, B, H]`` current with delays."""
+    """``[T, B, E]`` embeddings -> ``[T, B, H]`` current with delays.
+
+    One matrix multiply on the window ``[e_t, e_{t-1}, ..., e_{t-D+1}]``
+    (``[T, B, D*E]``): ``weight[:, d*E:(d+1)*E]`` is ``W_d``. On CPU this
+    is faster than a causal ``Conv1d`` over the steps (same maths).
+    """
 
     def __init__(self, embedding_dim, hidden_dim, delays):
         super().__init__()
         self.delays = delays
-        self.conv = nn.Conv1d(embedding_dim, hidden_dim, delays)
+        self.linear = nn.Linear(embedding_dim * delays, hidden_dim)
 
     def forward(self, emb):
-        x = emb.permute(1, 2, 0)  # [B, E, T]: Conv1d's layout
-        x = F.pad(x, (self.delays - 1, 0))  # causal: only past steps
-        return self.conv(x).permute(2, 0, 1)
+        steps = emb.shape[0]
+        # D - 1 zero embeddings before step 0: nothing was read before it
+        padded = F.pad(emb, (0, 0, 0, 0, self.delays - 1, 0))
+        start = self.delays - 1
+        window = torch.cat([padded[start - d:start - d + steps]
+                            for d in range(self.delays)], dim=-1)
+        return self.linear(window)
 
     def step(self, emb_t, history):
         """Current at one step from ``emb_t`` ``[B, E]`` and ``history``
-        ``[B, E, delays-1]`` (the previous embeddings, oldest first)."""
-        window = torch.cat([history, emb_t.unsqueeze(-1)], dim=-1)
-        current = F.conv1d(window, self.conv.weight, self.conv.bias)
-        return current.squeeze(-1), window[..., 1:]
+        ``[B, (D-1)*E]`` (``[e_{t-1}, ..., e_{t-D+1}]``, newest first)."""
+        window = torch.cat([emb_t, history], dim=-1)
+        return self.linear(window), window[:, :history.shape[-1]]
 
 
 @MODELS.register_module()
@@ -156,7 +162,8 @@ class DelayTextLif(nn.Module):
         self._check_tokens(tokens_t, 1)
         emb = self.embed_dropout(self.embedding(tokens_t))
         if state is None:
-            history = emb.new_zeros(emb.shape + (self.delays - 1, ))
+            history = emb.new_zeros(emb.shape[0],
+                                    emb.shape[1] * (self.delays - 1))
             neuron_state = None
         else:
             history, neuron_state = state['history'], state['neuron']
