@@ -6,6 +6,7 @@ from .encoders import (DeltaEncoder, DirectEncoder, LatencyEncoder,
                        PopulationEncoder, RateEncoder)
 from .heads import *  # noqa: F401,F403
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss
+from .losses_tet import TETLoss  # noqa: F401
 
 __all__ = [
     'SpikingClassifier', 'SpikingDataPreprocessor', 'CrossEntropyLoss',
