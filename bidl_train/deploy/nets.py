@@ -58,17 +58,18 @@ class StepNet(nn.Module):
         ``teacher``: the labels for the nodes that learn from them."""
         new_states, spikes, i = [], [], 0
         for node in self.nodes:
-            n = len(node.state_names)
+            # the positional states of this node, as its flat state dict
+            names = node.state_names
             if states is None:
                 mine = node.init_state(x)
             else:
-                mine = list(states[i:i + n])
-            i += n
+                mine = dict(zip(names, states[i:i + len(names)]))
+            i += len(names)
             if node.needs_teacher:
                 x, mine, s = node.step(x, mine, teacher)
             else:
                 x, mine, s = node.step(x, mine)
-            new_states.extend(mine)
+            new_states.extend(mine[n] for n in names)
             if isinstance(s, list):  # a StatefulNode: one per neuron
                 spikes.extend(s)
             elif s is not None:
@@ -86,13 +87,11 @@ class StepNet(nn.Module):
 
     def initial_states(self, x):
         """The fresh state for input step ``x`` (a list of tensors)."""
-        states, i = [], 0
+        states = []
         for node in self.nodes:
             fresh = node.init_state(x)
-            n = len(node.state_names)
-            x, _, _ = node.step(x, fresh if n else [])
-            states.extend(t.detach() for t in fresh)
-            i += n
+            x, _, _ = node.step(x, fresh)
+            states.extend(fresh[n].detach() for n in node.state_names)
         return states
 
 

@@ -241,7 +241,7 @@ class NirTarget(DeployTarget):
         aggregate = step_net.nodes[_aggregate_index(step_net.nodes)]
         names = state_names + ['head.sum', 'head.count']
         files = dict(graph=path, initial_state=write_initial_state(
-            out_dir, names, fresh + aggregate.init_state(x)))
+            out_dir, names, fresh + list(aggregate.init_state(x).values())))
         files['manifest'] = write_manifest(
             out_dir, format='nir', dt=DT, file='model.nir',
             lif_mapping='tau = dt/(1-alpha), r = 1, v_leak = 0, v_reset = 0,'

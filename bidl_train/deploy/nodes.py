@@ -7,11 +7,16 @@ gradients, no training noise, no dropout, no Python-side checks. That is
 what TorchScript and ONNX can record, and the explicit weights (BatchNorm
 already folded in) are what NIR and quantisation need.
 
-Every node has ``init_state(x)`` (a list of fresh state tensors for an
-input step ``x``) and ``step(x, states) -> (y, new_states, spikes)``, where
-``spikes`` is the node's spike tensor (or ``None``, or a list of spike
-tensors for a :class:`StatefulNode`), exported as extra outputs so that
-deployed spikes can be compared with PyTorch's.
+Every node follows the state protocol of :mod:`bidl_train.utils.state`
+in its flat form: ``init_state(x)`` is the fresh state for an input step
+``x``, a dict of tensors keyed by the node's :attr:`Node.state_names` (the
+dotted names, relative to the node, that the model's own state has there:
+``v``, ``neuron.v``, ``local``, ``stem.sn.v``), in that order; and
+``step(x, state) -> (y, new_state, spikes)``, where ``spikes`` is the node's
+spike tensor (or ``None``, or a list of spike tensors for a
+:class:`StatefulNode`), exported as extra outputs so that deployed spikes
+can be compared with PyTorch's. :class:`~bidl_train.deploy.nets.StepNet`
+lays these dicts out as the step graph's positional state inputs.
 
 No neuron equation is written here. :class:`LIFNode` runs BIDL's LIF
 step of :class:`bidl_train.neurons.lif.LIFEquations` (the module's own
@@ -29,8 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bidl_train.layers.aggregation import fresh_aggregate, running_aggregate
 from bidl_train.neurons.lif import LIFEquations
 from bidl_train.neurons.surrogate import Heaviside
+from bidl_train.utils.state import flatten_state, state_at, unflatten_state
 
 __all__ = [
     'Node', 'WeightedNode', 'ModuleNode', 'ChannelAffineNode', 'LIFNode',
@@ -71,10 +78,11 @@ class Node(nn.Module):
     needs_teacher = False
 
     def init_state(self, x):
-        return []
+        """The fresh state ``{name: tensor}`` in :attr:`state_names` order."""
+        return {}
 
-    def step(self, x, states):
-        return self.forward(x), [], None
+    def step(self, x, state):
+        return self.forward(x), {}, None
 
 
 class WeightedNode(Node):
@@ -192,11 +200,11 @@ class LIFNode(LIFEquations, Node):
         return self.alpha
 
     def init_state(self, x):
-        return [torch.zeros_like(x)]
+        return {'v': torch.zeros_like(x)}
 
-    def step(self, x, states):
-        y, s, v = self.lif_step(x, states[0], self.theta)
-        return y, [v], s
+    def step(self, x, state):
+        y, s, v = self.lif_step(x, state['v'], self.theta)
+        return y, {'v': v}, s
 
 
 def plain_neuron(neuron):
@@ -205,15 +213,16 @@ def plain_neuron(neuron):
     return use_plain_spikes(copy.deepcopy(neuron).eval())
 
 
-def _state_list(state, names):
-    return [state[name] for name in names]
+def _in_order(flat, names):
+    """``flat`` (a flat state) with exactly the keys ``names``, in order."""
+    return {name: flat[name] for name in names}
 
 
 class NeuronNode(Node):
     """Any other neuron kind (ALIF, CubaLIF, LIFPlus, Izhikevich), run by its
     own ``step`` on a :func:`plain_neuron` copy.
 
-    The neuron's state dict becomes the state list in the neuron's
+    The node's state is the neuron's own state dict, in the neuron's
     ``state_names`` order (``v, a`` for ALIF, ``i, v`` for CubaLIF ...),
     so every state tensor is an explicit graph input and output. Its output
     is exported as spikes when the neuron spikes (``mode == 'spike'``;
@@ -227,22 +236,23 @@ class NeuronNode(Node):
         self.emits_spikes = getattr(neuron, 'mode', 'spike') == 'spike'
 
     def init_state(self, x):
-        return _state_list(self.neuron.init_state(x), self.state_names)
+        return _in_order(self.neuron.init_state(x), self.state_names)
 
-    def step(self, x, states):
-        y, new = self.neuron.step(x, dict(zip(self.state_names, states)))
-        return (y, _state_list(new, self.state_names),
+    def step(self, x, state):
+        y, new = self.neuron.step(x, state)
+        return (y, _in_order(new, self.state_names),
                 y if self.emits_spikes else None)
 
 
 class PlasticNode(Node):
     """A plastic layer that learns at inference, run by its own ``step``.
 
-    The layer's state ``{'neuron': ..., 'local': L, 'rule': traces}``
-    becomes the flat state list ``neuron.<name>...``, ``local``,
-    ``rule.<name>...``, so the local weight and the rule's traces are
-    explicit graph inputs and outputs and the local update (the rule's
-    delta, the forgetting, the bound) runs inside the graph, as in
+    The layer's state ``{'neuron': ..., 'local': L, 'rule': traces}``,
+    flattened (:func:`~bidl_train.utils.state.flatten_state`), is the
+    node's state ``neuron.<name>...``, ``local``, ``rule.<name>...``, so
+    the local weight and the rule's traces are explicit graph inputs and
+    outputs and the local update (the rule's delta, the forgetting, the
+    bound) runs inside the graph, as in
     ``layer.step``. The layer is a deep copy in eval mode with a
     :func:`plain_neuron`.
 
@@ -297,20 +307,15 @@ class PlasticNode(Node):
         pre, post = layer.pre_post(x, y)
         rule = layer._rule_state(pre, post,
                                  layer.plasticity == 'persistent')
-        return (_state_list(neuron, self.neuron_names) + [local] +
-                _state_list(rule, self.rule_keys))
+        fresh = dict(neuron=neuron, local=local, rule=rule)
+        return _in_order(flatten_state(fresh), self.state_names)
 
-    def step(self, x, states, teacher=None):
+    def step(self, x, state, teacher=None):
         """``teacher``: the labels of a node that :attr:`needs_teacher`
         (None while the fresh state is shaped: nothing is learned then)."""
-        n = len(self.neuron_names)
-        state = dict(neuron=dict(zip(self.neuron_names, states[:n])),
-                     local=states[n],
-                     rule=dict(zip(self.rule_keys, states[n + 1:])))
-        y, new = self.layer.step(x, state, teacher=teacher)
-        out = (_state_list(new['neuron'], self.neuron_names) +
-               [new['local']] + _state_list(new['rule'], self.rule_keys))
-        return y, out, y if self.emits_spikes else None
+        y, new = self.layer.step(x, unflatten_state(state), teacher=teacher)
+        return (y, _in_order(flatten_state(new), self.state_names),
+                y if self.emits_spikes else None)
 
 
 class GroupMeanNode(Node):
@@ -329,8 +334,9 @@ class GroupMeanNode(Node):
 class AggregateNode(Node):
     """Temporal aggregation of the steps so far: ``mean``, ``sum``, ``last``.
 
-    State: the running ``sum`` and the step ``count`` (a scalar), exactly as
-    the classification head's single-step form keeps them.
+    State: the running ``sum`` and the step ``count`` (a scalar), by the
+    same :func:`~bidl_train.layers.aggregation.running_aggregate` as the
+    heads' and the ``Aggregation`` layer's single-step form.
     """
 
     state_names = ('sum', 'count')
@@ -340,46 +346,37 @@ class AggregateNode(Node):
         self.mode = mode
 
     def init_state(self, x):
-        return [torch.zeros_like(x), torch.zeros((), dtype=x.dtype)]
+        return fresh_aggregate(x)
 
-    def step(self, x, states):
-        total = states[0] + x
-        # ones_like, not ``+ 1``: tracing turns a Python 1 into a [1]
-        # constant, which would give the scalar count a batch axis
-        count = states[1] + torch.ones_like(states[1])
-        if self.mode == 'mean':
-            y = total / count
-        elif self.mode == 'sum':
-            y = total
-        else:
-            y = x
-        return y, [total, count], None
+    def step(self, x, state):
+        y, new = running_aggregate(self.mode, x, state)
+        return y, new, None
 
 
 class _DeployContext:
     """The ``ctx`` a :class:`StatefulNode` hands to the backbone's own
     ``compute``: each ``ctx.fire(neuron, key, x)`` runs the lowered neuron
-    node of that key on the state slots of that key (``fresh``: the node's
-    own initial state for ``x``) and records its old and new states and
-    spikes. Scopes share the records, as the model's ``SingleStepContext``
-    does."""
+    node of that key on the state at that key of the nested ``state``
+    (``None``: the node's own initial state for ``x``) and records its old
+    and new states and spikes. Scopes share the records, as the model's
+    ``SingleStepContext`` does."""
 
-    def __init__(self, owner, states, prefix='', record=None):
+    def __init__(self, owner, state, prefix='', record=None):
         self.owner = owner
-        self.states = states
+        self.state = state
         self.prefix = prefix
         self.record = {} if record is None else record
 
     def scope(self, name):
-        return _DeployContext(self.owner, self.states,
+        return _DeployContext(self.owner, self.state,
                               f'{self.prefix}{name}.', self.record)
 
     def fire(self, neuron, key, x):
-        index = self.owner.index[self.prefix + key]
+        full = self.prefix + key
+        index = self.owner.index[full]
         node = self.owner.neurons[index]
-        start, count = self.owner.slots[index]
-        state = (node.init_state(x) if self.states is None else
-                 list(self.states[start:start + count]))
+        state = (node.init_state(x) if self.state is None else
+                 state_at(self.state, full))
         y, new_state, spikes = node.step(x, state)
         self.record[index] = (state, new_state, spikes)
         return y
@@ -413,26 +410,30 @@ class StatefulNode(Node):
         self.neuron_names = list(neuron_names)
         self.spike_names = [f'spikes.{name}' for name, node in zip(
             neuron_names, neurons) if node.emits_spikes]
-        self.slots, names, start = [], [], 0
-        for key, node in zip(self.keys, neurons):
-            self.slots.append((start, len(node.state_names)))
-            names.extend(f'{key}.{n}' for n in node.state_names)
-            start += len(node.state_names)
-        self.state_names = tuple(names)
+        self.state_names = tuple(
+            f'{key}.{n}' for key, node in zip(self.keys, neurons)
+            for n in node.state_names)
 
-    def _compute(self, x, states):
-        ctx = _DeployContext(self, states)
+    def _compute(self, x, state):
+        ctx = _DeployContext(
+            self, None if state is None else unflatten_state(state))
         y = self.module.compute(x, ctx)
         missing = [k for i, k in enumerate(self.keys) if i not in ctx.record]
         if missing:  # a neuron the lowering saw did not fire
             raise RuntimeError(f'neurons {missing} did not fire')
         return y, [ctx.record[i] for i in range(len(self.keys))]
 
+    def _flat(self, states):
+        """The neurons' states (one per key, in key order) as this node's
+        flat state, named ``<key>.<state>``."""
+        return _in_order(flatten_state(dict(zip(self.keys, states))),
+                         self.state_names)
+
     def init_state(self, x):
         _, record = self._compute(x, None)
-        return [t for fresh, _, _ in record for t in fresh]
+        return self._flat([fresh for fresh, _, _ in record])
 
-    def step(self, x, states):
-        y, record = self._compute(x, states)
-        return (y, [t for _, new, _ in record for t in new],
+    def step(self, x, state):
+        y, record = self._compute(x, state)
+        return (y, self._flat([new for _, new, _ in record]),
                 [spikes for _, _, spikes in record if spikes is not None])

@@ -54,14 +54,14 @@ def _inside(node, source, x, fresh):
             handle.remove()
     if isinstance(node, StatefulNode):
         # every state of a neuron is shaped like its membrane
-        for name, inner, (start, _) in zip(node.neuron_names, node.neurons,
-                                           node.slots):
-            state = fresh[start]
+        for name, key, inner in zip(node.neuron_names, node.keys,
+                                    node.neurons):
+            state = fresh[f'{key}.{inner.state_names[0]}']
             entries.append(dict(layer=name, kind=type(inner).__name__,
                                 neurons=int(state[:1].numel()),
                                 shape=list(state.shape[1:])))
     else:  # a plastic layer: its neuron's first state is the membrane
-        state = fresh[0]
+        state = fresh[node.state_names[0]]
         entries.append(dict(layer=f'{source}.neuron', kind='PlasticNode',
                             neurons=int(state[:1].numel()),
                             shape=list(state.shape[1:])))
@@ -84,11 +84,11 @@ def resource_summary(lowered, x_t, precision='fp32'):
                 inner_weights += entry.get('weights', 0)
                 neurons += entry.get('neurons', 0)
             layers.extend(entries)
-            state_elems += sum(t.numel() for t in fresh)
+            state_elems += sum(t.numel() for t in fresh.values())
             x = y
             continue
         y, _, _ = node.step(x, fresh)
-        state_elems += sum(t.numel() for t in fresh)
+        state_elems += sum(t.numel() for t in fresh.values())
         entry = dict(layer=layer.source, kind=type(node).__name__)
         if isinstance(node, WeightedNode):
             w = node.effective_weight()

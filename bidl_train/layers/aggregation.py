@@ -11,9 +11,38 @@ from torch import nn
 from bidl_train.errors import ConfigError
 from bidl_train.registry import MODELS
 
-__all__ = ['Aggregation']
+__all__ = ['Aggregation', 'fresh_aggregate', 'running_aggregate']
 
 _MODES = ('mean', 'sum', 'last')
+
+
+def fresh_aggregate(x_t):
+    """The state of a running aggregate that has seen no step: a zero
+    ``sum`` shaped like ``x_t`` and a zero scalar ``count``."""
+    return {'sum': torch.zeros_like(x_t),
+            'count': torch.zeros((), dtype=x_t.dtype, device=x_t.device)}
+
+
+def running_aggregate(mode, x_t, state=None):
+    """``(aggregate of the steps so far, new state)`` for one step ``x_t``.
+
+    The one single-step temporal aggregation: the ``Aggregation`` layer, the
+    classification heads and the deployed ``AggregateNode`` all run it, so
+    their ``sum``/``count`` state is the same. ``state`` None: fresh.
+    """
+    if state is None:
+        state = fresh_aggregate(x_t)
+    total = state['sum'] + x_t
+    # ones_like, not ``+ 1``: tracing turns a Python 1 into a [1] constant,
+    # which would give the scalar count a batch axis (deployment)
+    count = state['count'] + torch.ones_like(state['count'])
+    if mode == 'mean':
+        y = total / count
+    elif mode == 'sum':
+        y = total
+    else:
+        y = x_t
+    return y, {'sum': total, 'count': count}
 
 
 @MODELS.register_module()
@@ -39,22 +68,11 @@ class Aggregation(nn.Module):
 
     def init_state(self, x_t):
         """No steps seen: a zero sum and a zero count."""
-        return {'sum': torch.zeros_like(x_t),
-                'count': torch.zeros((), dtype=x_t.dtype, device=x_t.device)}
+        return fresh_aggregate(x_t)
 
     def step(self, x_t, state=None):
         """Aggregate of the steps so far; ``state = {'sum', 'count'}``."""
-        if state is None:
-            state = self.init_state(x_t)
-        total = state['sum'] + x_t
-        count = state['count'] + 1
-        if self.mode == 'mean':
-            y = total / count
-        elif self.mode == 'sum':
-            y = total
-        else:
-            y = x_t
-        return y, {'sum': total, 'count': count}
+        return running_aggregate(self.mode, x_t, state)
 
     def extra_repr(self):
         return f'mode={self.mode!r}'

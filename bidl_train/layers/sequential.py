@@ -1,12 +1,15 @@
 """A chain of spiking layers with both execution forms.
 
-``forward(x_seq)`` chains the multi-step forms; ``step(x_t, states)`` chains
-the single-step forms with ``states`` a list holding one state per layer
-(``None`` for a fresh start); a layer without a single-step form (temporal
-attention) makes ``step`` raise a ConfigError naming it. Plain torch modules (conv, BN, pooling,
-flatten, dropout, activations) are stateless and are wrapped in
-:class:`TimeFold` automatically; recurrent torch modules keep hidden state
-across steps and are refused.
+``forward(x_seq)`` chains the multi-step forms; ``step(x_t, state)`` chains
+the single-step forms. Its state follows the one state protocol
+(:mod:`bidl_train.utils.state`): a dict holding each stateful layer's state
+under the layer's index as a string (``{'0': {'v': ...}, '2': {'v': ...}}``,
+named ``0.v``, ``2.v``), stateless layers holding none; ``None`` or a
+missing entry starts that layer fresh. A layer without a single-step form
+(temporal attention) makes ``step`` raise a ConfigError naming it. Plain
+torch modules (conv, BN, pooling, flatten, dropout, activations) are
+stateless and are wrapped in :class:`TimeFold` automatically; recurrent
+torch modules keep hidden state across steps and are refused.
 """
 import torch
 from torch import nn
@@ -64,19 +67,26 @@ class SpikingSequential(nn.Sequential):
         return super().forward(x_seq)
 
     def step(self, x_t, state=None):
-        """One step through every layer; ``state`` is a list per layer."""
-        if state is None:
-            state = [None] * len(self)
-        if len(state) != len(self):
+        """One step through every layer; ``state`` as in the module doc."""
+        if state is not None and not isinstance(state, dict):
             raise ConfigError(
-                f'SpikingSequential: got {len(state)} layer states for '
-                f'{len(self)} layers')
-        new_state = []
-        for index, (layer, layer_state) in enumerate(zip(self, state)):
+                'SpikingSequential: step() state must be a dict of layer '
+                'states keyed by layer index, or None; got '
+                f'{type(state).__name__}')
+        unknown = sorted(set(state or ()) - {str(i) for i in range(len(self))})
+        if unknown:
+            raise ConfigError(
+                f'SpikingSequential: got states for layers {unknown}, but '
+                f'the chain has layers 0..{len(self) - 1}')
+        new_state = {}
+        for index, layer in enumerate(self):
+            key = str(index)
             try:
-                x_t, layer_state = layer.step(x_t, layer_state)
+                x_t, layer_state = layer.step(
+                    x_t, None if state is None else state.get(key))
             except ConfigError as err:
                 raise ConfigError(f'SpikingSequential[{index}] '
                                   f'({type(layer).__name__}): {err}') from err
-            new_state.append(layer_state)
+            if layer_state is not None:  # stateless layers hold none
+                new_state[key] = layer_state
         return x_t, new_state

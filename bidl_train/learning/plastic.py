@@ -34,7 +34,10 @@ forward. Without labels they do not learn.
 
 Both execution forms give the same numbers: ``forward(x_seq)`` on
 ``[T, B, ...]`` and ``step(x_t, state)`` with ``state = {'neuron': ...,
-'local': L_t, 'rule': traces}`` (the local weight is explicit state). The
+'local': L_t, 'rule': traces}`` (the local weight is explicit state; the
+protocol of :mod:`bidl_train.utils.state`, so its tensors are named
+``neuron.v``, ``local``, ``rule.pre_trace`` ...; ``neuron`` and ``rule`` are
+``None`` until the first step creates them). The
 single-step form never writes the buffers; :meth:`commit` does. The global
 part ``W_g x`` of the multi-step form runs once on the folded ``[T*B, ...]``
 input; BatchNorm (conv layers) runs per step in both forms.

@@ -91,7 +91,10 @@ class SpikingClassifier(BaseModel):
         """Single-step form: ``(logits_t, state)`` with explicit state.
 
         ``logits_t`` aggregates the steps seen so far, so after T steps it
-        equals ``forward(x_seq, mode='tensor')``.
+        equals ``forward(x_seq, mode='tensor')``. ``state`` is
+        ``{'backbone': ..., 'head': ...}`` (the protocol of
+        :mod:`bidl_train.utils.state`; its flattened names, such as
+        ``backbone.0.v`` and ``head.sum``, are the exported graph's states).
         """
         state = state or {}
         feats, backbone_state = self.backbone.step(x_t, state.get('backbone'))

@@ -7,9 +7,11 @@ Two execution forms, same numbers (BIDL's "iteration representation"):
   kept on the module between calls, so there is no ``reset_net`` to forget
   and the batch samples never see each other's state.
 * single-step ``y_t, state = neuron.step(x_t, state)`` with ``x_t`` of shape
-  ``[B, ...]`` and ``state`` a ``dict[str, Tensor]`` (``None`` means fresh).
-  This form is what deployment exports: the state tensors are explicit graph
-  inputs and outputs.
+  ``[B, ...]`` and ``state`` a ``dict[str, Tensor]`` keyed by
+  :attr:`BaseNeuron.state_names` (``None`` means fresh): the leaves of the
+  one state protocol of :mod:`bidl_train.utils.state`. This form is what
+  deployment exports: the state tensors are explicit graph inputs and
+  outputs.
 
 Subclasses implement ``init_state`` and ``step``; :meth:`BaseNeuron.forward`
 runs ``step`` over T, and a subclass may replace it by a fused kernel that

@@ -140,9 +140,9 @@ def test_step_states_match_model_step(tmp_path):
             states = list(outs[1:5])
             y, ref_state = model.step(x_t, ref_state)
             torch.testing.assert_close(outs[0], y, atol=1e-5, rtol=0)
-            torch.testing.assert_close(states[0], ref_state['backbone'][0]['v'],
+            torch.testing.assert_close(states[0], ref_state['backbone']['0']['v'],
                                        atol=1e-5, rtol=0)
-            torch.testing.assert_close(states[1], ref_state['backbone'][2]['v'],
+            torch.testing.assert_close(states[1], ref_state['backbone']['2']['v'],
                                        atol=1e-5, rtol=0)
             torch.testing.assert_close(states[3], ref_state['head']['count'])
 

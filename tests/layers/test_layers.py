@@ -200,7 +200,9 @@ def test_spiking_sequential_from_configs():
     y = assert_forms_agree(net, x)
     assert y.shape == (3, 10)
     state = net.step(x[0])[1]
-    assert len(state) == len(net) and state[2] is None
+    # one entry per stateful layer, under its index (the protocol of
+    # bidl_train.utils.state); the Flatten, Dropout hold none
+    assert list(state) == ['0', '1', '4', '5']
 
 
 def test_spiking_sequential_of_modules_trains():
@@ -219,8 +221,10 @@ def test_spiking_sequential_refusals():
     with pytest.raises(ConfigError, match='SpikingSequential\\[1\\]'):
         SpikingSequential(Lif1d(3), dict(type='NoSuchLayer'))
     net = SpikingSequential(Lif1d(3), Lif1d(3))
-    with pytest.raises(ConfigError, match='layer states'):
+    with pytest.raises(ConfigError, match='keyed by layer index'):
         net.step(torch.rand(2, 3), [None])
+    with pytest.raises(ConfigError, match=r"layers \['2'\].*0\.\.1"):
+        net.step(torch.rand(2, 3), {'2': None})
 
 
 def test_forward_hook_on_neurons_sees_every_spike_tensor():

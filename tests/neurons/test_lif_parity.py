@@ -221,7 +221,7 @@ def test_deploy_node_equals_composed_step(param_shape, mode, memb_mode,
                 {0.0, 1.0}
     assert isinstance(node.surrogate, Heaviside)  # no autograd function
     torch.testing.assert_close(torch.stack(ys), y_ref, rtol=0, atol=0)
-    torch.testing.assert_close(states[0], v_ref, rtol=0, atol=0)
+    torch.testing.assert_close(states['v'], v_ref, rtol=0, atol=0)
 
 
 # ---------------------------------------------------------------------------

@@ -14,10 +14,11 @@ called through the context, ``ctx.fire(neuron, key, x)``:
 * :class:`SingleStepContext` runs ``neuron.step`` on ``[B, ...]`` with the
   state stored under ``key`` and records the new state.
 
-The state of a module is therefore a flat dict ``{key: neuron state}`` whose
-keys are the dotted names of the neurons inside it (``'layer1.0.lif1'``):
-"the states of the inner layers". Child modules run in a scoped context,
-``child.compute(x, ctx.scope('name'))``, so keys never collide.
+The state of a module follows the one state protocol
+(:mod:`bidl_train.utils.state`): each neuron's state sits at its context key
+split at the dots (``{'layer1': {'0': {'lif1': {'v': ...}}}}``), so its
+tensors are named ``layer1.0.lif1.v``. Child modules run in a scoped
+context, ``child.compute(x, ctx.scope('name'))``, so keys never collide.
 
 BatchNorm normalises over ``T*B`` samples in the multi-step form and over
 ``B`` in the single-step form; in eval mode (running statistics) the two
@@ -27,6 +28,7 @@ from torch import nn
 
 from bidl_train.errors import ConfigError
 from bidl_train.layers import fold_time, per_step_batchnorm, unfold_time
+from bidl_train.utils.state import put_state, state_at
 
 __all__ = ['StatefulModule', 'MultiStepContext', 'SingleStepContext']
 
@@ -48,15 +50,16 @@ class MultiStepContext:
 class SingleStepContext:
     """Neurons advance one step with explicit state.
 
-    ``state`` maps keys to neuron states (``None``: every neuron fresh);
-    ``new_state`` collects the states after this step (shared by scopes).
+    ``state`` is the module's nested state (``None``: every neuron fresh);
+    a neuron's state is found at its full dotted key, and ``new_state``
+    collects the states after this step there (shared by scopes).
     """
 
     def __init__(self, state=None, prefix='', new_state=None):
         if state is not None and not isinstance(state, dict):
             raise ConfigError('step(): state must be a dict (neuron key -> '
                               f'state) or None, got {type(state).__name__}')
-        self.state = state or {}
+        self.state = state
         self.prefix = prefix
         self.new_state = {} if new_state is None else new_state
 
@@ -66,8 +69,8 @@ class SingleStepContext:
 
     def fire(self, neuron, key, x):
         full = self.prefix + key
-        y, state = neuron.step(x, self.state.get(full))
-        self.new_state[full] = state
+        y, state = neuron.step(x, state_at(self.state, full))
+        put_state(self.new_state, full, state)
         return y
 
 

@@ -6,10 +6,10 @@ the last step only, the sum, and the TET loss (Deng et al., 2022), which
 applies the loss to every step's logits and averages, while prediction still
 uses the aggregated logits.
 """
-import torch
 from torch import nn
 
 from bidl_train.errors import ConfigError
+from bidl_train.layers.aggregation import fresh_aggregate, running_aggregate
 from bidl_train.registry import MODELS
 
 AGGREGATIONS = ('mean', 'sum', 'last')
@@ -85,17 +85,10 @@ class SpikingClsHead(nn.Module):
         T steps the output equals :meth:`forward` on the whole sequence.
         """
         logits = self.fc(self.dropout(x_t.reshape(x_t.shape[0], -1)))
-        if state is None:
-            state = dict(
-                sum=torch.zeros_like(logits),
-                count=torch.zeros((), dtype=logits.dtype,
-                                  device=logits.device))
-        total = state['sum'] + logits
-        count = state['count'] + 1
-        if self.aggregation == 'mean':
-            out = total / count
-        elif self.aggregation == 'sum':
-            out = total
-        else:
-            out = logits
-        return out, dict(sum=total, count=count)
+        return running_aggregate(self.aggregation, logits, state)
+
+    def init_state(self, x_t):
+        """No steps seen: zero logit sum and count (see
+        :func:`~bidl_train.layers.aggregation.running_aggregate`)."""
+        return fresh_aggregate(
+            x_t.new_zeros(x_t.shape[0], self.fc.out_features))

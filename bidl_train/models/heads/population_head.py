@@ -10,10 +10,10 @@ The readout has no weights, so whatever the layer learns (globally or
 locally) is read out the same way: the group of class c votes for class c.
 ``scale`` sets the softness of the cross-entropy loss on rates in [0, 1].
 """
-import torch
 from torch import nn
 
 from bidl_train.errors import ConfigError
+from bidl_train.layers.aggregation import fresh_aggregate, running_aggregate
 from bidl_train.registry import MODELS
 
 __all__ = ['PopulationClsHead']
@@ -66,11 +66,10 @@ class PopulationClsHead(nn.Module):
     def step(self, x_t, state=None):
         """Logits of the steps seen so far (equal to :meth:`forward` after
         all T steps); ``state = {'sum', 'count'}``."""
-        rates = self.group_rates(x_t)
-        if state is None:
-            state = dict(sum=torch.zeros_like(rates),
-                         count=torch.zeros((), dtype=rates.dtype,
-                                           device=rates.device))
-        total = state['sum'] + rates
-        count = state['count'] + 1
-        return self.scale * total / count, dict(sum=total, count=count)
+        _, state = running_aggregate('mean', self.group_rates(x_t), state)
+        # scale * sum / count, in this order: the numbers of earlier releases
+        return self.scale * state['sum'] / state['count'], state
+
+    def init_state(self, x_t):
+        """No steps seen: zero group-rate sum and count."""
+        return fresh_aggregate(x_t.new_zeros(x_t.shape[0], self.num_classes))
