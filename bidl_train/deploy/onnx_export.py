@@ -100,6 +100,65 @@ def _check_written(path):
                             + _root_cause(error)) from None
 
 
+#: the opset the recommended exporter's operators are written in (its
+#: translation table, torchlib); :func:`_to_opset` converts down from it
+_WRITTEN_OPSET = 18
+
+#: value types of index arithmetic (shapes, axes, sizes): the only values
+#: :func:`_to_opset` folds into constants
+_INDEX_TYPES = ('INT64', 'INT32')
+
+
+def _index_arithmetic(node):
+    """For the constant folder: fold ``node`` (None: by its own rules) only
+    where every input is a constant integer index value (the unoptimised
+    graph has no types on computed values, so it is judged by its inputs),
+    never where a float tensor or an int8 weight goes in."""
+    import onnx_ir as ir
+    index = {getattr(ir.DataType, name) for name in _INDEX_TYPES}
+    inputs = [value for value in node.inputs if value is not None]
+    if all(value.const_value is not None and value.const_value.dtype in index
+           for value in inputs):
+        return None
+    return False
+
+
+def _to_opset(model):
+    """Convert the exported ``model`` (an ``onnx_ir`` model, opset
+    :data:`_WRITTEN_OPSET`) down to :data:`OPSET`, in place.
+
+    Opset 18 takes the axes of ``ReduceMean`` (and the other reductions)
+    as an input; opset 17 as an attribute, so the converter needs them as a
+    constant. Unoptimised, the exporter computes them (a ``Reshape`` of
+    constants), and the conversion fails: the integer index arithmetic is
+    folded first. Float values are not folded: folding would turn int8
+    weights back into float initialisers (``Cast * scale`` precomputed),
+    which is why the exporter's own optimiser stays off.
+    """
+    from onnxscript import optimizer, version_converter
+    optimizer.fold_constants(model, should_fold=_index_arithmetic)
+    version_converter.convert_version(model, OPSET, fallback=True)
+    _drop_noop_with_empty_axes(model)
+
+
+def _drop_noop_with_empty_axes(model):
+    """Remove the opset-18 attribute ``noop_with_empty_axes`` that ONNX's
+    converter leaves on the reductions which gained it in opset 18 (all but
+    ``ReduceSum``), making an opset-17 node the checker refuses. Its value 0
+    (the default) is what opset 17 does; 1 is not expressible there."""
+    import onnx_ir as ir
+    if model.opset_imports.get('') != OPSET:
+        return  # not converted: _check_written says so
+    for node in ir.traversal.RecursiveGraphIterator(model.graph):
+        if (node.op_type.startswith('Reduce') and node.op_type != 'ReduceSum'
+                and 'noop_with_empty_axes' in node.attributes):
+            if node.attributes['noop_with_empty_axes'].as_int() != 0:
+                raise CannotExpress(f'{node.op_type} with '
+                                    'noop_with_empty_axes=1 has no opset-'
+                                    f'{OPSET} form')
+            node.attributes.pop('noop_with_empty_axes')
+
+
 def _export_dynamo(module, args, path, input_names, output_names,
                    dynamic_shapes):
     """Write ``path`` with ``torch.onnx.export(dynamo=True)``, or raise
@@ -109,15 +168,17 @@ def _export_dynamo(module, args, path, input_names, output_names,
                             'install onnxscript, or bidl-train[deploy])')
     try:
         with _quiet():
-            torch.onnx.export(
-                module, args, path, dynamo=True, opset_version=OPSET,
-                input_names=input_names, output_names=output_names,
-                dynamic_shapes=dynamic_shapes, verbose=False,
-                # one self-contained file, as the TorchScript exporter wrote
-                external_data=False,
+            program = torch.onnx.export(
+                module, args, None, dynamo=True,
+                opset_version=_WRITTEN_OPSET, input_names=input_names,
+                output_names=output_names, dynamic_shapes=dynamic_shapes,
+                verbose=False,
                 # the optimiser's constant folding would turn int8 weights
                 # back into float initialisers (Cast * scale precomputed)
                 optimize=False)
+            _to_opset(program.model)
+            # one self-contained file, as the TorchScript exporter wrote
+            program.save(path, external_data=False)
     except Exception as error:  # noqa: B902
         # torch wraps what torch.export or the translation refuses in
         # OnnxExporterError, but a construct it does not foresee can fail

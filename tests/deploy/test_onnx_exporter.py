@@ -234,6 +234,40 @@ def test_graph_left_at_another_opset_falls_back(tmp_path, monkeypatch):
     _run_affine(tmp_path / 'a.onnx')
 
 
+class _GroupMean(torch.nn.Module):
+    """A mean over groups, as the population head's GroupMeanNode: its
+    ``ReduceMean`` takes the axes as an input in opset 18 and as an
+    attribute in opset 17."""
+
+    def forward(self, x):
+        return x.reshape(-1, 2, 3).mean(-1)
+
+
+def test_reduction_is_converted_down_to_opset_17_by_the_dynamo_exporter(
+        tmp_path):
+    """Unoptimised, the exporter computes a reduction's axes (a Reshape of
+    constants) and ONNX's converter cannot turn them into the opset-17
+    attribute: the graph used to fall back to the TorchScript exporter."""
+    x = torch.ones(1, 6)
+    path = tmp_path / 'mean.onnx'
+    info = onnx_export.export_graph(
+        str(path), ['x'], ['y'], dynamo=(_GroupMean(), (x, ), (
+            {0: 'batch'}, )), torchscript=lambda: (_GroupMean(), (x, ), {
+                'x': {0: 'batch'}}))
+    assert info == dict(used='dynamo')
+    graph = _graph(path)
+    assert _opset(graph)['ai.onnx'] == 17
+    onnx.checker.check_model(graph)
+    mean = next(n for n in graph.graph.node if n.op_type == 'ReduceMean')
+    assert [a.name for a in mean.attribute if a.name == 'axes'] == ['axes']
+    assert len(mean.input) == 1  # opset 17: the axes are no input
+    import onnxruntime as ort
+    data = np.arange(18, dtype=np.float32).reshape(3, 6)
+    got = ort.InferenceSession(str(path)).run(None, {'x': data})[0]
+    # groups of three consecutive values: their middle one is the mean
+    np.testing.assert_allclose(got, data[:, 1::3])
+
+
 def test_torchscript_target_says_deprecated_without_warning_noise(tmp_path):
     model, x = _classifier(), _inputs(T=3, B=2)
     with warnings.catch_warnings(record=True) as caught:
