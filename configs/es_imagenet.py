@@ -22,4 +22,4 @@ param_scheduler = [
 train_cfg = dict(by_epoch=True, max_epochs=25, val_interval=1)
 val_cfg = dict()
 test_cfg = dict()
-_input_shape = (8, 2, 224, 224)
+_input_shape = ({{_base_.num_steps}}, 2, 224, 224)

@@ -10,4 +10,4 @@ _base_ = [
     '_base_/default_runtime.py',
 ]
 # input hint for tools that build a random batch: (T, C, H, W)
-_input_shape = (16, 3, 112, 112)
+_input_shape = ({{_base_.num_steps}}, 3, 112, 112)

@@ -11,13 +11,15 @@ _base_ = [
     '_base_/schedules/sgd_warmup_multistep_20e.py',
     '_base_/default_runtime.py',
 ]
+num_steps = 20  # T: the encoder repeats each image over 20 steps
 model = dict(
     data_preprocessor=dict(
         type='SpikingDataPreprocessor',
-        encoder=dict(type='RateEncoder', T=20, method='bernoulli')),
+        encoder=dict(type='RateEncoder', num_steps=num_steps,
+                     method='bernoulli')),
     backbone=dict(in_channels=1, input_size=28,
                   neuron=dict(type='LIF', mode='spike')),
     head=dict(num_classes=10,
               loss=dict(type='CrossEntropyLoss', label_smoothing=0.1 / 1.1)))
 # static images carry no T: the input shape the encoder produces, for tools
-_input_shape = (20, 1, 28, 28)
+_input_shape = (num_steps, 1, 28, 28)

@@ -13,4 +13,4 @@ _base_ = [
 ]
 model = dict(backbone=dict(neuron=dict(type='LIF', noise=1e-3)))
 # input hint (T, C, H, W): the stored clips have 60 steps
-_input_shape = (60, 2, 40, 40)
+_input_shape = ({{_base_.num_steps}}, 2, 40, 40)

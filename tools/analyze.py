@@ -15,7 +15,8 @@ import sys
 import torch
 
 from bidl_train.cli.common import add_cfg_options, load_config
-from bidl_train.errors import BidlError, ConfigError
+from bidl_train.deploy.samples import input_shape
+from bidl_train.errors import BidlError
 from bidl_train.evaluation.complexity import (count_complexity,
                                               measure_training_memory)
 from bidl_train.registry import MODELS
@@ -52,29 +53,18 @@ def _real_batches(cfg, model, count):
         yield model.data_preprocessor(data, False)['inputs']
 
 
-def _random_batches(cfg, count, batch):
-    hint = cfg.get('_input_shape')
-    backbone = cfg.model.backbone
-    dataset = cfg.test_dataloader.dataset
-    rep = dataset.get('representation') or {}
-    steps = (hint[0] if hint else rep.get('T') or dataset.get('T')
-             or dataset.get('max_len') or dataset.get('num_slices'))
-    if backbone.type == 'FastTextLif':
+def _random_batches(cfg, model, count, batch):
+    """Random inputs of the config's shape: T from the config's
+    ``num_steps`` (see :func:`bidl_train.deploy.samples.input_shape`)."""
+    shape = input_shape(cfg, model)
+    if cfg.model.backbone.type == 'FastTextLif':
         for _ in range(count):
-            yield torch.randint(0, backbone.vocab_size, (steps, batch))
+            yield torch.randint(0, cfg.model.backbone.vocab_size,
+                                (shape[0], batch))
         return
-    if hint:
-        shape = tuple(hint[1:])
-    else:
-        size = backbone.input_size
-        size = (size, size) if isinstance(size, int) else tuple(size)
-        shape = (backbone.in_channels, ) + size
-    if not steps:
-        raise ConfigError('analyze --random: the config gives no T; add '
-                          '_input_shape = (T, C, H, W)')
     for _ in range(count):
         # sparse binary events, as DVS frames are after thresholding
-        yield (torch.rand(steps, batch, *shape) < 0.1).float()
+        yield (torch.rand(shape[0], batch, *shape[1:]) < 0.1).float()
 
 
 def analyze(cfg, checkpoint=None, batches=4, random=False, memory_batch=2):
@@ -83,11 +73,14 @@ def analyze(cfg, checkpoint=None, batches=4, random=False, memory_batch=2):
         from bidl_train.engine.checkpoint import load_model_weights
         load_model_weights(model, checkpoint)  # a path or an http(s) URL
     model.eval()
-    source = (_random_batches(cfg, batches, cfg.test_dataloader.batch_size)
+    source = (_random_batches(cfg, model, batches,
+                              cfg.test_dataloader.batch_size)
               if random else _real_batches(cfg, model, batches))
     report = count_complexity(model, source)
-    first = next(iter(_random_batches(cfg, 1, memory_batch))) if random \
-        else next(_real_batches(cfg, model, 1))[:, :memory_batch]
+    if random:
+        first = next(_random_batches(cfg, model, 1, memory_batch))
+    else:
+        first = next(_real_batches(cfg, model, 1))[:, :memory_batch]
     optim = cfg.optim_wrapper.optimizer.type
     report['memory'] = measure_training_memory(
         model, first, cfg.train_dataloader.batch_size,

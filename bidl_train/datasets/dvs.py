@@ -32,6 +32,7 @@ from bidl_train.utils.progress import track
 
 from .cache import SampleCache
 from .pipeline import transforms_num_steps
+from .steps import config_arguments, wrapped_num_steps
 from .io import EVENT_EXTENSIONS, read_events, read_sensor_size
 from .paths import open_annotation, resolve_inside, scan_inside
 from .seeding import TransformRNG
@@ -62,6 +63,13 @@ def _cache_key(representation):
         representation = dict(representation)
         representation['num_steps'] = representation.pop('T')
     return representation
+
+
+def event_num_steps(representation, transforms):
+    """T of the samples that ``representation`` then ``transforms`` make:
+    the last ``num_steps`` stated (None: no fixed count)."""
+    return transforms_num_steps(transforms,
+                                getattr(representation, 'num_steps', None))
 
 
 def _fingerprint(path):
@@ -140,8 +148,17 @@ class EventDataset(Dataset):
     def num_steps(self):
         """T of the samples: the representation's ``num_steps`` (with
         ``representation=None``, that of the pipeline's representation)."""
-        start = getattr(self.representation, 'num_steps', None)
-        return transforms_num_steps(self.pipeline.transforms, start)
+        return event_num_steps(self.representation, self.pipeline.transforms)
+
+    @classmethod
+    def stated_num_steps(cls, cfg):
+        """T that a config of this dataset states (see
+        :mod:`~bidl_train.datasets.steps`): its representation's and
+        pipeline's, built from the config (cheap: no events are read)."""
+        args = config_arguments(cls, cfg)
+        return event_num_steps(
+            _build_transform(args.get('representation')),
+            [_build_transform(t) for t in args.get('pipeline') or ()])
 
     def __len__(self):
         return len(self.records)
@@ -777,6 +794,10 @@ class EventMixDataset(Dataset):
     @property
     def metainfo(self):
         return self.dataset.metainfo
+
+    @classmethod
+    def stated_num_steps(cls, cfg):
+        return wrapped_num_steps(cfg['dataset'])
 
     def __len__(self):
         return len(self.dataset)

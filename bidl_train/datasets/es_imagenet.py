@@ -45,6 +45,7 @@ from bidl_train.registry import DATASETS, TRANSFORMS
 
 from .io.npy import load_checked
 from .paths import check_relative, open_annotation, resolve_inside
+from .pipeline import compose as _compose
 from .pipeline import transforms_num_steps
 
 #: Label list and sample folder of each split.
@@ -206,6 +207,12 @@ class ESImageNet(Dataset):
         return dict(classes=list(self._classes),
                     num_steps=transforms_num_steps(self.pipeline.transforms,
                                                    TIME_STEPS))
+
+    @classmethod
+    def stated_num_steps(cls, cfg):
+        """:data:`TIME_STEPS`, unless the pipeline makes other steps."""
+        return transforms_num_steps(
+            _compose(cfg.get('pipeline') or ()).transforms, TIME_STEPS)
 
     def __len__(self):
         return len(self._items)

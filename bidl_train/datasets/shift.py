@@ -15,6 +15,8 @@ from torch.utils.data import Dataset
 from bidl_train.errors import ConfigError
 from bidl_train.registry import DATASETS
 
+from .steps import wrapped_num_steps
+
 __all__ = ['SensorShift', 'ShiftedDataset']
 
 
@@ -78,6 +80,10 @@ class ShiftedDataset(Dataset):
             dataset = DATASETS.build(dataset)
         self.dataset = dataset
         self.transform = SensorShift(shift, mirror, swap_polarity)
+
+    @classmethod
+    def stated_num_steps(cls, cfg):
+        return wrapped_num_steps(cfg['dataset'])
 
     @property
     def metainfo(self):

@@ -217,6 +217,12 @@ class MNIST(Dataset):
         return dict(classes=list(self._classes),
                     num_steps=transforms_num_steps(self.pipeline.transforms))
 
+    @classmethod
+    def stated_num_steps(cls, cfg):
+        """That of a ``SpikeEncode`` in the pipeline, else None."""
+        return transforms_num_steps(
+            _compose(cfg.get('pipeline') or ()).transforms)
+
     def __len__(self):
         return len(self._labels)
 

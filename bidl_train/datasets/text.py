@@ -4,7 +4,7 @@ Sample contract
 ---------------
 ``__getitem__`` returns ``{'inputs': LongTensor[T], 'length': int, 'label': int}``
 where ``T = num_steps`` (one token per step; ``max_len`` is accepted as its
-old name, see :mod:`bidl_train.time_steps`). Token ids:
+old name, see :mod:`bidl_train.utils.time_steps`). Token ids:
 
 * ``0``            padding,
 * ``1 .. K``       the K most frequent training words (rank 1 = most frequent),
@@ -56,7 +56,7 @@ from torch.utils.data import Dataset
 
 from bidl_train.errors import ConfigError, DataError
 from bidl_train.registry import DATASETS, TRANSFORMS
-from bidl_train.time_steps import UNSET, resolve_num_steps
+from bidl_train.utils.time_steps import UNSET, resolve_num_steps
 
 from .paths import scan_inside
 from .pipeline import compose as _compose
@@ -218,17 +218,27 @@ class _TokenSequenceDataset(Dataset):
 
     def __init__(self, classes, num_steps, max_len, pad_side, truncate_side,
                  pipeline):
-        owner = type(self).__name__
-        steps = resolve_num_steps(owner, num_steps, max_len=max_len,
-                                  default=self.DEFAULT_NUM_STEPS)
-        if steps is None or int(steps) < 1:
-            raise ConfigError(f'{owner}: num_steps (tokens per sample) must '
-                              f'be >= 1, got {steps!r}')
         self._classes = list(classes)
-        self.num_steps = int(steps)
+        self.num_steps = self._num_steps(num_steps, max_len)
         self.pad_side = pad_side
         self.truncate_side = truncate_side
         self.pipeline = _compose(pipeline)
+
+    @classmethod
+    def _num_steps(cls, num_steps, max_len):
+        steps = resolve_num_steps(cls.__name__, num_steps, max_len=max_len,
+                                  default=cls.DEFAULT_NUM_STEPS)
+        if steps is None or int(steps) < 1:
+            raise ConfigError(f'{cls.__name__}: num_steps (tokens per '
+                              f'sample) must be >= 1, got {steps!r}')
+        return int(steps)
+
+    @classmethod
+    def stated_num_steps(cls, cfg):
+        """``num_steps`` (old name ``max_len``) of a config of this class:
+        every sample is padded or truncated to it."""
+        return cls._num_steps(cfg.get('num_steps', UNSET),
+                              cfg.get('max_len', UNSET))
 
     @property
     def metainfo(self):

@@ -66,7 +66,8 @@ from torch.utils.data import Dataset
 import bidl_train.datasets.transforms.video  # noqa: F401
 from bidl_train.errors import DataError
 from bidl_train.registry import DATASETS, TRANSFORMS
-from bidl_train.time_steps import DEFAULT_NUM_STEPS, UNSET, resolve_num_steps
+from bidl_train.utils.time_steps import (DEFAULT_NUM_STEPS, UNSET,
+                                         resolve_num_steps)
 
 from .io.npy import load_checked
 from .paths import check_file_inside, check_relative, open_annotation, \
@@ -194,8 +195,7 @@ class _ClipDataset(Dataset):
                 f"representation must be 'rgb' or 'diff', got "
                 f'{representation!r}')
         self._classes = list(classes)
-        self.num_steps = int(resolve_num_steps(
-            type(self).__name__, num_steps, T=T, default=DEFAULT_NUM_STEPS))
+        self.num_steps = self._num_steps(num_steps, T)
         self.stride = stride
         self.test_mode = bool(test_mode)
         self.pipeline = _compose(pipeline)
@@ -206,6 +206,17 @@ class _ClipDataset(Dataset):
     @property
     def metainfo(self):
         return dict(classes=list(self._classes), num_steps=self.num_steps)
+
+    @classmethod
+    def _num_steps(cls, num_steps, T):
+        return int(resolve_num_steps(cls.__name__, num_steps, T=T,
+                                     default=DEFAULT_NUM_STEPS))
+
+    @classmethod
+    def stated_num_steps(cls, cfg):
+        """``num_steps`` (old name ``T``): frames per clip."""
+        return cls._num_steps(cfg.get('num_steps', UNSET),
+                              cfg.get('T', UNSET))
 
     def __len__(self):
         return len(self._items)
@@ -292,8 +303,8 @@ class Jester(_ClipDataset):
         data_root (str): folder with ``20bn-jester-v1/`` and the CSVs.
         split (str): ``'train'`` or ``'val'``.
         num_steps (int): T, frames per clip (BIDL: 16 or 8; default
-            :data:`~bidl_train.time_steps.DEFAULT_NUM_STEPS`); ``T`` is its
-            old name.
+            :data:`~bidl_train.utils.time_steps.DEFAULT_NUM_STEPS`); ``T``
+            is its old name.
         stride: see module doc. Default: bell-shaped ``(1.0, 2.0, 0.1)``
             for training, ``1.5`` for validation (BIDL's settings).
         test_mode (bool | None): fixed centred clips; default
@@ -511,6 +522,10 @@ class RGBGesture(Dataset):
         # the stored clips fix T: data is [N, T, C, H, W]
         return dict(classes=list(self.CLASSES),
                     num_steps=int(self._data.shape[1]))
+
+    @classmethod
+    def stated_num_steps(cls, cfg):
+        return None  # the stored clips decide
 
     def __len__(self):
         return len(self._labels)

@@ -17,8 +17,9 @@ values (e.g. Hounsfield units: add ``IntensityWindow`` to the pipeline).
 Depth selection: ``slices = volume[::slice_stride]``; then, when
 ``num_steps`` is set, the ``num_steps`` central ones
 (start ``(D' - num_steps) // 2``): one slice per time step, T = num_steps
-(``num_slices`` is accepted as its old name, see :mod:`bidl_train.time_steps`;
-with ``as_time=False`` it is the depth kept). A volume with fewer slices than
+(``num_slices`` is accepted as its old name, see
+:mod:`bidl_train.utils.time_steps`; with ``as_time=False`` it is the depth
+kept). A volume with fewer slices than
 asked is an error, never silently padded. ``metainfo['num_steps']`` is T with
 ``as_time=True`` and ``num_steps`` set, else None (no time axis, or a depth
 that the files decide).
@@ -50,7 +51,7 @@ from torch.utils.data import Dataset
 import bidl_train.datasets.transforms.volume  # noqa: F401
 from bidl_train.errors import DataError
 from bidl_train.registry import DATASETS, TRANSFORMS
-from bidl_train.time_steps import UNSET, resolve_num_steps
+from bidl_train.utils.time_steps import UNSET, resolve_num_steps
 
 from .io.npy import load_checked
 from .paths import resolve_inside, scan_inside
@@ -126,6 +127,16 @@ class _VolumeDataset(Dataset):
     def metainfo(self):
         steps = self.num_steps if self.as_time else None
         return dict(classes=list(self._classes), num_steps=steps)
+
+    @classmethod
+    def stated_num_steps(cls, cfg):
+        """``num_steps`` (old name ``num_slices``) with ``as_time`` (the
+        default); None without it (no time axis) or when every slice is
+        kept (the files decide)."""
+        if not cfg.get('as_time', True):
+            return None
+        return resolve_num_steps(cls.__name__, cfg.get('num_steps', UNSET),
+                                 num_slices=cfg.get('num_slices', UNSET))
 
     def _check_label(self, label, path):
         if not 0 <= label < len(self._classes):

@@ -20,6 +20,7 @@ import torch
 
 from bidl_train.errors import ConfigError, DataError
 from bidl_train.registry import DATASETS
+from bidl_train.utils.time_steps import config_num_steps
 
 __all__ = ['verification_batch', 'verification_samples', 'random_batch',
            'input_shape', 'RANDOM_DENSITY', 'RANDOM_SEED']
@@ -113,36 +114,21 @@ def verification_samples(cfg, model, count, random_inputs=None):
                                       samples=len(labels))
 
 
-def _steps(cfg):
-    """T of the config's samples (None when no dataset config names it)."""
-    for split in ('val', 'test', 'train'):
-        loader = cfg.get(f'{split}_dataloader') or {}
-        dataset = loader.get('dataset') or {}
-        rep = dataset.get('representation')
-        rep = rep if isinstance(rep, dict) else {}  # 'diff': a name only
-        steps = (rep.get('T') or dataset.get('T') or dataset.get('max_len')
-                 or dataset.get('num_slices'))
-        if steps:
-            return int(steps)
-    return None
-
-
-def input_shape(cfg):
+def input_shape(cfg, model=None):
     """``[T, ...]`` of one network input (after the data preprocessor) as
-    the config gives it: its ``_input_shape`` hint (needed where an encoder
-    makes the steps, e.g. rate-coded images), else the backbone's
-    ``in_channels``/``input_size`` and the dataset's ``T`` (token ids
-    ``[T]`` for FastTextLif, ``T`` from ``max_len``)."""
+    the config gives it, for random inputs when no data is on disk.
+
+    T is :func:`~bidl_train.utils.time_steps.config_num_steps`: the config's
+    top-level ``num_steps`` (or its ``_input_shape`` hint), checked against
+    the spike encoder of ``model``'s data preprocessor. The rest is the
+    ``_input_shape`` hint ``(T, C, H, W)`` (needed where the backbone does
+    not say its input, e.g. rate-coded images), else ``[T]`` token ids for
+    FastTextLif, else the backbone's ``in_channels``/``input_size``."""
+    steps = config_num_steps(cfg, model=model)
     hint = cfg.get('_input_shape')
     if hint:
-        return [int(v) for v in hint]
+        return [steps] + [int(v) for v in hint[1:]]
     backbone = cfg.model.get('backbone') or {}
-    steps = _steps(cfg)
-    if not steps:
-        raise ConfigError(
-            'the config gives no number of time steps for random inputs '
-            '(no representation.T, T, max_len or num_slices in its dataset '
-            'configs); add _input_shape = (T, C, H, W) to the config')
     if backbone.get('type') == 'FastTextLif':
         return [steps]
     size = backbone.get('input_size')
@@ -150,8 +136,8 @@ def input_shape(cfg):
     if size is None or channels is None:
         raise ConfigError(
             f'cannot tell the input shape of backbone {backbone.get("type")} '
-            '(no in_channels/input_size); add _input_shape = (T, C, H, W) '
-            'to the config')
+            '(no in_channels/input_size); add _input_shape = '
+            '(num_steps, C, H, W) to the config')
     size = [size, size] if isinstance(size, int) else list(size)
     return [steps, int(channels)] + [int(s) for s in size]
 
@@ -161,7 +147,7 @@ def random_batch(cfg, model, count):
     (:func:`input_shape`), drawn with :data:`RANDOM_SEED`: token ids below
     the vocabulary size for FastTextLif, else binary frames with
     :data:`RANDOM_DENSITY` ones."""
-    shape = input_shape(cfg)
+    shape = input_shape(cfg, model)
     gen = torch.Generator().manual_seed(RANDOM_SEED)
     vocab = getattr(getattr(model, 'backbone', None), 'vocab_size', None)
     if len(shape) == 1 and vocab:

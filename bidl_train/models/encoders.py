@@ -4,7 +4,7 @@ Every encoder is an ``nn.Module`` with no trainable parameters whose
 ``forward(x, generator=None)`` returns a tensor with a new leading time axis,
 ``[T, *x.shape]`` (population coding also widens the channel axis), T being
 the encoder's ``num_steps`` (``T=`` is accepted as its old name, see
-:mod:`bidl_train.time_steps`). They are
+:mod:`bidl_train.utils.time_steps`). They are
 registered in :data:`~bidl_train.registry.MODELS`, so a
 :class:`~bidl_train.models.data_preprocessor.SpikingDataPreprocessor` with
 ``encoder=dict(type='RateEncoder', num_steps=20)`` turns a static batch
@@ -51,7 +51,7 @@ from torch import nn
 
 from bidl_train.errors import ConfigError
 from bidl_train.registry import MODELS
-from bidl_train.time_steps import UNSET, resolve_num_steps
+from bidl_train.utils.time_steps import UNSET, resolve_num_steps
 
 
 def _positive_int(value, name, owner):

@@ -11,9 +11,11 @@ yet, e.g. static images encoded later by the model's data preprocessor).
 
 A config states it once, at its top level (``num_steps = 10``), and its
 components refer to that variable. Tools that need T without loading data
-(random inputs, the deploy matrix) read it with :func:`config_num_steps`,
-which also cross-checks it against the dataset and the model's encoder
-when they are at hand.
+(random inputs, the deploy matrix) read it with :func:`config_num_steps`:
+from that key, from the dataset config (each dataset class says, in its
+``stated_num_steps``, which of its arguments make the steps), from the
+built dataset's metainfo and from the model's encoder, refusing any
+disagreement between them. Nothing is guessed from key names.
 
 Earlier names are still accepted as aliases of ``num_steps``: ``T`` (event
 representations, spike encoders, video datasets, synthetic motion),
@@ -21,13 +23,15 @@ representations, spike encoders, video datasets, synthetic motion),
 datasets: one slice per step). Giving an alias and ``num_steps`` with
 different values is refused in one line (:func:`resolve_num_steps`).
 
-This module sits beside ``registry`` at the bottom of the import order, so
-both data code and model code use it.
+It lives in ``utils`` (below both ``datasets`` and ``models`` in the import
+order), so data code and model code share it; dataset classes are reached
+through the ``DATASETS`` registry by name, never imported.
 """
 from bidl_train.errors import ConfigError
+from bidl_train.registry import DATASETS
 
 __all__ = ['DEFAULT_NUM_STEPS', 'UNSET', 'resolve_num_steps',
-           'config_num_steps']
+           'config_num_steps', 'dataset_config_num_steps']
 
 #: T of the event representations and video datasets when a config gives
 #: none (BIDL's usual 16 frames)
@@ -68,6 +72,28 @@ def resolve_num_steps(owner, num_steps=UNSET, default=None, **aliases):
     return values[0] if values else default
 
 
+#: the splits whose dataset config states T, in the order verification
+#: and analysis read them (the validation split first)
+SPLITS = ('val', 'test', 'train')
+
+
+def dataset_config_num_steps(dataset_cfg):
+    """T that a dataset config states, without reading data: asked of the
+    dataset class (its ``stated_num_steps`` classmethod); None when the
+    class cannot tell before reading its files or has no time axis."""
+    cls = DATASETS.get(dataset_cfg.get('type'))
+    ask = getattr(cls, 'stated_num_steps', None)
+    return None if ask is None else ask(dataset_cfg)
+
+
+def _split_dataset_cfg(cfg):
+    for split in SPLITS:
+        loader = cfg.get(f'{split}_dataloader') or {}
+        if isinstance(loader.get('dataset'), dict):
+            return split, loader['dataset']
+    return None, None
+
+
 def _sources(cfg, dataset, model):
     """``[(where, T), ...]`` of every place that states T for ``cfg``."""
     found = []
@@ -76,16 +102,21 @@ def _sources(cfg, dataset, model):
     hint = cfg.get('_input_shape')
     if hint:
         found.append(('_input_shape[0]', hint[0]))
-    meta = getattr(dataset, 'metainfo', None) or {}
-    if meta.get('num_steps') is not None:
-        found.append(('the dataset\'s metainfo["num_steps"]',
-                      meta['num_steps']))
+    if dataset is not None:
+        steps = (getattr(dataset, 'metainfo', None) or {}).get('num_steps')
+        found.append(('the dataset\'s metainfo["num_steps"]', steps))
+    else:
+        split, dataset_cfg = _split_dataset_cfg(cfg)
+        if dataset_cfg is not None:
+            found.append((f'{split}_dataloader.dataset',
+                          dataset_config_num_steps(dataset_cfg)))
     preprocessor = getattr(model, 'data_preprocessor', None)
     encoder = getattr(preprocessor, 'encoder', None)
-    if getattr(encoder, 'num_steps', None) is not None:
+    if encoder is not None:
         found.append((f'the data preprocessor\'s {type(encoder).__name__}',
-                      encoder.num_steps))
-    return [(where, int(value)) for where, value in found]
+                      getattr(encoder, 'num_steps', None)))
+    return [(where, int(value)) for where, value in found
+            if value is not None]
 
 
 def config_num_steps(cfg, dataset=None, model=None):
@@ -93,8 +124,9 @@ def config_num_steps(cfg, dataset=None, model=None):
 
     Read from what states it, never guessed from other keys: the config's
     top-level ``num_steps``, its ``_input_shape`` hint ``(T, C, H, W)``,
-    ``dataset.metainfo['num_steps']`` and the spike encoder of
-    ``model.data_preprocessor`` (the last two when given). They must agree;
+    the dataset (``dataset.metainfo['num_steps']`` when given, else what
+    the first of the val/test/train dataset configs states) and the spike
+    encoder of ``model.data_preprocessor`` (when given). They must agree;
     a config stating none of them is refused, naming the key to add.
     """
     found = _sources(cfg, dataset, model)

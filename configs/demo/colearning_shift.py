@@ -35,8 +35,11 @@ default_hooks = dict(
     logger=dict(interval=10),
     checkpoint=dict(save_best=None, max_keep_ckpts=1))
 
-_train_set = dict(type='SyntheticMotion', split='train', num_samples=400)
-_test_set = dict(type='SyntheticMotion', split='test', num_samples=200)
+num_steps = 8  # T, the frames of a motion sample
+_train_set = dict(type='SyntheticMotion', split='train', num_samples=400,
+                  num_steps=num_steps)
+_test_set = dict(type='SyntheticMotion', split='test', num_samples=200,
+                 num_steps=num_steps)
 _loader = dict(
     batch_size=16,
     num_workers=0,
@@ -51,7 +54,7 @@ val_dataloader = dict(
     dataset=dict(type='ShiftedDataset', dataset=_test_set, **_shift))
 test_dataloader = val_dataloader
 # SyntheticMotion's default sample shape (T, C, H, W), for the config test
-_input_shape = (8, 2, 16, 16)
+_input_shape = (num_steps, 2, 16, 16)
 val_evaluator = [dict(type='Accuracy', topk=(1, )), dict(type='FiringRate')]
 test_evaluator = val_evaluator
 

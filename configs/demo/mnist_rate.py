@@ -7,7 +7,7 @@ _base_ = [
     '../_base_/schedules/adam_cosine.py',
     '../_base_/default_runtime.py',
 ]
-_T = 20
+num_steps = 20  # T: the encoder repeats each image over 20 steps
 # a smaller synthetic set than the base's, to fit minutes on 2 cores
 train_dataloader = dict(dataset=dict(num_train=1000, num_test=300))
 val_dataloader = dict(dataset=dict(num_train=1000, num_test=300))
@@ -16,7 +16,8 @@ model = dict(
     type='SpikingClassifier',
     data_preprocessor=dict(
         type='SpikingDataPreprocessor',
-        encoder=dict(type='RateEncoder', T=_T, method='bernoulli')),
+        encoder=dict(type='RateEncoder', num_steps=num_steps,
+                     method='bernoulli')),
     backbone=dict(
         type='ConvLifNet',
         in_channels=1,
@@ -35,4 +36,4 @@ param_scheduler = [
 ]
 default_hooks = dict(logger=dict(interval=20))
 # static images carry no T: the input shape the encoder produces, for tools
-_input_shape = (_T, 1, 28, 28)
+_input_shape = (num_steps, 1, 28, 28)

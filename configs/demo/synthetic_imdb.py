@@ -7,7 +7,9 @@ _base_ = [
     '../_base_/default_runtime.py',
 ]
 _data_root = 'datasets/SyntheticIMDB'
-_text = dict(vocab_size=64, max_len=48, num_train=800, num_test=400)
+num_steps = 48  # T: tokens per review, one per step
+_text = dict(
+    vocab_size=64, num_steps=num_steps, num_train=800, num_test=400)
 # batch 16 (50 updates per epoch) at lr 1e-2: 100 % test accuracy from
 # epoch 5 (seed 0) and epoch 7 (seed 1). Batch 32 at lr 1e-2 reached 100 % at epoch
 # 9 with seed 0 but only 85 % after 10 epochs with seed 1; BIDL-like

@@ -8,6 +8,7 @@ _base_ = [
     '../_base_/default_runtime.py',
 ]
 _data_root = 'datasets/SyntheticJester'
+num_steps = 8  # T: frame differences per clip
 _synthetic = dict(num_train_per_class=24, num_val_per_class=8, num_frames=12)
 # 32x32 rather than 40x40: the blob's motion is still plain at this size and
 # an epoch costs less (3 epochs: 15-16 s user CPU vs 27 s for 4 epochs
@@ -22,7 +23,7 @@ train_dataloader = dict(
         type='SyntheticJester',
         data_root=_data_root,
         split='train',
-        T=8,
+        num_steps=num_steps,
         stride=1.0,
         representation='diff',
         pipeline=_pipeline,
@@ -36,7 +37,7 @@ val_dataloader = dict(
         type='SyntheticJester',
         data_root=_data_root,
         split='val',
-        T=8,
+        num_steps=num_steps,
         stride=1.0,
         representation='diff',
         pipeline=_pipeline,

@@ -16,7 +16,9 @@ model = dict(
         num_classes=10,
         aggregation='mean',
         loss=dict(type='CrossEntropyLoss', label_smoothing=0.1)))
-_representation = dict(type='EventFrames', T=20, split_by='number')
+num_steps = 20  # T, frames per sample: stated once, used below
+_representation = dict(
+    type='EventFrames', num_steps=num_steps, split_by='number')
 train_dataloader = dict(dataset=dict(representation=_representation))
 val_dataloader = dict(dataset=dict(representation=_representation))
 test_dataloader = val_dataloader

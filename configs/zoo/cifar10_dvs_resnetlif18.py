@@ -36,11 +36,13 @@ optim_wrapper = dict(
 param_scheduler = [
     dict(type='CosineAnnealingLR', by_epoch=True, T_max=40, eta_min=0.0)
 ]
-_representation = dict(type='EventFrames', T=10, split_by='number')
+num_steps = 10  # T, frames per sample: stated once, used below
+_representation = dict(
+    type='EventFrames', num_steps=num_steps, split_by='number')
 train_dataloader = dict(
     batch_size=8,
     dataset=dict(representation=_representation, pipeline=[]))
 val_dataloader = dict(
     batch_size=8, dataset=dict(representation=_representation))
 test_dataloader = val_dataloader
-_input_shape = (10, 2, 128, 128)
+_input_shape = (num_steps, 2, 128, 128)

@@ -16,7 +16,9 @@ model = dict(
         num_classes=10,
         aggregation='mean',
         loss=dict(type='CrossEntropyLoss', label_smoothing=0.1)))
-_representation = dict(type='EventFrames', T=10, split_by='number', size=48)
+num_steps = 10  # T, frames per sample: stated once, used below
+_representation = dict(
+    type='EventFrames', num_steps=num_steps, split_by='number', size=48)
 # the task's augmentation (BIDL's crop with padding 16 at 128x128, flips),
 # the padding scaled to 48x48
 train_dataloader = dict(

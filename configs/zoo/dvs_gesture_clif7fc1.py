@@ -21,7 +21,9 @@ param_scheduler = [
     dict(type='MultiStepLR', by_epoch=True, milestones=[30, 60, 90],
          gamma=0.1)
 ]
-_representation = dict(type='EventFrames', T=16, split_by='number', size=128)
+num_steps = 16  # T, frames per sample: stated once, used below
+_representation = dict(
+    type='EventFrames', num_steps=num_steps, split_by='number', size=128)
 train_dataloader = dict(dataset=dict(representation=_representation))
 val_dataloader = dict(dataset=dict(representation=_representation))
 test_dataloader = val_dataloader

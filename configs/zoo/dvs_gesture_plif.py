@@ -16,7 +16,9 @@ model = dict(
         num_classes=11,
         aggregation='mean',
         loss=dict(type='CrossEntropyLoss')))
-_representation = dict(type='EventFrames', T=20, split_by='number', size=128)
+num_steps = 20  # T, frames per sample: stated once, used below
+_representation = dict(
+    type='EventFrames', num_steps=num_steps, split_by='number', size=128)
 train_dataloader = dict(dataset=dict(representation=_representation))
 val_dataloader = dict(dataset=dict(representation=_representation))
 test_dataloader = val_dataloader

@@ -19,8 +19,10 @@ model = dict(
         num_classes=11,
         aggregation='mean',
         loss=dict(type='CrossEntropyLoss')))
-_representation = dict(type='EventFrames', T=16, split_by='number', size=128)
+num_steps = 16  # T, frames per sample: stated once, used below
+_representation = dict(
+    type='EventFrames', num_steps=num_steps, split_by='number', size=128)
 train_dataloader = dict(dataset=dict(representation=_representation))
 val_dataloader = dict(dataset=dict(representation=_representation))
 test_dataloader = val_dataloader
-_input_shape = (16, 2, 128, 128)
+_input_shape = (num_steps, 2, 128, 128)

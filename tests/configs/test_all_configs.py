@@ -6,11 +6,12 @@ only known top-level keys, points its data loaders at ``datasets/<Name>``
 the registry, one forward + backward on a random batch of the config's
 input shape gives logits ``[B, num_classes]`` and finite gradients.
 
-The input shape comes from the config: T from the dataset
-(``representation.T``, ``T``, ``max_len`` or ``num_slices``), channels and
-size from the backbone (``in_channels``, ``input_size``), or from the
-config's ``_input_shape = (T, C, H, W)`` hint where neither says it. Text
-backbones get random token ids. Configs whose dataset or neuron type is not
+The input shape comes from the config: T from
+:func:`~bidl_train.utils.time_steps.config_num_steps` (the config's
+``num_steps``, checked against its dataset and ``_input_shape``), channels
+and size from the backbone (``in_channels``, ``input_size``), or from the
+config's ``_input_shape = (T, C, H, W)`` hint where the backbone does not
+say them. Text backbones get random token ids. Configs whose dataset or neuron type is not
 registered yet are skipped with the type named.
 """
 import glob
@@ -28,6 +29,7 @@ import bidl_train.models  # noqa: F401
 import bidl_train.neurons  # noqa: F401
 from bidl_train.engine.runner import check_top_level_keys
 from bidl_train.registry import DATASETS, LEARNING_RULES, MODELS
+from bidl_train.utils.time_steps import config_num_steps
 
 from helpers.paths import REPO as ROOT
 CONFIGS = sorted(
@@ -60,33 +62,21 @@ def _types(node):
             yield from _types(value)
 
 
-def _time_steps(dataset):
-    rep = dataset.get('representation')
-    if isinstance(rep, dict) and rep.get('T'):
-        return rep['T']
-    for key in ('T', 'max_len', 'num_slices'):
-        if dataset.get(key):
-            return dataset[key]
-    return None
-
-
 def _input(cfg):
     backbone = cfg.model.backbone
     hint = cfg.get('_input_shape')
+    steps = config_num_steps(cfg)
     if backbone.type == 'FastTextLif':
-        steps = _time_steps(cfg.train_dataloader.dataset)
         return torch.randint(0, backbone.vocab_size, (min(steps, MAX_T),
                                                       BATCH))
     if hint is not None:
-        steps, channels, height, width = hint
+        _, channels, height, width = hint
         if backbone.type in POOLED:
             height, width = min(height, MAX_SIZE), min(width, MAX_SIZE)
     else:
-        steps = _time_steps(cfg.train_dataloader.dataset)
         channels = backbone.in_channels
         size = backbone.input_size
         height, width = (size, size) if isinstance(size, int) else size
-    assert steps, 'no T in the config: add _input_shape = (T, C, H, W)'
     return torch.rand(min(steps, MAX_T), BATCH, channels, height, width) * 2
 
 

@@ -37,6 +37,7 @@ import bidl_train.datasets.volume  # noqa: F401
 import bidl_train.models  # noqa: F401
 from bidl_train.cli.common import load_config
 from bidl_train.registry import DATASETS, METRICS, MODELS
+from bidl_train.utils.time_steps import config_num_steps
 from helpers.paths import REPO as ROOT
 from helpers.task_data import (write_cifar10_dvs, write_dvs_gesture,
                                write_dvs_mnist, write_es_imagenet_release,
@@ -111,6 +112,19 @@ def _check_inputs(batch, shape, name):
     assert batch['label'].shape == inputs.shape[:1]
 
 
+def _check_num_steps(cfg, datasets, model, batch):
+    """The config's ``num_steps`` is the time axis the model receives, and
+    every dataset reports its samples' own (None: no time axis yet, the
+    model's encoder makes the steps)."""
+    steps = model.data_preprocessor(batch, False)['inputs'].shape[0]
+    assert cfg.num_steps == steps
+    assert config_num_steps(cfg, datasets['val_dataloader'], model) == steps
+    for dataset in datasets.values():
+        sample = dataset[0]['inputs']
+        expected = None if sample.dim() == 3 else sample.shape[0]
+        assert dataset.metainfo['num_steps'] == expected
+
+
 @pytest.mark.parametrize('name', sorted(TASKS))
 def test_task_config_trains_on_its_data_layout(name, tmp_path):
     if name == 'shd':  # SHD is HDF5: the optional [events] extra
@@ -147,6 +161,7 @@ def test_task_config_trains_on_its_data_layout(name, tmp_path):
 
     # one validation step as mmengine's val loop runs it
     val = _batch(cfg, 'val_dataloader', datasets['val_dataloader'])
+    _check_num_steps(cfg, datasets, model, val)
     model.eval()
     with torch.no_grad():
         results = model.val_step(val)

@@ -51,7 +51,7 @@ def test_jester_config_train_batch_collates(tmp_path):
     for loader in ('train_dataloader', 'val_dataloader'):
         ds_cfg = cfg[loader].dataset
         ds_cfg.data_root = root
-        ds_cfg.T = 4
+        ds_cfg.num_steps = 4
         ds = DATASETS.build(ds_cfg)
         np.random.seed(1)
         batch = default_collate([ds[i] for i in range(len(ds))])

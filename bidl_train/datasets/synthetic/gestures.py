@@ -45,6 +45,7 @@ from bidl_train.registry import DATASETS
 
 from ..dvs import DVS128Gesture
 from ..io import make_events, write_aedat31
+from ..steps import config_arguments
 from .ensure import generation_lock
 
 CONDITIONS = ('fluorescent', 'fluorescent_led', 'lab', 'led', 'natural')
@@ -263,6 +264,14 @@ class SyntheticGesture(Dataset):
     @property
     def metainfo(self):
         return dict(self.reader.metainfo, synthetic=True)
+
+    @classmethod
+    def stated_num_steps(cls, cfg):
+        """As the reader's, with this class's default representation."""
+        args = config_arguments(cls, cfg)
+        return DVS128Gesture.stated_num_steps(dict(
+            representation=args['representation'],
+            pipeline=args['pipeline']))
 
     @property
     def records(self):

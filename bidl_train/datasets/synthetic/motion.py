@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from bidl_train.errors import ConfigError
 from bidl_train.registry import DATASETS
-from bidl_train.time_steps import UNSET, resolve_num_steps
+from bidl_train.utils.time_steps import UNSET, resolve_num_steps
 
 __all__ = ['SyntheticMotion', 'DIRECTIONS']
 
@@ -44,8 +44,7 @@ class SyntheticMotion(Dataset):
         if split not in _SPLITS:
             raise ConfigError(f'SyntheticMotion: split must be one of '
                               f'{sorted(_SPLITS)}, got {split!r}')
-        T = int(resolve_num_steps('SyntheticMotion', num_steps, T=T,
-                                  default=8))
+        T = self._num_steps(num_steps, T)
         if size < blob + T:
             raise ConfigError(f'SyntheticMotion: size ({size}) must be at '
                               f'least blob + num_steps ({blob + T}) so the '
@@ -56,6 +55,16 @@ class SyntheticMotion(Dataset):
         self.split, self.num_samples = split, int(num_samples)
         self.num_steps, self.size, self.blob = T, int(size), int(blob)
         self.noise, self.seed = float(noise), int(seed)
+
+    @staticmethod
+    def _num_steps(num_steps, T):
+        return int(resolve_num_steps('SyntheticMotion', num_steps, T=T,
+                                     default=8))
+
+    @classmethod
+    def stated_num_steps(cls, cfg):
+        return cls._num_steps(cfg.get('num_steps', UNSET),
+                              cfg.get('T', UNSET))
 
     @property
     def metainfo(self):

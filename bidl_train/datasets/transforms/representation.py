@@ -8,11 +8,11 @@ They read the event array from ``results['events']`` and the sensor size
 
 ``num_steps`` (T, the number of frames or bins) is each transform's
 ``num_steps`` attribute; ``T=`` is accepted as its old name
-(:func:`bidl_train.time_steps.resolve_num_steps`).
+(:func:`bidl_train.utils.time_steps.resolve_num_steps`).
 """
 from bidl_train.errors import DataError
 from bidl_train.registry import TRANSFORMS
-from bidl_train.time_steps import (DEFAULT_NUM_STEPS, UNSET,
+from bidl_train.utils.time_steps import (DEFAULT_NUM_STEPS, UNSET,
                                    resolve_num_steps)
 
 from ..event_binning import (SPLIT_BY, events_to_frames,
@@ -38,8 +38,9 @@ class EventFrames:
 
     Args:
         num_steps: number of frames, T (None with ``duration`` = as many as
-            needed); default :data:`~bidl_train.time_steps.DEFAULT_NUM_STEPS`.
-            ``T`` is its old name.
+            needed); default
+            :data:`~bidl_train.utils.time_steps.DEFAULT_NUM_STEPS`. ``T`` is
+            its old name.
         split_by: ``'number'`` or ``'time'``.
         size: output spatial size, int or (H, W); None keeps the sensor's.
         duration: fixed frame duration in us (overrides ``split_by``).
@@ -75,8 +76,8 @@ class EventFrames:
 @TRANSFORMS.register_module()
 class VoxelGrid:
     """Voxel grid with bilinear interpolation in time (``num_steps`` bins,
-    default :data:`~bidl_train.time_steps.DEFAULT_NUM_STEPS`; ``T`` is its
-    old name)."""
+    default :data:`~bidl_train.utils.time_steps.DEFAULT_NUM_STEPS`; ``T`` is
+    its old name)."""
 
     def __init__(self, num_steps=UNSET, size=None, sensor_size=None, T=UNSET):
         self.num_steps = resolve_num_steps('VoxelGrid', num_steps, T=T,
@@ -98,7 +99,7 @@ class VoxelGrid:
 @TRANSFORMS.register_module()
 class TimeSurface:
     """Exponential time surfaces at the end of each of ``num_steps``
-    segments (default :data:`~bidl_train.time_steps.DEFAULT_NUM_STEPS`;
+    segments (default :data:`~bidl_train.utils.time_steps.DEFAULT_NUM_STEPS`;
     ``T`` is its old name)."""
 
     def __init__(self, num_steps=UNSET, tau=50_000, split_by='time', size=None,

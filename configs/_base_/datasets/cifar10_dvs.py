@@ -8,7 +8,9 @@
 # (RandomFlipVideo(flip_prob=0.5, direction='horizontal')); no test-time
 # augmentation.
 _data_root = 'datasets/CIFAR10DVS'
-_representation = dict(type='EventFrames', T=10, split_by='number')
+num_steps = 10  # T, the time steps of a sample: stated once, used below
+_representation = dict(
+    type='EventFrames', num_steps=num_steps, split_by='number')
 
 train_dataloader = dict(
     batch_size=64,

@@ -3,7 +3,9 @@
 # number), batch 16; training frames zero-padded by 4 and randomly cropped
 # back to 40x40 (BIDL's RandomCropVideo(size=40, padding=4)).
 _data_root = 'datasets/DVS128Gesture'
-_representation = dict(type='EventFrames', T=60, split_by='number', size=40)
+num_steps = 60  # T, the time steps of a sample: stated once, used below
+_representation = dict(
+    type='EventFrames', num_steps=num_steps, split_by='number', size=40)
 
 train_dataloader = dict(
     batch_size=16,

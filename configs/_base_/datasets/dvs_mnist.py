@@ -4,7 +4,9 @@
 # frames resized to 40x40, batch 16; training frames zero-padded by 4 and
 # randomly cropped back to 40x40 (RandomCropVideo(size=40, padding=4)).
 _data_root = 'datasets/DVSMNIST'
-_representation = dict(type='EventFrames', T=20, split_by='number', size=40)
+num_steps = 20  # T, the time steps of a sample: stated once, used below
+_representation = dict(
+    type='EventFrames', num_steps=num_steps, split_by='number', size=40)
 
 train_dataloader = dict(
     batch_size=16,

@@ -3,6 +3,7 @@
 # val. BIDL trains with 16 samples per GPU on 4 GPUs (b64x4 in its name:
 # 64 x 4 would not fit); here batch 16 per process.
 _data_root = 'datasets/ES-ImageNet'
+num_steps = 8  # T: the release stores 8 frames per sample
 
 
 def _loader(split, shuffle):

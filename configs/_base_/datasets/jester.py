@@ -4,7 +4,7 @@
 # ratio in [1, 4/3], cutout and random resized crops; validation clips
 # centred with stride 1.5. Batch 40.
 _data_root = 'datasets/Jester'
-_T = 16
+num_steps = 16  # T: frames per clip, stated once, used below
 train_dataloader = dict(
     batch_size=40,
     num_workers=4,
@@ -14,7 +14,7 @@ train_dataloader = dict(
         type='Jester',
         data_root=_data_root,
         split='train',
-        T=_T,
+        num_steps=num_steps,
         frame_dropout=0.05,
         pipeline=[
             dict(type='CropPadByRatioVideo', allowed_ratio=(1, 4 / 3),
@@ -31,7 +31,7 @@ val_dataloader = dict(
         type='Jester',
         data_root=_data_root,
         split='val',
-        T=_T,
+        num_steps=num_steps,
         pipeline=[
             dict(type='CropPadByRatioVideo', allowed_ratio=(1, 4 / 3)),
             dict(type='ResizeVideo', size=(112, -1)),

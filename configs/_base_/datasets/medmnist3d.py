@@ -2,6 +2,7 @@
 # the 28 depth slices are the 28 time steps, train / val / test splits.
 _data_root = 'datasets/MedMNIST3D'
 _flavor = 'nodulemnist3d'
+num_steps = 28  # T: the 28 depth slices, one per step
 train_dataloader = dict(
     batch_size=32,
     num_workers=2,
@@ -12,7 +13,7 @@ train_dataloader = dict(
         data_root=_data_root,
         flavor=_flavor,
         split='train',
-        num_slices=28))
+        num_steps=num_steps))
 val_dataloader = dict(
     batch_size=32,
     num_workers=2,
@@ -23,7 +24,7 @@ val_dataloader = dict(
         data_root=_data_root,
         flavor=_flavor,
         split='val',
-        num_slices=28))
+        num_steps=num_steps))
 test_dataloader = dict(
     batch_size=32,
     num_workers=2,
@@ -34,7 +35,7 @@ test_dataloader = dict(
         data_root=_data_root,
         flavor=_flavor,
         split='test',
-        num_slices=28))
+        num_steps=num_steps))
 # MedMNIST reports ACC and AUC (mean one-vs-rest ROC AUC; class 1's AUC
 # for two classes)
 val_evaluator = [

@@ -2,7 +2,9 @@
 # Train/<digit>/*.bin and Test/<digit>/*.bin. T = 10 frames integrated by
 # number (the common SNN setting; BIDL has no N-MNIST config), batch 64.
 _data_root = 'datasets/NMNIST'
-_representation = dict(type='EventFrames', T=10, split_by='number')
+num_steps = 10  # T, the time steps of a sample: stated once, used below
+_representation = dict(
+    type='EventFrames', num_steps=num_steps, split_by='number')
 
 train_dataloader = dict(
     batch_size=64,

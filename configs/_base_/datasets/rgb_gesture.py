@@ -5,6 +5,7 @@
 # classification/videodiff/rgbgesture/clif3flif2rg/
 # clif3flif2rg_itout-b16x1-rgbgesture.py).
 _data_root = 'datasets/RGBGesture'
+num_steps = 60  # T: the stored clips hold 60 frame differences
 train_dataloader = dict(
     batch_size=16,
     num_workers=1,

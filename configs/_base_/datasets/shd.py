@@ -2,7 +2,9 @@
 # 8156 / 2264, 20 classes. Spikes are events x = channel, y = 0, so frames
 # are [T, 2, 1, 700]; T = 100 bins of equal duration (split by time).
 _data_root = 'datasets/SHD'
-_representation = dict(type='EventFrames', T=100, split_by='time')
+num_steps = 100  # T, the time steps of a sample: stated once, used below
+_representation = dict(
+    type='EventFrames', num_steps=num_steps, split_by='time')
 
 train_dataloader = dict(
     batch_size=64,

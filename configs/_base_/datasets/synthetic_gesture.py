@@ -1,7 +1,9 @@
 # Synthetic gestures in the DVS128 Gesture layout (AEDAT 3.1), generated on
 # first use into data_root. Classes differ only in the order of flashes.
 _data_root = 'datasets/SyntheticGesture'
-_representation = dict(type='EventFrames', T=8, split_by='number', size=32)
+num_steps = 8  # T, the time steps of a sample: stated once, used below
+_representation = dict(
+    type='EventFrames', num_steps=num_steps, split_by='number', size=32)
 
 train_dataloader = dict(
     batch_size=16,
