@@ -38,10 +38,10 @@ def test_cfg_options_nested_keys_and_lists():
     cfg = load_config(
         DEMO,
         options('model.backbone.channels=[8,16]', 'model.backbone.pools=[2,2]',
-                'train_dataloader.dataset.representation.T=4',
+                'train_dataloader.dataset.representation.num_steps=4',
                 'optim_wrapper.optimizer.lr=0.01'))
     assert list(cfg.model.backbone.channels) == [8, 16]
-    assert cfg.train_dataloader.dataset.representation.T == 4
+    assert cfg.train_dataloader.dataset.representation.num_steps == 4
     assert cfg.optim_wrapper.optimizer.lr == 0.01
     # untouched siblings survive the merge
     assert cfg.train_dataloader.dataset.representation.size == 32

@@ -30,7 +30,7 @@ def tiny_config(tmp_path):
     data = tmp_path / 'data'
     text = f'''
 _base_ = [{DEMO!r}]
-_rep = dict(type='EventFrames', T=4, split_by='number', size=16)
+_rep = dict(type='EventFrames', num_steps=4, split_by='number', size=16)
 _gen = dict(data_root={str(data)!r}, users_train=1, users_test=1,
             conditions=1, num_classes=2, representation=_rep)
 train_dataloader = dict(batch_size=2, dataset=_gen)

@@ -88,7 +88,7 @@ def test_plot_events_config_sample(tmp_path):
 _base_ = [{demo!r}]
 _gen = dict(data_root={str(tmp_path / "data")!r}, users_train=1,
             users_test=1, conditions=1, num_classes=2,
-            representation=dict(type='EventFrames', T=3, size=16))
+            representation=dict(type='EventFrames', num_steps=3, size=16))
 val_dataloader = dict(dataset=_gen)
 ''')
     tool = load_tool('plot_events')
