@@ -387,7 +387,11 @@ def sj_node(lif):
             x, v = inputs[0], states[0]
             h = v - v / self.tau + x
             if norm is not None:
-                h = self.norm(h)
+                # the class's forward: a model with norm_stats='per_step'
+                # redirects the instance's forward of every BatchNorm outside
+                # BIDL neurons to a per-time-step split, which this one,
+                # seeing one step, must not get
+                h = type(norm).forward(norm, h)
             h_noisy = h
             if self.training and noise > 0:
                 with torch.no_grad():

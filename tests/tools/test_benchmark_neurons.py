@@ -81,3 +81,9 @@ def test_every_step_config_has_a_spikingjelly_row():
         assert not any(isinstance(m, LIF)
                        for m in rows['spikingjelly'].modules()), path
         assert any(isinstance(m, LIF) for m in rows['bidl fused'].modules())
+        # one training step runs (dvs_gesture's norm_stats='per_step' must
+        # leave the stand-in's membrane BatchNorm alone)
+        shape = (3, 2) + BENCH.config_input_shape(cfg)[1:]
+        labels = torch.zeros(2, dtype=torch.long)
+        BENCH.training_step(rows['spikingjelly'], labels)(
+            torch.rand(shape)).backward()
