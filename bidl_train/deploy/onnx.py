@@ -12,9 +12,10 @@ every non-scalar input and output is dynamic. ``unrolled.onnx`` runs all
 steps from a fresh state: a ``torch.scan`` over ``x_seq``'s axis 0 that
 becomes an ONNX ``Scan`` (after a fallback: the scripted time loop of
 :func:`~.nets.script_unrolled`, an ONNX ``Loop``), so ``T`` is dynamic too
-(except at fp16, and with a learning persistent plastic conv layer, whose
-kernel is state: there the T-step graph is unrolled for the example's
-``T``, which is then fixed, as the manifest and report say). Where a layer
+(fp16 included; except with a learning persistent plastic conv layer,
+whose kernel is state, and at fp16 after a fallback: there the T-step
+graph is unrolled for the example's ``T``, which is then fixed, as the
+manifest and the report's ``exporter`` notes say why). Where a layer
 learns from labels at inference (reward-modulated STDP) both graphs take
 them as the input ``teacher`` (int64 ``[batch]``, ``-1``: no label), right
 after ``x`` (step) or ``x_seq`` (unrolled: the same labels for every step).
@@ -98,21 +99,24 @@ def _export_step(step_net, example, path, outputs):
         torchscript=lambda: (step_net, example, axes))
 
 
-def _export_unrolled(step_net, x_t, args, names, path, dynamic_t):
+def _export_unrolled(step_net, x_t, args, names, path, dynamic_t,
+                     legacy_dynamic_t):
     """The T-step graph: a scan (dynamo) or scripted loop (TorchScript) for
-    a dynamic ``T``, else the Python loop unrolled for ``args[0]``'s T."""
-    axes = {0: 'T', 1: 'batch'} if dynamic_t else {1: 'batch'}
-    dynamic = _dynamic(args, names, axes)
-    legacy_axes = {name: d for name, d in zip(names, dynamic) if d}
-    if dynamic_t:
-        module = ScanUnrolled(step_net).eval()
-        legacy = script_unrolled  # built only on a fallback
-    else:
-        module = UnrolledNet(step_net).eval()
-        legacy = None
+    a dynamic ``T``, else the Python loop unrolled for ``args[0]``'s T.
+    ``legacy_dynamic_t``: whether a fallback to the TorchScript exporter
+    can keep T dynamic (not at fp16: see :meth:`OnnxTarget.export`)."""
+    def axes(dynamic):
+        return {0: 'T', 1: 'batch'} if dynamic else {1: 'batch'}
+    dynamic = _dynamic(args, names, axes(dynamic_t))
+    legacy_axes = {name: d for name, d in zip(
+        names, _dynamic(args, names, axes(legacy_dynamic_t))) if d}
+    traced = UnrolledNet(step_net).eval()
+    module = ScanUnrolled(step_net).eval() if dynamic_t else traced
     return export_graph(
         path, names, ['logits'], dynamo=(module, args, tuple(dynamic)),
-        torchscript=lambda: (legacy(step_net, x_t) if legacy else module,
+        # the scripted loop is built only on a fallback
+        torchscript=lambda: (script_unrolled(step_net, x_t)
+                             if legacy_dynamic_t else traced,
                              args, legacy_axes))
 
 
@@ -165,30 +169,41 @@ class OnnxTarget(DeployTarget):
         files = dict(step=osp.join(out_dir, 'step.onnx'),
                      unrolled=osp.join(out_dir, 'unrolled.onnx'))
         steps = int(x_seq.shape[0])
-        # fp16: inside a Loop body the exporter types Python scalars
-        # (``1.0 - s``) as float32 against half tensors, an invalid graph;
-        # a node whose step the exporter cannot put in a Loop body (see
+        # a node whose step cannot be put in a loop body (see
         # Node.onnx_loop): there the T-step graph is traced, T fixed
-        # (manifest, report)
+        # (manifest, report). fp16: the dynamo exporter's Scan keeps T
+        # dynamic, but inside the TorchScript exporter's Loop body Python
+        # scalars (``1.0 - s``) are typed float32 against half tensors, an
+        # invalid graph: a fallback at fp16 is traced, T fixed
         unloopable = [source for source, node in zip(step_net.sources,
                                                      step_net.nodes)
                       if not node.onnx_loop]
-        dynamic_t = example[0].dtype != torch.float16 and not unloopable
-        why = ('fp16 export' if example[0].dtype == torch.float16 else
+        fp16 = example[0].dtype == torch.float16
+        dynamic_t = not unloopable
+        why = ('fp16 export by the TorchScript-based exporter, which types '
+               'Python scalars in a Loop body as float32' if fp16 else
                'a convolution whose kernel is state (a learning persistent '
-               'plastic conv layer: ' + ', '.join(unloopable) + ') has no '
-               'static kernel size inside an ONNX Loop')
+               'plastic conv layer: ' + ', '.join(unloopable) + ') cannot '
+               'be a loop body: ONNX Conv needs a constant kernel shape in '
+               "the TorchScript exporter's Loop, and the dynamo exporter "
+               "cannot capture the layer's step in a scan (it reads the "
+               'teaching labels from a ContextVar, which torch.export does '
+               'not trace inside torch.scan)')
         with torch.no_grad():
             graphs = {
                 'step.onnx': _export_step(step_net, example, files['step'],
                                           outputs),
                 'unrolled.onnx': _export_unrolled(
                     step_net, example[0], loop_args, loop_names,
-                    files['unrolled'], dynamic_t)}
+                    files['unrolled'], dynamic_t, dynamic_t and not fp16)}
             results = step_net(*example)
-        if dynamic_t and graphs['unrolled.onnx']['used'] == TORCHSCRIPT:
+        legacy = graphs['unrolled.onnx']['used'] == TORCHSCRIPT
+        dynamic_t = dynamic_t and not (fp16 and legacy)
+        if dynamic_t and legacy:
             _fix_loop_types(files['unrolled'])
         exporter = exporter_summary(graphs)
+        if not dynamic_t:  # why the unrolled graph could not loop
+            exporter['notes'] = [f'unrolled.onnx: T fixed at {steps}: {why}']
         loop = ('Loop' if graphs['unrolled.onnx']['used'] == TORCHSCRIPT
                 else 'Scan')
         t_note = (f'T (axis 0, an ONNX {loop}) and batch (axis 1) are dynamic'

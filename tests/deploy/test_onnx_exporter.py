@@ -169,6 +169,54 @@ def test_unexpressible_unrolled_graph_falls_back_with_reason(
     assert manifest['unrolled_time_steps'] == 'dynamic'
 
 
+def _fp16_reference(model, xs):
+    """The fp16 network in PyTorch (what ONNX Runtime must reproduce)."""
+    from bidl_train.deploy.lower import lower_model
+    from bidl_train.deploy.nets import UnrolledNet
+    from bidl_train.deploy.precision import prepare
+    net, _ = prepare(lower_model(model, xs[0, :1]), 'fp16')
+    with torch.no_grad():
+        return UnrolledNet(net)(xs.half()).float().numpy()
+
+
+def test_fp16_unrolled_graph_has_dynamic_T(tmp_path):
+    """The dynamo exporter's Scan keeps T dynamic at fp16 too (the
+    TorchScript exporter's Loop cannot, see the next test)."""
+    import onnxruntime as ort
+    model, x = _classifier(), _inputs(T=4, B=2)
+    report = deploy(model, 'onnx', x, str(tmp_path), labels=[0, 1],
+                    precision='fp16')
+    assert report['exporter']['graphs']['unrolled.onnx'] == dict(
+        used='dynamo')
+    assert 'notes' not in report['exporter']  # nothing fixed
+    manifest = json.loads((tmp_path / 'manifest.json').read_text())
+    assert manifest['unrolled_time_steps'] == 'dynamic'
+    unrolled = _graph(tmp_path / 'unrolled.onnx')
+    assert _dims(unrolled.graph.input[0]) == ['T', 'batch', 2, 8, 8]
+    assert unrolled.graph.input[0].type.tensor_type.elem_type == \
+        onnx.TensorProto.FLOAT16
+    session = ort.InferenceSession(str(tmp_path / 'unrolled.onnx'))
+    for T, B in [(2, 3), (7, 2)]:  # neither is the exported T=4
+        xs = _inputs(T, B, seed=T)
+        got = session.run(None, {'x_seq': xs.half().numpy()})[0]
+        assert got.dtype == np.float16 and got.shape == (B, 3)
+        np.testing.assert_allclose(got.astype(np.float32),
+                                   _fp16_reference(model, xs), atol=2e-3)
+
+
+def test_fp16_fallback_fixes_T_and_says_why(tmp_path, monkeypatch):
+    monkeypatch.setenv('BIDL_TRAIN_ONNX_EXPORTER', 'torchscript')
+    report = deploy(_classifier(), 'onnx', _inputs(T=4, B=2),
+                    str(tmp_path), labels=[0, 1], precision='fp16')
+    manifest = json.loads((tmp_path / 'manifest.json').read_text())
+    assert manifest['unrolled_time_steps'] == 4
+    notes = report['exporter']['notes']
+    assert len(notes) == 1 and notes[0].startswith(
+        'unrolled.onnx: T fixed at 4: fp16 export by the TorchScript')
+    unrolled = _graph(tmp_path / 'unrolled.onnx')
+    assert _dims(unrolled.graph.input[0]) == [4, 'batch', 2, 8, 8]
+
+
 class _Affine(torch.nn.Module):
     def forward(self, x):
         return x * 2.0 + 1.0
