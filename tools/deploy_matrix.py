@@ -29,6 +29,7 @@ each refusal.
 import argparse
 import glob
 import inspect
+import json
 import os
 import os.path as osp
 import sys
@@ -270,8 +271,21 @@ def deploy_cell(prepared, target, out_dir, config_path=None, fixes=True):
     else:
         detail = '; '.join(f"{f['check']}: {f['value']:.3g} (limit "
                            f"{f['limit']:.3g})" for f in ver['failed_checks'])
+    if 'exporter' in report:
+        detail += f", {exporter_text(report['exporter'])}"
     return dict(status=report['status'], detail=detail, remedy='-',
                 layer=None, report=report)
+
+
+def exporter_text(exporter):
+    """Which torch exporter wrote an ONNX cell's graphs: ``dynamo``, or
+    per graph after a fallback (with the reason's first words)."""
+    if exporter['used'] != 'torchscript' and 'fallback_reason' not in \
+            exporter:
+        return exporter['used']
+    used = ', '.join(f"{name}: {info['used']}"
+                     for name, info in exporter['graphs'].items())
+    return f"{used} ({exporter['fallback_reason'][:120]})"
 
 
 def check_cell(path, target):
@@ -354,6 +368,14 @@ def markdown_row(row):
         row['shrunk'])) + ' |'
 
 
+def json_row(row):
+    """``row`` without its full report, plus the ONNX exporter entry."""
+    out = {k: v for k, v in row.items() if k != 'report'}
+    if row.get('report') and 'exporter' in row['report']:
+        out['exporter'] = row['report']['exporter']
+    return out
+
+
 def markdown(rows):
     """The matrix as a markdown table, one row per config and target."""
     return '\n'.join([HEADER] + [markdown_row(row) for row in rows])
@@ -371,6 +393,9 @@ def main(argv=None):
     parser.add_argument('--work-dir', default=None,
                         help='where checkpoints and artefacts go (default: '
                         'a temporary folder, removed afterwards)')
+    parser.add_argument('--jsonl', default=None, metavar='FILE',
+                        help='also append each cell to FILE as one JSON '
+                        'line (with its seconds and exporter)')
     args = parser.parse_args(argv)
     sys.path.insert(0, ROOT)
     import logging
@@ -383,6 +408,9 @@ def main(argv=None):
 
     def log(row):  # one row as soon as it is done: the matrix is long
         print(markdown_row(row), flush=True)
+        if args.jsonl:
+            with open(args.jsonl, 'a') as file:
+                file.write(json.dumps(json_row(row)) + '\n')
     print(HEADER, flush=True)
     if args.work_dir:
         rows = run_matrix(paths, args.targets, args.work_dir, log,
