@@ -55,6 +55,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bidl_train.errors import ConfigError
+from bidl_train.layers.aggregation import running_aggregate
 from bidl_train.registry import DEPLOY_TARGETS
 from .artefacts import write_initial_state, write_manifest
 from .base import DeployTarget, Export, Runtime, UnsupportedFeature
@@ -515,8 +516,8 @@ class NirRuntime(Runtime):
                                   'is not executable here')
             out[key] = x
         x = out['output']
-        total, count = states[j] + x, states[j + 1] + 1
-        y = {'mean': total / count, 'sum': total, 'last': x}[
-            self.aggregation]
-        return [t.numpy() for t in [y] + new_states[:j] + [total, count] +
+        y, head = running_aggregate(
+            self.aggregation, x, {'sum': states[j], 'count': states[j + 1]})
+        return [t.numpy() for t in [y] + new_states[:j] +
+                [head['sum'], head['count']] +
                 [spikes[key] for key in self.neurons]]
