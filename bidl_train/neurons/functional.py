@@ -67,10 +67,10 @@ the batch statistics and the BN weight and bias:
   potentials in backward;
 * :class:`LIFMultiStepBN` (pure PyTorch, every device) runs ATen's own
   BatchNorm ops per step (its outputs and running statistics are the
-  loop's bit for bit) and saves the pre-norm potentials and the statistics.
-
-The Triton kernel has no membrane BatchNorm: on CUDA ``'auto'`` runs the
-pure-PyTorch one.
+  loop's bit for bit) and saves the pre-norm potentials and the statistics;
+* ``LIFMultiStepBNTriton`` (:mod:`bidl_train.neurons.lif_triton`) is the
+  C++ kernel's plan on the GPU: one Triton program per channel runs it
+  through all ``T`` steps, saving the same tensors.
 
 ``kernel='torch'`` forces the pure-PyTorch kernel; ``'cpp'`` and
 ``'triton'`` force theirs and raise a ConfigError saying why when it cannot
@@ -500,7 +500,7 @@ def _chosen_name(chosen, membrane_bn=False):
         return f'pure-PyTorch fused LIF kernel{bn}'
     if chosen[0] is LIFMultiStepCpp:
         return f'compiled C++ fused LIF kernel{bn}'
-    return 'Triton fused LIF kernel'
+    return f'Triton fused LIF kernel{bn}'
 
 
 def select_kernel(x_seq, derivative, kernel='auto', layer=None,
@@ -514,8 +514,8 @@ def select_kernel(x_seq, derivative, kernel='auto', layer=None,
     naming why it cannot run) or ``'torch'``. With ``layer`` (a name for
     the log), the choice and its reason are logged once
     (:func:`announce_kernel`). ``membrane_bn``: for
-    :func:`lif_multistep_bn` (the Triton kernel has no membrane BatchNorm:
-    ``'triton'`` is refused, and on CUDA ``'auto'`` takes pure PyTorch).
+    :func:`lif_multistep_bn` (only the log line differs: every kernel has
+    a membrane-BatchNorm form, see :func:`_membrane_bn_form`).
     """
     if kernel not in _KERNELS:
         raise ConfigError(
@@ -524,15 +524,6 @@ def select_kernel(x_seq, derivative, kernel='auto', layer=None,
         if layer is not None:
             announce_kernel(layer, _chosen_name(None, membrane_bn),
                             "kernel='torch'")
-        return None
-    if membrane_bn and (kernel == 'triton' or _prefers_triton(x_seq)):
-        why = 'the Triton kernel has no membrane BatchNorm (norm_state)'
-        if kernel == 'triton':
-            raise ConfigError(f"{layer or 'lif_multistep_bn'}: kernel="
-                              f"'triton' cannot run: {why}; use kernel="
-                              "'auto', 'cpp' or 'torch'")
-        if layer is not None:
-            announce_kernel(layer, _chosen_name(None, True), why)
         return None
     if kernel == 'triton' or (kernel == 'auto' and _prefers_triton(x_seq)):
         choice, reasons = _triton_choice(x_seq, derivative)
@@ -864,6 +855,16 @@ class LIFMultiStepBNCpp(torch.autograd.Function):
         return out + (weight_grad, bias_grad) + (None, ) * 7
 
 
+def _membrane_bn_form(function):
+    """The membrane-BatchNorm autograd function of the kernel that
+    :func:`select_kernel` chose (``function``: its plain form); the two
+    take the same extra arguments."""
+    if function is LIFMultiStepCpp:
+        return LIFMultiStepBNCpp
+    module, _ = load_triton_kernel()  # chosen, so it loaded
+    return module.LIFMultiStepBNTriton
+
+
 def lif_multistep_bn(x_seq, alpha, beta, theta, v0, derivative, norm,
                      reset='hard', detach_reset=False, out_mode='spike',
                      kernel='auto', layer='lif_multistep_bn'):
@@ -875,9 +876,8 @@ def lif_multistep_bn(x_seq, alpha, beta, theta, v0, derivative, norm,
     channels of ``[T, B, C, ...]``); it is used exactly as calling it on
     every step would (batch or running statistics by its mode, running
     statistics updated step by step, see :class:`MembraneBN`); its weight
-    and bias get gradients. ``kernel``: as for :func:`lif_multistep`, except
-    that the Triton kernel has no membrane BatchNorm (``'triton'`` is
-    refused; on CUDA ``'auto'`` runs the pure-PyTorch one).
+    and bias get gradients. ``kernel``: as for :func:`lif_multistep` (each
+    kernel has its membrane-BatchNorm form).
     """
     if out_mode not in _OUT_MODES:
         raise ConfigError(f'lif_multistep_bn: out_mode must be one of '
@@ -896,7 +896,8 @@ def lif_multistep_bn(x_seq, alpha, beta, theta, v0, derivative, norm,
     args = (x_seq, alpha, beta, theta, v0, bn.weight, bn.bias, derivative,
             reset, bool(detach_reset), out_mode, bn)
     if chosen is not None:
-        y = LIFMultiStepBNCpp.apply(*args, *chosen[1])
+        function, extra = chosen
+        y = _membrane_bn_form(function).apply(*args, *extra)
     else:
         y = LIFMultiStepBN.apply(*args)
     bn.update_running_stats()

@@ -43,8 +43,9 @@ import triton.language as tl
 from .functional import compiled_grads
 from .surrogate import SURROGATE_TABLE
 
-__all__ = ['BLOCK', 'LIFMultiStepTriton', 'interpreting', 'launch_forward',
-           'launch_backward', 'surrogate_constants']
+__all__ = ['BLOCK', 'BN_BLOCK', 'LIFMultiStepBNTriton', 'LIFMultiStepTriton',
+           'interpreting', 'launch_bn_backward', 'launch_bn_forward',
+           'launch_forward', 'launch_backward', 'surrogate_constants']
 
 #: Neurons per Triton program.
 BLOCK = 512
@@ -364,3 +365,404 @@ class LIFMultiStepTriton(torch.autograd.Function):
             x_flat, grad_y.contiguous().view(x_flat.shape), flat, ctx.hard,
             ctx.keep_ds, ctx.mode, ctx.code[0], ctx.code[1], any(need[1:]))
         return compiled_grads(grads, grad_y, ctx.params, need) + (None, ) * 5
+
+
+# ---------------------------------------------------------------------------
+# LIF with BatchNorm on the membrane (norm_state): the memory plan of the
+# C++ kernel (lif_cpp.py, lif_bn_forward/backward). Each step's statistics
+# need every neuron of a channel, so one program owns one channel (all batch
+# and spatial positions of it) and runs it through all T steps: no barrier
+# between programs, no launch per step. Per step and channel:
+#   u = x_t + v_{t-1};  mean, var over (batch, spatial) of u (biased; sums
+#   in float64, two passes as the C++ kernel);  z = u k + c0 with
+#   k = invstd gamma, c0 = bias - mean k;  fire, reset and leak on z.
+# The forward writes y and the [T, C] mean, invstd and biased variance
+# (the caller updates the running statistics from them); it keeps v_{t-1}
+# in a one-step buffer and saves nothing else. The backward recomputes u_t
+# into the input-gradient buffer from x and the saved statistics (so the
+# spikes are the forward's), then per step in reverse: pass A writes dL/dz
+# of every neuron of the channel into a one-step buffer and sums dL/dz and
+# dL/dz * u_hat; pass B applies BatchNorm's backward and leaves dL/du_t (=
+# dL/dx_t = the gradient into v_{t-1}) in the input-gradient buffer.
+# Neurons of channel c in one step: offset (b * C + c) * S + s for the j-th,
+# b = j // S, s = j % S, j < B * S, walked in chunks of BN_BLOCK.
+# Sums over a chunk are tl.reduce with Triton's own sum combiner (what
+# tl.sum runs): the interpreter sums those with numpy, whereas tl.sum
+# itself is a jit helper that the interpreter cannot call when triton was
+# imported before TRITON_INTERPRET was set (see the note above).
+# ---------------------------------------------------------------------------
+#: Neurons per chunk of a membrane-BatchNorm program (one program a channel).
+BN_BLOCK = 1024
+
+
+def _bn_forward_body(x_ptr, y_ptr, vbuf_ptr, a_ptr, b_ptr, th_ptr, v0_ptr,
+                     a_step, b_step, th_step, v0_step, w_ptr, bias_ptr,
+                     mean_ptr, invstd_ptr, var_ptr, eps_ptr, steps, batch,
+                     channels, spatial,
+                     BATCH_STATS: tl.constexpr, HARD: tl.constexpr,
+                     MODE: tl.constexpr, BLOCK: tl.constexpr):
+    c = tl.program_id(0)
+    n = batch * channels * spatial  # neurons per step
+    count = batch * spatial  # neurons of this channel per step
+    gamma = tl.load(w_ptr + c)
+    shift = tl.load(bias_ptr + c)
+    dtype = gamma.dtype  # the compute dtype
+    eps = tl.load(eps_ptr)  # float64, as the C++ kernel's
+    for t in range(steps):
+        xt = x_ptr + t * n
+        yt = y_ptr + t * n
+        if BATCH_STATS:
+            # pass 1: u into y (scratch), its sum
+            total = tl.full((BLOCK, ), 0.0, tl.float64)
+            for j0 in range(0, count, BLOCK):
+                j = j0 + tl.arange(0, BLOCK)
+                mask = j < count
+                off = ((j // spatial) * channels + c) * spatial + j % spatial
+                # v_{-1} = 0: the buffer starts zeroed
+                u = tl.load(xt + off, mask=mask, other=0.0).to(dtype) + \
+                    tl.load(vbuf_ptr + off, mask=mask, other=0.0)
+                tl.store(yt + off, u, mask=mask)
+                total += tl.where(mask, u.to(tl.float64), 0.0)
+            mu = tl.reduce(total, 0, tl.standard._sum_combine) / count
+            # pass 2: squared deviations (y holds u exactly: it has the
+            # compute dtype whenever stats are taken, see launch_bn_forward)
+            sq = tl.full((BLOCK, ), 0.0, tl.float64)
+            for j0 in range(0, count, BLOCK):
+                j = j0 + tl.arange(0, BLOCK)
+                mask = j < count
+                off = ((j // spatial) * channels + c) * spatial + j % spatial
+                d = tl.load(yt + off, mask=mask, other=0.0).to(
+                    tl.float64) - mu
+                sq += tl.where(mask, d * d, 0.0)
+            sigma2 = tl.reduce(sq, 0, tl.standard._sum_combine) / count
+            mean = mu.to(dtype)
+            invstd = (1.0 / tl.sqrt(sigma2 + eps)).to(dtype)
+            tl.store(mean_ptr + t * channels + c, mean)
+            tl.store(invstd_ptr + t * channels + c, invstd)
+            tl.store(var_ptr + t * channels + c, sigma2.to(dtype))
+        else:
+            mean = tl.load(mean_ptr + t * channels + c)
+            invstd = tl.load(invstd_ptr + t * channels + c)
+        k = invstd * gamma
+        c0 = shift - mean * k
+        # pass 3: normalise, fire, reset, leak
+        for j0 in range(0, count, BLOCK):
+            j = j0 + tl.arange(0, BLOCK)
+            mask = j < count
+            off = ((j // spatial) * channels + c) * spatial + j % spatial
+            if BATCH_STATS:
+                u = tl.load(yt + off, mask=mask, other=0.0).to(dtype)
+            else:
+                u = tl.load(xt + off, mask=mask, other=0.0).to(dtype) + \
+                    tl.load(vbuf_ptr + off, mask=mask, other=0.0)
+            a = tl.load(a_ptr + off * a_step, mask=mask, other=0.0)
+            b = tl.load(b_ptr + off * b_step, mask=mask, other=0.0)
+            thr = tl.load(th_ptr + off * th_step, mask=mask, other=1.0)
+            rv = tl.load(v0_ptr + off * v0_step, mask=mask, other=0.0)
+            z = u * k + c0
+            fire = z > thr
+            if HARD:
+                r = tl.where(fire, rv, z)
+            else:
+                r = tl.where(fire, z - thr, z)
+            v = a * r + b
+            tl.store(vbuf_ptr + off, v, mask=mask)
+            if MODE == -1:
+                y = fire.to(dtype)
+            elif MODE == 0:
+                y = z
+            elif MODE == 1:
+                y = z - thr
+            elif MODE == 2:
+                y = r
+            else:
+                y = v
+            tl.store(yt + off, y.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+def _bn_backward_body(x_ptr, gy_ptr, gx_ptr, gz_ptr, a_ptr, b_ptr, th_ptr,
+                      v0_ptr, a_step, b_step, th_step, v0_step, w_ptr,
+                      bias_ptr, mean_ptr, invstd_ptr, sc_ptr, ga_ptr, gb_ptr,
+                      gth_ptr, gv0_ptr, gw_ptr, gbias_ptr, steps, batch,
+                      channels, spatial,
+                      BATCH_STATS: tl.constexpr, HARD: tl.constexpr,
+                      KEEP_DS: tl.constexpr, MODE: tl.constexpr,
+                      KIND: tl.constexpr, NEED_PARAMS: tl.constexpr,
+                      BLOCK: tl.constexpr):
+    # gx (compute dtype) holds u_t after the first loop and dL/dx_t after
+    # the second; gz is a one-step buffer of dL/dz.
+    c = tl.program_id(0)
+    n = batch * channels * spatial
+    count = batch * spatial
+    gamma = tl.load(w_ptr + c)
+    shift = tl.load(bias_ptr + c)
+    dtype = gamma.dtype
+    c0s = tl.load(sc_ptr)
+    c1s = tl.load(sc_ptr + 1)
+
+    # 1. recompute u_t exactly as the forward did, into gx
+    for t in range(steps):
+        for j0 in range(0, count, BLOCK):
+            j = j0 + tl.arange(0, BLOCK)
+            mask = j < count
+            off = ((j // spatial) * channels + c) * spatial + j % spatial
+            # v_{t-1} from u_{t-1} (in gx), with the forward's arithmetic;
+            # v_{-1} = 0
+            before = mask & (j * 0 + t > 0)  # a block mask, as Triton needs
+            prev = tl.maximum(t - 1, 0)
+            kp = tl.load(invstd_ptr + prev * channels + c) * gamma
+            cp = shift - tl.load(mean_ptr + prev * channels + c) * kp
+            zp = tl.load(gx_ptr + prev * n + off, mask=before,
+                         other=0.0) * kp + cp
+            thr = tl.load(th_ptr + off * th_step, mask=mask, other=1.0)
+            rv = tl.load(v0_ptr + off * v0_step, mask=mask, other=0.0)
+            a = tl.load(a_ptr + off * a_step, mask=mask, other=0.0)
+            b = tl.load(b_ptr + off * b_step, mask=mask, other=0.0)
+            if HARD:
+                rp = tl.where(zp > thr, rv, zp)
+            else:
+                rp = tl.where(zp > thr, zp - thr, zp)
+            v = tl.where(before, a * rp + b, 0.0)
+            u = tl.load(x_ptr + t * n + off, mask=mask, other=0.0).to(
+                dtype) + v
+            tl.store(gx_ptr + t * n + off, u, mask=mask)
+
+    # 2. BPTT from t = T-1 down to 0
+    sum_w = tl.full((BLOCK, ), 0.0, tl.float64)
+    sum_b = tl.full((BLOCK, ), 0.0, tl.float64)
+    for i in range(steps):
+        t = steps - 1 - i
+        mu = tl.load(mean_ptr + t * channels + c)
+        invstd = tl.load(invstd_ptr + t * channels + c)
+        k = invstd * gamma
+        c0 = shift - mu * k
+        acc_gz = tl.full((BLOCK, ), 0.0, tl.float64)
+        acc_gzuh = tl.full((BLOCK, ), 0.0, tl.float64)
+        for j0 in range(0, count, BLOCK):  # pass A
+            j = j0 + tl.arange(0, BLOCK)
+            mask = j < count
+            off = ((j // spatial) * channels + c) * spatial + j % spatial
+            u = tl.load(gx_ptr + t * n + off, mask=mask, other=0.0)
+            gy = tl.load(gy_ptr + t * n + off, mask=mask, other=0.0).to(dtype)
+            a = tl.load(a_ptr + off * a_step, mask=mask, other=0.0)
+            thr = tl.load(th_ptr + off * th_step, mask=mask, other=1.0)
+            rv = tl.load(v0_ptr + off * v0_step, mask=mask, other=0.0)
+            # the gradient into v_t: dL/du_{t+1}, already in gx
+            g_next = tl.load(gx_ptr + (t + 1) * n + off,
+                             mask=mask & (j * 0 + t + 1 < steps), other=0.0)
+            z = u * k + c0
+            fire = z > thr
+            s = fire.to(dtype)
+            d = z - thr
+            # one branch per code of SURROGATE_TABLE (surrogate.py)
+            if KIND == 0:  # rectangle: c0 = width, c1 = width / 2
+                sg = tl.where(tl.abs(d) < c1s, 1.0 / c0s, 0.0)
+            elif KIND == 1:  # sigmoid: c0 = alpha
+                sig = 1.0 / (1.0 + tl.exp(-(c0s * d)))
+                sg = c0s * sig * (1.0 - sig)
+            elif KIND == 2:  # atan: c0 = alpha / 2, c1 = pi/2 alpha
+                q = c1s * d
+                sg = c0s / (1.0 + q * q)
+            elif KIND == 3:  # triangle: c0 = width
+                sg = tl.maximum(1.0 - tl.abs(d) / c0s, 0.0) / c0s
+            elif KIND == 4:  # fast sigmoid: c0 = slope
+                q = c0s * tl.abs(d) + 1.0
+                sg = 1.0 / (q * q)
+            else:  # erf: c0 = alpha / sqrt(pi), c1 = alpha
+                q = c1s * d
+                sg = c0s * tl.exp(-(q * q))
+            gv = g_next
+            if MODE == 3:
+                gv = gv + gy
+            gr = a * gv
+            if MODE == 2:
+                gr = gr + gy
+            gs = tl.full((BLOCK, ), 0.0, dtype)
+            if MODE == -1:
+                gs = gy
+            if KEEP_DS:
+                if HARD:
+                    gs = gs + gr * (rv - z)
+                else:
+                    gs = gs - gr * thr
+            gssg = gs * sg
+            if HARD:
+                g = gr * (1.0 - s) + gssg
+            else:
+                g = gr + gssg
+            if MODE == 0 or MODE == 1:
+                g = g + gy
+            g = tl.where(mask, g, 0.0)
+            tl.store(gz_ptr + off, g, mask=mask)
+            acc_gz += g.to(tl.float64)
+            acc_gzuh += g.to(tl.float64) * ((u - mu) * invstd).to(tl.float64)
+            if NEED_PARAMS:
+                if HARD:
+                    r = tl.where(fire, rv, z)
+                    dth = -gssg
+                    dv0 = gr * s
+                else:
+                    r = tl.where(fire, z - thr, z)
+                    dth = -gssg - gr * s
+                    dv0 = tl.full((BLOCK, ), 0.0, dtype)
+                if MODE == 1:
+                    dth -= gy
+                # per-neuron sums over time, in the (zeroed) output buffers
+                ga = tl.load(ga_ptr + off, mask=mask, other=0.0) + gv * r
+                gb = tl.load(gb_ptr + off, mask=mask, other=0.0) + gv
+                dth += tl.load(gth_ptr + off, mask=mask, other=0.0)
+                dv0 += tl.load(gv0_ptr + off, mask=mask, other=0.0)
+                tl.store(ga_ptr + off, ga, mask=mask)
+                tl.store(gb_ptr + off, gb, mask=mask)
+                tl.store(gth_ptr + off, dth, mask=mask)
+                tl.store(gv0_ptr + off, dv0, mask=mask)
+        s_gz = tl.reduce(acc_gz, 0, tl.standard._sum_combine)
+        s_gzuh = tl.reduce(acc_gzuh, 0, tl.standard._sum_combine)
+        sum_w += tl.where(tl.arange(0, BLOCK) == 0, s_gzuh, 0.0)
+        sum_b += tl.where(tl.arange(0, BLOCK) == 0, s_gz, 0.0)
+        if BATCH_STATS:
+            mean_gz = (s_gz / count).to(dtype)
+            mean_gzuh = (s_gzuh / count).to(dtype)
+        else:  # running statistics: constants, no gradient through them
+            mean_gz = 0.0
+            mean_gzuh = 0.0
+        for j0 in range(0, count, BLOCK):  # pass B
+            j = j0 + tl.arange(0, BLOCK)
+            mask = j < count
+            off = ((j // spatial) * channels + c) * spatial + j % spatial
+            u = tl.load(gx_ptr + t * n + off, mask=mask, other=0.0)
+            g = tl.load(gz_ptr + off, mask=mask, other=0.0)
+            uh = (u - mu) * invstd
+            tl.store(gx_ptr + t * n + off,
+                     k * (g - mean_gz - uh * mean_gzuh), mask=mask)
+    tl.store(gw_ptr + c, tl.reduce(sum_w, 0, tl.standard._sum_combine).to(dtype))
+    tl.store(gbias_ptr + c, tl.reduce(sum_b, 0, tl.standard._sum_combine).to(dtype))
+
+
+@functools.lru_cache(maxsize=None)
+def _bn_kernels(interpret):
+    """``(forward, backward)`` of the membrane-BatchNorm kernels, decorated
+    for the interpreter or the GPU (see :func:`_kernels`)."""
+    del interpret
+    return triton.jit(_bn_forward_body), triton.jit(_bn_backward_body)
+
+
+def launch_bn_forward(x4, params, weight, bias, mean, invstd, batch_stats,
+                      eps, hard, mode):
+    """``(y, mean, invstd, var)`` of the LIF with membrane BatchNorm over
+    ``x4`` (``[T, B, C, S]``, contiguous): ``y`` in ``x4``'s dtype, the
+    statistics ``[T, C]`` in the compute dtype (``mean`` and ``invstd``
+    given, the running ones, when not ``batch_stats``; ``var`` then 0).
+
+    ``params``: alpha, beta, theta, v0 flattened to one value per neuron of
+    one step or one scalar; ``weight``, ``bias``: ``[C]``; all in the
+    compute dtype."""
+    steps, batch, channels, spatial = x4.shape
+    dtype = params[0].dtype
+    # y doubles as the scratch of u between the statistics passes, so it
+    # needs the compute dtype; cast once at the end for half inputs
+    y = torch.empty(x4.shape, dtype=dtype, device=x4.device)
+    vbuf = torch.zeros(x4.shape[1:], dtype=dtype, device=x4.device)
+    eps64 = torch.tensor([float(eps)], dtype=torch.float64, device=x4.device)
+    var = torch.zeros(steps, channels, dtype=dtype, device=x4.device)
+    if batch_stats:
+        mean = torch.empty(steps, channels, dtype=dtype, device=x4.device)
+        invstd = torch.empty_like(mean)
+    if x4.numel():
+        forward, _ = _bn_kernels(interpreting())
+        steps_of = [int(p.numel() != 1) for p in params]
+        with _on_device(x4):
+            forward[(channels, )](
+                x4, y, vbuf, *params, *steps_of, weight, bias, mean, invstd,
+                var, eps64, steps, batch, channels, spatial,
+                BATCH_STATS=batch_stats, HARD=hard, MODE=mode,
+                BLOCK=BN_BLOCK, num_warps=NUM_WARPS)
+    return y.to(x4.dtype), mean, invstd, var
+
+
+def launch_bn_backward(x4, grad_y, params, weight, bias, mean, invstd,
+                       batch_stats, hard, keep_ds, mode, code, sparam,
+                       need_params):
+    """``(dL/dx, dL/dalpha, dL/dbeta, dL/dtheta, dL/dv0 per neuron of one
+    step (None unless ``need_params``), dL/dweight, dL/dbias)``."""
+    steps, batch, channels, spatial = x4.shape
+    dtype = params[0].dtype
+    device = x4.device
+    gx = torch.empty(x4.shape, dtype=dtype, device=device)
+    gz = torch.empty(x4.shape[1:], dtype=dtype, device=device)
+    n = x4[0].numel()
+    grads = [torch.zeros(n, dtype=dtype, device=device)
+             for _ in range(4)] if need_params else [gz] * 4
+    gw = torch.zeros(channels, dtype=dtype, device=device)
+    gbias = torch.zeros(channels, dtype=dtype, device=device)
+    if x4.numel():
+        _, backward = _bn_kernels(interpreting())
+        consts = _constants_tensor(code, sparam, dtype, device)
+        steps_of = [int(p.numel() != 1) for p in params]
+        with _on_device(x4):
+            backward[(channels, )](
+                x4, grad_y, gx, gz, *params, *steps_of, weight, bias, mean,
+                invstd, consts, *grads, gw, gbias, steps, batch, channels,
+                spatial, BATCH_STATS=batch_stats, HARD=hard,
+                KEEP_DS=keep_ds, MODE=mode, KIND=code,
+                NEED_PARAMS=need_params, BLOCK=BN_BLOCK,
+                num_warps=NUM_WARPS)
+    else:
+        gx.zero_()
+    return ((gx.to(x4.dtype), ) + (tuple(grads) if need_params else
+                                   (None, ) * 4) + (gw, gbias))
+
+
+class LIFMultiStepBNTriton(torch.autograd.Function):
+    """The fused LIF with membrane BatchNorm on the Triton kernels; use
+    :func:`bidl_train.neurons.functional.lif_multistep_bn`.
+
+    Same arguments as
+    :class:`~bidl_train.neurons.functional.LIFMultiStepBNCpp` except that
+    the trailing argument is only the surrogate's ``(code, parameter)``.
+    Saves the input, the per-step, per-channel mean and invstd and the
+    parameters, as the C++ kernel does."""
+
+    @staticmethod
+    def forward(ctx, x_seq, alpha, beta, theta, v0, weight, bias, derivative,
+                reset, detach_reset, out_mode, bn, code):
+        from .functional import _per_neuron
+        steps, batch, channels = x_seq.shape[:3]
+        dtype = compute_dtype(x_seq.dtype)
+        device = x_seq.device
+        flat = [_per_neuron(p, x_seq.shape[1:], dtype).to(device)
+                for p in (alpha, beta, theta, v0)]
+        affine = [p.detach().to(device=device, dtype=dtype).contiguous()
+                  for p in (weight, bias)]
+        x4 = x_seq.detach().contiguous().view(
+            steps, batch, channels, x_seq[0, 0, 0].numel())
+        hard = reset == 'hard'
+        mode = -1 if out_mode == 'spike' else out_mode
+        running = [None, None] if bn.batch_stats else [
+            s.to(device=device, dtype=dtype).contiguous()
+            for s in (bn.mean, bn.invstd)]
+        y, mean, invstd, var = launch_bn_forward(
+            x4, flat, *affine, *running, bn.batch_stats, bn.eps, hard, mode)
+        if bn.batch_stats:
+            bn.stats = (mean, var)
+        if any(ctx.needs_input_grad[:7]):
+            ctx.save_for_backward(x4, *flat, *affine, mean, invstd)
+            ctx.params = [(p.shape, p.dtype, p.device)
+                          for p in (alpha, beta, theta, v0)]
+            ctx.affine_dtypes = (weight.dtype, bias.dtype)
+        ctx.code, ctx.hard, ctx.mode = code, hard, mode
+        ctx.keep_ds, ctx.batch_stats = not detach_reset, bn.batch_stats
+        return y.view(x_seq.shape)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        x4, a, b, th, rv, gamma, shift, mean, invstd = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        grads = launch_bn_backward(
+            x4, grad_y.contiguous().view(x4.shape), [a, b, th, rv], gamma,
+            shift, mean, invstd, ctx.batch_stats, ctx.hard, ctx.keep_ds,
+            ctx.mode, ctx.code[0], ctx.code[1], any(need[1:5]))
+        out = compiled_grads(grads[:5], grad_y, ctx.params, need[:5])
+        weight_grad = grads[5].to(ctx.affine_dtypes[0]) if need[5] else None
+        bias_grad = grads[6].to(ctx.affine_dtypes[1]) if need[6] else None
+        return out + (weight_grad, bias_grad) + (None, ) * 6

@@ -4,6 +4,7 @@ outputs, gradients and running statistics against the per-step loop
 through the batch statistics and the affine weight and bias, the memory
 kept for backward, and the dispatch with its log line."""
 import copy
+import importlib.util
 import logging
 
 import pytest
@@ -18,11 +19,27 @@ from bidl_train.neurons.functional import (LIFMultiStepBN, LIFMultiStepBNCpp,
 from bidl_train.neurons.surrogate import SigmoidSurrogate, surrogate_code
 
 CPP = lif_cpp.load_cpp_kernel() is not None
+HAS_TRITON = importlib.util.find_spec('triton') is not None
+if HAS_TRITON:
+    # imported before any test sets TRITON_INTERPRET (see test_lif_triton)
+    import triton  # noqa: F401
 KERNELS = [
     pytest.param('cpp', marks=pytest.mark.skipif(
         not CPP, reason='the C++ kernel does not build on this machine')),
+    # on these CPU tensors under Triton's interpreter (see run_triton)
+    pytest.param('triton', marks=pytest.mark.skipif(
+        not HAS_TRITON, reason='triton is not installed')),
     'torch'
 ]
+
+
+@pytest.fixture(autouse=True)
+def run_triton(request, monkeypatch):
+    """Tests of the Triton kernel run it under Triton's interpreter
+    (``TRITON_INTERPRET=1``: the kernels on CPU tensors, with numpy)."""
+    params = getattr(request.node, 'callspec', None)
+    if params is not None and params.params.get('kernel') == 'triton':
+        monkeypatch.setenv('TRITON_INTERPRET', '1')
 # per-sample feature shapes: BatchNorm2d over [B, C, H, W], BatchNorm1d
 # over [B, C, L] and over [B, N] (one value per sample and feature)
 SHAPES = [(3, 4, 5), (3, 6), (5, )]
@@ -179,6 +196,10 @@ def apply_kernel(kernel, norm, derivative, reset, detach, out_mode):
             module = lif_cpp.load_cpp_kernel()
             return LIFMultiStepBNCpp.apply(*args, module,
                                            surrogate_code(derivative))
+        if kernel == 'triton':
+            from bidl_train.neurons.lif_triton import LIFMultiStepBNTriton
+            return LIFMultiStepBNTriton.apply(*args,
+                                              surrogate_code(derivative))
         return LIFMultiStepBN.apply(*args)
     return run
 
@@ -269,25 +290,35 @@ def test_log_line_names_the_kernel_and_why(monkeypatch):
                             "float32 input)")
 
 
-def test_triton_has_no_membrane_bn(monkeypatch):
-    """kernel='triton' is refused naming the layer; on a GPU 'auto' runs the
-    pure-PyTorch kernel and says why."""
+def test_triton_membrane_bn_refused_on_cpu_without_interpreter(
+        monkeypatch):
+    """kernel='triton' on CPU tensors without Triton's interpreter is
+    refused, saying why."""
+    monkeypatch.delenv('TRITON_INTERPRET', raising=False)
     x = torch.rand(3, 2, 3, 4, 4)
     neuron = LIF(name='c4.lif', norm_state=True, feature_shape=(3, 4, 4),
                  kernel='triton')
-    with pytest.raises(ConfigError, match="c4.lif: kernel='triton'.*"
-                       'no membrane BatchNorm'):
+    with pytest.raises(ConfigError, match="kernel='triton' cannot run: .*("
+                       "input is on cpu|triton is not installed)"):
         neuron(x)
+
+
+@pytest.mark.skipif(not HAS_TRITON, reason='triton is not installed')
+def test_auto_picks_the_triton_membrane_bn_kernel_on_a_gpu(monkeypatch):
+    """Where Triton is preferred (a GPU; pretended here, with the
+    interpreter running the kernels), 'auto' runs the Triton kernel with
+    membrane BatchNorm, logs it, and it gives the loop's numbers."""
+    monkeypatch.setenv('TRITON_INTERPRET', '1')
     monkeypatch.setattr(functional, '_prefers_triton', lambda x: True)
     lines = []
     monkeypatch.setattr(functional, 'announce_kernel',
                         lambda *line: lines.append(line))  # select_kernel's
-    derivative = RectangleSurrogate().derivative
-    assert functional.select_kernel(x, derivative, 'auto', 'c5.lif',
-                                    membrane_bn=True) is None
-    assert lines == [('c5.lif', 'pure-PyTorch fused LIF kernel with '
-                      'membrane BatchNorm', 'the Triton kernel has no '
-                      'membrane BatchNorm (norm_state)')]
+    loop, fused = make_pair('auto', (3, 4, 5))
+    x = torch.randn((4, 3, 3, 4, 5), dtype=torch.float64) + 0.3
+    weight = torch.randn(x.shape, dtype=torch.float64)
+    assert_same(run_both(loop, fused, x, weight))
+    assert lines[-1][1] == ('Triton fused LIF kernel with membrane '
+                            'BatchNorm')
 
 
 @pytest.mark.parametrize('kernel', KERNELS)

@@ -169,6 +169,45 @@ def test_lif_layer_with_triton_kernel_matches_loop(device):
 
 
 @needs_triton
+@pytest.mark.parametrize('training', [True, False])
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
+def test_membrane_batchnorm_layer_matches_loop(device, training, dtype):
+    """The Triton kernel with membrane BatchNorm (norm_state) on the device:
+    outputs, every gradient (LIF parameters, BN weight and bias, input) and
+    the BN running statistics equal the per-step loop's (the module's own
+    BatchNorm called every step); the spikes are identical."""
+    torch.manual_seed(3)
+    options = dict(feature_shape=(3, 4, 5), param_shape='channel',
+                   learnable=True, surrogate='sigmoid', norm_state=True,
+                   alpha=0.6, theta=0.4, v0=-0.1)
+    fused = LIF(backend='fused', kernel='triton', **options).to(device,
+                                                                 dtype)
+    loop = LIF(backend='loop', **options).to(device, dtype)
+    with torch.no_grad():
+        fused.norm.weight.uniform_(0.5, 1.5)
+        fused.norm.bias.uniform_(-0.2, 0.2)
+        fused.norm.running_var.uniform_(0.5, 1.5)
+    loop.load_state_dict(fused.state_dict())
+    fused.train(training), loop.train(training)
+    x = torch.randn(6, 4, 3, 4, 5, device=device, dtype=dtype) + 0.3
+    outputs = []
+    for neuron in (fused, loop):
+        xg = x.clone().requires_grad_()
+        y = neuron(xg)
+        (y * torch.arange(y.numel(), device=device).view(y.shape).sin()
+         ).sum().backward()
+        outputs.append([y, xg.grad] + [
+            torch.zeros_like(p) if p.grad is None else p.grad
+            for p in neuron.parameters()] + [
+                neuron.norm.running_mean, neuron.norm.running_var])
+    assert outputs[0][0].grad_fn.name() == 'LIFMultiStepBNTritonBackward'
+    assert torch.equal(outputs[0][0], outputs[1][0])  # the same spikes
+    tol = 1e-9 if dtype == torch.float64 else 2e-4
+    for a, b in zip(*outputs):
+        torch.testing.assert_close(a, b, atol=tol, rtol=tol)
+
+
+@needs_triton
 def test_saves_only_input_and_parameters(device):
     saved = []
 
