@@ -57,7 +57,7 @@ def _random_batches(cfg, model, count, batch):
     """Random inputs of the config's shape: T from the config's
     ``num_steps`` (see :func:`bidl_train.deploy.samples.input_shape`)."""
     shape = input_shape(cfg, model)
-    if cfg.model.backbone.type == 'FastTextLif':
+    if len(shape) == 1:  # token ids for a text backbone
         for _ in range(count):
             yield torch.randint(0, cfg.model.backbone.vocab_size,
                                 (shape[0], batch))

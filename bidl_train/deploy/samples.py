@@ -123,13 +123,14 @@ def input_shape(cfg, model=None):
     the spike encoder of ``model``'s data preprocessor. The rest is the
     ``_input_shape`` hint ``(T, C, H, W)`` (needed where the backbone does
     not say its input, e.g. rate-coded images), else ``[T]`` token ids for
-    FastTextLif, else the backbone's ``in_channels``/``input_size``."""
+    a text backbone (one with a ``vocab_size``), else the backbone's
+    ``in_channels``/``input_size``."""
     steps = config_num_steps(cfg, model=model)
     hint = cfg.get('_input_shape')
     if hint:
         return [steps] + [int(v) for v in hint[1:]]
     backbone = cfg.model.get('backbone') or {}
-    if backbone.get('type') == 'FastTextLif':
+    if backbone.get('vocab_size'):  # a text backbone: token ids
         return [steps]
     size = backbone.get('input_size')
     channels = backbone.get('in_channels')

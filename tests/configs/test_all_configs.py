@@ -43,7 +43,7 @@ MAX_T = 2  # the time axis is shortened: shapes do not depend on T
 # Backbones ending in global pooling accept any size: test them at most at
 # MAX_SIZE to keep the suite fast.
 POOLED = ('ResNetLif', 'SEWResNet', 'Spikformer', 'VGGLif')
-MAX_SIZE = 64
+MAX_SIZE = 32
 
 
 def _ids(paths):
@@ -66,7 +66,7 @@ def _input(cfg):
     backbone = cfg.model.backbone
     hint = cfg.get('_input_shape')
     steps = config_num_steps(cfg)
-    if backbone.type == 'FastTextLif':
+    if backbone.get('vocab_size'):  # text backbones take token ids
         return torch.randint(0, backbone.vocab_size, (min(steps, MAX_T),
                                                       BATCH))
     if hint is not None:
