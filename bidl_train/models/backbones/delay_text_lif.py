@@ -41,8 +41,8 @@ class _DelayedSynapse(nn.Module):
     """``[T, B, E]`` embeddings -> ``[T, B, H]`` current with delays.
 
     One matrix multiply on the window ``[e_t, e_{t-1}, ..., e_{t-D+1}]``
-    (``[T, B, D*E]``): ``weight[:, d*E:(d+1)*E]`` is ``W_d``. On CPU this
-    is faster than a causal ``Conv1d`` over the steps (same maths).
+    (``[T, B, D*E]``): ``weight[:, d*E:(d+1)*E]`` is ``W_d``; the same
+    maths as a causal ``Conv1d`` over the steps.
     """
 
     def __init__(self, embedding_dim, hidden_dim, delays):
