@@ -17,6 +17,7 @@ from torch import nn
 from bidl_train.errors import ConfigError
 from bidl_train.neurons import build_module
 from bidl_train.registry import MODELS
+from bidl_train.utils.state import check_state_entries
 from .time_fold import TimeFold, check_norm_stats, per_step_batchnorm
 
 __all__ = ['SpikingSequential']
@@ -68,16 +69,9 @@ class SpikingSequential(nn.Sequential):
 
     def step(self, x_t, state=None):
         """One step through every layer; ``state`` as in the module doc."""
-        if state is not None and not isinstance(state, dict):
-            raise ConfigError(
-                'SpikingSequential: step() state must be a dict of layer '
-                'states keyed by layer index, or None; got '
-                f'{type(state).__name__}')
-        unknown = sorted(set(state or ()) - {str(i) for i in range(len(self))})
-        if unknown:
-            raise ConfigError(
-                f'SpikingSequential: got states for layers {unknown}, but '
-                f'the chain has layers 0..{len(self) - 1}')
+        check_state_entries('SpikingSequential', state,
+                            [str(i) for i in range(len(self))],
+                            'layer index')
         new_state = {}
         for index, layer in enumerate(self):
             key = str(index)

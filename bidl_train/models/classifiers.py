@@ -12,6 +12,7 @@ from mmengine.model import BaseModel
 from bidl_train.errors import ConfigError
 from bidl_train.learning.teacher import labels_of, teaching
 from bidl_train.registry import MODELS
+from bidl_train.utils.state import check_state_entries
 
 from .monitor import record_firing_rates
 
@@ -96,6 +97,8 @@ class SpikingClassifier(BaseModel):
         :mod:`bidl_train.utils.state`; its flattened names, such as
         ``backbone.0.v`` and ``head.sum``, are the exported graph's states).
         """
+        check_state_entries(type(self).__name__, state, ('backbone', 'head'),
+                            'part name')
         state = state or {}
         feats, backbone_state = self.backbone.step(x_t, state.get('backbone'))
         logits, head_state = self.head.step(feats, state.get('head'))

@@ -43,7 +43,10 @@ graph's positional state inputs are those dicts concatenated in node order.
 """
 import torch
 
-__all__ = ['flatten_state', 'unflatten_state', 'state_at', 'put_state']
+from bidl_train.errors import ConfigError
+
+__all__ = ['flatten_state', 'unflatten_state', 'state_at', 'put_state',
+           'check_state_entries']
 
 
 def flatten_state(state, prefix=''):
@@ -103,3 +106,27 @@ def put_state(state, path, value):
                          'two state names overlap')
     node[leaf] = value
     return state
+
+
+def check_state_entries(owner, state, known, keyed_by):
+    """Refuse a ``step`` state that is not a dict (or None) or has entries
+    outside ``known``: a state of another module or of another layout would
+    otherwise be dropped silently and those parts start fresh.
+
+    ``keyed_by`` says what the keys are, for the message (``'layer
+    index'``).
+    """
+    if state is None:
+        return
+    if not isinstance(state, dict):
+        raise ConfigError(
+            f'{owner}: step() state must be a dict keyed by {keyed_by}, or '
+            f'None to start fresh; got {type(state).__name__}')
+    unknown = sorted(set(state) - set(known))
+    if unknown:
+        known = sorted(known)
+        shown = ', '.join(known[:6]) + (', ...' if len(known) > 6 else '')
+        raise ConfigError(
+            f'{owner}: step() state has entries {unknown[:6]} that match no '
+            f'{keyed_by} of this module (it has {shown}); pass the state its '
+            'previous step returned, or None to start fresh')

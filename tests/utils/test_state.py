@@ -8,6 +8,7 @@ import torch
 from mmengine.registry import init_default_scope
 from torch import nn
 
+from bidl_train.errors import ConfigError
 from bidl_train.layers import FcLif, Lif1d, SpikingSequential
 from bidl_train.learning import PlasticFcLif
 from bidl_train.models.heads import SpikingClsHead
@@ -123,3 +124,42 @@ def test_malformed_states_are_refused():
         unflatten_state({'a': torch.zeros(1), 'a.v': torch.zeros(1)})
     with pytest.raises(ValueError, match='overlap'):
         put_state({'a': {'v': torch.zeros(1)}}, 'a', torch.zeros(1))
+
+
+def test_a_branching_module_reads_its_state_by_dotted_name():
+    """A ``StatefulModule``'s state is what its flat names say: the nesting
+    of an older layout (neuron keys with dots) steps the same."""
+    torch.manual_seed(0)
+    model = _classifier_resnet().eval()
+    x = _events(2, 16, 16)
+    with torch.no_grad():
+        _, state = model.step(x[0])
+        y_nested, _ = model.step(x[1], state)
+        flat = flatten_state(state['backbone'])
+        dotted = {'.'.join(name.split('.')[:-1]): {'v': value}
+                  for name, value in flat.items()}  # {'stem.sn': {'v': t}}
+        assert 'stem.sn' in dotted
+        y_dotted, _ = model.step(x[1], dict(state, backbone=dotted))
+    torch.testing.assert_close(y_dotted, y_nested, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize('bad,match', [
+    ({'backbone': None, 'heads': None}, r"Classifier: .*\['heads'\]"),
+    ({'backbone': {'3': {'v': torch.zeros(B, 16)}}},
+     r"SpikingSequential: .*\['3'\].*has 0, 1, 2\)"),
+    ({'backbone': [{'v': torch.zeros(B, 4, 8, 8)}]}, 'keyed by layer index'),
+])
+def test_a_state_of_another_module_is_refused(bad, match):
+    model = _classifier_convlif().eval()
+    with pytest.raises(ConfigError, match=match):
+        model.step(_events(2, 8, 8)[0], bad)
+
+
+def test_a_branching_module_refuses_names_of_no_neuron():
+    model = _classifier_resnet().eval()
+    x = _events(2, 16, 16)
+    with torch.no_grad():
+        _, state = model.step(x[0])
+    state['backbone']['stem']['bn'] = {'v': torch.zeros(1)}
+    with pytest.raises(ConfigError, match=r"ResNetLif: .*stem\.bn\.v"):
+        model.step(x[1], state)

@@ -28,7 +28,8 @@ from torch import nn
 
 from bidl_train.errors import ConfigError
 from bidl_train.layers import fold_time, per_step_batchnorm, unfold_time
-from bidl_train.utils.state import put_state, state_at
+from bidl_train.utils.state import (check_state_entries, flatten_state,
+                                    put_state, state_at, unflatten_state)
 
 __all__ = ['StatefulModule', 'MultiStepContext', 'SingleStepContext']
 
@@ -99,6 +100,13 @@ class StatefulModule(nn.Module):
         return unfold_time(self.compute(x, MultiStepContext(steps)), steps)
 
     def step(self, x_t, state=None):
-        ctx = SingleStepContext(state)
+        given = flatten_state(state) if state is not None else None
+        # the state is what its dotted names say, however it is nested
+        ctx = SingleStepContext(
+            None if given is None else unflatten_state(given))
         y = self.compute(x_t, ctx)
+        if given:  # every given state tensor must belong to a neuron here
+            check_state_entries(type(self).__name__, given,
+                                flatten_state(ctx.new_state),
+                                'neuron state name')
         return y, ctx.new_state
