@@ -21,7 +21,8 @@ same way:
   only the stateful ones: ``SpikingSequential`` under the layer index
   (``'0'``, ``'2'``, the name ``nn.Sequential`` gives the child), a
   branching ``StatefulModule`` under the context key of each neuron split at
-  the dots (``'layer1' -> '0' -> 'lif1'``), a plastic layer under
+  the dots (``'layer1' -> '0' -> 'lif1'``; it reads a given state by its
+  dotted names, so any nesting of the same names works), a plastic layer under
   ``'neuron'``, ``'local'`` (its local weight) and ``'rule'`` (the rule's
   traces), the classifier under ``'backbone'`` and ``'head'``. A module
   that only wraps one container passes its state through unchanged
@@ -35,6 +36,9 @@ same way:
   names are the exported graph's state inputs and outputs (ONNX,
   TorchScript), what deployment verification compares with ``model.step``,
   and the labels of the membrane plots; nothing walks a state another way.
+* **A state with entries the module does not have is refused**
+  (:func:`check_state_entries`, one ``ConfigError`` line naming them)
+  rather than dropped, which would silently start those parts fresh.
 
 Deployed nodes (:mod:`bidl_train.deploy.nodes`) hold their state as a flat
 dict of these dotted names relative to the node (``v``, ``neuron.v``,
