@@ -237,7 +237,7 @@ def _link_out(tmp_path, folder, name, make_target):
 
 def test_event_class_folder_link_out_is_refused(tmp_path):
     from bidl_train.datasets.dvs import NMNIST
-    from layout_writers import nmnist_bytes
+    from helpers.layout_writers import nmnist_bytes
     root = tmp_path / 'data'
     for split in ('Train', 'Test'):
         for d in range(10):

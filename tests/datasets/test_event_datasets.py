@@ -478,7 +478,7 @@ def test_event_mix_cutmix_and_eventmix_boxes_and_labels():
 
 
 def test_event_folder_takes_the_sensor_size_from_a_prophesee_header(tmp_path):
-    from prophesee_writers import dat_bytes
+    from helpers.prophesee_writers import dat_bytes
     for c in ('a', 'b'):
         (tmp_path / 'train' / c).mkdir(parents=True)
         (tmp_path / 'train' / c / 'rec.dat').write_bytes(

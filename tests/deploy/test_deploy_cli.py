@@ -208,7 +208,7 @@ def test_random_inputs_verify_without_the_dataset(tmp_path, capsys):
 
 def test_random_inputs_are_not_used_when_the_data_is_there(tmp_path):
     """With the data on disk the option changes nothing: data is used."""
-    from deploy_runner import tiny_deploy_config
+    from helpers.deploy_runner import tiny_deploy_config
     path = tmp_path / 'synthetic.py'
     path.write_text(tiny_deploy_config(tmp_path / 'data', users_test=1))
     ckpt = _save(_model(str(path)), tmp_path / 'ck.pth')

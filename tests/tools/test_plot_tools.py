@@ -277,7 +277,7 @@ def test_frames_grid_title_clear_of_the_frames_at_T60(event_file):
 def test_plot_events_sensor_from_a_prophesee_header(tmp_path, capsys):
     """The reader's header geometry (a Prophesee .dat, 640x480) wins over
     the few coordinates the events reach."""
-    from prophesee_writers import dat_bytes  # beside this file
+    from helpers.prophesee_writers import dat_bytes
     path = tmp_path / 'rec.dat'
     path.write_bytes(dat_bytes([(10, 0, 0, 0), (20, 5, 6, 1), (30, 9, 3, 1)],
                                640, 480))
