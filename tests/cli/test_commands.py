@@ -79,7 +79,6 @@ def test_train_resume_test(tmp_path):
     assert (tmp_path / 'onnx' / 'report.json').is_file()
 
 
-@pytest.mark.slow
 def _free_port():
     """A port nobody listens on now: a fixed one collided when two test
     runs shared the machine (the second rendezvous failed)."""
@@ -88,6 +87,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_process_cpu_training_and_evaluation(tmp_path):
     cfg = tiny_config(tmp_path)
     # 3 classes: 3 test samples over 2 ranks, so the distributed sampler
