@@ -142,6 +142,23 @@ def install_safe_yaml():
     register_handler(['yaml', 'yml'])(_SafeYamlHandler)
 
 
+def _check_num_steps_override(cfg):
+    """``--cfg-options num_steps=N`` must reach the data. Config variables
+    are filled in when the file is read, so the override changes only the
+    top-level key, which training never reads: refuse it in one line unless
+    the representation/dataset/encoder keys were set to the same N."""
+    from bidl_train.utils.time_steps import config_num_steps
+    try:
+        config_num_steps(cfg)
+    except ConfigError as err:
+        raise ConfigError(
+            f'{err} (--cfg-options num_steps=N changes only the top-level '
+            'key: config variables are filled in when the file is read, so '
+            'also set the key that makes the steps, e.g. '
+            '{train,val,test}_dataloader.dataset.representation.num_steps=N)'
+        ) from None
+
+
 def load_config(path, cfg_options=None, data_root=None):
     """Read a Python or YAML config, apply ``--data-root``, then
     ``--cfg-options`` (the more specific overrides win).
@@ -175,6 +192,8 @@ def load_config(path, cfg_options=None, data_root=None):
             _override_data_root(cfg, cfg_options.pop('_data_root'), path)
         _check_override_paths(cfg, cfg_options)
         cfg.merge_from_dict(cfg_options)
+        if 'num_steps' in cfg_options:
+            _check_num_steps_override(cfg)
         if data:  # overrides may add types too; the same rule holds
             check_data_config(cfg, f'{path} with --cfg-options')
     if not data:  # (a data config was checked above, more strictly)

@@ -60,7 +60,6 @@ def check_top_level_keys(cfg):
 def build_runner(cfg: Config) -> Runner:
     """Apply the framework's patches and build the Runner."""
     check_top_level_keys(cfg)
-    _check_time_steps(cfg)
     _drop_disabled_default_hooks(cfg)
     _add_deploy_hook(cfg)
     colearning_to_loop(cfg)
@@ -72,25 +71,6 @@ def build_runner(cfg: Config) -> Runner:
     if wrapper is not None and cfg.get('model_wrapper_cfg') is None:
         cfg.model_wrapper_cfg = wrapper
     return BidlRunner.from_cfg(cfg)
-
-
-def _check_time_steps(cfg):
-    """A config's top-level ``num_steps`` must be the T its representation,
-    dataset and encoder make. Config variables are substituted when the
-    file is parsed, so ``--cfg-options num_steps=N`` changes the top-level
-    key only; training never reads it, and the change would be ignored
-    silently. Refuse the disagreement in one line instead."""
-    if 'num_steps' not in cfg:
-        return
-    from bidl_train.utils.time_steps import config_num_steps
-    try:
-        config_num_steps(cfg)
-    except ConfigError as err:
-        raise ConfigError(
-            f'{err} (--cfg-options num_steps=N changes only the top-level '
-            'key: config variables are filled in when the file is read, so '
-            'also set the key that makes the steps, e.g. '
-            'train_dataloader.dataset.representation.num_steps=N)') from None
 
 
 # ---------------------------------------------------------------------------
