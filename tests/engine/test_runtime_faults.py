@@ -30,8 +30,10 @@ def _wait_for(predicate, proc, seconds, what):
     deadline = time.time() + seconds
     while not predicate():
         if proc.poll() is not None:
+            # a piped stderr says why (a rank's one-line error, say)
+            said = proc.stderr.read()[-3000:] if proc.stderr else ''
             raise AssertionError(f'process exited {proc.returncode} before '
-                                 f'{what}')
+                                 f'{what}\n{said}')
         if time.time() > deadline:
             raise AssertionError(f'no {what} after {seconds} s')
         time.sleep(0.05)
