@@ -231,7 +231,11 @@ def test_gradcheck(kernel, training, reset, memb_mode):
     args = [t.requires_grad_() for t in [x] + params]
     run = apply_kernel(kernel, norm, RectangleSurrogate().derivative, reset,
                        True, memb_mode)
-    assert torch.autograd.gradcheck(run, args, eps=1e-7, atol=1e-6)
+    # the Triton kernel runs under the interpreter (numpy, op by op): its
+    # Jacobian is checked along random directions (gradcheck's fast mode)
+    # rather than entry by entry
+    assert torch.autograd.gradcheck(run, args, eps=1e-7, atol=1e-6,
+                                    fast_mode=kernel == 'triton')
 
 
 @pytest.mark.parametrize('kernel', KERNELS)
