@@ -119,6 +119,10 @@ def test_unrolled_onnx_of_a_persistent_plastic_conv_has_fixed_T(rule,
                for n in report['notes'])
     manifest = _manifest(tmp_path)
     assert manifest['unrolled_time_steps'] == 4
+    # report.json's exporter entry says why neither exporter could loop
+    (note, ) = report['exporter']['notes']
+    assert note.startswith('unrolled.onnx: T fixed at 4: a convolution')
+    assert 'ContextVar' in note and 'constant kernel shape' in note
     assert 'T is FIXED at 4' in manifest['unrolled']['note']
     if rule == 'RewardSTDP':  # the traced T-step graph takes labels too
         assert manifest['unrolled']['inputs'] == ['x_seq', 'teacher']
