@@ -635,8 +635,10 @@ def _bn_backward_body(x_ptr, gy_ptr, gx_ptr, gz_ptr, a_ptr, b_ptr, th_ptr,
             uh = (u - mu) * invstd
             tl.store(gx_ptr + t * n + off,
                      k * (g - mean_gz - uh * mean_gzuh), mask=mask)
-    tl.store(gw_ptr + c, tl.reduce(sum_w, 0, tl.standard._sum_combine).to(dtype))
-    tl.store(gbias_ptr + c, tl.reduce(sum_b, 0, tl.standard._sum_combine).to(dtype))
+    total_w = tl.reduce(sum_w, 0, tl.standard._sum_combine)
+    total_b = tl.reduce(sum_b, 0, tl.standard._sum_combine)
+    tl.store(gw_ptr + c, total_w.to(dtype))
+    tl.store(gbias_ptr + c, total_b.to(dtype))
 
 
 @functools.lru_cache(maxsize=None)
