@@ -123,8 +123,10 @@ class DelayTextLif(nn.Module):
             raise ConfigError(
                 f'DelayTextLif: expected token ids with {dims} dims '
                 f'({"[T, B]" if dims == 2 else "[B]"}), got {tokens.dim()}')
-        if tokens.numel() and (int(tokens.max()) >= self.vocab_size or
-                               int(tokens.min()) < 0):
+        # data-dependent: torch.export cannot capture it (see FastTextLif)
+        if (tokens.numel() and not torch.compiler.is_exporting()
+                and (int(tokens.max()) >= self.vocab_size
+                     or int(tokens.min()) < 0)):
             raise ConfigError(
                 f'DelayTextLif: token ids must lie in [0, {self.vocab_size});'
                 ' set vocab_size to the dataset vocabulary size + 2')
