@@ -53,12 +53,13 @@ VERIFIED_CELLS = {
 #: ONNX cells exported with the recommended (dynamo) exporter in the
 #: default run: one config per lowering family it writes without a
 #: fallback (sequential conv stack with membrane BatchNorm and a group-mean
-#: head's reduction, 3D convs, 1D spike input, ResNetLif); the others, and
-#: the families it falls back on (the text model: a data-dependent token
-#: count; plastic layers: the teacher ContextVar), with the TorchScript one
+#: head's reduction, 3D convs, 1D spike input, ResNetLif, token ids); the
+#: others, and the family it falls back on (plastic layers: the teacher
+#: ContextVar), with the TorchScript one
 DYNAMO_CELLS = ('configs/dvs_gesture.py',
                 'configs/demo/synthetic_medmnist3d.py', 'configs/shd.py',
-                'configs/zoo/cifar10_dvs_resnetlif10.py')
+                'configs/zoo/cifar10_dvs_resnetlif10.py',
+                'configs/demo/synthetic_imdb.py')
 FULL = os.environ.get('BIDL_DEPLOY_MATRIX_FULL') == '1'
 
 
