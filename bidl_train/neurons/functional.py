@@ -806,6 +806,33 @@ def _reset(z, s, theta, v0, hard):
     return torch.addcmul(z, s, theta, value=-1)
 
 
+def keep_bn_context(ctx, bn, tensors, mean, var, invstd, params, affine,
+                    code, hard, mode, detach_reset):
+    """What every membrane-BatchNorm kernel (C++, Triton) does after its
+    forward: hand the batch statistics to the running-statistics update,
+    and keep for the backward ``tensors`` (input, per-neuron parameters,
+    affine) with the per-step mean and invstd, which it recomputes the
+    potentials from."""
+    if bn.batch_stats:
+        bn.stats = (mean, var)
+    if any(ctx.needs_input_grad[:7]):
+        ctx.save_for_backward(*tensors, mean, invstd)
+        ctx.params = [(p.shape, p.dtype, p.device) for p in params]
+        ctx.affine_dtypes = tuple(p.dtype for p in affine)
+    ctx.code, ctx.hard, ctx.mode = code, hard, mode
+    ctx.keep_ds, ctx.batch_stats = not detach_reset, bn.batch_stats
+
+
+def bn_input_grads(ctx, grads, grad_y):
+    """The gradients of ``(x, alpha, beta, theta, v0, weight, bias)`` from
+    a membrane-BatchNorm kernel's backward outputs."""
+    need = ctx.needs_input_grad
+    out = compiled_grads(grads[:5], grad_y, ctx.params, need[:5])
+    weight_grad = grads[5].to(ctx.affine_dtypes[0]) if need[5] else None
+    bias_grad = grads[6].to(ctx.affine_dtypes[1]) if need[6] else None
+    return out + (weight_grad, bias_grad)
+
+
 class LIFMultiStepBNCpp(torch.autograd.Function):
     """The fused LIF with membrane BatchNorm on the compiled CPU kernel; use
     :func:`lif_multistep_bn`. Saves the input and the per-step, per-channel
@@ -830,15 +857,10 @@ class LIFMultiStepBNCpp(torch.autograd.Function):
             bn.mean if bn.mean is not None else empty,
             bn.invstd if bn.invstd is not None else empty,
             bn.batch_stats, bn.eps, hard, mode)
-        if bn.batch_stats:
-            bn.stats = (mean, var)
-        if any(ctx.needs_input_grad[:7]):
-            ctx.save_for_backward(x4, *flat, *affine, mean, invstd)
-            ctx.params = [(p.shape, p.dtype, p.device)
-                          for p in (alpha, beta, theta, v0)]
-            ctx.affine_dtypes = (weight.dtype, bias.dtype)
-        ctx.module, ctx.code, ctx.hard, ctx.mode = module, code, hard, mode
-        ctx.keep_ds, ctx.batch_stats = not detach_reset, bn.batch_stats
+        keep_bn_context(ctx, bn, (x4, *flat, *affine), mean, var, invstd,
+                        (alpha, beta, theta, v0), (weight, bias), code, hard,
+                        mode, detach_reset)
+        ctx.module = module
         return y.view(x_seq.shape)
 
     @staticmethod
@@ -849,10 +871,7 @@ class LIFMultiStepBNCpp(torch.autograd.Function):
             x4, grad_y.contiguous().view(x4.shape).to(x4.dtype), a, b, th,
             rv, gamma, shift, mean, invstd, ctx.batch_stats, ctx.hard,
             ctx.keep_ds, ctx.mode, ctx.code[0], ctx.code[1], any(need[1:5]))
-        out = compiled_grads(grads[:5], grad_y, ctx.params, need[:5])
-        weight_grad = grads[5].to(ctx.affine_dtypes[0]) if need[5] else None
-        bias_grad = grads[6].to(ctx.affine_dtypes[1]) if need[6] else None
-        return out + (weight_grad, bias_grad) + (None, ) * 7
+        return bn_input_grads(ctx, grads, grad_y) + (None, ) * 7
 
 
 def _membrane_bn_form(function):

@@ -40,7 +40,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .functional import compiled_grads
+from .functional import bn_input_grads, compiled_grads, keep_bn_context
 from .surrogate import SURROGATE_TABLE
 
 __all__ = ['BLOCK', 'BN_BLOCK', 'LIFMultiStepBNTriton', 'LIFMultiStepTriton',
@@ -745,15 +745,9 @@ class LIFMultiStepBNTriton(torch.autograd.Function):
             for s in (bn.mean, bn.invstd)]
         y, mean, invstd, var = launch_bn_forward(
             x4, flat, *affine, *running, bn.batch_stats, bn.eps, hard, mode)
-        if bn.batch_stats:
-            bn.stats = (mean, var)
-        if any(ctx.needs_input_grad[:7]):
-            ctx.save_for_backward(x4, *flat, *affine, mean, invstd)
-            ctx.params = [(p.shape, p.dtype, p.device)
-                          for p in (alpha, beta, theta, v0)]
-            ctx.affine_dtypes = (weight.dtype, bias.dtype)
-        ctx.code, ctx.hard, ctx.mode = code, hard, mode
-        ctx.keep_ds, ctx.batch_stats = not detach_reset, bn.batch_stats
+        keep_bn_context(ctx, bn, (x4, *flat, *affine), mean, var, invstd,
+                        (alpha, beta, theta, v0), (weight, bias), code, hard,
+                        mode, detach_reset)
         return y.view(x_seq.shape)
 
     @staticmethod
@@ -764,7 +758,4 @@ class LIFMultiStepBNTriton(torch.autograd.Function):
             x4, grad_y.contiguous().view(x4.shape), [a, b, th, rv], gamma,
             shift, mean, invstd, ctx.batch_stats, ctx.hard, ctx.keep_ds,
             ctx.mode, ctx.code[0], ctx.code[1], any(need[1:5]))
-        out = compiled_grads(grads[:5], grad_y, ctx.params, need[:5])
-        weight_grad = grads[5].to(ctx.affine_dtypes[0]) if need[5] else None
-        bias_grad = grads[6].to(ctx.affine_dtypes[1]) if need[6] else None
-        return out + (weight_grad, bias_grad) + (None, ) * 6
+        return bn_input_grads(ctx, grads, grad_y) + (None, ) * 6
