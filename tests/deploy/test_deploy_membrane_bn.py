@@ -21,6 +21,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers.deploy_runner import assert_importer_reproduces
 from mmengine.registry import init_default_scope
 
 from bidl_train.cli.common import load_config
@@ -181,11 +182,10 @@ def _run_importer(importer, graph, model, x):
     """Every spike of every layer and the logits from ``importer``'s
     import of ``graph`` must equal PyTorch's (shared with the residual
     graph tests)."""
-    from test_deploy_nir_graph import _assert_importer_reproduces
     with open(graph['manifest']) as f:
         keys = [n['node'] for n in json.load(f)['neurons']]
     layers = [name[len('spikes.'):] for name in graph['spikes']]
-    _assert_importer_reproduces(importer, nir.read(graph['file']),
+    assert_importer_reproduces(importer, nir.read(graph['file']),
                                 dict(zip(layers, keys)), model, x)
 
 

@@ -12,14 +12,11 @@ nirtorch's current interpreter (``nir_to_torch``), which orders the nodes
 topologically; chains and identity-shortcut graphs also pass through
 ``from_nir`` itself.
 """
-import contextlib
-import io
 import json
-from functools import partial
 
 import pytest
 import torch
-from helpers.deploy_runner import logits_and_spikes
+from helpers.deploy_runner import assert_importer_reproduces
 from mmengine.registry import init_default_scope
 
 from bidl_train.deploy import deploy
@@ -82,71 +79,6 @@ def _export(model, x, out):
         keys = [n['node'] for n in json.load(f)['neurons']]
     layers = [name[len('spikes.'):] for name in report['spike_names']]
     return nir.read(str(out / 'model.nir')), dict(zip(layers, keys))
-
-
-def _snntorch(graph):
-    import_nir = pytest.importorskip('snntorch.import_nir')
-    import snntorch.utils as sutils
-    with contextlib.redirect_stdout(io.StringIO()):  # it prints warnings
-        net = import_nir.import_from_nir(graph)
-    sutils.reset(net)
-
-    def run(x_t, state):
-        out = net(x_t)
-        return (out[0] if isinstance(out, tuple) else out), None
-    return net, run
-
-
-def _norse_modules(graph):
-    """Norse's own NIR node mapping at the export's dt, wired by nirtorch's
-    topological interpreter."""
-    pytest.importorskip('norse.torch')
-    import nirtorch
-    from norse.torch.utils.import_nir import _import_norse_module
-    convert = partial(_import_norse_module, dt=1e-4)
-    kinds = (nir.Affine, nir.Conv2d, nir.Flatten, nir.SumPool2d, nir.LIF,
-             nir.IF, nir.CubaLIF)
-    net = nirtorch.nir_to_torch(graph, {kind: convert for kind in kinds})
-    return net, lambda x_t, state: net(x_t, state)
-
-
-def _norse_from_nir(graph):
-    norse_torch = pytest.importorskip('norse.torch')
-    net = norse_torch.from_nir(graph, dt=1e-4)  # Norse's default is 1e-3
-    return net, lambda x_t, state: net(x_t, state)
-
-
-IMPORTERS = dict(snntorch=_snntorch, norse=_norse_modules,
-                 norse_from_nir=_norse_from_nir)
-
-
-def _assert_importer_reproduces(importer, graph, neurons, model, x):
-    """Every spike of every layer, and the logits, equal PyTorch's."""
-    logits, spikes = logits_and_spikes(model, x)
-    assert sorted(neurons) == sorted(spikes)
-    for b in range(x.shape[1]):  # a Flatten after a conv: unbatched samples
-        net, run = IMPORTERS[importer](graph)
-        modules = dict(net.named_modules())
-        got = {key: [] for key in neurons.values()}
-        handles = [modules[key].register_forward_hook(
-            lambda m, i, out, key=key: got[key].append(
-                (out[0] if isinstance(out, tuple) else out).clone()))
-            for key in got]
-        state, outs = None, []
-        with torch.no_grad():
-            for t in range(x.shape[0]):
-                out, state = run(x[t, b], state)
-                outs.append(out.reshape(-1))
-        for handle in handles:
-            handle.remove()
-        for layer, key in neurons.items():
-            want = spikes[layer][:, b]
-            assert 0 < int(want.sum()) < want.numel(), layer  # not vacuous
-            mismatches = int((torch.stack(got[key]).reshape(want.shape) !=
-                              want).sum())
-            assert mismatches == 0, f'{importer}: {layer} ({key})'
-        torch.testing.assert_close(torch.stack(outs).mean(0), logits[b],
-                                   atol=1e-5, rtol=0)
 
 
 MODELS_UNDER_TEST = dict(
@@ -285,7 +217,7 @@ def test_sew_add_graph_sums_spike_edges(exported):
                                   'resnet_bidl'])
 def test_residual_nir_import_reproduces_spikes(exported, name, importer):
     model, x, graph, neurons = exported(name)
-    _assert_importer_reproduces(importer, graph, neurons, model, x)
+    assert_importer_reproduces(importer, graph, neurons, model, x)
 
 
 def test_identity_shortcuts_run_in_norse_from_nir(tmp_path):
@@ -296,7 +228,7 @@ def test_identity_shortcuts_run_in_norse_from_nir(tmp_path):
     model.backbone.stages = model.backbone.stages[:1]  # identity block only
     model.head.fc = torch.nn.Linear(WIDTH, 3)
     graph, neurons = _export(model, x, tmp_path)
-    _assert_importer_reproduces('norse_from_nir', graph, neurons, model, x)
+    assert_importer_reproduces('norse_from_nir', graph, neurons, model, x)
 
 
 def test_cuba_lif_in_resnet_keeps_the_graph(exported):
@@ -326,7 +258,7 @@ def test_cuba_lif_maps_to_nir_cuba_lif(exported):
 @pytest.mark.parametrize('importer', ['snntorch', 'norse_from_nir'])
 def test_cuba_lif_nir_import_reproduces_spikes(exported, importer):
     model, x, graph, neurons = exported('cuba')
-    _assert_importer_reproduces(importer, graph, neurons, model, x)
+    assert_importer_reproduces(importer, graph, neurons, model, x)
 
 
 def _soft_block_neuron(model):

@@ -5,9 +5,13 @@ output order from ``manifest.json``, the initial values from
 ``initial_state.npz``; the graph runs in its own runtime (``torch.jit.load``
 or ONNX Runtime) in a closed loop, feeding its new states back.
 """
+import contextlib
+import io
 import json
+from functools import partial
 
 import numpy as np
+import pytest
 import torch
 
 from bidl_train.deploy.verify import flatten_state
@@ -245,3 +249,73 @@ def tiny_model(seed):
 def tiny_inputs(T=4, B=2):
     gen = torch.Generator().manual_seed(0)
     return (torch.rand(T, B, 2, 8, 8, generator=gen) > 0.6).float()
+
+
+def _snntorch(graph):
+    import_nir = pytest.importorskip('snntorch.import_nir')
+    import snntorch.utils as sutils
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints warnings
+        net = import_nir.import_from_nir(graph)
+    sutils.reset(net)
+
+    def run(x_t, state):
+        out = net(x_t)
+        return (out[0] if isinstance(out, tuple) else out), None
+    return net, run
+
+
+def _norse_modules(graph):
+    """Norse's own NIR node mapping at the export's dt, wired by nirtorch's
+    topological interpreter."""
+    pytest.importorskip('norse.torch')
+    import nir
+    import nirtorch
+    from norse.torch.utils.import_nir import _import_norse_module
+    convert = partial(_import_norse_module, dt=1e-4)
+    kinds = (nir.Affine, nir.Conv2d, nir.Flatten, nir.SumPool2d, nir.LIF,
+             nir.IF, nir.CubaLIF)
+    net = nirtorch.nir_to_torch(graph, {kind: convert for kind in kinds})
+    return net, lambda x_t, state: net(x_t, state)
+
+
+def _norse_from_nir(graph):
+    norse_torch = pytest.importorskip('norse.torch')
+    net = norse_torch.from_nir(graph, dt=1e-4)  # Norse's default is 1e-3
+    return net, lambda x_t, state: net(x_t, state)
+
+
+#: NIR importers of the peer frameworks: name -> graph -> (network, step
+#: function ``run(x_t, state) -> (out, state)``)
+IMPORTERS = dict(snntorch=_snntorch, norse=_norse_modules,
+                 norse_from_nir=_norse_from_nir)
+
+
+def assert_importer_reproduces(importer, graph, neurons, model, x):
+    """Every spike of every layer, and the logits, of ``importer``'s
+    (a key of :data:`IMPORTERS`) import of the NIR ``graph`` equal
+    PyTorch's; ``neurons``: layer name -> the graph's neuron node."""
+    logits, spikes = logits_and_spikes(model, x)
+    assert sorted(neurons) == sorted(spikes)
+    for b in range(x.shape[1]):  # a Flatten after a conv: unbatched samples
+        net, run = IMPORTERS[importer](graph)
+        modules = dict(net.named_modules())
+        got = {key: [] for key in neurons.values()}
+        handles = [modules[key].register_forward_hook(
+            lambda m, i, out, key=key: got[key].append(
+                (out[0] if isinstance(out, tuple) else out).clone()))
+            for key in got]
+        state, outs = None, []
+        with torch.no_grad():
+            for t in range(x.shape[0]):
+                out, state = run(x[t, b], state)
+                outs.append(out.reshape(-1))
+        for handle in handles:
+            handle.remove()
+        for layer, key in neurons.items():
+            want = spikes[layer][:, b]
+            assert 0 < int(want.sum()) < want.numel(), layer  # not vacuous
+            mismatches = int((torch.stack(got[key]).reshape(want.shape) !=
+                              want).sum())
+            assert mismatches == 0, f'{importer}: {layer} ({key})'
+        torch.testing.assert_close(torch.stack(outs).mean(0), logits[b],
+                                   atol=1e-5, rtol=0)
