@@ -13,6 +13,23 @@ from hypothesis import settings
 # itself on the path once here instead of in every module.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+
+def _one_thread_per_xdist_worker():
+    """Under pytest-xdist (``-n N``: N worker processes, one per core)
+    each worker, and the commands it starts, computes on one thread:
+    torch's default of one thread per core in every worker would run N
+    times as many threads as cores, each waiting on the others. A serial
+    run keeps torch's default."""
+    if not os.environ.get('PYTEST_XDIST_WORKER'):
+        return
+    for name in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'):
+        os.environ[name] = '1'  # subprocesses; torch here reads it too
+    import torch
+    torch.set_num_threads(1)
+
+
+_one_thread_per_xdist_worker()
+
 settings.register_profile('ci', derandomize=True, print_blob=True)
 if os.environ.get('CI'):
     settings.load_profile('ci')

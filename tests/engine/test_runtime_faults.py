@@ -98,12 +98,13 @@ def test_lock_names_the_holder_and_dies_with_it(tmp_path):
 
 
 def _long_training(cfg, tmp_path, *args, env=ENV,
-                   stderr=subprocess.DEVNULL):
+                   stderr=subprocess.DEVNULL, script=(tool('train'), )):
     """``bidl-train`` on ``cfg`` (a tiny config of 50 epochs: long enough
     to be interrupted) with work dir ``tmp_path/work``, started in the
-    background; used by the busy-work-dir and the lost-rank tests."""
+    background; used by the busy-work-dir and the lost-rank tests.
+    ``script``: the command line before the config."""
     return subprocess.Popen(
-        [sys.executable, tool('train'), cfg, '--work-dir',
+        [sys.executable, *script, cfg, '--work-dir',
          str(tmp_path / 'work'), *args], cwd=tmp_path, env=env,
         stdout=subprocess.DEVNULL, stderr=stderr, text=True)
 
@@ -274,9 +275,16 @@ def _free_port():
         return s.getsockname()[1]
 
 
+#: one rank of a hand-started job: ``bidl-train``, entering the
+#: rendezvous once both ranks' processes are up
+RANK_DRIVER = os.path.join(REPO, 'tests', 'helpers', 'rank_driver.py')
+
+
 def _start_two_ranks(tmp_path, timeout_s):
     """Two ranks started by hand (no torchrun to clean up after a death),
-    training long enough to be interrupted."""
+    training long enough to be interrupted. The short ``timeout_s`` bounds
+    the rendezvous too, and a loaded machine can start two processes
+    seconds apart: the ranks meet (rank_driver) before they enter it."""
     cfg = tiny_config(tmp_path, epochs=50)
     work = tmp_path / 'work'
     port = str(_free_port())
@@ -287,7 +295,8 @@ def _start_two_ranks(tmp_path, timeout_s):
         ranks.append(_long_training(
             cfg, tmp_path, '--launcher', 'pytorch', '--cfg-options',
             f'env_cfg.dist_cfg.timeout={timeout_s}', env=env,
-            stderr=subprocess.PIPE))
+            stderr=subprocess.PIPE,
+            script=(RANK_DRIVER, str(tmp_path / 'ranks_up'))))
     # both ranks are inside the training loop once epoch 1 is saved
     _wait_for((work / 'epoch_1.pth').is_file, ranks[0], 180, 'epoch_1.pth')
     time.sleep(0.5)
