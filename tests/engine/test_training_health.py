@@ -19,7 +19,7 @@ from bidl_train.engine.hooks.training_health import (ADVICE,
                                                      TrainingHealthHook)
 from bidl_train.errors import ConfigError
 
-from helpers.commands import run, tiny_config, tool
+from helpers.commands import run_here, tiny_config, tool
 
 
 def model(neuron0=None, neuron2=None):
@@ -271,10 +271,11 @@ def test_on_by_default_configurable_and_can_be_turned_off(tmp_path):
 def test_bidl_train_console_shows_the_warning(tmp_path):
     cfg = tiny_config(tmp_path, epochs=1)  # 2 iterations
     # every neuron's threshold out of reach: the whole network is silent
-    proc = run([tool('train'), cfg, '--work-dir', str(tmp_path / 'work'),
-                '--cfg-options', 'model.backbone.neuron.theta=1000000.0',
-                'default_hooks.health.patience=2',
-                'default_hooks.checkpoint.save_best=None'], tmp_path)
+    proc = run_here([tool('train'), cfg, '--work-dir',
+                     str(tmp_path / 'work'), '--cfg-options',
+                     'model.backbone.neuron.theta=1000000.0',
+                     'default_hooks.health.patience=2',
+                     'default_hooks.checkpoint.save_best=None'], tmp_path)
     console = proc.stdout + proc.stderr
     lines = [line for line in console.splitlines()
              if 'TrainingHealthHook' in line and 'WARNING' in line]
