@@ -36,14 +36,21 @@ the library picks: on CPU the compiled one with the membrane BatchNorm
 inside), ``bidl fused (torch)``, ``fused, synaptic BN`` (each membrane
 BatchNorm moved onto the synaptic current, one BatchNorm over ``T * B``
 before the plain fused LIF: the alternative model the fused kernel could
-already run) and ``spikingjelly`` (its multi-step ``LIFNode`` with the same
-BatchNorm module between charge and fire, see :func:`sj_node`:
-SpikingJelly has no membrane BatchNorm of its own). All rows start from
-the same weights; ``saved`` counts everything the step keeps for backward
+already run), ``spikingjelly`` and ``spikingjelly (m)`` (see
+:func:`sj_node`: SpikingJelly's own membrane-BatchNorm neuron
+``MPBNLIFNode`` on the layer's BatchNorm module, in single-step mode over
+``for x_t in x_seq`` (the fastest way SpikingJelly runs it, the row the
+``/SJ`` ratios divide by), and in SpikingJelly's multi-step mode, whose
+per-step loop costs O(T^2) in the backward). All rows start from the same
+weights; ``saved`` counts everything the step keeps for backward
 (convolutions included). Configs without ``norm_state`` get the loop,
 fused and ``spikingjelly`` rows (every LIF replaced by SpikingJelly's
 equivalent: its fused ``LIFNode`` for plain spiking LIFs, its stepped
-node with BIDL's training noise or LIAF output where the LIF has them).
+node with BIDL's training noise or LIAF output where the LIF has them,
+plus the ``(m)`` row for those). ``--breakdown`` adds, per config, where
+one profiled step of each row spends its time (convolutions, linear
+layers, the fused neuron kernels, the rest) and the least ``time/SJ`` a
+neuron costing nothing could reach, ``(convolutions + linear) / SJ``.
 
 Everything runs on ``--device`` (CUDA when available, else CPU); on CUDA
 each timed pass is bracketed by synchronisations. SpikingJelly 2.0 picks
@@ -60,6 +67,10 @@ Usage::
     python tools/benchmark_neurons.py --steps --net-steps 0 --repeats 5 \
         --configs configs/dvs_gesture.py configs/cifar10_dvs.py \
         configs/jester.py configs/n_mnist.py
+    # the dvs_gesture step against SpikingJelly, with the time breakdown:
+    python tools/benchmark_neurons.py --steps --net-steps 0 --repeats 5 \
+        --configs configs/dvs_gesture.py --breakdown \
+        --skip 'bidl fused (torch)'
 """
 import argparse
 import copy
@@ -345,25 +356,43 @@ class SynapticBN(nn.Module):
         return self.lif(x)
 
 
-def sj_node(lif):
+def sj_node(lif, step_mode='s'):
     """SpikingJelly's equivalent of the BIDL ``lif``, or None (no
-    SpikingJelly).
+    SpikingJelly): a module taking ``[T, B, ...]`` that resets the node
+    and runs it over the sequence.
 
-    Its multi-step ``LIFNode`` (``decay_input=False``, ``tau = 1 / (1 -
-    alpha)``, same threshold, hard reset to ``v0`` or soft reset, same
-    surrogate: ``Rect`` for BIDL's rectangle, same width, else
-    ``Sigmoid(4)``). A plain spiking LIF runs SpikingJelly's own fused
-    multi-step path. SpikingJelly has no membrane BatchNorm, no training
-    noise and no LIAF output, and its fused path takes no per-step extra;
-    so a LIF with any of them gets the node with its one-step function
-    overridden by SpikingJelly's own LIF arithmetic plus BIDL's extras:
-    ``H = V - V / tau + X`` (BIDL's ``x + alpha r``), ``H = BN(H)``
-    (``norm_state``: the layer's BatchNorm module itself), ``H~ = H +
-    noise std(H) N(0, 1)`` (training noise, BIDL's scale), spike by its
-    surrogate from ``H~``, reset; analog (LIAF) layers output BIDL's
-    ``act([H, H~ - theta, r, v][memb_mode])`` instead of the spikes. Its
-    ``multi_step_forward`` then steps over T, as any SpikingJelly neuron
-    with a per-step extra does.
+    The node, same maths as the BIDL LIF (``decay_input=False``, ``tau = 1
+    / (1 - alpha)``, same threshold, hard reset to ``v0`` or soft reset,
+    same surrogate: ``Rect`` for BIDL's rectangle, same width, else
+    ``Sigmoid(4)``):
+
+    * a plain spiking LIF: ``LIFNode``, on SpikingJelly's own fused
+      multi-step path (``step_mode`` does not apply);
+    * a spiking LIF with membrane BatchNorm (``norm_state``), no training
+      noise, ``beta = 0`` and ``v0 = 0`` (or soft reset): SpikingJelly's
+      own membrane-BatchNorm neuron, ``MPBNLIFNode`` (Guo et al. 2023,
+      ``H = V - V / tau + X``, ``H = BN(H)``, fire, reset), whose ``vbn``
+      is the layer's BatchNorm module itself (same weights, same
+      running statistics, updated once per step as BIDL's are);
+    * anything else (LIAF output, training noise): ``LIFNode`` with its
+      one-step function overridden by SpikingJelly's LIF arithmetic plus
+      BIDL's extras (``H = V - V / tau + X``, ``H = BN(H)``, ``H~ = H +
+      noise std(H) N(0, 1)``, spike by the surrogate from ``H~``, reset;
+      analog layers output ``act([H, H~ - theta, r, v][memb_mode])``),
+      the way SpikingJelly 2.0 asks a ``BaseNode`` subclass to define a
+      neuron.
+
+    The last two have no fused multi-step kernel in SpikingJelly, so they
+    step over T, one of two ways (``step_mode``):
+
+    * ``'s'`` (the fast one): the node in single-step mode called on each
+      ``x_t`` of ``for x_t in x_seq`` and the outputs stacked. Iterating
+      a tensor unbinds it: the backward of all T slices is one stack;
+    * ``'m'``: SpikingJelly's own multi-step mode, whose loop
+      (``MemoryModule.multi_step_functional_forward``) takes ``x[t]`` by
+      indexing: each step's slice has its own backward, which writes a
+      zero-filled gradient of the whole ``[T, ...]`` sequence and adds it
+      up, T times (O(T^2) memory traffic: at T = 60 most of its time).
     """
     try:
         from spikingjelly.activation_based import base, neuron, surrogate
@@ -375,6 +404,12 @@ def sj_node(lif):
     spike_fn = (surrogate.Rect() if name == 'RectangleSurrogate' else
                 surrogate.Sigmoid(alpha=4.0))
     norm, noise = lif.norm, lif.noise
+    v_reset = (float(lif.v0.detach().mean()) if lif.reset == 'hard' else
+               None)
+    options = dict(
+        tau=1.0 / max(1.0 - alpha, 1e-6), decay_input=False,
+        v_threshold=float(lif.theta.detach().mean()), v_reset=v_reset,
+        surrogate_function=spike_fn, detach_reset=lif.detach_reset)
 
     class BIDLExtrasLIFNode(neuron.LIFNode):
         # LIFNode's multi-step function is its fused kernel, which never
@@ -410,26 +445,37 @@ def sj_node(lif):
                     v, *states[1:])
             return (spike, ), (v, *states[1:])
 
-    plain = norm is None and noise == 0 and lif.mode == 'spike'
-    node = (neuron.LIFNode if plain else BIDLExtrasLIFNode)(
-        tau=1.0 / max(1.0 - alpha, 1e-6), decay_input=False,
-        v_threshold=float(lif.theta.detach().mean()),
-        v_reset=(float(lif.v0.detach().mean()) if lif.reset == 'hard'
-                 else None), surrogate_function=spike_fn,
-        detach_reset=lif.detach_reset, step_mode='m')
-    node.norm = norm
+    spiking = noise == 0 and lif.mode == 'spike'
+    if spiking and norm is None:
+        node = neuron.LIFNode(step_mode='m', **options)
+    elif (spiking and not bool(lif.beta.detach().any())
+          and not v_reset):  # MPBN charges towards v_reset: 0 only
+        size = ({'out_features': norm.num_features}
+                if isinstance(norm, nn.BatchNorm1d) else
+                {'out_channels': norm.num_features})
+        node = neuron.MPBNLIFNode(step_mode=step_mode, **size, **options)
+        node.vbn = norm
+    else:
+        node = BIDLExtrasLIFNode(step_mode=step_mode, **options)
+        node.norm = norm
+    return SJSequence(node)
 
-    class Reset(nn.Module):  # a fresh state per sequence, as BIDL's
 
-        def __init__(self):
-            super().__init__()
-            self.node = node
+class SJSequence(nn.Module):
+    """Runs a SpikingJelly node over ``[T, B, ...]`` from a fresh state
+    (as BIDL's neurons start each sequence): in multi-step mode by one
+    call, in single-step mode by ``for x_t in x_seq`` (see
+    :func:`sj_node`)."""
 
-        def forward(self, x_seq):
-            self.node.reset()
+    def __init__(self, node):
+        super().__init__()
+        self.node = node
+
+    def forward(self, x_seq):
+        self.node.reset()
+        if self.node.step_mode == 'm':
             return self.node(x_seq)
-
-    return Reset()
+        return torch.stack([self.node(x_t) for x_t in x_seq])
 
 
 def replace_lifs(model, make, membrane_bn_only=True):
@@ -487,7 +533,73 @@ def config_step_candidates(cfg):
                       membrane_bn_only=membrane_bn)
     if sj is not None:
         rows['spikingjelly'] = sj
+        if any(isinstance(m, SJSequence) and m.node.step_mode == 's'
+               for m in sj.modules()):
+            # the same nodes on SpikingJelly's own multi-step loop
+            rows['spikingjelly (m)'] = replace_lifs(
+                copy.deepcopy(base), lambda lif: sj_node(lif, 'm'),
+                membrane_bn_only=membrane_bn)
     return rows
+
+
+#: Profiler op names (by prefix) of each ``--breakdown`` category; every
+#: other op counts as ``rest`` (for the loop and SpikingJelly rows, that is
+#: where their neurons and membrane BatchNorms go).
+BREAKDOWN = (
+    ('conv', ('aten::mkldnn_convolution', 'aten::convolution_backward',
+              'aten::_convolution', 'aten::convolution', 'aten::conv',
+              'aten::_slow_conv2d', 'aten::slow_conv', 'aten::thnn_conv')),
+    ('linear', ('aten::mm', 'aten::addmm', 'aten::bmm', 'aten::linear',
+                'aten::matmul')),
+    # the fused kernels' autograd Functions, forward and backward (all of
+    # the compiled kernel's time; the pure-PyTorch one's own ops count
+    # where they are)
+    ('neuron kernel', ('LIFMultiStep', )),
+)
+
+
+def op_category(name):
+    """The ``--breakdown`` category of the profiler op ``name``."""
+    for category, prefixes in BREAKDOWN:
+        if name.startswith(prefixes):
+            return category
+    return 'rest'
+
+
+def breakdown_ms(fn, make_input):
+    """{category: milliseconds of CPU self time} of one forward + backward
+    of ``fn`` under the profiler (categories of :data:`BREAKDOWN`, then
+    ``rest``)."""
+    from torch.profiler import ProfilerActivity, profile
+    x = make_input()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        y = fn(x)
+        y.backward(torch.ones_like(y))
+    parts = dict.fromkeys([name for name, _ in BREAKDOWN] + ['rest'], 0.0)
+    for event in prof.key_averages():
+        parts[op_category(event.key)] += event.self_cpu_time_total / 1e3
+    return parts
+
+
+def report_breakdown(fns, make_input, results):
+    """One profiled step per row of ``results``: the table of
+    :func:`breakdown_ms`, and the least ``time/SJ`` a neuron costing
+    nothing could reach (the fused row's convolutions and linear layers
+    over SpikingJelly's median time)."""
+    names = [name for name in results if name in fns]
+    parts = {name: breakdown_ms(fns[name], make_input) for name in names}
+    columns = list(next(iter(parts.values())))
+    print('breakdown of one profiled step (CPU self time, ms):')
+    print(f'{"implementation":20s}' + ''.join(f' {c:>13s}' for c in columns)
+          + f' {"total":>9s}')
+    for name, row in parts.items():
+        print(f'{name:20s}' + ''.join(f' {row[c]:13.1f}' for c in columns) +
+              f' {sum(row.values()):9.1f}')
+    fused, sj = parts.get('bidl fused'), results.get('spikingjelly')
+    if fused is not None and sj is not None:
+        floor = (fused['conv'] + fused['linear']) / 1e3 / sj[0]
+        print(f'(conv + linear of bidl fused) / spikingjelly time: '
+              f'{floor:.3f} (time/SJ of a neuron costing nothing)')
 
 
 def training_step(model, labels):
@@ -500,9 +612,10 @@ def training_step(model, labels):
     return step
 
 
-def config_steps(paths, batch, repeats, device, skip=()):
+def config_steps(paths, batch, repeats, device, skip=(), breakdown=False):
     """One table per config: a training step's time and memory kept for
-    backward, every row measured in turns in the same run."""
+    backward, every row measured in turns in the same run (with
+    ``breakdown``, on CPU, then :func:`report_breakdown`)."""
     from mmengine.config import Config
     for path in paths:
         cfg = Config.fromfile(path)
@@ -522,6 +635,10 @@ def config_steps(paths, batch, repeats, device, skip=()):
         results = measure_all(fns, make_input, repeats, device, skip)
         report(f'{path}: one training step (F+B), input [T, B, ...] = '
                f'{list(shape)}', results)
+        if breakdown and device.type == 'cpu':
+            report_breakdown(fns, make_input, results)
+        elif breakdown:
+            print('--breakdown: CPU only (the profiler sees CPU time)')
 
 
 # ---------------------------------------------------------------------------
@@ -561,6 +678,9 @@ def main(argv=None):
                         help='configs of the training-step table (membrane '
                         'BatchNorm): e.g. ' + ' '.join(STEP_CONFIGS))
     parser.add_argument('--config-batch', type=int, default=8)
+    parser.add_argument('--breakdown', action='store_true',
+                        help='after each config table, where one profiled '
+                        'step of each row spends its time (CPU)')
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--surrogates', nargs='+', default=['sigmoid'],
@@ -592,7 +712,7 @@ def main(argv=None):
 
     if args.configs:
         config_steps(args.configs, args.config_batch, args.repeats, device,
-                     args.skip)
+                     args.skip, args.breakdown)
     if args.net_steps <= 0:
         return
     shape = (args.net_steps, args.net_batch, 2, 32, 32)
