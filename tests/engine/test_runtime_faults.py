@@ -275,16 +275,17 @@ def _free_port():
         return s.getsockname()[1]
 
 
-#: one rank of a hand-started job: ``bidl-train``, entering the
-#: rendezvous once both ranks' processes are up
+#: one rank of a hand-started job: ``bidl-train``, its short timeout
+#: applying from the end of epoch 1 on (not to a loaded machine's start-up)
 RANK_DRIVER = os.path.join(REPO, 'tests', 'helpers', 'rank_driver.py')
 
 
 def _start_two_ranks(tmp_path, timeout_s):
     """Two ranks started by hand (no torchrun to clean up after a death),
-    training long enough to be interrupted. The short ``timeout_s`` bounds
-    the rendezvous too, and a loaded machine can start two processes
-    seconds apart: the ranks meet (rank_driver) before they enter it."""
+    training long enough to be interrupted. ``timeout_s`` (short) is the
+    process group's from the end of epoch 1 on; a loaded machine can start
+    two ranks many seconds apart, so the start-up gets minutes (see
+    rank_driver)."""
     cfg = tiny_config(tmp_path, epochs=50)
     work = tmp_path / 'work'
     port = str(_free_port())
