@@ -35,6 +35,7 @@ which is how the tests check the numerics on machines without a GPU.
 """
 import contextlib
 import functools
+import types
 
 import torch
 import triton
@@ -57,7 +58,7 @@ def interpreting():
     """Whether Triton's interpreter is on (``TRITON_INTERPRET=1``).
 
     Triton reads the variable when a kernel is decorated, so the kernels
-    are decorated once per setting (see :func:`_kernels`).
+    are decorated once per setting (see :func:`_jitted`).
     """
     return bool(triton.knobs.runtime.interpret)
 
@@ -76,13 +77,125 @@ def surrogate_constants(code, param):
 
 
 # ---------------------------------------------------------------------------
-# Kernel bodies. They are plain functions here and decorated by _kernels(),
-# once for the GPU compiler and once for the interpreter. They call only
-# triton.language builtins (tl.full, not tl.zeros_like): the library's own
-# jit helpers are decorated when triton is first imported, and when that
-# happened without TRITON_INTERPRET (SpikingJelly imports triton), the
-# interpreter cannot call them.
+# Kernel bodies and the per-step helpers they share. They are plain
+# functions here and decorated by _jitted(), once for the GPU compiler and
+# once for the interpreter. They call only triton.language builtins (tl.full,
+# not tl.zeros_like) and each other: the library's own jit helpers are
+# decorated when triton is first imported, and when that happened without
+# TRITON_INTERPRET (SpikingJelly imports triton), the interpreter cannot
+# call them.
+#
+# The helpers hold the maths of one neuron step, written once for the plain
+# and the membrane-BatchNorm kernels (which apply it to z = BN(u) instead of
+# u). The backward recomputes each u from the forward's v with the helper
+# the forward ran, so the compiler turns the same expression into the same
+# instructions and the recomputed u (and spikes) are the forward's exactly.
 # ---------------------------------------------------------------------------
+def _reset(u, fire, thr, rv, HARD: tl.constexpr):
+    """r_t: ``v0`` (hard) or ``u - theta`` (soft) where the neuron fired,
+    else ``u``; a select, as the loop form and the C++ kernel reset."""
+    if HARD:
+        r = tl.where(fire, rv, u)
+    else:
+        r = tl.where(fire, u - thr, u)
+    return r
+
+
+def _fire_reset_leak(u, a, b, thr, rv, HARD: tl.constexpr):
+    """``(fire, r_t, v_t)`` of a neuron at membrane potential ``u``."""
+    fire = u > thr
+    r = _reset(u, fire, thr, rv, HARD)
+    return fire, r, a * r + b
+
+
+def _output(u, fire, r, v, thr, MODE: tl.constexpr):
+    """What the layer emits. MODE: -1 spike, 0 u, 1 u - theta, 2 r, 3 v."""
+    if MODE == -1:
+        y = fire.to(u.dtype)
+    elif MODE == 0:
+        y = u
+    elif MODE == 1:
+        y = u - thr
+    elif MODE == 2:
+        y = r
+    else:
+        y = v
+    return y
+
+
+def _fire_surrogate(u, thr, c0, c1, KIND: tl.constexpr):
+    """``(fire, s_t, surrogate dS/du)`` for the backward of a neuron at
+    membrane potential ``u``: the spike as a mask and as a number, and the
+    surrogate derivative at ``u - theta``, one branch per code of
+    SURROGATE_TABLE (surrogate.py), ``c0`` and ``c1`` its constants."""
+    fire = u > thr
+    s = fire.to(u.dtype)
+    d = u - thr
+    if KIND == 0:  # rectangle: c0 = width, c1 = width / 2
+        sg = tl.where(tl.abs(d) < c1, 1.0 / c0, 0.0)
+    elif KIND == 1:  # sigmoid: c0 = alpha
+        sig = 1.0 / (1.0 + tl.exp(-(c0 * d)))
+        sg = c0 * sig * (1.0 - sig)
+    elif KIND == 2:  # atan: c0 = alpha / 2, c1 = pi/2 alpha
+        q = c1 * d
+        sg = c0 / (1.0 + q * q)
+    elif KIND == 3:  # triangle: c0 = width
+        sg = tl.maximum(1.0 - tl.abs(d) / c0, 0.0) / c0
+    elif KIND == 4:  # fast sigmoid: c0 = slope
+        q = c0 * tl.abs(d) + 1.0
+        sg = 1.0 / (q * q)
+    else:  # erf: c0 = alpha / sqrt(pi), c1 = alpha
+        q = c1 * d
+        sg = c0 * tl.exp(-(q * q))
+    return fire, s, sg
+
+
+def _grad_membrane(u, s, sg, gy, g_next, a, thr, rv, HARD: tl.constexpr,
+                   KEEP_DS: tl.constexpr, MODE: tl.constexpr,
+                   BLOCK: tl.constexpr):
+    """One BPTT step (see functional.py for the equations):
+    ``(dL/du_t, dL/dv_t, dL/dr_t, dL/ds_t * surrogate)`` from ``gy``, the
+    gradient of step t's output, and ``g_next`` = dL/du_{t+1}; the last
+    three are for :func:`_grad_params`."""
+    gv = g_next  # gradient of v_t
+    if MODE == 3:
+        gv = gv + gy
+    gr = a * gv  # gradient of r_t
+    if MODE == 2:
+        gr = gr + gy
+    gs = tl.full((BLOCK, ), 0.0, u.dtype)  # gradient of s_t
+    if MODE == -1:
+        gs = gy
+    if KEEP_DS:  # the reset depends on the spike unless detach_reset
+        if HARD:
+            gs = gs + gr * (rv - u)
+        else:
+            gs = gs - gr * thr
+    gssg = gs * sg
+    if HARD:
+        gu = gr * (1.0 - s) + gssg
+    else:
+        gu = gr + gssg
+    if MODE == 0 or MODE == 1:
+        gu = gu + gy
+    return gu, gv, gr, gssg
+
+
+def _grad_params(sa, sb, sth, sv0, u, fire, s, gy, gv, gr, gssg, thr, rv,
+                 HARD: tl.constexpr, MODE: tl.constexpr):
+    """``(sa, sb, sth, sv0)``, the sums of dL/dalpha, dL/dbeta, dL/dtheta
+    and dL/dv0 so far, plus step t's terms."""
+    r = _reset(u, fire, thr, rv, HARD)
+    if HARD:
+        sv0 += gr * s
+        sth -= gssg
+    else:
+        sth -= gssg + gr * s
+    if MODE == 1:
+        sth -= gy
+    return sa + gv * r, sb + gv, sth, sv0
+
+
 def _forward_body(x_ptr, y_ptr, a_ptr, b_ptr, th_ptr, v0_ptr,
                   a_step, b_step, th_step, v0_step, steps, n,
                   HARD: tl.constexpr, MODE: tl.constexpr,
@@ -102,22 +215,8 @@ def _forward_body(x_ptr, y_ptr, a_ptr, b_ptr, th_ptr, v0_ptr,
     # pointers advance by n per step: no t * n product that could overflow
     for _ in range(steps):
         u = tl.load(x_p, mask=mask, other=0.0).to(a.dtype) + v
-        fire = u > thr
-        if HARD:
-            r = tl.where(fire, rv, u)
-        else:
-            r = tl.where(fire, u - thr, u)
-        v = a * r + b
-        if MODE == -1:
-            y = fire.to(a.dtype)
-        elif MODE == 0:
-            y = u
-        elif MODE == 1:
-            y = u - thr
-        elif MODE == 2:
-            y = r
-        else:
-            y = v
+        fire, r, v = _fire_reset_leak(u, a, b, thr, rv, HARD)
+        y = _output(u, fire, r, v, thr, MODE)
         tl.store(y_p, y.to(y_ptr.dtype.element_ty), mask=mask)
         x_p += n
         y_p += n
@@ -148,11 +247,7 @@ def _backward_body(x_ptr, gy_ptr, gx_ptr, a_ptr, b_ptr, th_ptr, v0_ptr,
     for _ in range(steps):
         u = tl.load(x_p, mask=mask, other=0.0).to(a.dtype) + v
         tl.store(u_p, u, mask=mask)
-        if HARD:
-            r = tl.where(u > thr, rv, u)
-        else:
-            r = tl.where(u > thr, u - thr, u)
-        v = a * r + b
+        _, _, v = _fire_reset_leak(u, a, b, thr, rv, HARD)
         x_p += n
         u_p += n
         gy_p += n
@@ -169,63 +264,15 @@ def _backward_body(x_ptr, gy_ptr, gx_ptr, a_ptr, b_ptr, th_ptr, v0_ptr,
         gy_p -= n
         u = tl.load(u_p, mask=mask, other=0.0)
         gy = tl.load(gy_p, mask=mask, other=0.0).to(a.dtype)
-        fire = u > thr
-        s = fire.to(a.dtype)
-        d = u - thr
-        # one branch per code of SURROGATE_TABLE (surrogate.py)
-        if KIND == 0:  # rectangle: c0 = width, c1 = width / 2
-            sg = tl.where(tl.abs(d) < c1, 1.0 / c0, 0.0)
-        elif KIND == 1:  # sigmoid: c0 = alpha
-            sig = 1.0 / (1.0 + tl.exp(-(c0 * d)))
-            sg = c0 * sig * (1.0 - sig)
-        elif KIND == 2:  # atan: c0 = alpha / 2, c1 = pi/2 alpha
-            z = c1 * d
-            sg = c0 / (1.0 + z * z)
-        elif KIND == 3:  # triangle: c0 = width
-            sg = tl.maximum(1.0 - tl.abs(d) / c0, 0.0) / c0
-        elif KIND == 4:  # fast sigmoid: c0 = slope
-            q = c0 * tl.abs(d) + 1.0
-            sg = 1.0 / (q * q)
-        else:  # erf: c0 = alpha / sqrt(pi), c1 = alpha
-            z = c1 * d
-            sg = c0 * tl.exp(-(z * z))
-
-        gv = g_next  # gradient of v_t
-        if MODE == 3:
-            gv = gv + gy
-        gr = a * gv  # gradient of r_t
-        if MODE == 2:
-            gr = gr + gy
-        gs = tl.full((BLOCK, ), 0.0, a.dtype)  # gradient of s_t
-        if MODE == -1:
-            gs = gy
-        if KEEP_DS:
-            if HARD:
-                gs = gs + gr * (rv - u)
-            else:
-                gs = gs - gr * thr
-        gssg = gs * sg
-        if HARD:
-            gu = gr * (1.0 - s) + gssg
-        else:
-            gu = gr + gssg
-        if MODE == 0 or MODE == 1:
-            gu = gu + gy
+        fire, s, sg = _fire_surrogate(u, thr, c0, c1, KIND)
+        gu, gv, gr, gssg = _grad_membrane(u, s, sg, gy, g_next, a, thr, rv,
+                                          HARD, KEEP_DS, MODE, BLOCK)
         tl.store(u_p, gu, mask=mask)
         g_next = gu
-
         if NEED_PARAMS:
-            if HARD:
-                r = tl.where(fire, rv, u)
-                sv0 += gr * s
-                sth -= gssg
-            else:
-                r = tl.where(fire, u - thr, u)
-                sth -= gssg + gr * s
-            if MODE == 1:
-                sth -= gy
-            sa += gv * r
-            sb += gv
+            sa, sb, sth, sv0 = _grad_params(sa, sb, sth, sv0, u, fire, s,
+                                            gy, gv, gr, gssg, thr, rv, HARD,
+                                            MODE)
 
     if NEED_PARAMS:
         tl.store(ga_ptr + offs, sa, mask=mask)
@@ -234,17 +281,10 @@ def _backward_body(x_ptr, gy_ptr, gx_ptr, a_ptr, b_ptr, th_ptr, v0_ptr,
         tl.store(gv0_ptr + offs, sv0, mask=mask)
 
 
-@functools.lru_cache(maxsize=None)
 def _kernels(interpret):
-    """``(forward, backward)`` decorated for the interpreter or the GPU.
-
-    ``triton.jit`` returns an interpreted function when ``TRITON_INTERPRET``
-    is set at decoration time; ``interpret`` (the setting now) keys the
-    cache, so switching the variable within a process (as the tests do)
-    gets kernels of the matching kind.
-    """
-    del interpret  # only the cache key: triton.jit reads the variable itself
-    return triton.jit(_forward_body), triton.jit(_backward_body)
+    """``(forward, backward)`` decorated for the interpreter or the GPU."""
+    jitted = _jitted(interpret)
+    return jitted['_forward_body'], jitted['_backward_body']
 
 
 @functools.lru_cache(maxsize=64)
@@ -460,23 +500,9 @@ def _bn_forward_body(x_ptr, y_ptr, vbuf_ptr, a_ptr, b_ptr, th_ptr, v0_ptr,
             thr = tl.load(th_ptr + off * th_step, mask=mask, other=1.0)
             rv = tl.load(v0_ptr + off * v0_step, mask=mask, other=0.0)
             z = u * k + c0
-            fire = z > thr
-            if HARD:
-                r = tl.where(fire, rv, z)
-            else:
-                r = tl.where(fire, z - thr, z)
-            v = a * r + b
+            fire, r, v = _fire_reset_leak(z, a, b, thr, rv, HARD)
             tl.store(vbuf_ptr + off, v, mask=mask)
-            if MODE == -1:
-                y = fire.to(dtype)
-            elif MODE == 0:
-                y = z
-            elif MODE == 1:
-                y = z - thr
-            elif MODE == 2:
-                y = r
-            else:
-                y = v
+            y = _output(z, fire, r, v, thr, MODE)
             tl.store(yt + off, y.to(y_ptr.dtype.element_ty), mask=mask)
 
 
@@ -518,11 +544,8 @@ def _bn_backward_body(x_ptr, gy_ptr, gx_ptr, gz_ptr, a_ptr, b_ptr, th_ptr,
             rv = tl.load(v0_ptr + off * v0_step, mask=mask, other=0.0)
             a = tl.load(a_ptr + off * a_step, mask=mask, other=0.0)
             b = tl.load(b_ptr + off * b_step, mask=mask, other=0.0)
-            if HARD:
-                rp = tl.where(zp > thr, rv, zp)
-            else:
-                rp = tl.where(zp > thr, zp - thr, zp)
-            v = tl.where(before, a * rp + b, 0.0)
+            _, _, vp = _fire_reset_leak(zp, a, b, thr, rv, HARD)
+            v = tl.where(before, vp, 0.0)
             u = tl.load(x_ptr + t * n + off, mask=mask, other=0.0).to(
                 dtype) + v
             tl.store(gx_ptr + t * n + off, u, mask=mask)
@@ -551,71 +574,25 @@ def _bn_backward_body(x_ptr, gy_ptr, gx_ptr, gz_ptr, a_ptr, b_ptr, th_ptr,
             g_next = tl.load(gx_ptr + (t + 1) * n + off,
                              mask=mask & (j * 0 + t + 1 < steps), other=0.0)
             z = u * k + c0
-            fire = z > thr
-            s = fire.to(dtype)
-            d = z - thr
-            # one branch per code of SURROGATE_TABLE (surrogate.py)
-            if KIND == 0:  # rectangle: c0 = width, c1 = width / 2
-                sg = tl.where(tl.abs(d) < c1s, 1.0 / c0s, 0.0)
-            elif KIND == 1:  # sigmoid: c0 = alpha
-                sig = 1.0 / (1.0 + tl.exp(-(c0s * d)))
-                sg = c0s * sig * (1.0 - sig)
-            elif KIND == 2:  # atan: c0 = alpha / 2, c1 = pi/2 alpha
-                q = c1s * d
-                sg = c0s / (1.0 + q * q)
-            elif KIND == 3:  # triangle: c0 = width
-                sg = tl.maximum(1.0 - tl.abs(d) / c0s, 0.0) / c0s
-            elif KIND == 4:  # fast sigmoid: c0 = slope
-                q = c0s * tl.abs(d) + 1.0
-                sg = 1.0 / (q * q)
-            else:  # erf: c0 = alpha / sqrt(pi), c1 = alpha
-                q = c1s * d
-                sg = c0s * tl.exp(-(q * q))
-            gv = g_next
-            if MODE == 3:
-                gv = gv + gy
-            gr = a * gv
-            if MODE == 2:
-                gr = gr + gy
-            gs = tl.full((BLOCK, ), 0.0, dtype)
-            if MODE == -1:
-                gs = gy
-            if KEEP_DS:
-                if HARD:
-                    gs = gs + gr * (rv - z)
-                else:
-                    gs = gs - gr * thr
-            gssg = gs * sg
-            if HARD:
-                g = gr * (1.0 - s) + gssg
-            else:
-                g = gr + gssg
-            if MODE == 0 or MODE == 1:
-                g = g + gy
+            fire, s, sg = _fire_surrogate(z, thr, c0s, c1s, KIND)
+            g, gv, gr, gssg = _grad_membrane(z, s, sg, gy, g_next, a, thr,
+                                             rv, HARD, KEEP_DS, MODE, BLOCK)
             g = tl.where(mask, g, 0.0)
             tl.store(gz_ptr + off, g, mask=mask)
             acc_gz += g.to(tl.float64)
             acc_gzuh += g.to(tl.float64) * ((u - mu) * invstd).to(tl.float64)
             if NEED_PARAMS:
-                if HARD:
-                    r = tl.where(fire, rv, z)
-                    dth = -gssg
-                    dv0 = gr * s
-                else:
-                    r = tl.where(fire, z - thr, z)
-                    dth = -gssg - gr * s
-                    dv0 = tl.full((BLOCK, ), 0.0, dtype)
-                if MODE == 1:
-                    dth -= gy
                 # per-neuron sums over time, in the (zeroed) output buffers
-                ga = tl.load(ga_ptr + off, mask=mask, other=0.0) + gv * r
-                gb = tl.load(gb_ptr + off, mask=mask, other=0.0) + gv
-                dth += tl.load(gth_ptr + off, mask=mask, other=0.0)
-                dv0 += tl.load(gv0_ptr + off, mask=mask, other=0.0)
+                ga, gb, gth, gv0 = _grad_params(
+                    tl.load(ga_ptr + off, mask=mask, other=0.0),
+                    tl.load(gb_ptr + off, mask=mask, other=0.0),
+                    tl.load(gth_ptr + off, mask=mask, other=0.0),
+                    tl.load(gv0_ptr + off, mask=mask, other=0.0),
+                    z, fire, s, gy, gv, gr, gssg, thr, rv, HARD, MODE)
                 tl.store(ga_ptr + off, ga, mask=mask)
                 tl.store(gb_ptr + off, gb, mask=mask)
-                tl.store(gth_ptr + off, dth, mask=mask)
-                tl.store(gv0_ptr + off, dv0, mask=mask)
+                tl.store(gth_ptr + off, gth, mask=mask)
+                tl.store(gv0_ptr + off, gv0, mask=mask)
         s_gz = tl.reduce(acc_gz, 0, tl.standard._sum_combine)
         s_gzuh = tl.reduce(acc_gzuh, 0, tl.standard._sum_combine)
         sum_w += tl.where(tl.arange(0, BLOCK) == 0, s_gzuh, 0.0)
@@ -641,12 +618,39 @@ def _bn_backward_body(x_ptr, gy_ptr, gx_ptr, gz_ptr, a_ptr, b_ptr, th_ptr,
     tl.store(gbias_ptr + c, total_b.to(dtype))
 
 
+#: What _jitted decorates: the kernel bodies and the helpers they call.
+_DEVICE_FUNCTIONS = (_reset, _fire_reset_leak, _output, _fire_surrogate,
+                     _grad_membrane, _grad_params, _forward_body,
+                     _backward_body, _bn_forward_body, _bn_backward_body)
+
+
 @functools.lru_cache(maxsize=None)
+def _jitted(interpret):
+    """Each of :data:`_DEVICE_FUNCTIONS` decorated for the interpreter or the
+    GPU, by name.
+
+    ``triton.jit`` returns an interpreted function when ``TRITON_INTERPRET``
+    is set at decoration time; ``interpret`` (the setting now) keys the
+    cache, so switching the variable within a process (as the tests do)
+    gets kernels of the matching kind. A kernel of one kind cannot call a
+    helper of the other, and Triton resolves a call by the name in the
+    function's globals; so each function is decorated as a copy whose
+    globals are this namespace, where the names stand for the decorated
+    copies (the module keeps the plain functions).
+    """
+    del interpret  # only the cache key: triton.jit reads the variable itself
+    namespace = dict(globals())
+    for fn in _DEVICE_FUNCTIONS:
+        copy = types.FunctionType(fn.__code__, namespace, fn.__name__)
+        namespace[fn.__name__] = triton.jit(copy)
+    return namespace
+
+
 def _bn_kernels(interpret):
     """``(forward, backward)`` of the membrane-BatchNorm kernels, decorated
-    for the interpreter or the GPU (see :func:`_kernels`)."""
-    del interpret
-    return triton.jit(_bn_forward_body), triton.jit(_bn_backward_body)
+    for the interpreter or the GPU."""
+    jitted = _jitted(interpret)
+    return jitted['_bn_forward_body'], jitted['_bn_backward_body']
 
 
 def launch_bn_forward(x4, params, weight, bias, mean, invstd, batch_stats,
