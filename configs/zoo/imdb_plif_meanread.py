@@ -80,6 +80,62 @@ AdamW 1e-2 wd 0.05, dropout 0.5, analog: 65.8 / 66.1, spiking: 66.3 /
 crash); + E128 / H512 (this net)
 over 8 epochs: 66.5 / 68.0; over 5 epochs (this config): 67.5 / 67.5.
 
+Second round (issue #19): a spiking text CNN, max-over-time readouts,
+larger vocabularies and four times the data. Measured with a standalone
+PyTorch loop on the tokens of this config's own dataset class (same
+tokenizer, vocabulary rule and front padding, 48 tokens), AdamW 1e-2 wd
+0.05, batch 32, warm-up + cosine, 5 epochs, top-1 % after the last epoch on
+the 3,000 test snippets; logistic regression is
+``bidl_train.evaluation.baseline.fit_logistic_regression`` (what
+tools/baseline.py runs; it picked the largest L2 of its grid, 0.1, every
+time) and, marked "L2 to 10", the same fit with the grid extended to
+0.1 .. 10. "conv k" = embedding 128 -> causal 1-D convolutions of widths k
+over the token embeddings, 256 channels each -> PLIF spikes (a spiking
+text CNN in the spirit of Lv et al., ICLR 2023) -> readout; seed 0 unless
+said:
+
+==========================================================  ==========
+model (training snippets / vocabulary)                      top-1
+==========================================================  ==========
+2,000 / 999: logistic regression (tools/baseline fit)       65.3
+2,000 / 999: logistic regression, L2 to 10 (chose 1)        66.3
+2,000 / 999: LR on unigrams + hashed bigrams                65.6
+2,000 / 999: conv 1,2,3, PLIF tau 2, MAX over time          61.7
+2,000 / 999: conv 1,2,3, PLIF tau 2, mean over time         65.2
+2,000 / 10,000: logistic regression (tools/baseline fit)    67.9
+2,000 / 10,000: logistic regression, L2 to 10 (chose 3)     68.5
+2,000 / 10,000: conv 1,2,3, mean; spiking / ReLU            64.8 / 65.0
+2,000 / 10,000: conv 1, E32, word dropout 0.3, spiking      64.6
+8,000 / 999: logistic regression (tools/baseline fit)       70.1
+8,000 / 999: conv 1,2,3, PLIF tau 2, mean                   70.6
+8,000 / 3,000: logistic regression (tools/baseline fit)     71.8
+8,000 / 3,000: logistic regression, L2 to 10 (chose 1)      72.6
+8,000 / 3,000: conv 1,3, PLIF tau 8, mean, seeds 0/1/2      72.2 +- 0.1
+8,000 / 3,000: the same conv with ReLU instead of PLIF      73.1
+==========================================================  ==========
+
+(8,000 / 3,000 per seed: spiking 72.33 / 72.27 / 72.07, logistic
+regression 71.83 each time; 3-8 min a run under heavy load, 2 cores shared
+with 4-10 other jobs.) The max-over-time readout of spikes loses 3.5
+points (one spike anywhere saturates a feature and passes gradient
+through one step only; Lv et al. also pool by average, not max), so the
+head keeps mean / sum / last. Best against the tools/baseline fit: +0.4
+points (8,000 snippets, 3,000 words), under half of the 1.6 points that
+2 standard errors of a 3,000-snippet test need, and 0.4 BELOW a logistic
+regression with a stronger L2 and 0.9 below its own ReLU twin.
+
+Why nothing here beats the bag of words: word order is worth little on
+these snippets at this size (bigram features add 0.3 points to logistic
+regression at 2,000 snippets, and lose 0.9-2.8 with larger vocabularies);
+a larger vocabulary helps the linear model more than models that must
+learn an embedding per word from a few examples; and the literature on the
+same source (Rotten Tomatoes sentence polarity, about 10,600 snippets)
+agrees: a text CNN trained from scratch scores 76.1 against 77.9-78.1 for
+unigram naive Bayes / NB-SVM (Kim 2014; Wang and Manning 2012); only
+pre-trained word vectors (CNN-static 81.0; Lv et al.'s spiking CNN also
+starts from GloVe) lift neural models clearly above the linear ones. No
+pre-trained vectors ship in an installed package here.
+
 Reproduce (the 3,000-review split: ``--test 3000``, then ``--seed N`` on
 both commands)::
 
