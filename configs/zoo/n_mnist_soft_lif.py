@@ -89,6 +89,11 @@ Reproduce::
 
 (other seeds: ``--cfg-options randomness.seed=N`` on both, and
 ``--seed N`` on the baseline).
+
+Superseded by ``configs/zoo/n_mnist_soft_lif_8e.py``: this network trained
+for 8 epochs on 4,000 real digits reaches 96.4 +- 0.1 % over 3 seeds
+against logistic regression's 93.8 +- 0.1 (1,000 test digits), a clear
+margin.
 """
 _base_ = ['./n_mnist_adamw_cosine.py']
 

@@ -228,3 +228,28 @@ def test_n_mnist_soft_lif_recipe_trains_one_step_through_spikes():
     grad = first.conv.weight.grad
     assert grad is not None and torch.isfinite(grad).all()
     assert grad.abs().sum() > 0
+
+
+def test_n_mnist_soft_lif_8e_recipe_is_soft_lif_trained_longer():
+    """configs/zoo/n_mnist_soft_lif_8e.py keeps soft_lif's network and
+    optimizer; only the schedule changes: warm-up for one epoch of the
+    4,000-digit split at batch 32 (ceil(4000 / 32) = 125 iterations), then a
+    cosine that reaches its floor at the last of 8 epochs."""
+    import os.path as osp
+
+    from mmengine.config import Config
+
+    from helpers.paths import REPO
+    short = Config.fromfile(osp.join(REPO,
+                                     'configs/zoo/n_mnist_soft_lif.py'))
+    long = Config.fromfile(osp.join(REPO,
+                                    'configs/zoo/n_mnist_soft_lif_8e.py'))
+    assert long.model == short.model
+    assert long.optim_wrapper == short.optim_wrapper
+    assert long.train_dataloader.batch_size == 32
+    assert long.train_cfg.max_epochs == 8
+    warm_up, cosine = long.param_scheduler
+    assert (warm_up.type, warm_up.by_epoch, warm_up.end) == ('LinearLR',
+                                                             False, 125)
+    assert (cosine.type, cosine.by_epoch) == ('CosineAnnealingLR', True)
+    assert (cosine.T_max, cosine.eta_min) == (8, 0)
