@@ -49,8 +49,8 @@ n_mnist_soft_lif.py, 4 epochs (its docstring) (a)   2k/500  94.2   93.6
 this config on 2k/500 (warm-up 63 iterations)       2k/500  95.4   93.6
 n_mnist_soft_lif.py, 4 epochs, warm-up 125          4k/1k   95.7   93.9
 this config                                         4k/1k   96.5   93.9
-PLIF (learnable leak, tau 2 = alpha 0.5 at start)    4k/1k   95.8   93.9
-membrane BatchNorm (``norm_state=True``)             4k/1k   96.7   93.9
+PLIF (learnable leak, tau 2 = alpha 0.5 at start)   4k/1k   95.8   93.9
+membrane BatchNorm (``norm_state=True``)            4k/1k   96.7   93.9
 ==================================================  ======  =====  =====
 
 (a) measured with a stripped-down loop, not ``bidl-train``. Membrane
