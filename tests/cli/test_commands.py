@@ -218,3 +218,24 @@ def test_nan_loss_stops_with_iteration_and_keeps_last_good_checkpoint(
         assert (work / 'last_checkpoint').read_text().strip().endswith(
             f'epoch_{epoch - 1}.pth')
         assert f'epoch_{epoch - 1}.pth' in proc.stderr
+
+
+def test_run_here_captures_a_logger_made_outside_it(tmp_path):
+    """A logger a test made on the console (mmengine hands it back by name
+    to a run of the same config in the same second) writes into
+    ``run_here``'s capture during the run, and to the console again after."""
+    import sys
+
+    from mmengine.logging import MMLogger
+    logger = MMLogger.get_instance('run_here_outside', log_level='INFO')
+    console = [h for h in logger.handlers if getattr(h, 'stream', None)
+               in (sys.stdout, sys.stderr)]
+    assert console, 'mmengine made no console handler'
+    before = [h.stream for h in console]
+    script = tmp_path / 'log.py'
+    script.write_text(
+        'from mmengine.logging import MMLogger\n'
+        "MMLogger.get_instance('run_here_outside').warning('hello there')\n")
+    proc = run_here([str(script)], tmp_path)
+    assert 'hello there' in proc.stdout + proc.stderr
+    assert [h.stream for h in console] == before

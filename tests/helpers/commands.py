@@ -75,6 +75,7 @@ def run_here(args, cwd, check=True, env_extra=None):
     from bidl_train.cli.config_safety import restrict_registry_imports
     out, err = io.StringIO(), io.StringIO()
     _repoint_loggers({'stdout': out, 'stderr': err})
+    on_console = _console_handlers_to({'stdout': out, 'stderr': err})
     _CAPTURED[out], _CAPTURED[err] = 'stdout', 'stderr'
     saved_env = {key: os.environ.get(key) for key in env_extra or {}}
     saved_cwd, saved_argv = os.getcwd(), list(sys.argv)
@@ -102,6 +103,8 @@ def run_here(args, cwd, check=True, env_extra=None):
             else:
                 os.environ[key] = value
         restrict_registry_imports(False)
+        for handler, stream in on_console:
+            handler.setStream(stream)
         _as_at_exit(before)
     proc = subprocess.CompletedProcess(args, code, out.getvalue(),
                                        err.getvalue())
@@ -138,6 +141,32 @@ def _repoint_loggers(streams):
             for capture, kind in earlier:
                 if stream is capture:
                     handler.setStream(streams[kind])
+
+
+def _console_handlers_to(streams):
+    """Point the handlers that write to this process's console (a logger
+    made outside ``run_here``, e.g. by a test building a Runner from the
+    same config in the same second, which mmengine hands back by name) at
+    ``streams`` for the run, as a new process's console would show their
+    lines; returns ``(handler, old stream)`` pairs to restore after."""
+    import logging
+
+    from mmengine.logging import MMLogger
+    console = {id(sys.stdout): 'stdout', id(sys.__stdout__): 'stdout',
+               id(sys.stderr): 'stderr', id(sys.__stderr__): 'stderr'}
+    loggers = [logging.getLogger()] + [
+        logger for logger in logging.Logger.manager.loggerDict.values()
+        if isinstance(logger, logging.Logger)] + list(
+            MMLogger._instance_dict.values())
+    moved = []
+    for logger in loggers:
+        for handler in logger.handlers:
+            stream = getattr(handler, 'stream', None)
+            if stream is not None and id(stream) in console and not any(
+                    handler is h for h, _ in moved):
+                moved.append((handler, stream))
+                handler.setStream(streams[console[id(stream)]])
+    return moved
 
 
 def _manager_classes():
