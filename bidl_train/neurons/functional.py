@@ -129,19 +129,9 @@ class LIFMultiStep(torch.autograd.Function):
         spikes = torch.empty_like(x_seq) if out_mode == 'spike' else None
         s, r, v, tmp = (torch.empty_like(x_seq[0]) for _ in range(4))
         for t in range(x_seq.shape[0]):
-            u = u_seq[t]
-            if t == 0:
-                u.copy_(x_seq[0])
-            else:
-                torch.add(x_seq[t], v, out=u)
-            s_t = spikes[t] if spikes is not None else s
-            torch.gt(u, th, out=s_t)
-            if hard:
-                torch.sub(rv, u, out=tmp)
-                torch.addcmul(u, s_t, tmp, out=r)
-            else:
-                torch.addcmul(u, s_t, th, value=-1, out=r)
-            torch.addcmul(b, a, r, out=v)
+            _charge(x_seq, t, v, out=u_seq[t])
+            _fire_reset_leak(u_seq[t], a, b, th, rv, hard, tmp, out=(
+                spikes[t] if spikes is not None else s, r, v))
 
         if out_mode == 'spike':
             y = spikes
@@ -270,6 +260,31 @@ class LIFMultiStep(torch.autograd.Function):
         return (grad_x, finish('a', alpha, need_a), finish('b', beta, need_b),
                 finish('th', theta, need_th), finish('v0', v0, need_v0),
                 None, None, None, None)
+
+
+def _charge(x_seq, t, v, out):
+    """``u_t = x_t + v_{t-1}`` (``v_{-1} = 0``) into ``out``."""
+    if t == 0:
+        out.copy_(x_seq[0])
+    else:
+        torch.add(x_seq[t], v, out=out)
+
+
+def _fire_reset_leak(u, a, b, theta, v0, hard, tmp, out):
+    """One step's spikes, reset and leak from the membrane ``u`` (``z``
+    under membrane BatchNorm) into ``out = (s, r, v)``, ``tmp`` a scratch
+    buffer: with out= because a fresh large tensor every step costs page
+    faults, and resets as multiply-adds (``r = u + s (v0 - u)``, ``r = u -
+    s theta``) because masked selects are slower on CPU (see
+    :class:`LIFMultiStep`)."""
+    s, r, v = out
+    torch.gt(u, theta, out=s)
+    if hard:
+        torch.sub(v0, u, out=tmp)
+        torch.addcmul(u, s, tmp, out=r)
+    else:
+        torch.addcmul(u, s, theta, value=-1, out=r)
+    torch.addcmul(b, a, r, out=v)
 
 
 def _subtract(total, term, factor, like):
@@ -545,6 +560,16 @@ def select_kernel(x_seq, derivative, kernel='auto', layer=None,
     return choice
 
 
+def _check_options(function, out_mode, reset):
+    """A ConfigError naming ``function`` for an unknown out mode or reset."""
+    if out_mode not in _OUT_MODES:
+        raise ConfigError(f'{function}: out_mode must be one of '
+                          f'{_OUT_MODES}, got {out_mode!r}')
+    if reset not in ('hard', 'soft'):
+        raise ConfigError(
+            f"{function}: reset must be 'hard' or 'soft', got {reset!r}")
+
+
 def lif_multistep(x_seq, alpha, beta, theta, v0, derivative, reset='hard',
                   detach_reset=False, out_mode='spike', kernel='auto',
                   layer='lif_multistep'):
@@ -558,12 +583,7 @@ def lif_multistep(x_seq, alpha, beta, theta, v0, derivative, reset='hard',
     :func:`select_kernel`). ``layer``: the name the log line saying which
     kernel runs, and why, gives (once per process).
     """
-    if out_mode not in _OUT_MODES:
-        raise ConfigError(f'lif_multistep: out_mode must be one of {_OUT_MODES}, '
-                          f'got {out_mode!r}')
-    if reset not in ('hard', 'soft'):
-        raise ConfigError(
-            f"lif_multistep: reset must be 'hard' or 'soft', got {reset!r}")
+    _check_options('lif_multistep', out_mode, reset)
     chosen = select_kernel(x_seq, derivative, kernel, layer)
     if chosen is not None:
         function, extra = chosen
@@ -696,23 +716,15 @@ class LIFMultiStepBN(torch.autograd.Function):
                                                        v0))
         gamma, shift = weight.detach(), bias.detach()
         u_seq, y = torch.empty_like(x_seq), torch.empty_like(x_seq)
-        v, s, diff = (torch.empty_like(x_seq[0]) for _ in range(3))
+        v, s, r, tmp = (torch.empty_like(x_seq[0]) for _ in range(4))
         means, invstds = [], []
         for t in range(x_seq.shape[0]):
             u = u_seq[t]
-            if t == 0:
-                u.copy_(x_seq[0])
-            else:
-                torch.add(x_seq[t], v, out=u)
+            _charge(x_seq, t, v, out=u)
             z, mean, invstd = bn.native(u, gamma, shift, update=True)
             means.append(mean)
             invstds.append(invstd)
-            torch.gt(z, th, out=s)
-            if hard:  # r = z + s (v0 - z)
-                r = torch.addcmul(z, s, torch.sub(rv, z, out=diff))
-            else:
-                r = torch.addcmul(z, s, th, value=-1)
-            torch.addcmul(b, a, r, out=v)
+            _fire_reset_leak(z, a, b, th, rv, hard, tmp, out=(s, r, v))
             y[t] = _output_of(out_mode, s, z, th, r, v)
         ctx.save_for_backward(u_seq, torch.stack(means), torch.stack(invstds),
                               alpha, beta, theta, v0, weight, bias)
@@ -898,12 +910,7 @@ def lif_multistep_bn(x_seq, alpha, beta, theta, v0, derivative, norm,
     and bias get gradients. ``kernel``: as for :func:`lif_multistep` (each
     kernel has its membrane-BatchNorm form).
     """
-    if out_mode not in _OUT_MODES:
-        raise ConfigError(f'lif_multistep_bn: out_mode must be one of '
-                          f'{_OUT_MODES}, got {out_mode!r}')
-    if reset not in ('hard', 'soft'):
-        raise ConfigError(
-            f"lif_multistep_bn: reset must be 'hard' or 'soft', got {reset!r}")
+    _check_options('lif_multistep_bn', out_mode, reset)
     if x_seq.dim() < 3 or x_seq.shape[2] != norm.num_features:
         raise ConfigError(
             f'{layer}: the membrane BatchNorm has {norm.num_features} '
