@@ -341,3 +341,13 @@ def test_rank_whose_peers_never_come_stops_after_the_timeout(tmp_path):
     _one_line_error(proc.returncode, proc.stderr,
                     f'did not all meet at 127.0.0.1:{port}',
                     'did not answer within 3 s')
+
+
+def test_max_keep_ckpts_deletes_the_oldest_after_each_save(tmp_path):
+    cfg = tiny_config(tmp_path, epochs=3)
+    work = tmp_path / 'work'
+    run_here([tool('train'), cfg, '--work-dir', str(work), '--cfg-options',
+              'default_hooks.checkpoint.max_keep_ckpts=2',
+              'default_hooks.checkpoint.save_best=None'], tmp_path)
+    assert sorted(n for n in os.listdir(work) if n.endswith('.pth')) == [
+        'epoch_2.pth', 'epoch_3.pth']

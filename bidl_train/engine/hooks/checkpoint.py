@@ -6,6 +6,8 @@ run is left with one checkpoint fewer than promised, and with
 ``max_keep_ckpts=1`` with none at all to resume from. This hook writes first
 and prunes after, so a failed save leaves every earlier checkpoint in place.
 """
+from collections import deque
+
 from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook
 
@@ -22,6 +24,14 @@ class SaveThenPruneCheckpointHook(CheckpointHook):
         if backend_args is None:
             backend_args = dict(backend='atomic_local')
         super().__init__(*args, backend_args=backend_args, **kwargs)
+
+    def before_train(self, runner):
+        super().before_train(runner)
+        if self.max_keep_ckpts > 0:
+            # mmengine's deque has maxlen=max_keep_ckpts: appending the
+            # newest step would drop the oldest from it unseen and _prune
+            # would never find more than max_keep_ckpts to delete
+            self.keep_ckpt_ids = deque(self.keep_ckpt_ids)
 
     def _save_checkpoint_with_step(self, runner, step, meta):
         keep = self.max_keep_ckpts
